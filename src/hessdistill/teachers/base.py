@@ -1,0 +1,177 @@
+"""The teacher interface shared by every foundation-model adapter.
+
+A teacher maps ``ase.Atoms`` to energies (eV), forces (eV/Å) and Hessian rows (eV/Å², H = d²E/dx²).
+Adapters differ only in how they build a differentiable energy/force graph (:class:`AutogradTeacher`) or
+in how they evaluate forces for finite differences (:class:`~hessdistill.teachers.ase_fd.ASETeacher`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from .. import hessian as hess
+from ..errors import StructureError, UnsupportedElementError
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+
+
+def resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "float32", torch.float64: "float64"}[dtype]
+
+
+@dataclass
+class ForwardResult:
+    """A differentiable evaluation of one structure.
+
+    ``positions`` is the (N,3) leaf the energy was computed from; ``forces`` (N,3) carries a graph back to it
+    (built with ``create_graph=True`` for conservative models, the force head itself for direct models).
+    """
+
+    positions: torch.Tensor
+    energy: torch.Tensor
+    forces: torch.Tensor
+
+
+class Teacher(ABC):
+    """Common interface. Subclasses set ``name``, ``version``, ``conservative`` and implement the methods."""
+
+    name: str = "teacher"
+    version: str = "unknown"
+    #: True when forces are -dE/dx (symmetric Hessian); False for direct-force heads (rows of -dF/dx).
+    conservative: bool = True
+    #: how Hessian rows are obtained: "autograd" or "finite-difference"
+    hessian_method: str = "autograd"
+    #: atomic numbers the model covers, or None when it does not say
+    supported_numbers: frozenset[int] | None = None
+
+    def __init__(self, device=None, dtype="float64"):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+
+    # ------------------------------------------------------------------ checks
+    def check_atoms(self, atoms: Atoms, *, index=None, path=None) -> None:
+        """Raise a clear error when the teacher cannot evaluate ``atoms``."""
+        if not isinstance(atoms, Atoms):
+            raise TypeError(f"teachers take ase.Atoms, got {type(atoms).__name__}")
+        if len(atoms) == 0:
+            raise StructureError("structure has no atoms", path=path, structure=index, fix="drop empty structures from the input")
+        if not np.isfinite(atoms.get_positions()).all():
+            raise StructureError("positions contain NaN or inf", path=path, structure=index, fix="drop or repair this structure")
+        if self.supported_numbers is not None:
+            bad = {int(z) for z in atoms.numbers} - set(self.supported_numbers)
+            if bad:
+                raise UnsupportedElementError(
+                    self.name, [chemical_symbols[z] for z in bad], structure=index, path=path,
+                    supported=[chemical_symbols[z] for z in sorted(self.supported_numbers)],
+                )
+
+    # ------------------------------------------------------------------ API
+    @abstractmethod
+    def _energy_forces_one(self, atoms: Atoms) -> tuple[float, np.ndarray]:
+        ...
+
+    def energy_forces(self, atoms):
+        """Energy (eV) and forces (N,3, eV/Å) of one structure, or of a list.
+
+        One ``Atoms`` gives ``(float, ndarray)``; a list gives ``(ndarray (M,), list of (N_m,3) arrays)``.
+        """
+        if isinstance(atoms, Atoms):
+            self.check_atoms(atoms)
+            return self._energy_forces_one(atoms)
+        energies, forces = [], []
+        for i, a in enumerate(atoms):
+            self.check_atoms(a, index=i)
+            e, f = self._energy_forces_one(a)
+            energies.append(e)
+            forces.append(f)
+        return np.asarray(energies, dtype=np.float64), forces
+
+    @abstractmethod
+    def hessian_rows(self, atoms: Atoms, rows) -> np.ndarray:
+        """Rows of H = d²E/dx² (eV/Å²), shape (len(rows), 3N), coordinates flattened atom-major."""
+
+    def hessian(self, atoms: Atoms) -> np.ndarray:
+        """The full (3N, 3N) Hessian."""
+        return self.hessian_rows(atoms, np.arange(3 * len(atoms)))
+
+    def labels(self, atoms: Atoms, rows=None) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """Energy, forces and (optionally) Hessian rows of one structure, sharing work where possible."""
+        e, f = self.energy_forces(atoms)
+        h = None if rows is None else self.hessian_rows(atoms, rows)
+        return e, f, h
+
+    def metadata(self) -> dict:
+        """Provenance recorded in every store the teacher writes."""
+        return {
+            "teacher": self.name,
+            "teacher_version": self.version,
+            "teacher_dtype": dtype_name(self.dtype),
+            "conservative": bool(self.conservative),
+            "hessian_method": self.hessian_method,
+        }
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name} v{self.version} {dtype_name(self.dtype)} on {self.device}>"
+
+
+class AutogradTeacher(Teacher):
+    """A teacher whose forces are differentiable with respect to a positions leaf.
+
+    Subclasses implement :meth:`forward`, which must build the model's graph from a positions tensor that
+    requires grad, so Hessian rows follow from VJPs of the forces (see :mod:`hessdistill.hessian`).
+    """
+
+    #: VJP route, see hessian.force_jacobian_rows; "auto" measures loop vs batched once per device
+    vjp_method: str = "auto"
+    vjp_chunk_size: int = 32
+
+    @abstractmethod
+    def forward(self, atoms: Atoms, *, create_graph: bool) -> ForwardResult:
+        """Evaluate ``atoms``; with ``create_graph`` the forces must be differentiable w.r.t. positions."""
+
+    def _energy_forces_one(self, atoms):
+        res = self.forward(atoms, create_graph=False)
+        return float(res.energy.detach()), res.forces.detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
+
+    def hessian_rows(self, atoms, rows) -> np.ndarray:
+        self.check_atoms(atoms)
+        res = self.forward(atoms, create_graph=True)
+        return self._rows_from(res, rows)
+
+    def _rows_from(self, res: ForwardResult, rows) -> np.ndarray:
+        h = hess.hessian_rows(
+            res.forces, res.positions, rows, method=self.vjp_method, chunk_size=self.vjp_chunk_size, key=self.name
+        )
+        return h.detach().to(torch.float64).cpu().numpy()
+
+    def labels(self, atoms, rows=None):
+        """One forward pass serves energy, forces and the Hessian rows."""
+        self.check_atoms(atoms)
+        if rows is None:
+            e, f = self._energy_forces_one(atoms)
+            return e, f, None
+        res = self.forward(atoms, create_graph=True)
+        e = float(res.energy.detach())
+        f = res.forces.detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
+        return e, f, self._rows_from(res, rows)

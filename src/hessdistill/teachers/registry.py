@@ -1,0 +1,79 @@
+"""Teacher names -> adapters.
+
+Names (case-sensitive):
+
+===========================  =========================================================================
+``chgnet`` / ``chgnet:<v>``   CHGNet pretrained weights shipped in the ``chgnet`` wheel (v = 0.3.0, 0.2.0, r2scan)
+``sevenn`` / ``sevenn:<m>``   SevenNet (m = 7net-0 by default; any model name that ``sevenn`` ships)
+``mace-off:<size>``           MACE-OFF23 small/medium/large through mace-torch's own loader (downloads once)
+``mace-mp:<size>``            MACE-MP-0 small/medium/large (or any name ``mace_mp`` accepts)
+``mace:<path>``               a MACE model file on disk
+``ase:<module>:<Class>``      any ASE calculator, Hessian by central finite differences
+``torch:<module>:<factory>``  any torch callable (conservative or direct-force), Hessian by autograd
+===========================  =========================================================================
+
+Keyword options (from the config's teacher entry) are passed to the adapter.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import TeacherError
+from .base import Teacher
+
+KNOWN_PREFIXES = ("chgnet", "sevenn", "mace-off", "mace-mp", "mace", "ase", "torch")
+
+
+def _import(module: str, what: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise TeacherError(
+            f"teacher {what!r} needs a package that is not installed here ({exc}).\n"
+            f"  fix: install the matching extra, e.g. pip install -c constraints.txt -e '.[{_extra_for(what)}]', "
+            f"or run the rule in its environment from envs/"
+        ) from exc
+
+
+def _extra_for(name: str) -> str:
+    return {"chgnet": "chgnet", "sevenn": "sevenn"}.get(name.split(":")[0], "mace" if name.startswith("mace") else "teachers")
+
+
+def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
+    """Build the teacher called ``name`` on ``device`` ("cpu", "cuda", "auto"/None) in ``dtype``.
+
+    Raises :class:`~hessdistill.errors.TeacherError` for unknown names, missing packages or missing weights.
+    """
+    if not isinstance(name, str) or not name:
+        raise TeacherError(f"teacher name must be a non-empty string, got {name!r}")
+    prefix, _, rest = name.partition(":")
+    if prefix == "chgnet":
+        mod = _import("hessdistill.teachers.chgnet", name)
+        return mod.CHGNetTeacher(model=rest or None, device=device, dtype=dtype, **options)
+    if prefix == "sevenn":
+        mod = _import("hessdistill.teachers.sevenn", name)
+        return mod.SevenNetTeacher(model=rest or None, device=device, dtype=dtype, **options)
+    if prefix in ("mace-off", "mace-mp", "mace"):
+        if not rest:
+            raise TeacherError(f"teacher {name!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'")
+        mod = _import("hessdistill.teachers.mace", name)
+        return mod.MACETeacher(kind=prefix, model=rest, device=device, dtype=dtype, **options)
+    if prefix == "ase":
+        from .ase_fd import ASETeacher
+
+        module, _, cls = rest.partition(":")
+        if not module or not cls:
+            raise TeacherError(f"teacher {name!r}: ASE teachers are named 'ase:<module>:<Class>', e.g. 'ase:ase.calculators.emt:EMT'")
+        return ASETeacher(module, cls, dtype=dtype, device=device, **options)
+    if prefix == "torch":
+        from .torch_model import TorchModelTeacher
+
+        module, _, factory = rest.partition(":")
+        if not module or not factory:
+            raise TeacherError(f"teacher {name!r}: torch teachers are named 'torch:<module>:<factory>'")
+        return TorchModelTeacher.from_factory(module, factory, device=device, dtype=dtype, **options)
+    raise TeacherError(
+        f"unknown teacher {name!r}; known forms: chgnet[:version], sevenn[:model], mace-off:<size>, mace-mp:<size>, "
+        f"mace:<path>, ase:<module>:<Class>, torch:<module>:<factory>"
+    )

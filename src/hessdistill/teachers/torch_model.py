@@ -1,0 +1,60 @@
+"""Any differentiable torch model as a teacher (conservative or direct-force).
+
+The factory named in ``torch:<module>:<factory>`` is called with the teacher's options and must return an
+object with a ``__call__(positions, numbers, cell, pbc)`` that gives ``(energy, forces)`` from a positions
+tensor (N,3) that requires grad; ``forces`` may be ``None``, in which case forces are -dE/dx (conservative).
+An optional attribute ``conservative`` (default: True when forces are None) and ``supported_numbers`` are
+honoured.  Direct-force models give Hessian rows as rows of -dF/dx, which are not symmetric; stores written
+from them say so (``conservative = False``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import torch
+
+from ..errors import TeacherError
+from .base import AutogradTeacher, ForwardResult
+
+
+class TorchModelTeacher(AutogradTeacher):
+    def __init__(self, model, *, name="torch-model", version="unknown", device=None, dtype="float64", conservative=None):
+        super().__init__(device=device, dtype=dtype)
+        self.model = model.to(device=self.device, dtype=self.dtype) if isinstance(model, torch.nn.Module) else model
+        self.name = name
+        self.version = version
+        self._declared_conservative = conservative if conservative is not None else getattr(model, "conservative", None)
+        if self._declared_conservative is not None:
+            self.conservative = bool(self._declared_conservative)
+        sn = getattr(model, "supported_numbers", None)
+        self.supported_numbers = frozenset(int(z) for z in sn) if sn is not None else None
+
+    @classmethod
+    def from_factory(cls, module, factory, *, device=None, dtype="float64", **options):
+        try:
+            fn = getattr(importlib.import_module(module), factory)
+        except (ImportError, AttributeError) as exc:
+            raise TeacherError(f"torch teacher: cannot find {module}:{factory} ({exc})") from exc
+        model = fn(**options)
+        top = module.split(".")[0]
+        version = str(getattr(importlib.import_module(top), "__version__", "unknown"))
+        return cls(model, name=f"torch:{module}:{factory}", version=version, device=device, dtype=dtype)
+
+    def forward(self, atoms, *, create_graph):
+        pos = torch.tensor(atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
+        numbers = torch.tensor(atoms.numbers, dtype=torch.long, device=self.device)
+        cell = torch.tensor(np.asarray(atoms.cell), dtype=self.dtype, device=self.device)
+        pbc = torch.tensor(atoms.pbc, device=self.device)
+        energy, forces = self.model(pos, numbers, cell, pbc)
+        if forces is None:
+            if self._declared_conservative is False:
+                raise TeacherError(f"{self.name}: declared non-conservative but returned no forces")
+            self.conservative = True
+            (g,) = torch.autograd.grad(energy, pos, create_graph=create_graph)
+            forces = -g
+        else:
+            if self._declared_conservative is None:
+                self.conservative = False
+        return ForwardResult(positions=pos, energy=energy, forces=forces)
