@@ -1,9 +1,11 @@
 """Any ASE calculator as a teacher, with Hessian rows from central finite differences of forces.
 
 Accuracy (documented in :mod:`hessdistill.hessian`): with the default 2nd-order stencil and ``step`` h the
-truncation error is (h²/6)·∂³F/∂x³ and the rounding error about ε·|F|/h.  For float64 calculators the
-default h = 1e-3 Å gives ~1e-6 relative error on smooth potentials (tested against analytic Hessians);
-``order: 4`` reaches ~1e-9 at twice the cost.  Each row costs 2 (order 2) or 4 (order 4) force calls.
+truncation error is (h²/6)·∂³F/∂x³ and the rounding error about ε·|F|/h.  Measured against the closed-form
+Hessian of a stiff Lennard-Jones cluster (σ = 1 Å, ε = 1 eV, neighbours near σ; tests/test_hessian.py):
+relative error 2.6e-5 at the default h = 1e-3 Å and 2.6e-7 at h = 1e-4 Å with ``order: 2``; 9e-10 at
+h = 1e-3 Å with ``order: 4``.  Softer potentials do better.  Each row costs 2 (order 2) or 4 (order 4)
+force calls.  For float32 calculators use h ~ 1e-2 Å (rounding dominates below).
 
 Finite differences give *columns* of the Jacobian.  For a conservative calculator (the usual case) these
 are the Hessian rows.  Set ``conservative: false`` for a calculator whose forces are not -dE/dx; then every

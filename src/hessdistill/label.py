@@ -1,0 +1,314 @@
+"""Teacher labelling job: energies/forces for every split, Hessian rows for chosen splits.
+
+    python -m hessdistill.label STRUCTURES.h5 --teacher chgnet --labels-out labels.h5 \\
+        [--hessians-out hessians.h5 --hessian-splits train test --rows 4|full --row-seed 0] \\
+        [--dtype float64] [--device auto] [--chunk-size 16]
+
+Work is cut into chunks of structures.  Each finished chunk is saved atomically as one file in
+``<labels-out>.parts/`` next to a ``manifest.json`` that fingerprints the settings (teacher, version, dtype,
+structure-store content hashes, row selection).  A killed job rerun with the same settings skips every
+finished chunk, so no structure is computed twice; a rerun with *different* settings refuses to mix
+results and says how to start over.  When every chunk is done the labels and Hessian files are assembled
+(each written atomically) and the parts folder is removed.
+
+Rows: ``--rows full`` stores the whole 3N x 3N Hessian; ``--rows k`` stores a fixed random subset of k rows
+per structure, drawn from (row seed, split, structure index) only (see hessian.sample_rows), so the choice
+does not depend on chunking or on resumption.  For structures with 3N <= k all rows are stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import hessian as hess
+from .atomic import atomic_path, atomic_write_text
+from .data.labels import write_hessians, write_labels
+from .errors import HessdistillError, StoreError
+
+log = logging.getLogger("hessdistill.label")
+
+_SPLIT_SALT = {}
+
+
+def _split_key(split: str) -> int:
+    """A stable integer for a split name (for seeding row draws)."""
+    if split not in _SPLIT_SALT:
+        _SPLIT_SALT[split] = int.from_bytes(hashlib.sha256(split.encode()).digest()[:4], "little")
+    return _SPLIT_SALT[split]
+
+
+def rows_for(n_atoms: int, rows_per_structure, row_seed: int, split: str, index: int) -> np.ndarray:
+    k = None if rows_per_structure in (None, "full") else int(rows_per_structure)
+    return hess.sample_rows(n_atoms, k, seed=row_seed, structure_key=(_split_key(split) << 32) + int(index))
+
+
+def run_labelling(
+    structures,
+    teacher,
+    labels_out,
+    *,
+    hessians_out=None,
+    hessian_splits=None,
+    splits=None,
+    rows_per_structure="full",
+    row_seed: int = 0,
+    storage_dtype=None,
+    chunk_size: int = 16,
+    progress: bool = True,
+    computed_log=None,
+) -> dict:
+    """Label a structure store with ``teacher`` (a :class:`~hessdistill.teachers.Teacher`).
+
+    Returns a summary dict (counts, time spent, chunks computed and skipped).  ``computed_log``, if given,
+    is a list that receives (split, index) of every structure computed by *this* call (used by tests to
+    show that a resumed job computes nothing twice).
+    """
+    from .data.store import StructureStore
+
+    labels_out = Path(labels_out)
+    hessians_out = Path(hessians_out) if hessians_out else None
+    if rows_per_structure not in (None, "full"):
+        try:
+            rows_per_structure = int(rows_per_structure)
+        except (TypeError, ValueError):
+            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure!r}") from None
+        if rows_per_structure <= 0:
+            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure}")
+    else:
+        rows_per_structure = "full"
+    if chunk_size <= 0:
+        raise HessdistillError(f"chunk size must be positive, got {chunk_size}")
+
+    store = StructureStore(structures)
+    all_splits = list(store.splits)
+    splits = list(splits) if splits else all_splits
+    for s in splits:
+        if s not in all_splits:
+            raise StoreError(f"has no split {s!r} (splits: {', '.join(all_splits)})", path=structures,
+                             fix="choose splits that exist in the structure store")
+    hessian_splits = [] if hessians_out is None else (list(hessian_splits) if hessian_splits else list(splits))
+    for s in hessian_splits:
+        if s not in splits:
+            raise HessdistillError(f"Hessian split {s!r} is not among the labelled splits {splits}")
+    if hessian_splits and hessians_out is None:
+        raise HessdistillError("Hessian splits given but no Hessian output file (--hessians-out)")
+    storage_dtype = np.dtype(storage_dtype or ("float64" if teacher.metadata()["teacher_dtype"] == "float64" else "float32"))
+
+    meta = teacher.metadata()
+    manifest = {
+        "teacher": meta,
+        "structures_content_hash": {s: store.content_hash(s) for s in splits},
+        "splits": splits,
+        "hessian_splits": hessian_splits,
+        "rows_per_structure": rows_per_structure,
+        "row_seed": int(row_seed),
+        "storage_dtype": storage_dtype.name,
+        "chunk_size": int(chunk_size),
+    }
+    parts = labels_out.parent / (labels_out.name + ".parts")
+    _prepare_parts(parts, manifest)
+
+    n_done = n_computed = 0
+    t_start = time.perf_counter()
+    total = sum(store.n_structures(s) for s in splits)
+    bar = _progress(total, progress, desc=f"labels {teacher.name}")
+    for split in splits:
+        m = store.n_structures(split)
+        want_h = split in hessian_splits
+        for c0 in range(0, m, chunk_size):
+            part = parts / f"{split}-{c0 // chunk_size:06d}.npz"
+            c1 = min(m, c0 + chunk_size)
+            if part.exists():
+                bar.update(c1 - c0)
+                n_done += c1 - c0
+                continue
+            energy, forces, n_atoms, wall, row_idx, rows = [], [], [], [], [], []
+            for i in range(c0, c1):
+                atoms = store.atoms(split, i)
+                teacher.check_atoms(atoms, index=i, path=f"{structures}[{split}]")
+                sel = rows_for(len(atoms), rows_per_structure, row_seed, split, i) if want_h else None
+                t0 = time.perf_counter()
+                e, f, h = teacher.labels(atoms, rows=sel)
+                wall.append(time.perf_counter() - t0)
+                _check_finite(e, f, h, structures, split, i, teacher.name)
+                energy.append(e)
+                forces.append(np.asarray(f, dtype=np.float64).reshape(-1, 3))
+                n_atoms.append(len(atoms))
+                if want_h:
+                    row_idx.append(sel)
+                    rows.append(np.asarray(h, dtype=storage_dtype))
+                if computed_log is not None:
+                    computed_log.append((split, i))
+                n_computed += 1
+                bar.update(1)
+            payload = {
+                "energy": np.asarray(energy), "forces": np.concatenate(forces), "n_atoms": np.asarray(n_atoms),
+                "wall_time": np.asarray(wall),
+            }
+            if want_h:
+                payload["row_counts"] = np.array([len(r) for r in row_idx])
+                payload["row_index"] = np.concatenate(row_idx)
+                payload["values"] = np.concatenate([r.reshape(-1) for r in rows])
+            with atomic_path(part, suffix=".tmp.npz") as tmp:
+                np.savez(tmp, **payload)
+            n_done += c1 - c0
+    bar.close()
+
+    per_split_labels, per_split_h = {}, {}
+    for split in splits:
+        chunks = [np.load(p) for p in sorted(parts.glob(f"{split}-*.npz"))]
+        n_atoms = np.concatenate([c["n_atoms"] for c in chunks]) if chunks else np.zeros(0, np.int64)
+        per_split_labels[split] = {
+            "energy": np.concatenate([c["energy"] for c in chunks]) if chunks else np.zeros(0),
+            "forces": np.concatenate([c["forces"] for c in chunks]) if chunks else np.zeros((0, 3)),
+            "n_atoms": n_atoms,
+            "wall_time": np.concatenate([c["wall_time"] for c in chunks]) if chunks else np.zeros(0),
+            "structure_content_hash": manifest["structures_content_hash"][split],
+        }
+        if split in hessian_splits:
+            row_index, rows = [], []
+            for c in chunks:
+                ro = np.concatenate([[0], np.cumsum(c["row_counts"])])
+                vo = 0
+                for j, n in enumerate(c["n_atoms"]):
+                    idx = c["row_index"][ro[j] : ro[j + 1]]
+                    size = len(idx) * 3 * int(n)
+                    row_index.append(idx)
+                    rows.append(c["values"][vo : vo + size].reshape(len(idx), 3 * int(n)))
+                    vo += size
+            per_split_h[split] = {"n_atoms": n_atoms, "row_index": row_index, "rows": rows,
+                                  "structure_content_hash": manifest["structures_content_hash"][split]}
+        if len(n_atoms) != store.n_structures(split):
+            raise HessdistillError(f"internal error: split {split} assembled {len(n_atoms)} of {store.n_structures(split)} structures")
+
+    attrs = {**meta, "structures": str(structures)}
+    if hessians_out is not None:
+        write_hessians(hessians_out, per_split_h, {**attrs, "rows_per_structure": str(rows_per_structure),
+                                                   "row_seed": int(row_seed), "symmetric": bool(meta["conservative"])},
+                       storage_dtype)
+    write_labels(labels_out, per_split_labels, attrs)
+    shutil.rmtree(parts)
+    summary = {
+        "teacher": meta, "splits": {s: store.n_structures(s) for s in splits}, "hessian_splits": hessian_splits,
+        "structures_computed": n_computed, "structures_resumed": n_done - n_computed,
+        "wall_time_s": time.perf_counter() - t_start,
+        "teacher_time_s": float(sum(d["wall_time"].sum() for d in per_split_labels.values())),
+    }
+    return summary
+
+
+def _prepare_parts(parts: Path, manifest: dict) -> None:
+    mpath = parts / "manifest.json"
+    text = json.dumps(manifest, sort_keys=True, indent=1)
+    if mpath.exists():
+        old = mpath.read_text()
+        if old != text:
+            raise HessdistillError(
+                f"{parts} holds partial results of a labelling run with different settings:\n"
+                f"  before: {_diff(json.loads(old), manifest)}\n"
+                f"  fix: delete {parts} (or pass --restart) to start over with the new settings"
+            )
+        done = len(list(parts.glob("*.npz")))
+        log.info("resuming from %s (%d finished chunks)", parts, done)
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    for stale in parts.glob("*"):
+        if stale.is_file():
+            stale.unlink()
+    atomic_write_text(mpath, text)
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+def _check_finite(e, f, h, path, split, i, teacher):
+    bad = not np.isfinite(e) or not np.isfinite(f).all() or (h is not None and not np.isfinite(h).all())
+    if bad:
+        raise HessdistillError(
+            f"teacher {teacher} returned NaN/inf for structure {i} of split {split!r} in {path}\n"
+            f"  fix: inspect that structure (overlapping atoms? elements outside the teacher's training set?) and drop it"
+        )
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, enabled, desc):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="struct", mininterval=1.0, file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hessdistill.label", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("structures", help="structure store (HDF5) to label")
+    p.add_argument("--teacher", required=True, help="teacher name, e.g. chgnet, sevenn, mace-off:large, ase:ase.calculators.emt:EMT")
+    p.add_argument("--teacher-options", default="{}", help="JSON dict of teacher options")
+    p.add_argument("--labels-out", required=True)
+    p.add_argument("--hessians-out")
+    p.add_argument("--splits", nargs="*", help="splits to label (default: all)")
+    p.add_argument("--hessian-splits", nargs="*", help="splits that get Hessians (default: all labelled splits)")
+    p.add_argument("--rows", default="full", help="'full' or k rows per structure")
+    p.add_argument("--row-seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
+    p.add_argument("--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--chunk-size", type=int, default=16)
+    p.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
+    p.add_argument("--summary-out", help="write a JSON summary here")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import torch
+
+    from .teachers import load_teacher
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        options = json.loads(args.teacher_options)
+        if args.restart:
+            parts = Path(args.labels_out).parent / (Path(args.labels_out).name + ".parts")
+            if parts.exists():
+                shutil.rmtree(parts)
+        teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype, **options)
+        summary = run_labelling(
+            args.structures, teacher, args.labels_out, hessians_out=args.hessians_out, hessian_splits=args.hessian_splits,
+            splits=args.splits, rows_per_structure=args.rows, row_seed=args.row_seed, storage_dtype=args.storage_dtype,
+            chunk_size=args.chunk_size, progress=not args.no_progress,
+        )
+    except HessdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.summary_out:
+        atomic_write_text(args.summary_out, json.dumps(summary, indent=1, sort_keys=True, default=str))
+    print(json.dumps({k: summary[k] for k in ("splits", "structures_computed", "structures_resumed", "wall_time_s")}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
