@@ -16,7 +16,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from .. import hessian as hess
-from ..errors import StructureError, UnsupportedElementError
+from ..errors import UnsupportedElementError
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -74,10 +74,9 @@ class Teacher(ABC):
         """Raise a clear error when the teacher cannot evaluate ``atoms``."""
         if not isinstance(atoms, Atoms):
             raise TypeError(f"teachers take ase.Atoms, got {type(atoms).__name__}")
-        if len(atoms) == 0:
-            raise StructureError("structure has no atoms", path=path, structure=index, fix="drop empty structures from the input")
-        if not np.isfinite(atoms.get_positions()).all():
-            raise StructureError("positions contain NaN or inf", path=path, structure=index, fix="drop or repair this structure")
+        from ..data.store import validate_atoms
+
+        validate_atoms(atoms, index=index, path=path, require_labels=False)
         if self.supported_numbers is not None:
             bad = {int(z) for z in atoms.numbers} - set(self.supported_numbers)
             if bad:
