@@ -21,10 +21,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # MACE environment: mace-torch pins e3nn==0.4.4, which sevenn (e3nn>=0.5) cannot share
-$(MACE_VENV)/.installed: pyproject.toml constraints.txt constraints-mace.txt
+$(MACE_VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(MACE_VENV)
-	$(MACE_VENV)/bin/pip install $(PIP_FLAGS) -c constraints-mace.txt torch==2.13.0
-	$(MACE_VENV)/bin/pip install $(PIP_FLAGS) -c constraints-mace.txt -e '.[mace,dev]'
+	$(MACE_VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt torch==2.13.0
+	$(MACE_VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[mace,dev]'
 	touch $@
 
 demo: env

@@ -1,0 +1,257 @@
+"""Built-in offline datasets: deterministic generators labelled by an offline teacher.
+
+Two families, so that both materials and molecules are covered with no download at all:
+
+``perovskites``
+    cubic ABO3 perovskite oxides (SrTiO3, BaTiO3, CaTiO3, SrZrO3, BaZrO3, KNbO3, KTaO3, SrHfO3) in cells of
+    5, 10, 20 and 40 atoms (1x1x1, 2x1x1, 2x2x1, 2x2x2 supercells of the 5-atom cell), under isotropic and
+    uniaxial strain, sampled by short teacher-driven Langevin MD at several temperatures plus randomly
+    rattled and sheared cells.  A materials-science subset the shipped-weights models (CHGNet, SevenNet-0;
+    both trained on MPtrj, which holds these compounds) cover well, and the paper's "perovskites" subset in
+    miniature.
+``molecules``
+    small organic molecules (H, C, N, O; 3-12 atoms) from ASE's g2 collection, sampled by short Langevin MD at
+    several temperatures plus rattled geometries; non-periodic.
+
+Every structure carries teacher labels (energy, forces) and ``info`` entries: ``family``, ``parent`` (the
+composition/cell it came from), ``trajectory`` (a group id: all frames of one MD run or one rattle series;
+use it to group splits and avoid leakage), ``sampling`` ("md" or "rattle"), ``temperature_K``, ``strain``
+and ``frame``.  The store records ``labels = "teacher:<name>"`` and the generator settings.
+
+The generator is deterministic for a given seed, settings and teacher (numpy ``default_rng`` streams per
+trajectory; ASE Langevin with an explicit RNG).  Cost is dominated by teacher force calls: one per MD step,
+one per rattled structure; :func:`estimate_calls` tells how many a setting needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from ase import Atoms, units
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.collections import g2
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from ..errors import HessdistillError
+
+log = logging.getLogger(__name__)
+
+#: (formula, A, B, cubic lattice constant in Å; room-temperature experimental values, rounded)
+PEROVSKITES = (
+    ("SrTiO3", "Sr", "Ti", 3.905),
+    ("BaTiO3", "Ba", "Ti", 4.00),
+    ("CaTiO3", "Ca", "Ti", 3.84),
+    ("SrZrO3", "Sr", "Zr", 4.10),
+    ("BaZrO3", "Ba", "Zr", 4.19),
+    ("KNbO3", "K", "Nb", 4.02),
+    ("KTaO3", "K", "Ta", 3.99),
+    ("SrHfO3", "Sr", "Hf", 4.07),
+)
+
+#: g2 molecules with only H, C, N, O and 3..12 atoms (sorted for determinism)
+MOLECULES = tuple(sorted(
+    name for name in g2.names
+    if 3 <= len(g2[name]) <= 12 and set(g2[name].get_chemical_symbols()) <= {"H", "C", "N", "O"}
+))
+
+
+@dataclass
+class GeneratorSettings:
+    family: str = "perovskites"
+    seed: int = 0
+    #: number of MD trajectories and of rattle series; each contributes frames_per_trajectory structures
+    n_trajectories: int = 24
+    n_rattle_series: int = 8
+    frames_per_trajectory: int = 10
+    #: MD: steps between kept frames, after `equilibration_steps`
+    sample_every: int = 3
+    equilibration_steps: int = 4
+    timestep_fs: float = 2.0
+    friction_per_fs: float = 0.02
+    temperatures_K: tuple = (300.0, 700.0, 1200.0)
+    #: isotropic and uniaxial strains applied to the starting cell (fractions); molecules ignore them
+    strains: tuple = (-0.03, -0.015, 0.0, 0.015, 0.03)
+    supercells: tuple = ((1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2))
+    #: rattled structures: Gaussian displacement sigma (Å) and cell shear sigma (fraction)
+    rattle_sigma: float = 0.06
+    shear_sigma: float = 0.015
+    max_atoms: int = 40
+    compositions: tuple = field(default_factory=tuple)  # empty: all of the family
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def estimate_calls(s: GeneratorSettings) -> int:
+    """Teacher force calls the generator makes (its cost, in units of one energy+forces call)."""
+    md = s.n_trajectories * (1 + s.equilibration_steps + s.sample_every * s.frames_per_trajectory)
+    return md + s.n_rattle_series * s.frames_per_trajectory
+
+
+def _parents(s: GeneratorSettings) -> list[tuple[str, Atoms]]:
+    if s.family == "perovskites":
+        out = []
+        for formula, a_el, b_el, a0 in PEROVSKITES:
+            if s.compositions and formula not in s.compositions:
+                continue
+            prim = _perovskite(a_el, b_el, a0)
+            for rep in s.supercells:
+                if len(prim) * int(np.prod(rep)) <= s.max_atoms:
+                    out.append((f"{formula}-{rep[0]}x{rep[1]}x{rep[2]}", prim.repeat(rep)))
+        return out
+    if s.family == "molecules":
+        names = [n for n in MOLECULES if not s.compositions or n in s.compositions]
+        return [(n, molecule(n)) for n in names if len(molecule(n)) <= s.max_atoms]
+    raise HessdistillError(f"unknown built-in dataset family {s.family!r}; choose 'perovskites' or 'molecules'")
+
+
+def _perovskite(a_el: str, b_el: str, a0: float) -> Atoms:
+    """The 5-atom cubic Pm-3m cell: A at the corner, B at the body centre, O at the face centres."""
+    frac = np.array([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return Atoms([a_el, b_el, "O", "O", "O"], scaled_positions=frac, cell=np.eye(3) * a0, pbc=True)
+
+
+def _strain(atoms: Atoms, rng, strains) -> tuple[Atoms, float]:
+    if not atoms.pbc.any():
+        return atoms.copy(), 0.0
+    eps = float(rng.choice(strains))
+    a = atoms.copy()
+    if rng.random() < 0.5:  # isotropic
+        m = np.eye(3) * (1 + eps)
+    else:  # uniaxial along a random axis
+        m = np.eye(3)
+        axis = int(rng.integers(3))
+        m[axis, axis] += eps
+    a.set_cell(a.cell.array @ m, scale_atoms=True)
+    return a, eps
+
+
+def _labelled(atoms: Atoms, e: float, f: np.ndarray, info: dict) -> Atoms:
+    a = Atoms(atoms.numbers, positions=atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())
+    a.info.update(info)
+    a.calc = SinglePointCalculator(a, energy=float(e), forces=np.array(f, dtype=np.float64))
+    return a
+
+
+def generate(teacher, settings: GeneratorSettings | None = None, *, progress=None) -> list[Atoms]:
+    """Generate the built-in dataset with ``teacher`` (a hessdistill Teacher) as the potential and labeller."""
+    from ..teachers.calculator import TeacherCalculator
+
+    s = settings or GeneratorSettings()
+    parents = _parents(s)
+    if not parents:
+        raise HessdistillError(f"built-in dataset: no {s.family} parent structures match compositions={s.compositions} "
+                               f"and max_atoms={s.max_atoms}")
+    master = np.random.default_rng(s.seed)
+    out: list[Atoms] = []
+    t0 = time.perf_counter()
+    calc = TeacherCalculator(teacher)
+    # MD trajectories: parent, strain and temperature drawn per trajectory, each with its own RNG stream
+    for t in range(s.n_trajectories):
+        rng = np.random.default_rng([s.seed, 1, t])
+        pname, parent = parents[int(master.integers(len(parents)))]
+        temp = float(rng.choice(s.temperatures_K))
+        atoms, eps = _strain(parent, rng, s.strains)
+        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
+        atoms.calc = calc
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
+        Stationary(atoms)
+        dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=temp,
+                       friction=s.friction_per_fs / units.fs, rng=rng, fixcm=True)
+        dyn.run(s.equilibration_steps)
+        for frame in range(s.frames_per_trajectory):
+            dyn.run(s.sample_every)
+            e = atoms.get_potential_energy()
+            f = atoms.get_forces()
+            out.append(_labelled(atoms, e, f, {
+                "family": s.family, "parent": pname, "trajectory": f"md{t:04d}", "sampling": "md",
+                "temperature_K": temp, "strain": eps, "frame": frame,
+            }))
+        if progress:
+            progress(len(out))
+    # rattle series: independent random displacements (and cell shears) around a strained parent
+    for r in range(s.n_rattle_series):
+        rng = np.random.default_rng([s.seed, 2, r])
+        pname, parent = parents[int(master.integers(len(parents)))]
+        base, eps = _strain(parent, rng, s.strains)
+        for frame in range(s.frames_per_trajectory):
+            a = base.copy()
+            if a.pbc.any():
+                shear = np.eye(3) + rng.normal(scale=s.shear_sigma, size=(3, 3))
+                a.set_cell(a.cell.array @ shear, scale_atoms=True)
+            a.positions += rng.normal(scale=s.rattle_sigma, size=a.positions.shape)
+            e, f = teacher.energy_forces(a)
+            out.append(_labelled(a, e, f, {
+                "family": s.family, "parent": pname, "trajectory": f"rattle{r:04d}", "sampling": "rattle",
+                "temperature_K": 0.0, "strain": eps, "frame": frame,
+            }))
+        if progress:
+            progress(len(out))
+    log.info("built-in %s dataset: %d structures from %d teacher calls in %.1f s", s.family, len(out),
+             estimate_calls(s), time.perf_counter() - t0)
+    return out
+
+
+def build_store(path, teacher, settings: GeneratorSettings | None = None, *, fractions=None, split_seed: int = 0,
+                progress=None):
+    """Generate, split (grouped by trajectory, so no MD run straddles two splits) and write a structure store."""
+    from .splits import write_split_store, make_splits
+
+    s = settings or GeneratorSettings()
+    fractions = fractions or {"train": 0.7, "val": 0.1, "test": 0.2}
+    structures = generate(teacher, s, progress=progress)
+    splits = make_splits(structures, fractions=fractions, seed=split_seed, group_by="trajectory")
+    meta = teacher.metadata()
+    return write_split_store(
+        path, splits, seed=split_seed, source=f"hessdistill.data.builtin:{s.family}", group_by="trajectory",
+        fractions=fractions, labels=f"teacher:{meta['teacher']}",
+        attrs={"generator": s.as_dict(), "teacher_version": meta["teacher_version"], "teacher_dtype": meta["teacher_dtype"]},
+    )
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m hessdistill.data.builtin",
+                                description="Generate a built-in offline dataset labelled by an offline teacher.")
+    p.add_argument("--family", default="perovskites", choices=["perovskites", "molecules"])
+    p.add_argument("--teacher", default="chgnet")
+    p.add_argument("--dtype", default="float32", help="teacher dtype used for sampling and labels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--settings", default="{}", help="JSON dict overriding GeneratorSettings fields")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    from ..teachers import load_teacher
+
+    try:
+        overrides = json.loads(args.settings)
+        unknown = sorted(set(overrides) - set(GeneratorSettings.__dataclass_fields__))
+        if unknown:
+            raise HessdistillError(f"unknown generator setting(s) {unknown}; valid: {sorted(GeneratorSettings.__dataclass_fields__)}")
+        overrides = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                     for k, v in overrides.items()}
+        s = GeneratorSettings(family=args.family, seed=args.seed, **overrides)
+        teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype)
+        t0 = time.perf_counter()
+        path = build_store(args.out, teacher, s, split_seed=args.split_seed)
+    except HessdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({args.family}, teacher {args.teacher}) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

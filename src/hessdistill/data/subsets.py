@@ -1,0 +1,1197 @@
+"""Chemical subsets: composable structure selectors declared in config as plain dicts and lists.
+
+A selector spec is a list of single-kind dicts, applied in order (logical AND)::
+
+    [{"contains_elements": ["Y"]}, {"max_atoms": 60}, {"max_force": 20.0}]
+
+``{"any_of": [...]}`` (OR), ``{"all_of": [...]}`` (AND) and ``{"not": {...}}`` compose selectors; a list
+anywhere a selector is expected means AND.  Each dict holds exactly one selector kind; that kind's options
+may be given beside it (``{"contains_elements": ["Y", "Sc"], "mode": "any"}``) or as a dict value
+(``{"contains_elements": {"elements": ["Y", "Sc"], "mode": "any"}}``).  Unknown kinds, unknown options
+and wrongly typed values raise :class:`SelectorError` naming the place in the spec (``selectors[2]``) and
+listing what is valid, so a typo in a config fails before any data is read (:func:`compile_selectors`).
+
+Kinds (``SELECTORS`` holds the one-line descriptions used in error messages):
+
+* ``contains_elements`` (``mode: all|any``, default ``all``), ``only_elements`` (the structure's elements
+  are a subset of the list), ``exclude_elements`` (none of them present).
+* ``info_equals: {key, value}``, ``info_in: {key, values}`` on ``atoms.info``; ``spice_group: <name(s)>``
+  matches ``info["config_type"]`` or ``info["subset"]`` (MACE-OFF's SPICE files call the group
+  ``config_type``), e.g. ``"DES370K Monomers"``, ``"Solvated Amino Acids"``.
+* ``id_list: <file>`` (or ``{file, key, sha256}``): keep structures whose ``info[key]`` (default ``mp_id``)
+  is in a *frozen* id file: one id per line, ``#`` starts a comment.  This is how the paper's
+  "band gap > 5 eV" MPtrj subset is reproduced.  **No selector ever queries the Materials Project API**:
+  the official code queried it live (results drift with every database release); instead freeze the
+  list once from a dated MP release and record that release in the file's header comment (e.g.
+  ``# Materials Project v2023.11.1, summary band_gap >= 5 eV, 2024-05-01``).  The report records the file's
+  sha256 (and the number of ids), which the workflow stores in the output's attributes; give
+  ``sha256: <hex>`` in the spec to fail when the file changes.
+* ``perovskite: true`` (options ``cubic_only``, ``anions``, tolerances, ``symmetry``): ABX3 with
+  corner-sharing BX6 octahedra; the rule is documented at :func:`perovskite_check`.  The paper's MPtrj
+  perovskites are the cubic Pm-3m ones: ``{"perovskite": {"cubic_only": true}}``.
+* ``min_atoms`` / ``max_atoms``, ``max_force`` (max per-atom |F| in eV/Å; needs labels),
+  ``max_energy_per_atom`` (eV/atom; needs labels), ``neutral`` (total charge 0, from ``info["charge"]``
+  or ``info["total_charge"]``; ``missing: error|keep|drop``), ``formula_in`` / ``reduced_formula_in``
+  (order-insensitive: ``"SrTiO3"`` equals ``"O3SrTi"``; ``reduced`` divides the counts by their gcd),
+  ``periodic: true|false`` (``true``: at least one periodic direction; ``false``: none).
+
+Selectors on ``atoms.info`` (``info_equals``, ``info_in``, ``spice_group``, ``id_list``) raise when a
+structure lacks the key (a wrong key name is a config error); pass ``missing: drop`` to drop such
+structures instead.  Selectors that need labels raise when a structure has none.
+
+:func:`select` returns the kept structures and a JSON-able report: for each top-level selector its
+index, kind, spec, how many structures it saw and how many it kept.  When a selector removes the last
+structures, :class:`EmptySelectionError` names it (index and spec), the counts before it and the source.
+:func:`select_store` runs the same selectors on a :class:`~hessdistill.data.StructureStore` split without
+building ``ase.Atoms`` (vectorised over the ragged arrays for the element, size, label and pbc kinds).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import numbers as _numbers
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import reduce
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
+
+from ..errors import HessdistillError, _compose
+from .store import StructureStore, _calc_property, _make_atoms
+
+__all__ = [
+    "DEFAULT_ANIONS",
+    "SELECTORS",
+    "SPICE_GROUP_KEYS",
+    "EmptySelectionError",
+    "Selector",
+    "SelectorChain",
+    "SelectorError",
+    "compile_selectors",
+    "is_perovskite",
+    "perovskite_check",
+    "read_id_list",
+    "select",
+    "select_indices",
+    "select_store",
+]
+
+#: the anions X accepted by the perovskite rule by default
+DEFAULT_ANIONS = ("O", "F", "Cl", "Br", "I", "S", "N")
+#: the ``atoms.info`` keys ``spice_group`` looks at, in order
+SPICE_GROUP_KEYS = ("config_type", "subset")
+
+SELECTORS = {
+    "contains_elements": "all (mode: all) or at least one (mode: any) of the listed elements present",
+    "only_elements": "every element of the structure is in the list",
+    "exclude_elements": "none of the listed elements present",
+    "info_equals": "{key: <atoms.info key>, value: <value>}",
+    "info_in": "{key: <atoms.info key>, values: [<value>, ...]}",
+    "spice_group": "SPICE group name(s), matched against info config_type or subset",
+    "id_list": "<file> or {file, key (default mp_id), sha256}: ids frozen in a file, one per line, # comments",
+    "perovskite": "true/false or {cubic_only, anions, ...}: ABX3 with corner-sharing BX6 octahedra",
+    "min_atoms": "<int>: at least this many atoms",
+    "max_atoms": "<int>: at most this many atoms",
+    "max_force": "<eV/Å>: largest per-atom force norm at most this (needs labels)",
+    "max_energy_per_atom": "<eV/atom>: energy per atom at most this (needs labels)",
+    "neutral": "true/false: total charge (info charge or total_charge) is zero; missing: error|keep|drop",
+    "formula_in": "[<formula>, ...]: exact composition (order-insensitive)",
+    "reduced_formula_in": "[<formula>, ...]: composition divided by the gcd of its counts",
+    "periodic": "true: some periodic direction; false: none",
+    "any_of": "[<selector>, ...]: at least one matches",
+    "all_of": "[<selector>, ...]: all match",
+    "not": "<selector>: does not match",
+}
+
+
+# ====================================================================== errors
+class SelectorError(HessdistillError, ValueError):
+    """A selector spec is malformed (unknown kind or option, wrong type) or cannot be applied to a structure."""
+
+
+class EmptySelectionError(HessdistillError, ValueError):
+    """The selectors removed every structure; the message names the selector that removed the last ones."""
+
+    def __init__(self, message: str, *, index=None, spec=None, seen=None, source=None, report=None):
+        super().__init__(message)
+        self.index = index
+        self.spec = spec
+        self.seen = seen
+        self.source = source
+        self.report = report
+
+
+_VALID = "valid selectors: " + ", ".join(SELECTORS)
+
+
+def _err(where: str, problem: str, fix: str | None = None) -> SelectorError:
+    return SelectorError(_compose(f"{where}: {problem}", fix=fix))
+
+
+def _jsonable(value):
+    """``value`` with paths as str, tuples as lists, numpy scalars as Python scalars (for reports)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _short(spec) -> str:
+    try:
+        return json.dumps(_jsonable(spec), ensure_ascii=False, sort_keys=False)
+    except (TypeError, ValueError):
+        return repr(spec)
+
+
+# ====================================================================== argument checking
+def _is_number(v) -> bool:
+    return isinstance(v, (_numbers.Real, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _as_bool(v, where, name) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise _err(where, f"{name} must be true or false, got {v!r} ({type(v).__name__})")
+
+
+def _as_int(v, where, name, minimum=0) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (_numbers.Integral, np.integer)):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise _err(where, f"{name} must be an integer, got {v!r} ({type(v).__name__})")
+    v = int(v)
+    if v < minimum:
+        raise _err(where, f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _as_float(v, where, name, *, positive=False, minimum=None) -> float:
+    if not _is_number(v):
+        raise _err(where, f"{name} must be a number, got {v!r} ({type(v).__name__})")
+    v = float(v)
+    if not math.isfinite(v):
+        raise _err(where, f"{name} must be finite, got {v}")
+    if positive and v <= 0:
+        raise _err(where, f"{name} must be > 0, got {v}")
+    if minimum is not None and v < minimum:
+        raise _err(where, f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _as_choice(v, where, name, choices) -> str:
+    if not isinstance(v, str) or v not in choices:
+        raise _err(where, f"{name} must be one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
+def _as_list(v, where, name, *, allow_scalar=True) -> list:
+    if isinstance(v, (str, bytes)) or not isinstance(v, (Sequence, np.ndarray)):
+        if allow_scalar and (isinstance(v, str) or _is_number(v) or isinstance(v, bool)):
+            return [v]
+        raise _err(where, f"{name} must be a list, got {v!r} ({type(v).__name__})")
+    return list(v)
+
+
+def _as_str_list(v, where, name) -> list[str]:
+    items = _as_list(v, where, name)
+    if not items:
+        raise _err(where, f"{name} is empty")
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise _err(where, f"{name} must hold non-empty strings, got {item!r}")
+    return items
+
+
+def _element(v, where, name) -> int:
+    if isinstance(v, str):
+        z = atomic_numbers.get(v)
+        if z is None or z == 0:
+            close = difflib.get_close_matches(v.capitalize(), chemical_symbols[1:], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _err(where, f"{name}: unknown element symbol {v!r}{hint}", fix="use symbols like 'Y', 'O', 'Cl'")
+        return z
+    if isinstance(v, (_numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_)) and 1 <= int(v) <= 118:
+        return int(v)
+    raise _err(where, f"{name}: {v!r} is not an element symbol or atomic number 1..118")
+
+
+def _elements(v, where, name) -> tuple[int, ...]:
+    items = _as_list(v, where, name)
+    if not items:
+        raise _err(where, f"{name} is empty")
+    zs = []
+    for item in items:
+        z = _element(item, where, name)
+        if z not in zs:
+            zs.append(z)
+    return tuple(zs)
+
+
+def _scalar(v, where, name):
+    v = _jsonable(v)
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise _err(where, f"{name} must be a string, number, boolean or null, got {v!r} ({type(v).__name__})")
+
+
+def _same(a, b) -> bool:
+    """Equality of info values that does not confuse booleans with 0/1."""
+    if isinstance(a, np.generic):
+        a = a.item()
+    if isinstance(b, np.generic):
+        b = b.item()
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _composition(counts: Mapping, where, name) -> frozenset:
+    return frozenset((int(z), int(c)) for z, c in counts.items() if c)
+
+
+def _reduced(comp: frozenset) -> frozenset:
+    if not comp:
+        return comp
+    g = reduce(math.gcd, (c for _, c in comp))
+    return frozenset((z, c // g) for z, c in comp)
+
+
+def _parse_formula(s, where, name) -> frozenset:
+    from ase.formula import Formula
+
+    if not isinstance(s, str) or not s.strip():
+        raise _err(where, f"{name}: {s!r} is not a formula string")
+    try:
+        count = Formula(s.strip()).count()
+    except Exception as exc:
+        raise _err(where, f"{name}: cannot parse formula {s!r} ({exc})") from None
+    out: dict[int, int] = {}
+    for sym, c in count.items():
+        z = _element(sym, where, f"{name} {s!r}")
+        out[z] = out.get(z, 0) + int(c)
+    if not out:
+        raise _err(where, f"{name}: formula {s!r} holds no elements")
+    return _composition(out, where, name)
+
+
+# ====================================================================== frames: one structure, from Atoms or arrays
+class _AtomsFrame:
+    """Selector view of one ``ase.Atoms``."""
+
+    __slots__ = ("_atoms", "index", "source")
+
+    def __init__(self, atoms, index, source):
+        if not isinstance(atoms, Atoms):
+            raise SelectorError(_compose(f"expected an ase.Atoms, got {type(atoms).__name__}", path=source,
+                                         structure=index, fix="pass a list of ase.Atoms"))
+        self._atoms = atoms
+        self.index = index
+        self.source = source
+
+    @property
+    def numbers(self):
+        return self._atoms.numbers
+
+    @property
+    def n_atoms(self):
+        return len(self._atoms)
+
+    @property
+    def pbc(self):
+        return np.asarray(self._atoms.pbc, dtype=bool)
+
+    @property
+    def info(self):
+        return self._atoms.info
+
+    def _label(self, name):
+        value = _calc_property(self._atoms, name, compute=False, path=self.source, where=self.index)
+        if value is None:
+            value = self._atoms.info.get(name) if name == "energy" else self._atoms.arrays.get(name)
+        return value
+
+    def energy(self):
+        e = self._label("energy")
+        return None if e is None else float(np.asarray(e, dtype=np.float64).reshape(()))
+
+    def forces(self):
+        f = self._label("forces")
+        return None if f is None else np.asarray(f, dtype=np.float64).reshape(-1, 3)
+
+    def atoms(self) -> Atoms:
+        return self._atoms
+
+
+class _ArrayFrame:
+    """Selector view of structure ``index`` of ``StructureStore.arrays(split)``."""
+
+    __slots__ = ("_arr", "index", "source", "_a", "_b", "_info")
+
+    def __init__(self, arrays, index, source):
+        self._arr = arrays
+        self.index = index
+        self.source = source
+        off = arrays["offsets"]
+        self._a, self._b = int(off[index]), int(off[index + 1])
+        self._info = None
+
+    @property
+    def numbers(self):
+        return self._arr["numbers"][self._a:self._b]
+
+    @property
+    def n_atoms(self):
+        return self._b - self._a
+
+    @property
+    def pbc(self):
+        return np.asarray(self._arr["pbc"][self.index], dtype=bool)
+
+    @property
+    def info(self):
+        if self._info is None:
+            raw = self._arr["info"][self.index] if "info" in self._arr else None
+            info = json.loads(raw) if raw else {}
+            if "charge" in self._arr:
+                info["charge"] = self._arr["charge"][self.index].item()
+            if "structure_id" in self._arr:
+                info["structure_id"] = self._arr["structure_id"][self.index]
+            self._info = info
+        return self._info
+
+    def energy(self):
+        return float(self._arr["energy"][self.index]) if "energy" in self._arr else None
+
+    def forces(self):
+        return self._arr["forces"][self._a:self._b] if "forces" in self._arr else None
+
+    def atoms(self) -> Atoms:
+        arr, i = self._arr, self.index
+        return _make_atoms(arr["numbers"][self._a:self._b], arr["positions"][self._a:self._b], arr["cell"][i],
+                           arr["pbc"][i])
+
+
+def _frame_error(frame, problem, fix=None) -> SelectorError:
+    return SelectorError(_compose(problem, path=frame.source, structure=frame.index, fix=fix))
+
+
+# ====================================================================== selectors
+class Selector:
+    """One compiled selector: ``keep(frame) -> bool``; ``mask_arrays`` when it can run vectorised."""
+
+    kind = ""
+
+    def __init__(self, spec, where):
+        self.spec = spec
+        self.where = where
+
+    def keep(self, frame) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def mask_arrays(self, arrays) -> np.ndarray | None:
+        """Boolean mask over all structures of a store split, or None when not vectorised."""
+        return None
+
+    def report_extra(self) -> dict:
+        return {}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.where} {_short(self.spec)}>"
+
+
+def _per_structure_any(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    if len(offsets) <= 1:
+        return np.zeros(0, dtype=bool)
+    return np.add.reduceat(flags.astype(np.int64), offsets[:-1]) > 0
+
+
+class _Elements(Selector):
+    def __init__(self, spec, where, kind, elements, mode="all"):
+        super().__init__(spec, where)
+        self.kind = kind
+        self.elements = elements
+        self.zset = frozenset(elements)
+        self.mode = mode
+
+    def keep(self, frame):
+        present = set(np.unique(frame.numbers).tolist())
+        if self.kind == "contains_elements":
+            return self.zset <= present if self.mode == "all" else bool(self.zset & present)
+        if self.kind == "only_elements":
+            return present <= self.zset
+        return not (self.zset & present)  # exclude_elements
+
+    def mask_arrays(self, arrays):
+        numbers, offsets = arrays["numbers"], arrays["offsets"]
+        if self.kind == "only_elements":
+            return ~_per_structure_any(~np.isin(numbers, list(self.zset)), offsets)
+        has = [_per_structure_any(numbers == z, offsets) for z in self.elements]
+        if self.kind == "contains_elements":
+            return np.logical_and.reduce(has) if self.mode == "all" else np.logical_or.reduce(has)
+        return ~np.logical_or.reduce(has)
+
+
+class _AtomCount(Selector):
+    def __init__(self, spec, where, kind, limit):
+        super().__init__(spec, where)
+        self.kind = kind
+        self.limit = limit
+
+    def keep(self, frame):
+        n = frame.n_atoms
+        return n <= self.limit if self.kind == "max_atoms" else n >= self.limit
+
+    def mask_arrays(self, arrays):
+        n = arrays["n_atoms"]
+        return n <= self.limit if self.kind == "max_atoms" else n >= self.limit
+
+
+_FIX_NEEDS_LABELS = "label the structures first (DFT or teacher), or remove this selector"
+
+
+class _MaxForce(Selector):
+    kind = "max_force"
+
+    def __init__(self, spec, where, limit):
+        super().__init__(spec, where)
+        self.limit = limit
+
+    def keep(self, frame):
+        f = frame.forces()
+        if f is None:
+            raise _frame_error(frame, f"{self.where} max_force needs forces but the structure has none", _FIX_NEEDS_LABELS)
+        return float(np.sqrt((f * f).sum(axis=1)).max(initial=0.0)) <= self.limit
+
+    def mask_arrays(self, arrays):
+        if "forces" not in arrays:
+            return None  # the per-structure path raises the error
+        offsets = arrays["offsets"]
+        if len(offsets) <= 1:
+            return np.zeros(0, dtype=bool)
+        f = arrays["forces"]
+        return np.maximum.reduceat(np.sqrt((f * f).sum(axis=1)), offsets[:-1]) <= self.limit
+
+
+class _MaxEnergyPerAtom(Selector):
+    kind = "max_energy_per_atom"
+
+    def __init__(self, spec, where, limit):
+        super().__init__(spec, where)
+        self.limit = limit
+
+    def keep(self, frame):
+        e = frame.energy()
+        if e is None:
+            raise _frame_error(frame, f"{self.where} max_energy_per_atom needs an energy but the structure has none",
+                               _FIX_NEEDS_LABELS)
+        return e / frame.n_atoms <= self.limit
+
+    def mask_arrays(self, arrays):
+        if "energy" not in arrays:
+            return None
+        return arrays["energy"] / arrays["n_atoms"] <= self.limit
+
+
+class _Periodic(Selector):
+    kind = "periodic"
+
+    def __init__(self, spec, where, periodic):
+        super().__init__(spec, where)
+        self.periodic = periodic
+
+    def keep(self, frame):
+        return bool(frame.pbc.any()) == self.periodic
+
+    def mask_arrays(self, arrays):
+        return np.asarray(arrays["pbc"], dtype=bool).any(axis=1) == self.periodic
+
+
+class _Info(Selector):
+    """info_equals / info_in / spice_group: ``info[key]`` (first key present) in ``values``."""
+
+    def __init__(self, spec, where, kind, keys, values, missing):
+        super().__init__(spec, where)
+        self.kind = kind
+        self.keys = keys
+        self.values = values
+        self.missing = missing
+
+    def keep(self, frame):
+        info = frame.info
+        for key in self.keys:
+            if key in info:
+                value = info[key]
+                return any(_same(value, v) for v in self.values)
+        if self.missing == "drop":
+            return False
+        keys = " or ".join(repr(k) for k in self.keys)
+        have = sorted(str(k) for k in info)
+        raise _frame_error(frame, f"{self.where} {self.kind}: atoms.info has no key {keys} (it has: {have})",
+                           "fix the key name in the selector, or add 'missing: drop' to drop such structures")
+
+
+class _IdList(_Info):
+    kind = "id_list"
+
+    def __init__(self, spec, where, key, ids, file, sha256, missing):
+        super().__init__(spec, where, "id_list", (key,), (), missing)
+        self.ids = ids
+        self.file = file
+        self.sha256 = sha256
+
+    def keep(self, frame):
+        info = frame.info
+        if self.keys[0] not in info:
+            return super().keep(frame)
+        value = info[self.keys[0]]
+        if isinstance(value, np.generic):
+            value = value.item()
+        return str(value) in self.ids
+
+    def report_extra(self):
+        return {"file": str(self.file), "sha256": self.sha256, "n_ids": len(self.ids), "key": self.keys[0]}
+
+
+class _Neutral(Selector):
+    kind = "neutral"
+
+    def __init__(self, spec, where, neutral, missing):
+        super().__init__(spec, where)
+        self.neutral = neutral
+        self.missing = missing
+
+    def keep(self, frame):
+        info = frame.info
+        charge = info.get("charge", info.get("total_charge"))
+        if charge is None:
+            if self.missing == "error":
+                raise _frame_error(frame, f"{self.where} neutral: atoms.info has neither 'charge' nor 'total_charge'",
+                                   "set atoms.info['charge'] (read_extxyz(charge_key=...)), or add 'missing: keep' "
+                                   "(treat as neutral) or 'missing: drop'")
+            return self.missing == "keep"
+        if not _is_number(charge):
+            raise _frame_error(frame, f"{self.where} neutral: total charge {charge!r} is not a number")
+        return (abs(float(charge)) < 1e-8) == self.neutral
+
+
+class _Formula(Selector):
+    def __init__(self, spec, where, kind, formulas):
+        super().__init__(spec, where)
+        self.kind = kind
+        self.formulas = formulas
+
+    def keep(self, frame):
+        comp = _composition(Counter(frame.numbers.tolist()), self.where, self.kind)
+        if self.kind == "reduced_formula_in":
+            comp = _reduced(comp)
+        return comp in self.formulas
+
+
+class _Perovskite(Selector):
+    kind = "perovskite"
+
+    def __init__(self, spec, where, match, options):
+        super().__init__(spec, where)
+        self.match = match
+        self.options = options
+
+    def keep(self, frame):
+        ok, _ = perovskite_check(frame.atoms(), **self.options)
+        return ok == self.match
+
+    def report_extra(self):
+        return {"symmetry": self.options["symmetry"]}
+
+
+class _AnyOf(Selector):
+    kind = "any_of"
+
+    def __init__(self, spec, where, children):
+        super().__init__(spec, where)
+        self.children = children
+
+    def keep(self, frame):
+        return any(c.keep(frame) for c in self.children)
+
+    def mask_arrays(self, arrays):
+        masks = [c.mask_arrays(arrays) for c in self.children]
+        return None if any(m is None for m in masks) else np.logical_or.reduce(masks)
+
+    def report_extra(self):
+        return _children_extra(self.children)
+
+
+class _AllOf(_AnyOf):
+    kind = "all_of"
+
+    def keep(self, frame):
+        return all(c.keep(frame) for c in self.children)
+
+    def mask_arrays(self, arrays):
+        masks = [c.mask_arrays(arrays) for c in self.children]
+        return None if any(m is None for m in masks) else np.logical_and.reduce(masks)
+
+
+class _Not(Selector):
+    kind = "not"
+
+    def __init__(self, spec, where, child):
+        super().__init__(spec, where)
+        self.child = child
+
+    def keep(self, frame):
+        return not self.child.keep(frame)
+
+    def mask_arrays(self, arrays):
+        m = self.child.mask_arrays(arrays)
+        return None if m is None else ~m
+
+    def report_extra(self):
+        return _children_extra([self.child])
+
+
+def _children_extra(children) -> dict:
+    nested = [c.report_extra() for c in children]
+    nested = [x for x in nested if x]
+    return {"nested": nested} if nested else {}
+
+
+# ====================================================================== id lists
+def read_id_list(path) -> tuple[frozenset, str]:
+    """The ids of a frozen id file (one per line, ``#`` starts a comment) and the file's sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise SelectorError(_compose("id list file does not exist" if not path.exists() else "id list is not a file",
+                                     path=path, fix="freeze the id list from a dated Materials Project release into "
+                                                    "this file (one id per line), or fix the path"))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SelectorError(_compose("id list is not UTF-8 text", path=path)) from None
+    ids = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.add(line)
+    if not ids:
+        raise SelectorError(_compose("id list holds no ids (only comments or blank lines)", path=path,
+                                     fix="check that the file was written completely"))
+    return frozenset(ids), hashlib.sha256(data).hexdigest()
+
+
+# ====================================================================== parsing specs
+_OPTIONS = {  # kind -> (primary argument or None, allowed argument names, value may be a dict of arguments)
+    "contains_elements": ("elements", {"elements", "mode"}, True),
+    "only_elements": ("elements", {"elements"}, True),
+    "exclude_elements": ("elements", {"elements"}, True),
+    "info_equals": (None, {"key", "value", "missing"}, True),
+    "info_in": (None, {"key", "values", "missing"}, True),
+    "spice_group": ("groups", {"groups", "keys", "missing"}, True),
+    "id_list": ("file", {"file", "key", "sha256", "missing"}, True),
+    "perovskite": ("match", {"match", "cubic_only", "anions", "bond_tol", "a_site_tol", "a_site_coordination",
+                             "octahedron_angle_tol", "link_angle_tol", "cubic_length_tol", "cubic_angle_tol",
+                             "symmetry", "symprec"}, True),
+    "min_atoms": ("value", {"value"}, False),
+    "max_atoms": ("value", {"value"}, False),
+    "max_force": ("value", {"value"}, False),
+    "max_energy_per_atom": ("value", {"value"}, False),
+    "neutral": ("value", {"value", "missing"}, True),
+    "formula_in": ("formulas", {"formulas"}, False),
+    "reduced_formula_in": ("formulas", {"formulas"}, False),
+    "periodic": ("value", {"value"}, False),
+}
+_COMPOSITES = ("any_of", "all_of", "not")
+assert set(_OPTIONS) | set(_COMPOSITES) == set(SELECTORS)
+
+
+def _args(kind, value, siblings, where) -> dict:
+    primary, allowed, dict_form = _OPTIONS[kind]
+    if isinstance(value, Mapping) and dict_form:
+        args = {str(k): v for k, v in value.items()}
+    elif primary is None:
+        raise _err(where, f"{kind} takes a mapping {SELECTORS[kind]}, got {value!r} ({type(value).__name__})")
+    else:
+        args = {primary: value}
+    for k, v in siblings.items():
+        if k in args:
+            raise _err(where, f"{kind}: option {k!r} given twice (beside the selector and in its value)")
+        args[k] = v
+    unknown = sorted(set(args) - allowed)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _err(where, f"{kind}: unknown option(s) {unknown}{hint}; valid options: {sorted(allowed)}")
+    required = [primary] if primary else sorted(allowed - {"missing"})
+    for name in required:
+        if name not in args:
+            if kind in ("perovskite", "neutral") and name in ("match", "value"):
+                args[name] = True
+                continue
+            raise _err(where, f"{kind}: missing {name!r} ({SELECTORS[kind]})")
+    return args
+
+
+def _parse(spec, where, base_dir) -> Selector:
+    if isinstance(spec, Selector):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        children = [_parse(s, f"{where}[{i}]", base_dir) for i, s in enumerate(spec)]
+        if not children:
+            raise _err(where, "an empty list is not a selector")
+        return _AllOf(_jsonable(spec), where, children) if len(children) > 1 else children[0]
+    if not isinstance(spec, Mapping):
+        raise _err(where, f"a selector must be a mapping like {{\"max_atoms\": 60}}, got {spec!r} "
+                          f"({type(spec).__name__}); {_VALID}")
+    keys = [str(k) for k in spec]
+    kinds = [k for k in keys if k in SELECTORS]
+    if not kinds:
+        unknown = keys[0] if keys else "(empty mapping)"
+        close = difflib.get_close_matches(unknown, list(SELECTORS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _err(where, f"unknown selector {unknown!r}{hint}; {_VALID}",
+                   fix="check the spelling in the config (one selector kind per mapping)")
+    if len(kinds) > 1:
+        raise _err(where, f"one selector per mapping, got {kinds}",
+                   fix="write them as a list, e.g. [{\"" + kinds[0] + "\": ...}, {\"" + kinds[1] + "\": ...}]")
+    kind = kinds[0]
+    value = spec[kind]
+    siblings = {str(k): v for k, v in spec.items() if str(k) != kind}
+    jspec = _jsonable(dict(spec))
+
+    if kind in _COMPOSITES:
+        if siblings:
+            raise _err(where, f"{kind} takes no options, got {sorted(siblings)}")
+        if kind == "not":
+            return _Not(jspec, where, _parse(value, f"{where}.not", base_dir))
+        items = _as_list(value, where, kind, allow_scalar=False)
+        if not items:
+            raise _err(where, f"{kind} needs at least one selector")
+        children = [_parse(s, f"{where}.{kind}[{i}]", base_dir) for i, s in enumerate(items)]
+        return (_AnyOf if kind == "any_of" else _AllOf)(jspec, where, children)
+
+    a = _args(kind, value, siblings, where)
+    if kind in ("contains_elements", "only_elements", "exclude_elements"):
+        mode = _as_choice(a.get("mode", "all"), where, "mode", ("all", "any"))
+        return _Elements(jspec, where, kind, _elements(a["elements"], where, kind), mode)
+    if kind in ("info_equals", "info_in", "spice_group", "id_list"):
+        missing = _as_choice(a.get("missing", "error"), where, "missing", ("error", "drop"))
+        if kind == "id_list":
+            key = a.get("key", "mp_id")
+            if not isinstance(key, str) or not key:
+                raise _err(where, f"id_list: key must be a non-empty string, got {key!r}")
+            file = a["file"]
+            if not isinstance(file, (str, Path)) or not str(file):
+                raise _err(where, f"id_list: file must be a path, got {file!r} ({type(file).__name__})")
+            file = Path(file)
+            if not file.is_absolute() and base_dir is not None:
+                file = Path(base_dir) / file
+            ids, digest = read_id_list(file)
+            expected = a.get("sha256")
+            if expected is not None:
+                if not isinstance(expected, str) or expected.lower() != digest:
+                    raise SelectorError(_compose(
+                        f"{where}: id list sha256 is {digest}, the config expects {expected!r}", path=file,
+                        fix="the frozen id list changed: restore the recorded file, or update sha256 deliberately"))
+            return _IdList(jspec, where, key, ids, file, digest, missing)
+        if kind == "spice_group":
+            groups = _as_str_list(a["groups"], where, "spice_group")
+            keys = tuple(_as_str_list(a.get("keys", list(SPICE_GROUP_KEYS)), where, "keys"))
+            return _Info(jspec, where, kind, keys, tuple(groups), missing)
+        key = a["key"]
+        if not isinstance(key, str) or not key:
+            raise _err(where, f"{kind}: key must be a non-empty string, got {key!r}")
+        if kind == "info_equals":
+            values = (_scalar(a["value"], where, "value"),)
+        else:
+            items = _as_list(a["values"], where, "values", allow_scalar=False)
+            if not items:
+                raise _err(where, "info_in: values is empty")
+            values = tuple(_scalar(v, where, "values") for v in items)
+        return _Info(jspec, where, kind, (key,), values, missing)
+    if kind in ("min_atoms", "max_atoms"):
+        return _AtomCount(jspec, where, kind, _as_int(a["value"], where, kind, minimum=0))
+    if kind == "max_force":
+        return _MaxForce(jspec, where, _as_float(a["value"], where, kind, minimum=0.0))
+    if kind == "max_energy_per_atom":
+        return _MaxEnergyPerAtom(jspec, where, _as_float(a["value"], where, kind))
+    if kind == "periodic":
+        return _Periodic(jspec, where, _as_bool(a["value"], where, kind))
+    if kind == "neutral":
+        missing = _as_choice(a.get("missing", "error"), where, "missing", ("error", "keep", "drop"))
+        return _Neutral(jspec, where, _as_bool(a["value"], where, kind), missing)
+    if kind in ("formula_in", "reduced_formula_in"):
+        items = _as_list(a["formulas"], where, kind)
+        if not items:
+            raise _err(where, f"{kind} is empty")
+        comps = {_parse_formula(s, where, kind) for s in items}
+        if kind == "reduced_formula_in":
+            comps = {_reduced(c) for c in comps}
+        return _Formula(jspec, where, kind, frozenset(comps))
+    if kind == "perovskite":
+        return _Perovskite(jspec, where, _as_bool(a.pop("match"), where, "perovskite"), _perovskite_options(a, where))
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _perovskite_options(a, where) -> dict:
+    opts = {}
+    if "cubic_only" in a:
+        opts["cubic_only"] = _as_bool(a["cubic_only"], where, "cubic_only")
+    if "anions" in a:
+        opts["anions"] = tuple(chemical_symbols[z] for z in _elements(a["anions"], where, "anions"))
+    for name in ("bond_tol", "a_site_tol", "cubic_length_tol", "symprec"):
+        if name in a:
+            opts[name] = _as_float(a[name], where, name, positive=True)
+    for name in ("octahedron_angle_tol", "link_angle_tol", "cubic_angle_tol"):
+        if name in a:
+            opts[name] = _as_float(a[name], where, name, positive=True)
+            if opts[name] >= 90:
+                raise _err(where, f"{name} must be below 90 degrees, got {opts[name]}")
+    if "a_site_coordination" in a:
+        lim = _as_list(a["a_site_coordination"], where, "a_site_coordination", allow_scalar=False)
+        if len(lim) != 2:
+            raise _err(where, f"a_site_coordination must be [min, max], got {lim!r}")
+        lo, hi = (_as_int(x, where, "a_site_coordination", minimum=1) for x in lim)
+        if lo > hi:
+            raise _err(where, f"a_site_coordination: min {lo} > max {hi}")
+        opts["a_site_coordination"] = (lo, hi)
+    symmetry = _as_choice(a.get("symmetry", "geometric"), where, "symmetry", ("geometric", "spglib", "auto"))
+    if symmetry != "geometric":
+        try:
+            import spglib  # noqa: F401
+            symmetry = "spglib"
+        except ImportError:
+            if symmetry == "spglib":
+                raise _err(where, "perovskite: symmetry 'spglib' needs the spglib package, which is not installed",
+                           fix="pip install spglib, or use symmetry: geometric (or auto)") from None
+            symmetry = "geometric"
+    opts["symmetry"] = symmetry
+    return opts
+
+
+# ====================================================================== chains and running them
+class SelectorChain:
+    """Compiled top-level selectors, applied in order (AND)."""
+
+    def __init__(self, selectors: list[Selector], spec):
+        self.selectors = selectors
+        self.spec = spec
+
+    def __len__(self):
+        return len(self.selectors)
+
+    def __iter__(self):
+        return iter(self.selectors)
+
+    def __repr__(self):
+        return f"<SelectorChain {_short(self.spec)}>"
+
+
+def compile_selectors(spec, *, base_dir=None) -> SelectorChain:
+    """Check and compile a selector spec (list of mappings, one mapping, or None/[] for "keep everything").
+
+    Relative ``id_list`` files are resolved against ``base_dir`` (e.g. the config's folder), else the
+    working directory.  Raises :class:`SelectorError` for any malformed spec, before data is read.
+    """
+    if isinstance(spec, SelectorChain):
+        return spec
+    if spec is None:
+        items = []
+    elif isinstance(spec, Mapping) or isinstance(spec, Selector):
+        items = [spec]
+    elif isinstance(spec, (list, tuple)):
+        items = list(spec)
+    else:
+        raise _err("selectors", f"expected a list of selector mappings, got {spec!r} ({type(spec).__name__}); {_VALID}")
+    selectors = [_parse(s, f"selectors[{i}]", base_dir) for i, s in enumerate(items)]
+    return SelectorChain(selectors, _jsonable([s.spec if isinstance(s, Selector) else s for s in items]))
+
+
+def _run(chain: SelectorChain, n: int, frame_at, *, arrays=None, source=None, allow_empty=False):
+    report = {"source": None if source is None else str(source), "n_input": n, "n_selected": n, "selectors": []}
+    src = f" from {str(source)!r}" if source is not None else ""
+    if n == 0 and not allow_empty:
+        raise EmptySelectionError(f"selection{src} is empty: the input holds no structures",
+                                  source=source, report=report)
+    idx = np.arange(n, dtype=np.int64)
+    for k, sel in enumerate(chain.selectors):
+        seen = len(idx)
+        mask = sel.mask_arrays(arrays) if arrays is not None else None
+        if mask is not None:
+            keep = np.asarray(mask, dtype=bool)[idx]
+        else:
+            keep = np.fromiter((sel.keep(frame_at(int(i))) for i in idx), dtype=bool, count=seen)
+        idx = idx[keep]
+        entry = {"index": k, "selector": sel.kind, "spec": sel.spec, "seen": seen, "kept": int(len(idx))}
+        entry.update(sel.report_extra())
+        report["selectors"].append(entry)
+        if seen and not len(idx) and not allow_empty:
+            history = " -> ".join([f"input {n}"] + [f"[{e['index']}] {e['selector']} {e['kept']}"
+                                                     for e in report["selectors"][:-1]])
+            report["n_selected"] = 0
+            raise EmptySelectionError(
+                _compose(f"selection{src} is empty: selectors[{k}] = {_short(sel.spec)} removed the last {seen} "
+                         f"structure(s) (saw {seen}, kept 0); counts before it: {history}",
+                         fix="loosen or remove that selector, or check that the source holds the structures you "
+                             "expect (e.g. the right info key, element or id list)"),
+                index=k, spec=sel.spec, seen=seen, source=source, report=report)
+    report["n_selected"] = int(len(idx))
+    return idx, report
+
+
+def select_indices(atoms_list, selectors, *, source=None, base_dir=None, allow_empty=False):
+    """Like :func:`select`, but return the kept positions (ascending) instead of the structures."""
+    chain = compile_selectors(selectors, base_dir=base_dir)
+    if isinstance(atoms_list, Atoms):
+        raise TypeError("select takes a list of ase.Atoms, not a single Atoms (wrap it in a list)")
+    atoms_list = list(atoms_list)
+    idx, report = _run(chain, len(atoms_list), lambda i: _AtomsFrame(atoms_list[i], i, source), source=source,
+                       allow_empty=allow_empty)
+    return idx.tolist(), report
+
+
+def select(atoms_list, selectors, *, source=None, base_dir=None, allow_empty=False):
+    """Apply ``selectors`` in order; return ``(selected, report)``.
+
+    ``selected`` holds the kept ``ase.Atoms`` themselves (not copies) in input order.  ``report`` is a
+    JSON-able dict: ``source``, ``n_input``, ``n_selected`` and ``selectors``, one entry per top-level
+    selector with ``index``, ``selector`` (kind), ``spec``, ``seen`` and ``kept`` (``id_list`` adds
+    ``file``, ``sha256``, ``n_ids``; ``perovskite`` the ``symmetry`` method).  Raises
+    :class:`EmptySelectionError` when nothing is left (unless ``allow_empty``) and
+    :class:`SelectorError` for a malformed spec or a structure a selector cannot judge.
+    """
+    atoms_list = list(atoms_list) if not isinstance(atoms_list, Atoms) else atoms_list
+    idx, report = select_indices(atoms_list, selectors, source=source, base_dir=base_dir, allow_empty=allow_empty)
+    return [atoms_list[i] for i in idx], report
+
+
+def select_store(store, selectors, *, split=None, base_dir=None, allow_empty=False):
+    """Apply ``selectors`` to one split of a structure store; return ``(indices, report)``.
+
+    ``store`` is a :class:`~hessdistill.data.StructureStore` or a path.  Element, atom-count, force,
+    energy and pbc selectors (and compositions of them) run vectorised on the ragged arrays; the others
+    look at one structure at a time without building ``ase.Atoms`` unless they need one (perovskite).
+    """
+    chain = compile_selectors(selectors, base_dir=base_dir)
+    own = not isinstance(store, StructureStore)
+    st = StructureStore(store) if own else store
+    try:
+        split = st._split(split)
+        arrays = st.arrays(split)
+        source = f"{st.path}:{split}"
+        n = int(len(arrays["n_atoms"]))
+        idx, report = _run(chain, n, lambda i: _ArrayFrame(arrays, i, source), arrays=arrays, source=source,
+                           allow_empty=allow_empty)
+    finally:
+        if own:
+            st.close()
+    return idx, report
+
+
+# ====================================================================== perovskites
+def perovskite_check(atoms: Atoms, *, cubic_only: bool = False, anions=DEFAULT_ANIONS, bond_tol: float = 0.4,
+                     a_site_tol: float = 0.35, a_site_coordination=(8, 12), octahedron_angle_tol: float = 30.0,
+                     link_angle_tol: float = 40.0, cubic_length_tol: float = 0.02, cubic_angle_tol: float = 5.0,
+                     symmetry: str = "geometric", symprec: float = 0.01) -> tuple[bool, str]:
+    """Whether ``atoms`` is an ABX3 perovskite, and why (or why not).
+
+    The rule (every step must pass; distances in the minimum-image sense over all periodic images, so
+    supercells, Z > 1 cells and distorted/tilted perovskites are handled the same way):
+
+    1. **Periodic** in all three directions.
+    2. **Composition** reduces to A1 B1 X3: exactly three elements with counts in ratio 1:1:3 and the
+       3-fold element X in ``anions`` (default O, F, Cl, Br, I, S, N).  Which cation is B is decided
+       geometrically (both assignments are tried).
+    3. **BX6 octahedra**: every B has exactly 6 X within ``(1 + bond_tol) * d_min`` (``d_min``: that B's
+       shortest B-X distance; bond_tol 0.4 admits off-centred B as in PbTiO3, while the second X shell
+       of a perovskite B lies beyond 2 d_min), and they form an octahedron: for each B-X bond exactly one
+       other is trans (angle >= 180 - ``octahedron_angle_tol``) and four are cis (90 ± the tolerance).
+    4. **Corner sharing**: every X is bonded (by step 3) to exactly 2 B (with 1:3 stoichiometry this
+       makes every octahedron share all 6 corners), and each B-X-B angle is >= 180 - ``link_angle_tol``
+       (default 140°: the tilted GdFeO3/CaTiO3/MgSiO3 family passes; edge- or face-sharing
+       frameworks such as ilmenite FeTiO3 or hexagonal 2H-BaNiO3 have 80-100° and fail).
+    5. **A site**: every A has ``a_site_coordination`` (default 8-12) X within ``(1 + a_site_tol) * d_min(A)``
+       (12 in the cubic cuboctahedral cavity, about 8-10 in tilted perovskites; 6 in ilmenite/LiNbO3-type).
+
+    ``cubic_only`` additionally requires the undistorted cubic aristotype (Pm-3m).  With
+    ``symmetry="geometric"`` (default; the same answer whatever is installed): all B-X lengths within
+    ``cubic_length_tol`` (relative) of their mean, cis X-B-X angles 90 ± ``cubic_angle_tol`` and trans and
+    B-X-B angles >= 180 - ``cubic_angle_tol``, every A with exactly 12 X at equal distances (within
+    ``cubic_length_tol``), and for a one-formula (5-atom) cell a Niggli-reduced cell with equal lengths and
+    90° angles.  With ``symmetry="spglib"`` the space group found by spglib at ``symprec`` (Å) must be 221
+    (Pm-3m) instead.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.all():
+        return False, "not periodic in all three directions"
+    numbers = np.asarray(atoms.numbers)
+    counts = Counter(numbers.tolist())
+    if len(counts) != 3:
+        return False, f"{len(counts)} elements, ABX3 needs 3"
+    g = reduce(math.gcd, counts.values())
+    reduced = {z: c // g for z, c in counts.items()}
+    if sorted(reduced.values()) != [1, 1, 3]:
+        return False, f"composition {atoms.get_chemical_formula(empirical=True)} does not reduce to ABX3"
+    x = next(z for z, c in reduced.items() if c == 3)
+    anion_z = {atomic_numbers[s] if isinstance(s, str) else int(s) for s in anions}
+    if x not in anion_z:
+        return False, f"X = {chemical_symbols[x]} is not one of the anions {sorted(chemical_symbols[z] for z in anion_z)}"
+    cations = [z for z in reduced if z != x]
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    n_fu = counts[x] // 3
+    if not volume > 1e-6:
+        return False, "degenerate cell"
+    a_p = (volume / n_fu) ** (1.0 / 3.0)  # pseudo-cubic lattice parameter
+    cutoff = 1.25 * a_p  # covers the A-X shell (about 0.71 a_p, times 1 + a_site_tol) of any perovskite
+
+    from ase.neighborlist import neighbor_list
+
+    i, j, d, vec = neighbor_list("ijdD", atoms, cutoff, self_interaction=False)
+    to_x = numbers[j] == x
+    i, j, d, vec = i[to_x], j[to_x], d[to_x], vec[to_x]
+    order = np.lexsort((d, i))
+    i, j, d, vec = i[order], j[order], d[order], vec[order]
+    starts = np.searchsorted(i, np.arange(len(atoms) + 1))
+
+    def nearest(z):
+        sel = np.isin(i, np.flatnonzero(numbers == z))
+        return float(d[sel].mean()) if sel.any() else np.inf
+
+    # try the cation with the shorter bonds as B first; report that assignment's reason on failure
+    candidates = sorted(cations, key=nearest)
+    first_reason = None
+    opts = dict(bond_tol=bond_tol, a_site_tol=a_site_tol, a_site_coordination=a_site_coordination,
+                octahedron_angle_tol=octahedron_angle_tol, link_angle_tol=link_angle_tol, cutoff=cutoff)
+    for b_z, a_z in ((candidates[0], candidates[1]), (candidates[1], candidates[0])):
+        ok, reason, geo = _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x, **opts)
+        if ok:
+            if not cubic_only:
+                return True, f"perovskite with A = {chemical_symbols[a_z]}, B = {chemical_symbols[b_z]}, X = {chemical_symbols[x]}"
+            if symmetry == "spglib":
+                number = _spacegroup_number(atoms, symprec)
+                if number != 221:
+                    return False, f"perovskite, but spglib space group {number} is not 221 (Pm-3m) at symprec {symprec}"
+                return True, "cubic Pm-3m perovskite (spglib)"
+            return _cubic_geometry(atoms, geo, n_fu, cubic_length_tol, cubic_angle_tol)
+        if first_reason is None:
+            first_reason = reason
+    return False, first_reason
+
+
+def is_perovskite(atoms: Atoms, **options) -> bool:
+    """``perovskite_check(atoms, **options)[0]``."""
+    return perovskite_check(atoms, **options)[0]
+
+
+def _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x_z, *, bond_tol, a_site_tol, a_site_coordination,
+                         octahedron_angle_tol, link_angle_tol, cutoff):
+    sym_b, sym_a, sym_x = chemical_symbols[b_z], chemical_symbols[a_z], chemical_symbols[x_z]
+    trans_cos = math.cos(math.radians(180.0 - octahedron_angle_tol))
+    cis_lo, cis_hi = math.cos(math.radians(90.0 + octahedron_angle_tol)), math.cos(math.radians(90.0 - octahedron_angle_tol))
+    bond_len, cis_angles, trans_angles = [], [], []
+    to_b: dict[int, list] = {}
+    for b in np.flatnonzero(numbers == b_z):
+        lo, hi = starts[b], starts[b + 1]
+        if hi == lo:
+            return False, f"B = {sym_b} atom {b} has no {sym_x} within {cutoff:.2f} Å", None
+        dist = d[lo:hi]
+        shell_r = dist[0] * (1.0 + bond_tol)
+        if shell_r > cutoff:
+            return False, f"B = {sym_b} atom {b}: nearest {sym_x} at {dist[0]:.2f} Å is too far for a perovskite", None
+        shell = dist <= shell_r
+        n_shell = int(shell.sum())
+        if n_shell != 6:
+            return False, f"B = {sym_b} atom {b} has {n_shell} {sym_x} neighbours within {shell_r:.2f} Å, an octahedron needs 6", None
+        v = vec[lo:hi][shell]
+        u = v / np.linalg.norm(v, axis=1)[:, None]
+        cos = u @ u.T
+        np.fill_diagonal(cos, np.nan)
+        n_trans = (cos <= trans_cos).sum(axis=1)
+        n_cis = ((cos >= cis_lo) & (cos <= cis_hi)).sum(axis=1)
+        if not ((n_trans == 1).all() and (n_cis == 4).all()):
+            return False, f"B = {sym_b} atom {b}: its 6 {sym_x} neighbours do not form an octahedron", None
+        ang = np.degrees(np.arccos(np.clip(cos[np.triu_indices(6, 1)], -1.0, 1.0)))
+        trans_angles.extend(ang[ang > 135.0].tolist())
+        cis_angles.extend(ang[ang <= 135.0].tolist())
+        bond_len.extend(dist[shell].tolist())
+        for xj, vv in zip(j[lo:hi][shell], v):
+            to_b.setdefault(int(xj), []).append(-vv)  # X -> B vector
+    link_cos = math.cos(math.radians(180.0 - link_angle_tol))
+    link_angles = []
+    for xa in np.flatnonzero(numbers == x_z):
+        vs = to_b.get(int(xa), [])
+        if len(vs) != 2:
+            return False, f"X = {sym_x} atom {xa} belongs to {len(vs)} octahedra, corner sharing needs 2", None
+        c = float(vs[0] @ vs[1] / (np.linalg.norm(vs[0]) * np.linalg.norm(vs[1])))
+        angle = math.degrees(math.acos(min(1.0, max(-1.0, c))))
+        if c > link_cos:
+            return False, (f"{sym_b}-{sym_x}-{sym_b} angle {angle:.1f}° at {sym_x} atom {xa} is below "
+                           f"{180 - link_angle_tol:.0f}° (octahedra not corner-sharing)"), None
+        link_angles.append(angle)
+    lo_c, hi_c = a_site_coordination
+    a_shells = []
+    for a in np.flatnonzero(numbers == a_z):
+        lo, hi = starts[a], starts[a + 1]
+        if hi == lo:
+            return False, f"A = {sym_a} atom {a} has no {sym_x} within {cutoff:.2f} Å", None
+        dist = d[lo:hi]
+        shell_r = dist[0] * (1.0 + a_site_tol)
+        if shell_r > cutoff:
+            return False, f"A = {sym_a} atom {a}: nearest {sym_x} at {dist[0]:.2f} Å is too far for a perovskite", None
+        shell = dist[dist <= shell_r]
+        if not lo_c <= len(shell) <= hi_c:
+            return False, (f"A = {sym_a} atom {a} has {len(shell)} {sym_x} neighbours within {shell_r:.2f} Å, "
+                           f"expected {lo_c}-{hi_c}"), None
+        a_shells.append(shell)
+    geo = {"bond_len": np.array(bond_len), "cis": np.array(cis_angles), "trans": np.array(trans_angles),
+           "link": np.array(link_angles), "a_shells": a_shells}
+    return True, "", geo
+
+
+def _cubic_geometry(atoms, geo, n_fu, length_tol, angle_tol) -> tuple[bool, str]:
+    bl = geo["bond_len"]
+    if np.abs(bl / bl.mean() - 1.0).max() > length_tol:
+        return False, "perovskite, but B-X bond lengths differ (not cubic)"
+    if np.abs(geo["cis"] - 90.0).max() > angle_tol or (geo["trans"] < 180.0 - angle_tol).any():
+        return False, "perovskite, but the octahedra are distorted (not cubic)"
+    if (geo["link"] < 180.0 - angle_tol).any():
+        return False, f"perovskite, but the octahedra are tilted (B-X-B down to {geo['link'].min():.1f}°; not cubic)"
+    for shell in geo["a_shells"]:
+        if len(shell) != 12 or np.abs(shell / shell.mean() - 1.0).max() > length_tol:
+            return False, "perovskite, but an A site is not at the centre of a regular 12-fold cavity (not cubic)"
+    if n_fu == 1:
+        from ase.cell import Cell
+
+        reduced, _ = Cell(atoms.cell.array).niggli_reduce()
+        par = reduced.cellpar()
+        lengths, angles = par[:3], par[3:]
+        if np.abs(lengths / lengths.mean() - 1.0).max() > length_tol or np.abs(angles - 90.0).max() > angle_tol:
+            return False, "perovskite, but the 5-atom cell is not cubic"
+    return True, "cubic Pm-3m perovskite (geometric)"
+
+
+def _spacegroup_number(atoms, symprec) -> int | None:
+    import spglib
+
+    cell = (np.asarray(atoms.cell.array), atoms.get_scaled_positions(wrap=True), np.asarray(atoms.numbers))
+    ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    if ds is None:
+        return None
+    return int(ds.number if hasattr(ds, "number") else ds["number"])
