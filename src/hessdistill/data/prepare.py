@@ -1,0 +1,176 @@
+"""One job from a dataset to a subset store: read the source, select the subset, split it, write the store.
+
+    python -m hessdistill.data.prepare SUBSET.yaml --out results/<subset>/data/structures.h5 [--report r.json]
+
+The subset specification (YAML or JSON; in the workflow it is one entry of the config's ``subsets:``)::
+
+    source:                     # where the structures come from
+      name: mace-off            # spice2 | mace-off | mptrj | md22 | generic | builtin
+      path: data/train_large_neut_no_bad_clean.xyz
+      options: {}               # reader options (see hessdistill.data.sources), or generator settings
+    test_source:                # optional: a separate file for the test split (SPICE protocol)
+      name: mace-off
+      path: data/test_large_neut_all.xyz
+    selectors:                  # hessdistill.data.subsets; applied to source and test_source alike
+      - spice_group: DES370K Monomers
+      - max_atoms: 60
+    split:
+      fractions: {train: 0.85, val: 0.15}   # or counts: {train: 500, val: 50, test: rest}
+      seed: 0
+      group_by: null            # an info key (mp_id, smiles, trajectory) kept whole in one split
+      carve_test_from_train: false   # MPtrj protocol: test of size |val| carved out of train
+
+``name: builtin`` generates the built-in offline dataset (``options``: ``family``, ``teacher``, ``dtype``,
+``device`` and any :class:`~hessdistill.data.builtin.GeneratorSettings` field) instead of reading a file.
+
+Everything that decides the output is in the specification, so the same specification and input files
+give a byte-identical store; the store records the specification, the selection report (counts per
+selector) and the split report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..errors import HessdistillError
+
+_TOP_KEYS = {"source", "test_source", "selectors", "split"}
+_SPLIT_KEYS = {"fractions", "counts", "seed", "group_by", "carve_test_from_train"}
+_SOURCE_KEYS = {"name", "path", "options", "sha256", "md5"}
+
+
+def _check_keys(d, allowed, where):
+    if not isinstance(d, dict):
+        raise HessdistillError(f"{where} must be a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise HessdistillError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
+
+
+def _read(src: dict, where: str, base_dir: Path):
+    from .sources import read_source, verify_checksum
+
+    _check_keys(src, _SOURCE_KEYS, where)
+    if "name" not in src:
+        raise HessdistillError(f"{where}: 'name' is required (spice2, mace-off, mptrj, md22, generic or builtin)")
+    options = dict(src.get("options") or {})
+    if src["name"] == "builtin":
+        return _builtin(options, where), "hessdistill.data.builtin"
+    if "path" not in src:
+        raise HessdistillError(f"{where}: 'path' is required for source {src['name']!r}")
+    path = Path(src["path"])
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.exists():
+        raise HessdistillError(f"{where}: file {str(path)!r} does not exist\n  fix: download it (see hessdistill.data.sources.SOURCES) or correct the path")
+    for algo in ("sha256", "md5"):
+        if src.get(algo):
+            verify_checksum(path, src[algo], algo)
+    try:
+        return read_source(src["name"], path, **options), str(path)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, HessdistillError):
+            raise
+        raise HessdistillError(f"{where}: {exc}") from exc
+
+
+def _builtin(options: dict, where: str):
+    from ..teachers import load_teacher
+    from .builtin import GeneratorSettings, generate
+
+    teacher_name = options.pop("teacher", "chgnet")
+    dtype = options.pop("dtype", "float32")
+    device = options.pop("device", "cpu")
+    fields = GeneratorSettings.__dataclass_fields__
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise HessdistillError(f"{where}.options: unknown generator setting(s) {unknown}; valid: teacher, dtype, device, {', '.join(sorted(fields))}")
+    settings = GeneratorSettings(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                                    for k, v in options.items()})
+    return generate(load_teacher(teacher_name, device=device, dtype=dtype), settings)
+
+
+def prepare_subset(spec: dict, out, *, base_dir=None) -> dict:
+    """Build the subset store ``out`` from ``spec`` (see the module docstring); return the report."""
+    from .splits import carve_test_from_train, make_splits, write_split_store
+    from .subsets import compile_selectors, select
+
+    base_dir = Path(base_dir or ".")
+    _check_keys(spec, _TOP_KEYS, "subset")
+    if "source" not in spec:
+        raise HessdistillError("subset: 'source' is required")
+    split = dict(spec.get("split") or {})
+    _check_keys(split, _SPLIT_KEYS, "subset.split")
+    if "seed" not in split:
+        raise HessdistillError("subset.split: 'seed' is required (an integer), so that the split is reproducible")
+    selectors = spec.get("selectors") or []
+    compile_selectors(selectors, base_dir=base_dir)  # fail on a typo before reading gigabytes
+
+    structures, source_desc = _read(spec["source"], "subset.source", base_dir)
+    selected, sel_report = select(structures, selectors, source=source_desc, base_dir=base_dir)
+    reports = {"source": sel_report}
+    fractions, counts = split.get("fractions"), split.get("counts")
+    if fractions is None and counts is None:
+        fractions = {"train": 0.8, "val": 0.1, "test": 0.1} if "test_source" not in spec else {"train": 0.85, "val": 0.15}
+    names = tuple((fractions or counts).keys()) if isinstance(fractions or counts, dict) else ("train", "val", "test")
+    splits = make_splits(selected, fractions=fractions, counts=counts, seed=int(split["seed"]), group_by=split.get("group_by"),
+                         names=names)
+    if spec.get("test_source"):
+        if "test" in splits:
+            raise HessdistillError("subset: with a test_source the split fractions/counts must not include 'test'")
+        test_all, test_desc = _read(spec["test_source"], "subset.test_source", base_dir)
+        splits["test"], reports["test_source"] = select(test_all, selectors, source=test_desc, base_dir=base_dir)
+    if split.get("carve_test_from_train"):
+        if "test" in splits:
+            raise HessdistillError("subset.split: carve_test_from_train needs splits without 'test'")
+        splits = carve_test_from_train(splits, seed=int(split["seed"]), group_by=split.get("group_by"))
+    labels = "teacher:" + spec["source"].get("options", {}).get("teacher", "chgnet") if spec["source"]["name"] == "builtin" else "dft"
+    path = write_split_store(
+        out, splits, seed=int(split["seed"]), selectors_report=reports["source"], source=source_desc,
+        attrs={"subset_spec": json.dumps(spec, sort_keys=True), "test_selection_report": json.dumps(reports.get("test_source"), sort_keys=True)},
+        labels=labels, group_by=split.get("group_by"), fractions=fractions, counts=counts,
+    )
+    return {"store": str(path), "selection": reports, "splits": {k: len(v) for k, v in splits.items()}}
+
+
+def load_spec(path) -> dict:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise HessdistillError(f"cannot read subset specification {str(path)!r}: {exc}") from exc
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise HessdistillError(f"file {str(path)!r}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from exc
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hessdistill.data.prepare", description=__doc__.split("\n\n")[0])
+    p.add_argument("spec", help="subset specification (YAML/JSON)")
+    p.add_argument("--out", required=True, help="structure store to write (HDF5)")
+    p.add_argument("--report", help="write the selection/split report (JSON) here")
+    args = p.parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+        report = prepare_subset(spec, args.out, base_dir=Path(args.spec).parent)
+    except HessdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=1, sort_keys=True))
+    sel = report["selection"]["source"]
+    print(f"wrote {report['store']}: {report['splits']} (selected {sel['n_selected']} of {sel['n_input']})")
+    for s in sel["selectors"]:
+        print(f"  [{s['index']}] {s['selector']}: kept {s['kept']} of {s['seen']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
