@@ -75,7 +75,8 @@ def main(argv=None) -> int:
                     a.set_positions(pos)
                     return teacher.energy_forces(a)[1]
 
-                fd = hess.finite_difference_columns(forces, atoms.get_positions(), cols, step=1e-3, order=4)
+                # CHGNet's curvature varies fast: FD needs h <= 3e-4 Å for 1e-4 agreement (see the teacher tests)
+                fd = hess.finite_difference_columns(forces, atoms.get_positions(), cols, step=1e-4, order=4)
                 fd_err = float(np.abs(fd - H[cols]).max() / max(np.abs(H[cols]).max(), 1e-12))
                 rows.append({
                     "split": split, "index": i, "formula": atoms.get_chemical_formula(), "n_atoms": len(atoms),
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     atomic_write_text(out / "summary.json", json.dumps(report, indent=1, default=str))
     worst = max(r["fd_rel_error"] for r in rows)
     print(f"wrote {out}/structures.h5, labels.h5, hessians.h5, summary.json; worst FD relative error {worst:.1e}")
-    return 0 if worst < 1e-3 else 1
+    return 0 if worst < 1e-4 else 1
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ Three routes to VJP rows are provided, and :func:`hessian_rows` picks between th
     rows are processed in chunks.  Some models use custom autograd functions that vmap cannot batch; the
     route then falls back to ``loop`` with a warning.
 ``auto``
-    measures both routes once per (model key, device) on the first structure and uses the faster one from
-    then on.
+    on CPU, ``loop`` (measured: batching does not pay on CPU, see the benchmark); on an accelerator, measures
+    both routes once per (model key, device) on the first structure, after a warm-up call of each, and uses
+    the faster one from then on.
 
 Finite differences (:func:`finite_difference_columns`) give *columns* of H from force evaluations
 (central, 2 force calls per column, or 4th order, 4 calls).  Columns equal rows for conservative
@@ -146,17 +147,21 @@ def _auto_method(forces_flat, positions, rows, chunk_size, create_graph, key) ->
     cache_key = (key, positions.device.type)
     if cache_key in _AUTO_CHOICE:
         return _AUTO_CHOICE[cache_key]
-    probe = rows[: max(1, min(len(rows), chunk_size, 8))]
+    if positions.device.type == "cpu":
+        _AUTO_CHOICE[cache_key] = "loop"
+        return "loop"
+    probe = rows[: max(1, min(len(rows), chunk_size))]
     timings = {}
     for m in ("loop", "batched"):
         try:
-            _sync(positions.device)
-            t0 = time.perf_counter()
-            if m == "loop":
-                _vjp_rows_loop(forces_flat, positions, probe, create_graph)
-            else:
-                _vjp_rows_batched(forces_flat, positions, probe, create_graph, chunk_size)
-            _sync(positions.device)
+            for _ in range(2):  # the first call of each route pays for warm-up (kernels, allocator); time the second
+                _sync(positions.device)
+                t0 = time.perf_counter()
+                if m == "loop":
+                    _vjp_rows_loop(forces_flat, positions, probe, create_graph)
+                else:
+                    _vjp_rows_batched(forces_flat, positions, probe, create_graph, chunk_size)
+                _sync(positions.device)
             timings[m] = time.perf_counter() - t0
         except RuntimeError:
             timings[m] = float("inf")

@@ -1,0 +1,270 @@
+"""SevenNet (checkpoints shipped inside the ``sevenn`` wheel, SevenNet-0 by default) as an autograd teacher.
+
+How the positions become a leaf of SevenNet's graph
+---------------------------------------------------
+``SevenNetCalculator`` builds the neighbour list in numpy and hands the model precomputed edge vectors, so
+positions are not part of the autograd graph; the model's force module differentiates the energy with respect
+to ``edge_vec`` and scatters the edge gradients onto atoms.  Here we build the same neighbour list with
+sevenn's own ``unlabeled_atoms_to_graph(atoms, cutoff, with_shift=True)``, create the (N,3) positions leaf and
+recompute the edge vectors from it with the convention of sevenn's ASE neighbour list (and of its own
+``EdgePreprocess`` module)::
+
+    edge_vec[e] = pos[dst[e]] - pos[src[e]] + shift[e] @ cell        (src, dst) = edge_index
+
+The recomputed vectors are checked against the numpy ones on every call, so a change of convention in a
+future sevenn fails loudly instead of silently.  The model's force module (``ForceStressOutputFromEdge``)
+then yields ``F = scatter(dE/d edge_vec)``, which carries a graph back to the positions leaf when the module
+runs with ``create_graph`` -- it uses ``create_graph=self.training``.  We therefore set ``training`` on that one
+module only, for the duration of a call that needs a differentiable force, under a lock.  Every other module
+stays in eval mode; the shipped models contain no dropout or batch-norm layers anyway (checked: the only
+``self.training`` reads in sevenn's layers are in the force modules).
+
+Molecules (``pbc`` all False) and crystals go through the same path; sevenn's neighbour list handles both.
+
+Multi-fidelity checkpoints (``7net-mf-0``) need ``modal=...`` (e.g. "PBE" or "R2SCAN"), as the calculator does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib.metadata import PackageNotFoundError, version as _pkg_version
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers as _atomic_numbers
+
+from ..errors import TeacherError
+from .base import AutogradTeacher, ForwardResult
+
+# an ImportError here is turned by the registry into a TeacherError that says which extra to install
+import sevenn._const as _const
+import sevenn._keys as KEY
+from sevenn.atom_graph_data import AtomGraphData
+from sevenn.checkpoint import SevenNetCheckpoint
+from sevenn.nn.node_embedding import OnehotEmbedding
+from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+DEFAULT_MODEL = "7net-0"
+
+#: pretrained names (lower case, "sevennet" may stand for "7net") -> checkpoint constant in sevenn._const.
+#: Only some of these are inside the wheel; the others are downloads, which this adapter never attempts.
+_PRETRAINED = {
+    "7net-0": "SEVENNET_0_11Jul2024",
+    "7net-0_11jul2024": "SEVENNET_0_11Jul2024",
+    "7net-0_11july2024": "SEVENNET_0_11Jul2024",
+    "7net-0_22may2024": "SEVENNET_0_22May2024",
+    "7net-l3i5": "SEVENNET_l3i5",
+    "7net-mf-0": "SEVENNET_MF_0",
+    "7net-mf-ompa": "SEVENNET_MF_ompa",
+    "7net-omat": "SEVENNET_omat",
+    "7net-omni": "SEVENNET_omni",
+    "7net-omni-i8": "SEVENNET_omni_i8",
+    "7net-omni-i12": "SEVENNET_omni_i12",
+}
+
+#: tolerance (Å) of the check that our edge vectors equal sevenn's numpy ones
+_EDGE_CHECK_TOL = 1e-6
+
+
+class _OutputsInDtype(torch.nn.Module):
+    """Runs a SevenNet module and casts the floating-point fields it writes to ``dtype``.
+
+    SevenNet's ``OnehotEmbedding`` ends in ``.float()``, so a model cast to float64 would receive float32
+    one-hot features.  One-hot values are exact in any dtype, so casting them changes nothing else.
+    """
+
+    def __init__(self, module: torch.nn.Module, keys, dtype: torch.dtype):
+        super().__init__()
+        self.inner = module
+        self.keys = tuple(k for k in keys if k is not None)
+        self.dtype = dtype
+
+    def forward(self, data):
+        data = self.inner(data)
+        for k in self.keys:
+            v = data[k] if k in data else None
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != self.dtype:
+                data[k] = v.to(self.dtype)
+        return data
+
+
+def _sevenn_version() -> str:
+    try:
+        return _pkg_version("sevenn")
+    except PackageNotFoundError:  # pragma: no cover
+        import sevenn
+
+        return str(getattr(sevenn, "__version__", "unknown"))
+
+
+def _canonical(name: str) -> str:
+    key = name.strip().lower()
+    if key.startswith("sevennet"):
+        key = "7net" + key[len("sevennet"):]
+    return key
+
+
+def _local_path(const_name: str) -> str | None:
+    """The checkpoint file for a pretrained constant, if it is on disk (in the wheel or in ~/.cache/sevennet)."""
+    path = getattr(_const, const_name, None)
+    if path is None:
+        return None
+    candidates = [path]
+    prefix = getattr(_const, "_prefix", None)
+    if prefix:
+        candidates.append(path.replace(prefix, os.path.expanduser("~/.cache/sevennet")))
+    for p in candidates:
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def available_models() -> list[str]:
+    """Pretrained SevenNet names whose checkpoints are on this machine (no download needed)."""
+    seen, out = set(), []
+    for name, const_name in _PRETRAINED.items():
+        path = _local_path(const_name)
+        if path is not None and path not in seen:
+            seen.add(path)
+            out.append(name)
+    return out
+
+
+def resolve_checkpoint(model: str) -> tuple[str, str]:
+    """(checkpoint path, display name) for a pretrained name or a checkpoint file; never downloads."""
+    if os.path.isfile(model):
+        return os.path.abspath(model), os.path.basename(model)
+    key = _canonical(model)
+    const_name = _PRETRAINED.get(key)
+    if const_name is None or getattr(_const, const_name, None) is None:
+        raise TeacherError(
+            f"unknown SevenNet model {model!r} (not a pretrained name known to sevenn {_sevenn_version()}, and not a file)\n"
+            f"  fix: use one of the checkpoints shipped here: {', '.join(available_models()) or 'none'}, "
+            f"or give the path of a SevenNet checkpoint file"
+        )
+    path = _local_path(const_name)
+    if path is None:
+        url = getattr(_const, "CHECKPOINT_DOWNLOAD_LINKS", {}).get(getattr(_const, const_name))
+        raise TeacherError(
+            f"the SevenNet checkpoint {model!r} is not shipped in the sevenn {_sevenn_version()} wheel and is not on "
+            f"this machine (looked for {getattr(_const, const_name)} and ~/.cache/sevennet)\n"
+            f"  fix: download it where there is internet ({url or 'see the SevenNet releases'}) and pass the file path "
+            f"as the model, or use one of the shipped checkpoints: {', '.join(available_models())}"
+        )
+    return path, key
+
+
+class SevenNetTeacher(AutogradTeacher):
+    """SevenNet checkpoint ``model`` (default "7net-0") as a teacher; ``modal`` for multi-fidelity models."""
+
+    conservative = True
+    hessian_method = "autograd"
+
+    def __init__(self, model=None, device=None, dtype="float64", *, modal: str | None = None):
+        super().__init__(device=device, dtype=dtype)
+        requested = DEFAULT_MODEL if model in (None, "") else str(model)
+        path, display = resolve_checkpoint(requested)
+        try:
+            cp = SevenNetCheckpoint(path)
+            config = cp.config
+            net = cp.build_model()
+        except Exception as exc:  # a corrupt or foreign file: torch / sevenn raise many different types
+            raise TeacherError(
+                f"cannot build SevenNet model {requested!r} from {path} ({exc.__class__.__name__}: {exc})\n"
+                f"  fix: check that the file is a SevenNet checkpoint readable by sevenn {_sevenn_version()}"
+            ) from exc
+        if not hasattr(net, "_modules") or "force_output" not in net._modules:
+            raise TeacherError(f"SevenNet model {requested!r} has no force module; cannot compute forces")
+        net.set_is_batch_data(False)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+        modal_map = getattr(net, "modal_map", None) or {}
+        if modal_map:
+            if modal is None:
+                raise TeacherError(
+                    f"SevenNet model {requested!r} is multi-fidelity; say which fidelity with the option "
+                    f"modal=... (one of {', '.join(modal_map)})"
+                )
+            if modal not in modal_map:
+                raise TeacherError(f"SevenNet model {requested!r}: unknown modal {modal!r}; choose one of {', '.join(modal_map)}")
+        elif modal is not None:
+            raise TeacherError(f"SevenNet model {requested!r} is not multi-fidelity; remove the option modal={modal!r}")
+        self.modal = modal
+
+        self.model = net.to(device=self.device, dtype=self.dtype)
+        for key, module in list(self.model._modules.items()):
+            if isinstance(module, OnehotEmbedding):
+                keys = (module.key_output, module.key_additional_output)
+                self.model._modules[key] = _OutputsInDtype(module, keys, self.dtype)
+        self.model.eval()
+        self._force_module = self.model._modules["force_output"]
+        self._lock = threading.Lock()
+        self.cutoff = float(config[KEY.CUTOFF])
+        type_map = config.get(KEY.TYPE_MAP) or getattr(net, "type_map", None)
+        if type_map:
+            numbers = {int(z) for z in type_map}
+        else:
+            numbers = {int(_atomic_numbers[s]) for s in config.get(KEY.CHEMICAL_SPECIES, [])}
+        self.supported_numbers = frozenset(numbers) if numbers else None
+        self.checkpoint_path = path
+        self.model_name = display
+        self.name = f"sevenn:{display}" + (f"/{modal}" if modal else "")
+        self.version = f"sevenn-{_sevenn_version()}/{display}" + (f"-{config['version']}" if config.get("version") else "")
+
+    # ------------------------------------------------------------------ model
+    def _graph(self, atoms: Atoms, pos: torch.Tensor) -> AtomGraphData:
+        raw = unlabeled_atoms_to_graph(atoms, self.cutoff, with_shift=True)
+        dev, dt = self.device, self.dtype
+        edge_index = torch.as_tensor(np.asarray(raw[KEY.EDGE_IDX], dtype=np.int64), device=dev)
+        shift = torch.as_tensor(np.asarray(raw[KEY.CELL_SHIFT], dtype=np.float64), dtype=dt, device=dev).reshape(-1, 3)
+        cell = torch.as_tensor(np.asarray(raw[KEY.CELL], dtype=np.float64), dtype=dt, device=dev).reshape(3, 3)
+        src, dst = edge_index[0], edge_index[1]
+        edge_vec = pos[dst] - pos[src] + shift @ cell
+
+        ref = np.asarray(raw[KEY.EDGE_VEC], dtype=np.float64).reshape(-1, 3)
+        if ref.size:
+            gap = float(np.abs(edge_vec.detach().to(torch.float64).cpu().numpy() - ref).max())
+            tol = _EDGE_CHECK_TOL if dt == torch.float64 else 1e-4
+            if not gap <= tol:
+                raise TeacherError(
+                    f"sevenn {_sevenn_version()}: edge vectors rebuilt from positions differ from sevenn's own by {gap:.3g} Å; "
+                    f"the neighbour-list convention has changed and the SevenNet adapter must be updated"
+                )
+        z = torch.as_tensor(np.asarray(atoms.numbers, dtype=np.int64), device=dev)
+        fields = {
+            KEY.NODE_FEATURE: z,
+            KEY.ATOMIC_NUMBERS: z.clone(),
+            KEY.POS: pos,
+            KEY.EDGE_IDX: edge_index,
+            KEY.EDGE_VEC: edge_vec,
+            KEY.CELL_VOLUME: torch.tensor(float(atoms.cell.volume), dtype=dt, device=dev),
+            KEY.NUM_ATOMS: torch.tensor(len(atoms), dtype=torch.int64, device=dev),
+            KEY.CELL_SHIFT: shift,
+            KEY.CELL: cell,
+            KEY.INFO: {},
+        }
+        data = AtomGraphData(**fields)
+        if self.modal:
+            data[KEY.DATA_MODALITY] = self.modal
+        return data
+
+    def forward(self, atoms: Atoms, *, create_graph: bool) -> ForwardResult:
+        pos = torch.tensor(atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
+        with torch.enable_grad():
+            data = self._graph(atoms, pos)
+            with self._lock:
+                # the force module differentiates with create_graph=self.training; nothing else reads the flag
+                self._force_module.train(bool(create_graph))
+                try:
+                    out = self.model(data)
+                finally:
+                    self._force_module.train(False)
+        energy = out[KEY.PRED_TOTAL_ENERGY].reshape(-1)[0]
+        forces = out[KEY.PRED_FORCE].reshape(-1, 3)[: len(atoms)] if KEY.PRED_FORCE in out else None
+        if forces is None:  # no edges at all (isolated atoms): the energy does not depend on positions
+            forces = pos * 0.0  # zero, yet still "differentiable" so Hessian rows come out as zeros
+        return ForwardResult(positions=pos, energy=energy, forces=forces)
