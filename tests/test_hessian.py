@@ -149,3 +149,15 @@ def test_unsupported_element_is_named():
     teacher.supported_numbers = frozenset({1, 6, 8})
     with pytest.raises(UnsupportedElementError, match="Cl"):
         teacher.energy_forces([molecule("H2O"), molecule("CH3Cl")])
+
+
+def test_auto_route_is_chosen_per_size_class():
+    hess._AUTO_CHOICE.clear()
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    teacher.vjp_method = "auto"
+    small, large = molecule("H2O"), molecule("CH3CH2OH")
+    teacher.hessian_rows(small, [0, 1])
+    teacher.hessian_rows(large, [0, 1])
+    keys = {k for k in hess._AUTO_CHOICE if k[0] == teacher.name}
+    assert keys == {(teacher.name, "cpu", 4), (teacher.name, "cpu", 16)}
+    assert set(hess._AUTO_CHOICE.values()) <= {"loop", "batched"}

@@ -20,9 +20,11 @@ Three routes to VJP rows are provided, and :func:`hessian_rows` picks between th
     rows are processed in chunks.  Some models use custom autograd functions that vmap cannot batch; the
     route then falls back to ``loop`` with a warning.
 ``auto``
-    on CPU, ``loop`` (measured: batching does not pay on CPU, see the benchmark); on an accelerator, measures
-    both routes once per (model key, device) on the first structure, after a warm-up call of each, and uses
-    the faster one from then on.
+    measures both routes on the first structure of each (model key, device, size class) — size classes are
+    atom counts rounded up to a power of two — after a warm-up call of each, and uses the faster one for
+    that class from then on.  Measured on CPU (``bench/hessian_throughput.py``): batching wins for CHGNet
+    and for SevenNet on small molecules, and loses 2-5x for SevenNet crystals of 16-64 atoms, so no fixed
+    choice is right.
 
 Finite differences (:func:`finite_difference_columns`) give *columns* of H from force evaluations
 (central, 2 force calls per column, or 4th order, 4 calls).  Columns equal rows for conservative
@@ -47,8 +49,13 @@ log = logging.getLogger(__name__)
 
 VJP_METHODS = ("loop", "batched", "auto")
 
-# (key, device type) -> chosen method, filled by method="auto".
-_AUTO_CHOICE: dict[tuple[str, str], str] = {}
+# (key, device type, size class) -> chosen method, filled by method="auto".
+_AUTO_CHOICE: dict[tuple[str, str, int], str] = {}
+
+
+def _size_class(n_coords: int) -> int:
+    n_atoms = max(1, n_coords // 3)
+    return 1 << (n_atoms - 1).bit_length()
 
 
 def as_row_indices(rows, n_coords: int) -> np.ndarray:
@@ -139,17 +146,14 @@ def force_jacobian_rows(
             return _vjp_rows_batched(forces_flat, positions, rows, create_graph, chunk_size)
         except RuntimeError as exc:  # vmap cannot batch some custom autograd functions / scatter kernels
             warnings.warn(f"batched VJP failed for {key!r} ({exc.__class__.__name__}: {str(exc)[:200]}); using a loop", RuntimeWarning)
-            _AUTO_CHOICE[(key, positions.device.type)] = "loop"
+            _AUTO_CHOICE[(key, positions.device.type, _size_class(n_coords))] = "loop"
     return _vjp_rows_loop(forces_flat, positions, rows, create_graph)
 
 
 def _auto_method(forces_flat, positions, rows, chunk_size, create_graph, key) -> str:
-    cache_key = (key, positions.device.type)
+    cache_key = (key, positions.device.type, _size_class(forces_flat.numel()))
     if cache_key in _AUTO_CHOICE:
         return _AUTO_CHOICE[cache_key]
-    if positions.device.type == "cpu":
-        _AUTO_CHOICE[cache_key] = "loop"
-        return "loop"
     probe = rows[: max(1, min(len(rows), chunk_size))]
     timings = {}
     for m in ("loop", "batched"):
@@ -166,7 +170,8 @@ def _auto_method(forces_flat, positions, rows, chunk_size, create_graph, key) ->
         except RuntimeError:
             timings[m] = float("inf")
     choice = min(timings, key=timings.get)
-    log.info("VJP route for %s on %s: %s (probe timings %s)", key, positions.device.type, choice, timings)
+    log.info("VJP route for %s on %s, size class %d atoms: %s (probe of %d rows: %s)", key, positions.device.type,
+             cache_key[2], choice, len(probe), timings)
     _AUTO_CHOICE[cache_key] = choice
     return choice
 
