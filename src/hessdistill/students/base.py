@@ -1,0 +1,112 @@
+"""The common student interface.
+
+A student maps a batch (see :mod:`hessdistill.data.graphs`) to per-structure energies (eV) and per-atom
+forces (eV/Å).  Architectures implement :meth:`Student.atomwise`, which returns per-atom energy
+contributions (in units of ``energy_scale``), the final invariant node features (for n2n feature
+distillation) and, for direct-force heads, per-atom force vectors.  :meth:`Student.forward` adds the
+per-element reference energies (fitted by least squares on the training split and stored in the model's
+buffers, hence in every checkpoint) and, for conservative students, takes forces = -dE/dx by autograd.
+
+``create_graph=True`` keeps the force graph differentiable, as the Hessian loss needs (rows of dF/dx by
+vector-Jacobian products, double backprop).  Direct-force students keep the positions in the graph too, so
+the Jacobian of their force head can be distilled.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+MAX_Z = 119
+
+
+@dataclass
+class AtomwiseOutput:
+    energy: torch.Tensor  # (ΣN,) per-atom energy contributions, before scale and element references
+    features: torch.Tensor  # (ΣN, F) final invariant node features
+    forces: torch.Tensor | None = None  # (ΣN, 3) direct-force head output, None for conservative students
+
+
+class Student(nn.Module):
+    """Base class of all students. Subclasses set ``arch`` and implement :meth:`atomwise`."""
+
+    arch = "student"
+
+    def __init__(self, *, cutoff: float, direct_forces: bool = False):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.direct_forces = bool(direct_forces)
+        self.register_buffer("element_energy", torch.zeros(MAX_Z, dtype=torch.float64))
+        self.register_buffer("energy_scale", torch.tensor(1.0, dtype=torch.float64))
+        self.hparams: dict = {}
+
+    @property
+    def conservative(self) -> bool:
+        return not self.direct_forces
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @abstractmethod
+    def atomwise(self, batch) -> AtomwiseOutput:
+        ...
+
+    @property
+    def feature_dim(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, batch, *, create_graph: bool | None = None, return_features: bool = False):
+        """Energies (M,) and forces (ΣN, 3); with ``return_features`` also the node features (ΣN, F)."""
+        if create_graph is None:
+            create_graph = self.training
+        if not batch.pos.requires_grad and (self.conservative or create_graph):
+            batch.pos.requires_grad_(True)
+        out = self.atomwise(batch)
+        dtype = out.energy.dtype
+        e_atom = out.energy * self.energy_scale.to(dtype) + self.element_energy.to(dtype)[batch.z]
+        n_struct = int(batch.natoms.shape[0])
+        energy = torch.zeros(n_struct, dtype=dtype, device=e_atom.device).index_add(0, batch.batch, e_atom)
+        if self.conservative:
+            (grad,) = torch.autograd.grad(energy.sum(), batch.pos, create_graph=create_graph)
+            forces = -grad
+        else:
+            forces = out.forces * self.energy_scale.to(dtype)
+        if return_features:
+            return energy, forces, out.features
+        return energy, forces
+
+    # ------------------------------------------------------------------ normalisation
+    @torch.no_grad()
+    def fit_element_energies(self, numbers_per_structure, energies, *, ridge: float = 1e-8) -> np.ndarray:
+        """Least-squares per-element reference energies E_m ≈ Σ_Z n_mZ e_Z on the training split.
+
+        ``numbers_per_structure``: list of atomic-number arrays; ``energies``: (M,) eV.  Elements absent
+        from the training data keep 0.  Returns the fitted table (MAX_Z,).  A tiny ridge keeps the fit
+        defined when compositions are collinear (e.g. only ABO3 stoichiometries).
+        """
+        zs = sorted({int(z) for nums in numbers_per_structure for z in nums})
+        counts = np.zeros((len(numbers_per_structure), len(zs)))
+        col = {z: k for k, z in enumerate(zs)}
+        for m, nums in enumerate(numbers_per_structure):
+            for z in nums:
+                counts[m, col[int(z)]] += 1
+        e = np.asarray(energies, dtype=np.float64)
+        a = counts.T @ counts + ridge * np.eye(len(zs)) * max(1.0, np.trace(counts.T @ counts) / max(len(zs), 1))
+        coef = np.linalg.solve(a, counts.T @ e)
+        table = np.zeros(MAX_Z)
+        table[zs] = coef
+        self.element_energy.copy_(torch.as_tensor(table, dtype=self.element_energy.dtype))
+        return table
+
+    @torch.no_grad()
+    def set_energy_scale(self, value: float) -> None:
+        self.energy_scale.fill_(float(value))
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this student (with :func:`hessdistill.students.build_student`)."""
+        return {"arch": self.arch, **self.hparams}
