@@ -58,3 +58,42 @@ def slow_morse(delay=0.15, **kw):
 
 def curl(**kw):
     return CurlField(**kw)
+
+
+from hessdistill.students.base import MAX_Z, AtomwiseOutput, Student  # noqa: E402
+from hessdistill.data.graphs import edge_vectors  # noqa: E402
+
+
+class ToyStudent(Student):
+    """A tiny smooth message-passing student for fast tests (Gaussian radial features, one MLP)."""
+
+    arch = "toy"
+
+    def __init__(self, cutoff=4.0, features=8, direct_forces=False, embedding_init=None):
+        super().__init__(cutoff=cutoff, direct_forces=direct_forces)
+        self.hparams = dict(cutoff=cutoff, features=features, direct_forces=direct_forces)
+        self.emb = torch.nn.Embedding(MAX_Z, features)
+        self.widths = torch.nn.Parameter(torch.linspace(0.5, 2.0, features))
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(features, 16), torch.nn.SiLU(), torch.nn.Linear(16, 1))
+        self.force_head = torch.nn.Linear(features, 1) if direct_forces else None
+        self._f = features
+
+    @property
+    def feature_dim(self):
+        return self._f
+
+    def atomwise(self, batch):
+        i, j = batch.edge_index
+        vec = edge_vectors(batch)
+        r2 = (vec * vec).sum(-1)
+        x = r2 / self.cutoff**2
+        env = torch.where(x < 1, (1 - x) ** 3, torch.zeros_like(x))  # C² at the cutoff
+        radial = torch.exp(-r2[:, None] / self.widths[None, :] ** 2) * env[:, None]
+        h = torch.zeros(batch.pos.shape[0], self._f, dtype=vec.dtype, device=vec.device)
+        h = h.index_add(0, i, radial * self.emb(batch.z)[j])
+        energy = self.mlp(h).squeeze(-1)
+        forces = None
+        if self.direct_forces:
+            w = (self.force_head(h)[i] * env[:, None])
+            forces = torch.zeros_like(batch.pos).index_add(0, i, -w * vec)
+        return AtomwiseOutput(energy=energy, features=h, forces=forces)

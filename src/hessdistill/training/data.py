@@ -1,0 +1,220 @@
+"""Training data: structures + reference labels + teacher labels/Hessian rows, and the Hessian-row sampler.
+
+:class:`DistillDataset` serves one split of a structure store as torch-geometric ``Data`` objects (graph
+built once per structure with the student's cutoff), joined with the teacher's forces (labels file), node
+features (for n2n) and stored Hessian rows (Hessians file), all aligned by structure index and checked by
+content hash.
+
+:class:`HessianCollate` turns a list of items into a batch and, for the Hessian term, draws the rows used
+this step: per structure ``s`` of its stored rows uniformly without replacement (or, with
+``weighting="row_norm"``, with probability proportional to the teacher row's norm; ``"error"``: proportional
+to the student's last observed error on that row (rows not yet seen use the teacher row norm as prior; the
+trainer feeds errors back with :meth:`HessianCollate.feedback`); or ``"projection"``: ``s`` random probe
+vectors v, an unbiased estimate of the squared Frobenius error, needs full Hessians).  Weighted sampling
+deliberately biases the objective towards large/hard rows; uniform sampling is the paper's method.  It ships only what the loss needs, as two dense
+tensors of shape (s_max, ΣN, 3):
+
+- ``hess_cot``: the cotangents, one per slot k: for row sampling a one-hot at the sampled coordinate of
+  *every* structure at once (multi-hot across the batch), so the student needs s VJPs per batch whatever
+  its size; for projections the probe vectors themselves;
+- ``hess_target``: the teacher's force-Jacobian rows J_T = -H_T restricted to each structure's atoms
+  (row sampling) or the teacher's VJP vᵀJ_T (projection);
+
+plus ``hess_weight`` (s_max, ΣN): 1/s_m on the atoms of structure m for its slots k < s_m, 0 elsewhere.
+Draws come from ``numpy.random.default_rng([seed, epoch, step])``, so a resumed run draws the same rows as
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.graphs import atoms_to_data, collate
+from ..errors import HessdistillError, StoreError
+
+ROW_WEIGHTINGS = ("uniform", "row_norm", "error", "projection")
+
+
+class DistillDataset(torch.utils.data.Dataset):
+    """One split of a structure store, with optional teacher labels, node features and Hessian rows."""
+
+    def __init__(self, structures, split: str, cutoff: float, *, labels=None, hessians=None, node_features=False,
+                 dtype=torch.float64, energy_source: str = "reference"):
+        from ..data.labels import HessianStore, LabelStore
+        from ..data.store import StructureStore
+
+        self.split = split
+        self.structures_path = structures
+        with StructureStore(structures) as st:
+            if split not in st.splits:
+                raise StoreError(f"has no split {split!r} (splits: {', '.join(st.splits)})", path=structures,
+                                 fix="build the store with this split")
+            self.n = st.n_structures(split)
+            self.atoms = [st.atoms(split, i) for i in range(self.n)]
+            self.content_hash = st.content_hash(split)
+            self.has_reference = st.has_labels(split)
+        self.teacher_forces = self.teacher_energy = self.node_feats = None
+        self.hessians = None
+        if labels is not None:
+            with LabelStore(labels) as ls:
+                self._check_alignment(ls, labels)
+                arr = ls.arrays(split)
+                off = arr["offsets"]
+                self.teacher_energy = arr["energy"]
+                self.teacher_forces = [arr["forces"][off[i]:off[i + 1]] for i in range(self.n)]
+                if node_features:
+                    if "node_features" not in arr:
+                        raise StoreError(f"split {split!r} has no teacher node features", path=labels,
+                                         fix="relabel with --node-features (needed by the n2n baseline)")
+                    self.node_feats = [arr["node_features"][off[i]:off[i + 1]] for i in range(self.n)]
+        elif node_features:
+            raise HessdistillError("node features requested but no teacher labels file given")
+        if energy_source == "teacher":
+            if self.teacher_energy is None:
+                raise HessdistillError("energy_source 'teacher' needs a teacher labels file")
+        elif energy_source != "reference":
+            raise HessdistillError(f"energy_source must be 'reference' or 'teacher', got {energy_source!r}")
+        elif not self.has_reference:
+            raise StoreError(f"split {split!r} has no reference energies/forces", path=structures,
+                             fix="label the structures, or train on teacher labels (energy_source: teacher)")
+        self.energy_source = energy_source
+        if hessians is not None:
+            with HessianStore(hessians) as hs:
+                self._check_alignment(hs, hessians)
+                self.hessians = [hs.rows(split, i) for i in range(self.n)]
+        self.cutoff = float(cutoff)
+        self.dtype = dtype
+        self._graphs = [None] * self.n
+
+    def _check_alignment(self, store, path):
+        if self.split not in store.splits:
+            raise StoreError(f"has no split {self.split!r}", path=path, fix="label this split with the teacher")
+        n = store.n_structures(self.split)
+        h = store._group(self.split).attrs.get("structure_content_hash")
+        if n != self.n or (h is not None and h != self.content_hash):
+            raise StoreError(
+                f"split {self.split!r} was labelled from different structures than {self.structures_path} "
+                f"({n} vs {self.n} structures, content hash {str(h)[:12]} vs {self.content_hash[:12]})", path=path,
+                fix="relabel the current structure store with the teacher")
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if self._graphs[i] is None:
+            a = self.atoms[i]
+            if self.energy_source == "teacher":
+                e, f = self.teacher_energy[i], self.teacher_forces[i]
+            else:
+                e, f = a.get_potential_energy(), a.get_forces()
+            d = atoms_to_data(a, self.cutoff, dtype=self.dtype, energy=e, forces=f)
+            if self.teacher_forces is not None:
+                d.teacher_forces = torch.tensor(self.teacher_forces[i], dtype=self.dtype)
+            if self.node_feats is not None:
+                d.teacher_features = torch.tensor(self.node_feats[i], dtype=self.dtype)
+            d.idx = torch.tensor([i])
+            self._graphs[i] = d
+        return self._graphs[i]
+
+    def energies_and_numbers(self):
+        """(training energies (M,), list of atomic-number arrays): for the per-element reference fit."""
+        if self.energy_source == "teacher":
+            e = np.asarray(self.teacher_energy)
+        else:
+            e = np.array([a.get_potential_energy() for a in self.atoms])
+        return e, [a.numbers for a in self.atoms]
+
+
+class HessianCollate:
+    """Collate items into a batch and draw this step's Hessian rows (see the module docstring)."""
+
+    def __init__(self, dataset: DistillDataset, *, rows_per_structure: int = 4, weighting: str = "uniform",
+                 seed: int = 0, probe: str = "gaussian"):
+        if weighting not in ROW_WEIGHTINGS:
+            raise HessdistillError(f"Hessian row weighting must be one of {ROW_WEIGHTINGS}, got {weighting!r}")
+        if rows_per_structure < 1:
+            raise HessdistillError(f"rows_per_structure (s) must be >= 1, got {rows_per_structure}")
+        if probe not in ("gaussian", "rademacher"):
+            raise HessdistillError(f"projection probes must be 'gaussian' or 'rademacher', got {probe!r}")
+        self.ds = dataset
+        self.s = int(rows_per_structure)
+        self.weighting = weighting
+        self.seed = int(seed)
+        self.probe = probe
+        self.epoch = 0
+        self.step = 0
+        self.last_picks: list = []
+        #: per structure, per stored row: last observed student error (only for weighting="error")
+        self.row_error: dict[int, np.ndarray] = {}
+        if weighting == "projection" and dataset.hessians is not None:
+            for i, (idx, rows) in enumerate(dataset.hessians):
+                if len(idx) != rows.shape[1]:
+                    raise HessdistillError(
+                        f"random-projection Hessian matching needs full teacher Hessians, but structure {i} of split "
+                        f"{dataset.split!r} has {len(idx)} of {rows.shape[1]} rows stored; relabel with rows: full")
+
+    def set_position(self, epoch: int, step: int):
+        self.epoch, self.step = int(epoch), int(step)
+
+    def __call__(self, items):
+        batch = collate(items)
+        if self.ds.hessians is None:
+            return batch
+        rng = np.random.default_rng([self.seed, self.epoch, self.step])
+        self.step += 1
+        self.last_picks = []
+        n_total = int(batch.pos.shape[0])
+        offsets = batch.ptr.numpy()
+        s_max = self.s
+        cot = np.zeros((s_max, n_total, 3))
+        target = np.zeros((s_max, n_total, 3))
+        weight = np.zeros((s_max, n_total))
+        for m, d in enumerate(items):
+            idx, rows = self.ds.hessians[int(d.idx)]
+            a0, a1 = offsets[m], offsets[m + 1]
+            n_m = a1 - a0
+            jt = -np.asarray(rows, dtype=np.float64)  # stored H; the loss matches the force Jacobian dF/dx = -H
+            if self.weighting == "projection":
+                full = np.empty_like(jt)
+                full[idx] = jt
+                s_m = self.s
+                if self.probe == "gaussian":
+                    v = rng.standard_normal((s_m, 3 * n_m))
+                else:
+                    v = rng.choice([-1.0, 1.0], size=(s_m, 3 * n_m))
+                cot[:s_m, a0:a1] = v.reshape(s_m, n_m, 3)
+                target[:s_m, a0:a1] = (v @ full).reshape(s_m, n_m, 3)
+            else:
+                s_m = min(self.s, len(idx))
+                if self.weighting in ("row_norm", "error"):
+                    p = np.linalg.norm(jt, axis=1) + 1e-12
+                    if self.weighting == "error":
+                        p = self.row_error.setdefault(int(d.idx), p.copy()) + 1e-12
+                    pick = rng.choice(len(idx), size=s_m, replace=False, p=p / p.sum())
+                else:
+                    pick = rng.choice(len(idx), size=s_m, replace=False)
+                coord = idx[pick]
+                cot[np.arange(s_m), a0 + coord // 3, coord % 3] = 1.0
+                target[:s_m, a0:a1] = jt[pick].reshape(s_m, n_m, 3)
+                self.last_picks.append((int(d.idx), m, pick))
+            weight[:s_m, a0:a1] = 1.0 / s_m
+        dt = batch.pos.dtype
+        batch.hess_cot = torch.as_tensor(cot, dtype=dt)
+        batch.hess_target = torch.as_tensor(target, dtype=dt)
+        batch.hess_weight = torch.as_tensor(weight, dtype=dt)
+        return batch
+
+    def feedback(self, slot_errors: np.ndarray) -> None:
+        """Record the student's per-slot errors (s_max, M) of the last batch (weighting="error")."""
+        if self.weighting != "error":
+            return
+        for ds_index, m, pick in self.last_picks:
+            table = self.row_error[ds_index]
+            table[pick] = slot_errors[: len(pick), m]
+
+    def state_dict(self) -> dict:
+        return {"row_error": {k: v.tolist() for k, v in self.row_error.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.row_error = {int(k): np.asarray(v) for k, v in state.get("row_error", {}).items()}

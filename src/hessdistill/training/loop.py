@@ -1,0 +1,329 @@
+"""The training loop: AdamW (amsgrad), ReduceLROnPlateau on validation force MAE, EMA weights, gradient
+clipping, the λ_H halving schedule, best-by-validation checkpoint, and exact resumption.
+
+Resumption: ``last.pt`` (written atomically after every epoch) holds the model, EMA, optimiser, scheduler,
+schedule state, sampler state, RNG states and the log.  Shuffling and Hessian-row draws are seeded by
+(seed, epoch, step), so a run killed and resumed produces the same weights as an uninterrupted one (on the
+same device and thread count).  Budgets: ``max_epochs`` and/or ``max_time_s`` (wall time, checked between
+epochs; a time budget is not reproducible by nature).
+
+Outputs in ``out_dir``: ``model.pt`` (best EMA weights, student config, element references, training
+summary: what :class:`hessdistill.calculator.StudentCalculator` loads), ``best.pt``, ``last.pt``,
+``log.csv`` (one row per epoch) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path, atomic_write_text
+from ..errors import HessdistillError
+from ..students import build_student
+from .data import DistillDataset, HessianCollate
+from .losses import LossWeights, compute_loss
+
+log = logging.getLogger("hessdistill.train")
+
+METHODS = ("undistilled", "hessian", "hessian-projection", "n2n", "a2a", "teacher-forces")
+
+
+@dataclass
+class TrainConfig:
+    student: dict = field(default_factory=lambda: {"arch": "painn"})
+    method: str = "hessian"
+    #: loss weights; None means the method's default (paper values)
+    weights: dict = field(default_factory=dict)
+    rows_per_structure: int = 4
+    row_weighting: str = "uniform"
+    probe: str = "gaussian"
+    vjp_method: str = "loop"
+    batch_size: int = 8
+    val_batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 2e-6
+    amsgrad: bool = True
+    lr_factor: float = 0.8
+    lr_patience: int = 5
+    min_lr: float = 1e-6
+    ema_decay: float = 0.999
+    grad_clip: float = 10.0
+    max_epochs: int = 100
+    max_time_s: float | None = None
+    #: λ_H schedule: halve λ_H once the student's val force MAE <= threshold x the teacher's
+    hessian_schedule_threshold: float = 1.05
+    hessian_schedule_factor: float = 0.5
+    energy_source: str = "reference"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise HessdistillError(f"unknown training option(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
+        cfg = cls(**d)
+        if cfg.method not in METHODS:
+            raise HessdistillError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
+        return cfg
+
+
+def method_weights(cfg: TrainConfig) -> LossWeights:
+    """Paper defaults per method, overridden by ``cfg.weights``."""
+    base = {"undistilled": dict(hessian=0.0), "hessian": {}, "hessian-projection": {},
+            "n2n": dict(hessian=0.0, n2n=1000.0), "a2a": dict(hessian=0.0),
+            "teacher-forces": dict(energy=0.0, forces=0.0, hessian=0.0, teacher_forces=100.0)}[cfg.method]
+    w = LossWeights(**base)
+    for k, v in cfg.weights.items():
+        if not hasattr(w, k) or k == "extra":
+            raise HessdistillError(f"unknown loss weight {k!r}; valid: energy, forces, hessian, energy_grad, teacher_forces, n2n")
+        setattr(w, k, float(v))
+    return w
+
+
+def _device(name):
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class EMA:
+    """Exponential moving average of the parameters (and a copy of buffers)."""
+
+    def __init__(self, model, decay):
+        self.decay = float(decay)
+        self.shadow = copy.deepcopy(model)
+        for p in self.shadow.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model):
+        for s, p in zip(self.shadow.parameters(), model.parameters()):
+            s.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+        for s, b in zip(self.shadow.buffers(), model.buffers()):
+            s.copy_(b)
+
+
+def evaluate(model, loader, device) -> dict:
+    """Energy MAE per atom (meV/atom) and force MAE per component (meV/Å) against the batch targets."""
+    model.eval()
+    e_err, f_err, n_struct, n_comp = 0.0, 0.0, 0, 0
+    for batch in loader:
+        batch = batch.to(device)
+        energy, forces = model(batch, create_graph=False)
+        e_err += float(((energy.detach() - batch.energy).abs() / batch.natoms).sum())
+        f_err += float((forces.detach() - batch.forces).abs().sum())
+        n_struct += int(batch.natoms.shape[0])
+        n_comp += forces.numel()
+    return {"energy_mae_meV_atom": 1e3 * e_err / max(n_struct, 1), "force_mae_meV_A": 1e3 * f_err / max(n_comp, 1)}
+
+
+def teacher_val_force_mae(val: DistillDataset) -> float | None:
+    """The teacher's force MAE (meV/Å, per component) on the validation split against its reference labels."""
+    if val.teacher_forces is None or not val.has_reference:
+        return None
+    num = sum(float(np.abs(tf - a.get_forces()).sum()) for tf, a in zip(val.teacher_forces, val.atoms))
+    den = sum(3 * len(a) for a in val.atoms)
+    return 1e3 * num / den
+
+
+def train(config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True) -> dict:
+    """Train one student run; resumes from ``out_dir/last.pt`` if present. Returns the summary dict."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+    weights = method_weights(cfg)
+    if cfg.method.startswith("hessian") and hessians is None:
+        raise HessdistillError(f"method {cfg.method!r} needs teacher Hessians (hessians=...)")
+    if (cfg.method in ("n2n", "a2a", "teacher-forces") or cfg.energy_source == "teacher") and labels is None:
+        raise HessdistillError(f"method {cfg.method!r} needs the teacher labels file (labels=...)")
+
+    torch.manual_seed(cfg.seed)
+    student_cfg = dict(cfg.student)
+    if cfg.method == "a2a":
+        from ..data.labels import LabelStore
+
+        with LabelStore(labels) as ls:
+            nums, table = ls.element_embeddings()
+        student_cfg["embedding_init"] = {"numbers": [int(z) for z in nums], "table": np.asarray(table).tolist()}
+    model = build_student(student_cfg)
+    cutoff = model.cutoff
+    train_ds = DistillDataset(structures, "train", cutoff, labels=labels, hessians=hessians if weights.hessian > 0 else None,
+                              node_features=weights.n2n > 0, dtype=dtype, energy_source=cfg.energy_source)
+    val_ds = DistillDataset(structures, "val", cutoff, labels=labels, dtype=dtype, energy_source=cfg.energy_source)
+    e_train, z_train = train_ds.energies_and_numbers()
+    model.fit_element_energies(z_train, e_train)
+    f_all = np.concatenate([train_ds[i].forces.numpy().reshape(-1) for i in range(len(train_ds))])
+    model.set_energy_scale(float(np.sqrt(np.mean(f_all**2))) or 1.0)
+    model = model.to(device=device, dtype=dtype)
+    projection = None
+    params = list(model.parameters())
+    if weights.n2n > 0:
+        t_dim = train_ds.node_feats[0].shape[1]
+        projection = torch.nn.Linear(model.feature_dim, t_dim).to(device=device, dtype=dtype)
+        params += list(projection.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience,
+                                                       min_lr=cfg.min_lr)
+    ema = EMA(model, cfg.ema_decay)
+    collate = HessianCollate(train_ds, rows_per_structure=cfg.rows_per_structure,
+                             weighting="projection" if cfg.method == "hessian-projection" else cfg.row_weighting,
+                             seed=cfg.seed, probe=cfg.probe)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.val_batch_size, shuffle=False, collate_fn=collate_plain)
+    teacher_mae = teacher_val_force_mae(val_ds)
+    state = {"epoch": 0, "best_val": math.inf, "lambda_h": weights.hessian, "lambda_h_halved": False,
+             "log": [], "elapsed_s": 0.0, "steps": 0}
+    last = out / "last.pt"
+    if last.exists():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        if _resume_key(ck["config"]) != _resume_key(asdict(cfg)):
+            raise HessdistillError(f"{last} was written by a run with different settings\n  fix: delete {out} to start over")
+        model.load_state_dict(ck["model"])
+        ema.shadow.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        if projection is not None:
+            projection.load_state_dict(ck["projection"])
+        collate.load_state_dict(ck["sampler"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        log.info("resumed %s at epoch %d", out, state["epoch"])
+
+    t_start = time.perf_counter() - state["elapsed_s"]
+    bar = _Bar(progress, cfg.max_epochs, state["epoch"], out.name)
+    while state["epoch"] < cfg.max_epochs:
+        if cfg.max_time_s is not None and time.perf_counter() - t_start > cfg.max_time_s:
+            log.info("wall-time budget reached after %d epochs", state["epoch"])
+            break
+        epoch = state["epoch"]
+        model.train()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_ds))
+        collate.set_position(epoch, 0)
+        weights.hessian = state["lambda_h"]
+        sums, n_batches = {}, 0
+        for b0 in range(0, len(order), cfg.batch_size):
+            batch = collate([train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]).to(device)
+            total, terms, per_slot = compute_loss(model, batch, weights, projection=projection,
+                                                  squared_hessian=cfg.method == "hessian-projection",
+                                                  vjp_method=cfg.vjp_method)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            ema.update(model)
+            if per_slot is not None:
+                collate.feedback(per_slot.cpu().numpy())
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["total"] = sums.get("total", 0.0) + float(total.detach())
+            n_batches += 1
+            state["steps"] += 1
+        val = evaluate(ema.shadow, val_loader, device)
+        sched.step(val["force_mae_meV_A"])
+        if (teacher_mae is not None and not state["lambda_h_halved"] and state["lambda_h"] > 0
+                and val["force_mae_meV_A"] <= cfg.hessian_schedule_threshold * teacher_mae):
+            state["lambda_h"] *= cfg.hessian_schedule_factor
+            state["lambda_h_halved"] = True
+            log.info("val force MAE %.2f within %.0f%% of the teacher's %.2f: lambda_H -> %g", val["force_mae_meV_A"],
+                     100 * (cfg.hessian_schedule_threshold - 1), teacher_mae, state["lambda_h"])
+        state["epoch"] = epoch + 1
+        state["elapsed_s"] = time.perf_counter() - t_start
+        row = {"epoch": epoch + 1, "steps": state["steps"], "lr": opt.param_groups[0]["lr"], "lambda_h": state["lambda_h"],
+               **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+               **{f"val_{k}": v for k, v in val.items()}, "elapsed_s": state["elapsed_s"]}
+        state["log"].append(row)
+        improved = val["force_mae_meV_A"] < state["best_val"]
+        if improved:
+            state["best_val"] = val["force_mae_meV_A"]
+            _save_model(out / "best.pt", ema.shadow, cfg, state, teacher_mae)
+        _save(last, {"config": asdict(cfg), "model": model.state_dict(), "ema": ema.shadow.state_dict(),
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "projection": projection.state_dict() if projection is not None else None,
+                     "sampler": collate.state_dict(), "torch_rng": torch.get_rng_state(), "state": state})
+        _write_log(out / "log.csv", state["log"])
+        bar.update(1, val["force_mae_meV_A"])
+    bar.close()
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False) if (out / "best.pt").exists() else None
+    if best is None:
+        raise HessdistillError(f"training of {out} ran no epoch (budget too small?)")
+    _save(out / "model.pt", best)
+    summary = {"epochs": state["epoch"], "steps": state["steps"], "best_val_force_mae_meV_A": state["best_val"],
+               "teacher_val_force_mae_meV_A": teacher_mae, "lambda_h_final": state["lambda_h"],
+               "n_params": model.n_params, "train_time_s": state["elapsed_s"], "method": cfg.method,
+               "student": model.config() | {"embedding_init": "teacher table" if "embedding_init" in student_cfg else None}}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _resume_key(cfgd: dict) -> dict:
+    """Settings that must match to resume: all but the budget (which may be extended) and the thread count."""
+    return {k: v for k, v in cfgd.items() if k not in ("max_epochs", "max_time_s", "threads")}
+
+
+def collate_plain(items):
+    from ..data.graphs import collate
+
+    return collate(items)
+
+
+def _save(path, obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buf.getvalue())
+
+
+def _save_model(path, model, cfg, state, teacher_mae):
+    cfgd = model.config()
+    _save(path, {"format": "hessdistill.student", "student_config": cfgd,
+                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "dtype": cfg.dtype, "epoch": state["epoch"], "val_force_mae_meV_A": state["best_val"],
+                 "teacher_val_force_mae_meV_A": teacher_mae, "method": cfg.method})
+
+
+def _write_log(path, rows):
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    atomic_write_text(path, buf.getvalue())
+
+
+class _Bar:
+    def __init__(self, enabled, total, initial, desc):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=f"train {desc}", unit="epoch", file=sys.stderr)
+
+    def update(self, n, val):
+        if self.bar is not None:
+            self.bar.set_postfix(val_F_MAE=f"{val:.1f}")
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+

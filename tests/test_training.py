@@ -1,0 +1,232 @@
+"""Losses against brute force, and the training loop (budget, schedule, checkpoints, exact resumption)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from hessdistill.students.registry import STUDENTS
+from hessdistill.training.data import DistillDataset, HessianCollate
+from hessdistill.training.losses import LossWeights, compute_loss, hessian_loss
+
+TESTS = Path(__file__).parent
+STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """Molecules labelled by an analytic Morse teacher: reference = teacher, full Hessians for train."""
+    from hessdistill.data.store import write_structures
+    from hessdistill.label import run_labelling
+    from hessdistill.teachers import load_teacher
+
+    d = tmp_path_factory.mktemp("stores")
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 12), ("val", 4)):
+        mols = []
+        for i in range(n):
+            a = molecule(["H2O", "CH4", "NH3", "CH3OH"][i % 4])
+            a.positions += rng.normal(scale=0.08, size=a.positions.shape)
+            e, f = teacher.energy_forces(a)
+            from ase.calculators.singlepoint import SinglePointCalculator
+
+            a.calc = SinglePointCalculator(a, energy=e, forces=f)
+            mols.append(a)
+        splits[split] = mols
+    st = write_structures(d / "s.h5", splits, labels="teacher:morse")
+    run_labelling(st, teacher, d / "l.h5", hessians_out=d / "h.h5", hessian_splits=["train"], progress=False)
+    return st, d / "l.h5", d / "h.h5"
+
+
+def toy(direct=False, dtype=torch.float64):
+    from toy_models import ToyStudent
+
+    torch.manual_seed(0)
+    return ToyStudent(cutoff=4.0, direct_forces=direct).to(dtype)
+
+
+def brute_force_jacobian(model, data):
+    """dF/dx of one structure, (3N, 3N), built row by row."""
+    from hessdistill.data.graphs import collate
+
+    b = collate([data])
+    b.pos.requires_grad_(True)
+    _, f = model(b, create_graph=True)
+    rows = [torch.autograd.grad(f.reshape(-1)[r], b.pos, retain_graph=True)[0].reshape(-1) for r in range(f.numel())]
+    return torch.stack(rows).detach().numpy()
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_hessian_loss_matches_brute_force(stores, direct):
+    st, lab, hes = stores
+    model = toy(direct)
+    ds = DistillDataset(st, "train", model.cutoff, labels=lab, hessians=hes)
+    col = HessianCollate(ds, rows_per_structure=3, seed=5)
+    items = [ds[i] for i in (0, 1, 2, 3)]  # different sizes: 3, 5, 4, 6 atoms
+    batch = col(items)
+    batch.pos.requires_grad_(True)
+    _, forces = model(batch, create_graph=True)
+    loss, per_slot = hessian_loss(forces, batch)
+    expected, n_total = 0.0, sum(len(ds.atoms[i]) for i in (0, 1, 2, 3))
+    for ds_idx, m, pick in col.last_picks:
+        js = brute_force_jacobian(model, ds[ds_idx])
+        idx, rows = ds.hessians[ds_idx]
+        jt = -rows
+        n = len(ds.atoms[ds_idx])
+        s_m = len(pick)
+        for k, p in enumerate(pick):
+            diff = (js[idx[p]] - jt[p]).reshape(n, 3)
+            err = np.linalg.norm(diff, axis=1).sum()
+            expected += err / s_m
+            assert per_slot[k, m].item() == pytest.approx(err, rel=1e-9)
+    assert loss.item() == pytest.approx(expected / n_total, rel=1e-9)
+    loss.backward()  # second order reaches the parameters
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_rows_are_fresh_each_step_and_reproducible(stores):
+    st, lab, hes = stores
+    ds = DistillDataset(st, "train", 4.0, labels=lab, hessians=hes)
+    col = HessianCollate(ds, rows_per_structure=2, seed=1)
+    items = [ds[i] for i in range(4)]
+    col.set_position(0, 0)
+    a = col(items).hess_cot.clone()
+    b = col(items).hess_cot.clone()
+    col.set_position(0, 0)
+    assert torch.equal(col(items).hess_cot, a) and not torch.equal(a, b)
+    assert torch.all(a.sum(dim=(1, 2)) == 4)  # one-hot per structure per slot: a multi-hot over the batch
+
+
+@pytest.mark.parametrize("probe", ["gaussian", "rademacher"])
+def test_projection_loss_estimates_frobenius_error(stores, probe):
+    st, lab, hes = stores
+    model = toy()
+    ds = DistillDataset(st, "train", model.cutoff, labels=lab, hessians=hes)
+    col = HessianCollate(ds, rows_per_structure=600, weighting="projection", seed=3, probe=probe)
+    items = [ds[0], ds[1]]
+    batch = col(items)
+    batch.pos.requires_grad_(True)
+    _, forces = model(batch, create_graph=True)
+    loss, _ = hessian_loss(forces, batch, squared=True, method="batched")
+    frob = 0.0
+    for i in (0, 1):
+        idx, rows = ds.hessians[i]
+        frob += ((brute_force_jacobian(model, ds[i]) + rows) ** 2).sum()
+    n_total = len(ds.atoms[0]) + len(ds.atoms[1])
+    assert loss.item() == pytest.approx(frob / n_total, rel=0.15)
+
+
+def test_energy_force_terms(stores):
+    st, lab, hes = stores
+    model = toy()
+    ds = DistillDataset(st, "train", model.cutoff, labels=lab)
+    from hessdistill.data.graphs import collate
+
+    batch = collate([ds[0], ds[1]])
+    total, terms, _ = compute_loss(model, batch, LossWeights(energy=5, forces=100, hessian=0, teacher_forces=1))
+    e, f = model(batch, create_graph=False)
+    e_ref = (e.detach() - batch.energy).abs() / batch.natoms
+    assert terms["energy"].item() == pytest.approx(e_ref.mean().item())
+    assert terms["forces"].item() == pytest.approx(torch.linalg.vector_norm(f.detach() - batch.forces, dim=1).mean().item())
+    # reference == teacher here, so the teacher-forces term equals the force term
+    assert terms["teacher_forces"].item() == pytest.approx(terms["forces"].item())
+    assert total.item() == pytest.approx(5 * terms["energy"].item() + 101 * terms["forces"].item())
+
+
+def run_cfg(**kw):
+    cfg = dict(student={"arch": "toy", "cutoff": 4.0}, method="hessian", rows_per_structure=2, batch_size=4,
+               max_epochs=4, lr=3e-3, dtype="float64", device="cpu", seed=2)
+    cfg.update(kw)
+    return cfg
+
+
+def test_training_improves_and_writes_outputs(stores, tmp_path):
+    from hessdistill.calculator import StudentCalculator
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    s = train(run_cfg(max_epochs=6), st, tmp_path / "run", labels=lab, hessians=hes, progress=False)
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(log) == 7 and "train_hessian" in log[0] and "val_force_mae_meV_A" in log[0]
+    assert s["epochs"] == 6 and s["teacher_val_force_mae_meV_A"] == pytest.approx(0.0, abs=1e-9)
+    first = float(log[1].split(",")[log[0].split(",").index("val_force_mae_meV_A")])
+    assert s["best_val_force_mae_meV_A"] < first
+    calc = StudentCalculator.from_checkpoint(tmp_path / "run" / "model.pt")
+    a = molecule("H2O")
+    a.calc = calc
+    assert np.isfinite(a.get_potential_energy()) and a.get_forces().shape == (3, 3)
+
+
+def test_resume_after_kill_matches_uninterrupted(stores, tmp_path):
+    import yaml
+
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    cfg = run_cfg(max_epochs=5)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**cfg, "student": {"arch": "toy", "cutoff": 4.0}}))
+    ref = train(cfg, st, tmp_path / "ref", labels=lab, hessians=hes, progress=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "killed"
+    code = ("import sys; from hessdistill.students.registry import STUDENTS; STUDENTS['toy']=('toy_models','ToyStudent');"
+            "from hessdistill.train import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run.yaml"), "--structures", str(st), "--labels",
+                             str(lab), "--hessians", str(hes), "--out", str(out), "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "log.csv").exists() and len((out / "log.csv").read_text().splitlines()) >= 3:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len((out / "log.csv").read_text().splitlines()) - 1
+    assert 1 <= done < 5, done
+    res = train(cfg, st, out, labels=lab, hessians=hes, progress=False)
+    assert res["epochs"] == 5
+    a = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "ref" / "model.pt", weights_only=False)["state_dict"]
+    for k in b:
+        assert torch.equal(a[k], b[k]), k
+    assert res["best_val_force_mae_meV_A"] == ref["best_val_force_mae_meV_A"]
+
+
+def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
+    from hessdistill.errors import HessdistillError
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    train(run_cfg(max_epochs=1), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)
+    train(run_cfg(max_epochs=2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)  # budget extended: ok
+    with pytest.raises(HessdistillError, match="different settings"):
+        train(run_cfg(max_epochs=3, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)
+    with pytest.raises(HessdistillError, match="unknown training option"):
+        train({"lrate": 1}, st, tmp_path / "x")
+    with pytest.raises(HessdistillError, match="needs teacher Hessians"):
+        train(run_cfg(), st, tmp_path / "y", labels=lab)
+    with pytest.raises(HessdistillError, match="unknown loss weight"):
+        train(run_cfg(weights={"hess": 1}), st, tmp_path / "z", labels=lab, hessians=hes)
+
+
+def test_lambda_h_is_halved_when_student_reaches_teacher(stores, tmp_path, monkeypatch):
+    from hessdistill.training import loop, train
+
+    st, lab, hes = stores
+    monkeypatch.setattr(loop, "teacher_val_force_mae", lambda ds: 50.0)  # a teacher 50 meV/Å off its references
+    far = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e-6), st, tmp_path / "far", labels=lab, hessians=hes,
+                progress=False)
+    assert far["lambda_h_final"] == pytest.approx(400.0)
+    near = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e9), st, tmp_path / "near", labels=lab,
+                 hessians=hes, progress=False)
+    assert near["lambda_h_final"] == pytest.approx(200.0)  # halved once, not again
