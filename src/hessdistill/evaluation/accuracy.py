@@ -1,0 +1,155 @@
+"""Test accuracy of a model (student or teacher) against reference labels and against the teacher.
+
+Models are given as *predictors*, so students and teachers go through the same code:
+
+- :func:`student_predictor` evaluates a student on batches (fast path);
+- :func:`calculator_predictor` wraps any ASE calculator (a teacher through ``TeacherCalculator``);
+- a Hessian function ``hessian_rows_fn(atoms, rows) -> (R, 3N)`` (``teacher.hessian_rows`` or
+  :func:`student_hessian_rows_fn`) for the Hessian MAE.
+
+Metrics (meV, Å): energy MAE per atom (meV/atom), force MAE per component (meV/Å), per-atom force l2
+error (meV/Å, the paper's l2mae) and Hessian MAE per element (meV/Å²).  Standard errors are those of
+the mean over *structures* (per-structure averages), since components within a structure are correlated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..data.graphs import atoms_to_data, collate
+
+
+def student_predictor(model, *, batch_size: int = 32, device="cpu"):
+    """``predict(list of Atoms) -> (energies (M,), list of forces)`` for a student, batched."""
+    dtype = next(model.parameters()).dtype
+
+    def predict(atoms_list):
+        energies, forces = [], []
+        model.eval()
+        for b0 in range(0, len(atoms_list), batch_size):
+            chunk = atoms_list[b0:b0 + batch_size]
+            batch = collate([atoms_to_data(a, model.cutoff, dtype=dtype) for a in chunk]).to(device)
+            e, f = model(batch, create_graph=False)
+            energies += e.detach().double().cpu().tolist()
+            f = f.detach().double().cpu().numpy()
+            ptr = batch.ptr.cpu().numpy()
+            forces += [f[ptr[m]:ptr[m + 1]] for m in range(len(chunk))]
+        return np.asarray(energies), forces
+
+    return predict
+
+
+def calculator_predictor(calc):
+    """``predict`` for any ASE calculator (one structure at a time)."""
+
+    def predict(atoms_list):
+        energies, forces = [], []
+        for a in atoms_list:
+            b = a.copy()
+            b.calc = calc
+            energies.append(float(b.get_potential_energy()))
+            forces.append(np.asarray(b.get_forces(), dtype=np.float64))
+        return np.asarray(energies), forces
+
+    return predict
+
+
+def student_hessian_rows_fn(model, device="cpu"):
+    """``hessian_rows_fn(atoms, rows)`` for a student: rows of H = -dF/dx by double backprop."""
+    from .. import hessian as hess
+
+    dtype = next(model.parameters()).dtype
+
+    def fn(atoms, rows):
+        batch = collate([atoms_to_data(atoms, model.cutoff, dtype=dtype)]).to(device)
+        batch.pos.requires_grad_(True)
+        _, f = model(batch, create_graph=True)
+        return hess.hessian_rows(f, batch.pos, rows).detach().double().cpu().numpy()
+
+    return fn
+
+
+def _stats(per_structure: list[float]) -> tuple[float, float]:
+    x = np.asarray(per_structure, dtype=np.float64)
+    if len(x) == 0:
+        return math.nan, math.nan
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+    return float(x.mean()), se
+
+
+def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
+    e_err = [1e3 * abs(ep - er) / len(a) for a, ep, er in zip(atoms_list, e_pred, e_ref)]
+    f_comp = [1e3 * float(np.abs(fp - fr).mean()) for fp, fr in zip(f_pred, f_ref)]
+    f_l2 = [1e3 * float(np.linalg.norm(fp - fr, axis=1).mean()) for fp, fr in zip(f_pred, f_ref)]
+    out = {}
+    for key, vals in (("energy_mae_meV_atom", e_err), ("force_mae_meV_A", f_comp), ("force_l2mae_meV_A", f_l2)):
+        mean, se = _stats(vals)
+        out[f"{prefix}{key}"] = mean
+        out[f"{prefix}{key}_se"] = se
+    # the paper's force MAE is per component over all atoms: weight structures by their size
+    n = np.array([len(a) for a in atoms_list])
+    out[f"{prefix}force_mae_meV_A_all_components"] = float(np.sum(np.array(f_comp) * n) / n.sum()) if len(n) else math.nan
+    return out
+
+
+def accuracy(predict, atoms_list, *, reference=True, teacher_labels=None, hessian_rows_fn=None, hessians=None) -> dict:
+    """Accuracy of ``predict`` on ``atoms_list`` (structures with reference labels attached).
+
+    ``teacher_labels``: (energies, list of forces) of the teacher on the same structures, to report errors
+    against the teacher too; ``hessians``: list of (row indices, rows (R, 3N)) of the teacher's Hessians for
+    these structures (e.g. from a Hessian store), with ``hessian_rows_fn`` to evaluate the model's rows.
+    """
+    e_pred, f_pred = predict(list(atoms_list))
+    res = {"n_structures": len(atoms_list), "n_atoms": int(sum(len(a) for a in atoms_list))}
+    if reference:
+        e_ref = [a.get_potential_energy() for a in atoms_list]
+        f_ref = [a.get_forces() for a in atoms_list]
+        res.update(_compare(atoms_list, e_pred, f_pred, e_ref, f_ref, "ref_"))
+    if teacher_labels is not None:
+        res.update(_compare(atoms_list, e_pred, f_pred, teacher_labels[0], teacher_labels[1], "teacher_"))
+    if hessians is not None and hessian_rows_fn is not None:
+        res.update(hessian_accuracy(hessian_rows_fn, atoms_list, hessians))
+    return res
+
+
+def hessian_accuracy(hessian_rows_fn, atoms_list, hessians) -> dict:
+    """Hessian MAE (meV/Å²) of the model's rows against the teacher's stored rows, per structure then averaged."""
+    per, n_el = [], 0
+    for a, (idx, rows) in zip(atoms_list, hessians):
+        pred = hessian_rows_fn(a, idx)
+        per.append(1e3 * float(np.abs(pred - rows).mean()))
+        n_el += rows.size
+    mean, se = _stats(per)
+    return {"hessian_mae_meV_A2": mean, "hessian_mae_meV_A2_se": se, "hessian_n_structures": len(per),
+            "hessian_n_elements": int(n_el)}
+
+
+def accuracy_from_stores(predict, structures, *, split="test", labels=None, hessians=None, hessian_rows_fn=None,
+                         max_hessian_structures: int | None = None) -> dict:
+    """:func:`accuracy` on one split of a structure store, with teacher labels/Hessians from their stores."""
+    from ..data.labels import HessianStore, LabelStore
+    from ..data.store import StructureStore
+
+    with StructureStore(structures) as st:
+        atoms = [st.atoms(split, i) for i in range(st.n_structures(split))]
+        has_ref = st.has_labels(split)
+    tl = None
+    if labels is not None:
+        with LabelStore(labels) as ls:
+            arr = ls.arrays(split)
+            off = arr["offsets"]
+            tl = (arr["energy"], [arr["forces"][off[i]:off[i + 1]] for i in range(len(atoms))])
+    hs = None
+    if hessians is not None and hessian_rows_fn is not None:
+        with HessianStore(hessians) as h:
+            if split in h.splits:
+                n = h.n_structures(split) if max_hessian_structures is None else min(max_hessian_structures, h.n_structures(split))
+                hs = [h.rows(split, i) for i in range(n)]
+    res = accuracy(predict, atoms, reference=has_ref, teacher_labels=tl)
+    if hs:
+        res.update(hessian_accuracy(hessian_rows_fn, atoms[:len(hs)], hs))
+    res["split"] = split
+    return res
+
