@@ -1,0 +1,187 @@
+"""Harmonic vibrational frequencies from Hessians, and model-vs-teacher frequency comparisons.
+
+Conventions: the Hessian is H = d²E/dx² in eV/Å², flattened atom-major (index ``3*i + c``); masses are
+ASE masses in amu.  Frequencies are wavenumbers in cm⁻¹; imaginary modes are returned as *negative*
+numbers (-|ν|), the usual convention of quantum-chemistry codes.
+
+Zero modes are removed by projection, not by dropping the smallest eigenvalues: the rigid-body vectors
+(3 translations and, for molecules, 3 rotations about the centre of mass — 2 for a linear molecule) are
+built in mass-weighted coordinates, orthonormalised, and the mass-weighted Hessian is diagonalised in
+their orthogonal complement (Eckart projection).  That returns exactly 3N-6 (3N-5, or 3N-3 for a periodic
+cell at Γ) frequencies even when the model's Hessian breaks translational/rotational invariance
+slightly, and it does not confuse a genuinely soft vibration with a rigid-body mode.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from ase import units
+
+from ..hessian import finite_difference_columns
+
+# ħ·sqrt(eV / (Å² amu)) in eV: converts sqrt(eigenvalue of the mass-weighted Hessian) into an energy.
+_HBAR_SQRT = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
+
+
+def eigenvalues_to_cm1(eigenvalues) -> np.ndarray:
+    """Mass-weighted Hessian eigenvalues (eV/Å²/amu) -> wavenumbers in cm⁻¹ (negative for λ < 0)."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    return np.sign(lam) * _HBAR_SQRT * np.sqrt(np.abs(lam)) / units.invcm
+
+
+def rigid_body_basis(atoms, *, periodic: bool | None = None, tol: float = 1e-6) -> np.ndarray:
+    """Orthonormal basis (3N, k) of the mass-weighted rigid-body motions (k = 3, 5 or 6; k=3 for periodic)."""
+    if periodic is None:
+        periodic = bool(np.any(atoms.pbc))
+    masses = np.asarray(atoms.get_masses(), dtype=np.float64)
+    n = len(masses)
+    sqm = np.sqrt(masses)
+    vecs = []
+    for c in range(3):  # translations
+        v = np.zeros((n, 3))
+        v[:, c] = sqm
+        vecs.append(v.reshape(-1))
+    if not periodic:
+        r = np.asarray(atoms.get_positions(), dtype=np.float64)
+        r = r - masses @ r / masses.sum()
+        for c in range(3):  # infinitesimal rotations about the axis e_c through the centre of mass
+            axis = np.zeros(3)
+            axis[c] = 1.0
+            vecs.append((sqm[:, None] * np.cross(axis, r)).reshape(-1))
+    mat = np.stack(vecs, axis=1)
+    u, s, _ = np.linalg.svd(mat, full_matrices=False)
+    keep = s > tol * max(float(s.max()), 1e-300)  # linear molecules: one rotation vanishes
+    return u[:, keep]
+
+
+def _complement_basis(q: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (3N, 3N-k) of the complement of the orthonormal columns of ``q``."""
+    n = q.shape[0]
+    if q.shape[1] == 0:
+        return np.eye(n)
+    u, _, _ = np.linalg.svd(q, full_matrices=True)
+    return u[:, q.shape[1]:]
+
+
+def mass_weighted_hessian(atoms, hessian) -> np.ndarray:
+    """Symmetrised H_ij / sqrt(m_i m_j) in eV/Å²/amu."""
+    h = np.asarray(hessian, dtype=np.float64)
+    n3 = 3 * len(atoms)
+    if h.shape != (n3, n3):
+        raise ValueError(f"Hessian of shape {h.shape} does not match {len(atoms)} atoms (expected ({n3}, {n3}))")
+    if not np.all(np.isfinite(h)):
+        raise ValueError("the Hessian contains NaN or inf entries")
+    inv_sqm = 1.0 / np.sqrt(np.repeat(np.asarray(atoms.get_masses(), dtype=np.float64), 3))
+    mw = h * inv_sqm[:, None] * inv_sqm[None, :]
+    return 0.5 * (mw + mw.T)
+
+
+def harmonic_frequencies(atoms, hessian, *, periodic: bool | None = None) -> np.ndarray:
+    """Vibrational wavenumbers (cm⁻¹, sorted ascending, imaginary as negative) with rigid-body modes projected out.
+
+    ``periodic=None`` means ``any(atoms.pbc)``: periodic cells (Γ point) lose the 3 translations only,
+    molecules the 3 translations and 3 rotations (2 for linear molecules).
+    """
+    mw = mass_weighted_hessian(atoms, hessian)
+    b = _complement_basis(rigid_body_basis(atoms, periodic=periodic))
+    if b.shape[1] == 0:
+        return np.zeros(0)
+    lam = np.linalg.eigvalsh(b.T @ mw @ b)
+    return np.sort(eigenvalues_to_cm1(lam))
+
+
+def n_vibrational_modes(atoms, *, periodic: bool | None = None) -> int:
+    return 3 * len(atoms) - rigid_body_basis(atoms, periodic=periodic).shape[1]
+
+
+def fd_hessian_fn(calc, *, step: float = 1e-3, order: int = 2) -> Callable:
+    """``hessian_fn(atoms) -> (3N, 3N)`` by finite differences of ``calc``'s forces (central by default).
+
+    The structure passed in is never modified: a copy carries ``calc``.  The result is not symmetrised
+    (for a non-conservative calculator it is the negative force Jacobian, columns = coordinates).
+    """
+
+    def hessian_fn(atoms) -> np.ndarray:
+        work = atoms.copy()
+        work.calc = calc
+
+        def force_fn(pos):
+            work.set_positions(pos)
+            return work.get_forces()
+
+        cols = finite_difference_columns(force_fn, atoms.get_positions(), np.arange(3 * len(atoms)), step=step, order=order)
+        return cols.T  # row c of ``cols`` is column c of H
+
+    return hessian_fn
+
+
+def compare_frequencies(atoms, hessian_model, hessian_teacher, *, periodic: bool | None = None) -> dict:
+    """Frequencies of two Hessians of the same structure, compared mode by mode (both sorted)."""
+    fm = harmonic_frequencies(atoms, hessian_model, periodic=periodic)
+    ft = harmonic_frequencies(atoms, hessian_teacher, periodic=periodic)
+    diff = np.abs(fm - ft)
+    return {
+        "freq_mae_cm1": float(diff.mean()) if diff.size else 0.0,
+        "freq_max_abs_cm1": float(diff.max()) if diff.size else 0.0,
+        "n_modes": int(fm.size),
+        "n_imaginary_model": int(np.sum(fm < 0)),
+        "n_imaginary_teacher": int(np.sum(ft < 0)),
+        "model_cm1": [float(x) for x in fm],
+        "teacher_cm1": [float(x) for x in ft],
+    }
+
+
+def relax_structure(atoms, calc, *, fmax: float = 1e-3, max_steps: int = 2000, optimizer: str = "BFGS"):
+    """Relax a copy of ``atoms`` with ``calc`` (fixed cell).  Returns (relaxed atoms, info dict); never raises
+    for non-convergence or calculator failure: the info says what happened."""
+    from .relax import run_optimizer
+
+    work = atoms.copy()
+    work.calc = calc
+    info = run_optimizer(work, optimizer=optimizer, fmax=fmax, max_steps=max_steps)
+    return work, info
+
+
+def vibrational_comparison(
+    atoms,
+    model_calc,
+    teacher_calc,
+    *,
+    model_hessian_fn: Callable | None = None,
+    teacher_hessian_fn: Callable | None = None,
+    fmax: float = 1e-3,
+    max_steps: int = 2000,
+    optimizer: str = "BFGS",
+    fd_step: float = 1e-3,
+    periodic: bool | None = None,
+    relax: bool = True,
+) -> dict:
+    """The protocol: relax with the teacher, then compare model and teacher frequencies at that geometry.
+
+    Hessian functions default to central finite differences of each calculator's forces (``fd_step`` Å).
+    A teacher relaxation that does not reach ``fmax`` is reported (``teacher_relax_converged``), and the
+    comparison is still made at the final geometry.
+    """
+    if relax:
+        relaxed, info = relax_structure(atoms, teacher_calc, fmax=fmax, max_steps=max_steps, optimizer=optimizer)
+    else:
+        relaxed, info = atoms.copy(), {"converged": None, "steps": 0, "fmax_eV_A": None, "error": None}
+    out = {
+        "teacher_relax_converged": info["converged"],
+        "teacher_relax_steps": info["steps"],
+        "teacher_relax_fmax_eV_A": info["fmax_eV_A"],
+        "teacher_relax_error": info["error"],
+        "n_atoms": len(atoms),
+        "formula": relaxed.get_chemical_formula(),
+    }
+    if info.get("error"):
+        out["error"] = f"teacher relaxation failed: {info['error']}"
+        return out
+    mh = model_hessian_fn or fd_hessian_fn(model_calc, step=fd_step)
+    th = teacher_hessian_fn or fd_hessian_fn(teacher_calc, step=fd_step)
+    plain = relaxed.copy()  # Hessian functions get a structure without a calculator attached
+    out.update(compare_frequencies(plain, np.asarray(mh(plain)), np.asarray(th(plain)), periodic=periodic))
+    out["error"] = None
+    return out
