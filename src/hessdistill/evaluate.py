@@ -1,0 +1,201 @@
+"""Evaluate a student run or a teacher with the same protocols; one JSON file per evaluation.
+
+    python -m hessdistill.evaluate (--model RUN/model.pt | --teacher NAME) --structures S.h5 \\
+        [--labels L.h5] [--hessians H.h5] [--reference-teacher NAME] --out DIR \\
+        [--evaluations test vibrations md relax speed] [--config eval.yaml]
+
+Outputs ``DIR/test.json`` (accuracy vs references and vs the teacher, Hessian MAE), ``vibrations.json``,
+``md.json`` (stability and NVE energy conservation), ``relax.json`` and ``speed.json`` (model vs the
+reference teacher, same structures and device).  Vibrations and relaxation need the reference teacher
+(frequencies at the teacher-relaxed structure; relaxed geometries compared with the teacher's).
+Protocol defaults follow the paper (MD 300 K, 1 fs, NVE; FIRE to 0.05 eV/Å; speed at batch 32) scaled
+down in length; every knob is in :data:`DEFAULTS` and can be overridden by ``--config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HessdistillError
+
+log = logging.getLogger("hessdistill.evaluate")
+
+EVALUATIONS = ("test", "vibrations", "md", "relax", "speed")
+
+DEFAULTS = {
+    "split": "test",
+    "test": {"max_hessian_structures": 50, "batch_size": 32},
+    "vibrations": {"n_structures": 3, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
+    "md": {"n_structures": 3, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
+           "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto"},
+    "relax": {"n_structures": 5, "optimizer": "FIRE", "fmax": 0.05, "max_steps": 500, "perturb": 0.05, "seed": 0},
+    "speed": {"n_structures": 32, "batch_size": 32, "repeats": 5, "warmup": 2},
+}
+
+
+def merge_config(overrides: dict | None) -> dict:
+    cfg = copy.deepcopy(DEFAULTS)
+    for k, v in (overrides or {}).items():
+        if k not in cfg:
+            raise HessdistillError(f"unknown evaluation section {k!r}; valid: {sorted(cfg)}")
+        if isinstance(cfg[k], dict):
+            if not isinstance(v, dict):
+                raise HessdistillError(f"evaluation section {k!r} must be a mapping")
+            bad = sorted(set(v) - set(cfg[k]))
+            if bad:
+                raise HessdistillError(f"unknown option(s) {bad} in evaluation section {k!r}; valid: {sorted(cfg[k])}")
+            cfg[k].update(v)
+        else:
+            cfg[k] = v
+    return cfg
+
+
+class _Subject:
+    """What is evaluated: a student checkpoint or a teacher, with uniform accessors."""
+
+    def __init__(self, model_path=None, teacher=None, device="cpu", dtype="float64"):
+        from .evaluation.accuracy import calculator_predictor, student_hessian_rows_fn, student_predictor
+
+        if (model_path is None) == (teacher is None):
+            raise HessdistillError("evaluate either a student (--model) or a teacher (--teacher), not both")
+        self.device = device
+        if model_path is not None:
+            from .calculator import StudentCalculator, load_student
+
+            self.model, ck = load_student(model_path, device=device)
+            self.name = f"student:{Path(model_path).parent.name}"
+            self.calc = StudentCalculator(self.model, device=device)
+            self.predict_factory = lambda bs: student_predictor(self.model, batch_size=bs, device=device)
+            self.rows_fn = student_hessian_rows_fn(self.model, device=device)
+            self.kind = "student"
+            self.n_params = int(self.model.n_params)
+        else:
+            from .teachers import load_teacher
+            from .teachers.calculator import TeacherCalculator
+
+            self.teacher = teacher if not isinstance(teacher, str) else load_teacher(teacher, device=device, dtype=dtype)
+            self.name = self.teacher.name
+            self.calc = TeacherCalculator(self.teacher)
+            self.predict_factory = lambda bs: calculator_predictor(self.calc)
+            self.rows_fn = self.teacher.hessian_rows
+            self.kind = "teacher"
+            self.n_params = None
+
+    def hessian(self, atoms):
+        return self.rows_fn(atoms, np.arange(3 * len(atoms)))
+
+
+def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALUATIONS, labels=None, hessians=None,
+                    reference_teacher=None, config=None) -> dict:
+    from .data.store import StructureStore
+    from .evaluation import write_json
+
+    cfg = merge_config(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split = cfg["split"]
+    with StructureStore(structures) as st:
+        atoms = [st.atoms(split, i) for i in range(st.n_structures(split))]
+    if not atoms:
+        raise HessdistillError(f"split {split!r} of {structures} is empty: nothing to evaluate")
+    ref = None
+    if any(e in evaluations for e in ("vibrations", "relax", "speed")):
+        if reference_teacher is None:
+            raise HessdistillError("vibrations, relax and speed need the reference teacher (--reference-teacher)")
+        ref = reference_teacher if isinstance(reference_teacher, _Subject) else _Subject(teacher=reference_teacher,
+                                                                                          device=subject.device)
+    meta = {"model": subject.name, "kind": subject.kind, "n_params": subject.n_params, "structures": str(structures),
+            "split": split}
+    results = {}
+    for ev in evaluations:
+        if ev not in EVALUATIONS:
+            raise HessdistillError(f"unknown evaluation {ev!r}; choose from {EVALUATIONS}")
+        t0 = time.perf_counter()
+        c = cfg.get(ev, {})
+        if ev == "test":
+            from .evaluation.accuracy import accuracy_from_stores
+
+            res = accuracy_from_stores(subject.predict_factory(c["batch_size"]), structures, split=split, labels=labels,
+                                       hessians=hessians, hessian_rows_fn=subject.rows_fn,
+                                       max_hessian_structures=c["max_hessian_structures"])
+        elif ev == "vibrations":
+            from .evaluation.vibrations import vibrational_comparison
+
+            pool = [a for a in atoms if not (c["molecules_only"] and a.pbc.any())][: c["n_structures"]]
+            runs = [vibrational_comparison(a, subject.calc, ref.calc, model_hessian_fn=subject.hessian,
+                                           teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
+                    for a in pool]
+            maes = [r["freq_mae_cm1"] for r in runs if r.get("freq_mae_cm1") is not None]
+            res = {"freq_mae_cm1": float(np.mean(maes)) if maes else None, "n_structures": len(runs), "runs": runs}
+        elif ev == "md":
+            from .evaluation.md import md_stability_suite
+
+            kw = {k: v for k, v in c.items() if k != "n_structures"}
+            res = md_stability_suite(atoms[: c["n_structures"]], subject.calc, **kw)
+        elif ev == "relax":
+            from .evaluation.relax import relax_comparison
+
+            kw = {k: v for k, v in c.items() if k != "n_structures"}
+            res = relax_comparison(atoms[: c["n_structures"]], subject.calc, ref.calc, **kw)
+        else:  # speed
+            from .evaluation.speed import speed_comparison, time_teacher
+
+            pool = (atoms * (1 + c["n_structures"] // len(atoms)))[: c["n_structures"]]
+            if subject.kind == "student":
+                res = speed_comparison(subject.model, ref.teacher, pool, batch_size=c["batch_size"], repeats=c["repeats"],
+                                       warmup=c["warmup"], device=subject.device)
+            else:
+                res = {"teacher": time_teacher(subject.teacher, pool, repeats=c["repeats"], warmup=c["warmup"],
+                                               device=subject.device), "speedup_latency": 1.0, "speedup_throughput": 1.0}
+        res = {**meta, "evaluation": ev, "protocol": c, "wall_s": time.perf_counter() - t0, **res}
+        write_json(out / f"{ev}.json", res)
+        results[ev] = res
+        log.info("%s: %s done in %.1f s", subject.name, ev, res["wall_s"])
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hessdistill.evaluate", description=__doc__.split("\n\n")[0])
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help="student checkpoint (model.pt)")
+    g.add_argument("--teacher", help="teacher name, evaluated as a pseudo-run")
+    p.add_argument("--structures", required=True)
+    p.add_argument("--labels")
+    p.add_argument("--hessians")
+    p.add_argument("--reference-teacher", help="teacher for vibrations/relax/speed comparisons")
+    p.add_argument("--teacher-dtype", default="float64")
+    p.add_argument("--out", required=True)
+    p.add_argument("--evaluations", nargs="+", default=list(EVALUATIONS))
+    p.add_argument("--config", help="YAML/JSON overriding evaluation protocol settings")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .data.prepare import load_spec
+
+    try:
+        cfg = load_spec(args.config) if args.config else None
+        subject = _Subject(model_path=args.model, teacher=args.teacher, device=args.device, dtype=args.teacher_dtype)
+        ref = None
+        if args.reference_teacher:
+            ref = subject if args.teacher == args.reference_teacher else _Subject(
+                teacher=args.reference_teacher, device=args.device, dtype=args.teacher_dtype)
+        res = run_evaluations(subject, args.structures, args.out, evaluations=args.evaluations, labels=args.labels,
+                              hessians=args.hessians, reference_teacher=ref, config=cfg)
+    except HessdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: {kk: v[kk] for kk in v if isinstance(v[kk], (int, float)) and not isinstance(v[kk], bool)}
+                      for k, v in res.items()}, default=str)[:2000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

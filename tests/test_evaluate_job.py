@@ -1,0 +1,77 @@
+"""The evaluation job: a student run and the teacher through the same protocols, one JSON per evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from hessdistill.evaluate import _Subject, main, merge_config, run_evaluations
+from hessdistill.errors import HessdistillError
+from hessdistill.students.registry import STUDENTS
+
+STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
+
+SMALL = {"vibrations": {"n_structures": 1, "fmax": 1e-2}, "md": {"n_structures": 1, "steps": 40, "log_every": 5},
+         "relax": {"n_structures": 2, "max_steps": 100}, "speed": {"n_structures": 4, "batch_size": 2, "repeats": 2,
+                                                                   "warmup": 1}}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from hessdistill.data.store import write_structures
+    from hessdistill.label import run_labelling
+    from hessdistill.teachers import load_teacher
+    from toy_models import ToyStudent
+
+    d = tmp_path_factory.mktemp("ev")
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    rng = np.random.default_rng(0)
+    mols = []
+    for i in range(4):
+        a = molecule(["H2O", "CH4"][i % 2])
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        e, f = teacher.energy_forces(a)
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        mols.append(a)
+    st = write_structures(d / "s.h5", {"test": mols})
+    run_labelling(st, teacher, d / "l.h5", hessians_out=d / "h.h5", rows_per_structure=2, progress=False)
+    torch.manual_seed(0)
+    m = ToyStudent(cutoff=4.0).double()
+    torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float64",
+                "state_dict": m.state_dict()}, d / "model.pt")
+    return d, st, teacher
+
+
+def test_student_and_teacher_through_same_protocols(setup):
+    d, st, teacher = setup
+    ref = _Subject(teacher=teacher)
+    stu = run_evaluations(_Subject(model_path=d / "model.pt"), st, d / "stu", labels=d / "l.h5", hessians=d / "h.h5",
+                          reference_teacher=ref, config=SMALL)
+    tea = run_evaluations(ref, st, d / "tea", labels=d / "l.h5", hessians=d / "h.h5", reference_teacher=ref,
+                          config=SMALL)
+    for ev in ("test", "vibrations", "md", "relax", "speed"):
+        for run in ("stu", "tea"):
+            data = json.loads((d / run / f"{ev}.json").read_text())
+            assert data["evaluation"] == ev
+    assert tea["test"]["ref_force_mae_meV_A"] == pytest.approx(0.0, abs=1e-9)  # teacher vs its own labels
+    assert tea["test"]["hessian_mae_meV_A2"] == pytest.approx(0.0, abs=1e-9)
+    assert tea["vibrations"]["freq_mae_cm1"] == pytest.approx(0.0, abs=1e-3)
+    assert tea["relax"]["rmsd_mean_A"] == pytest.approx(0.0, abs=1e-6)
+    assert stu["test"]["ref_force_mae_meV_A"] > 1.0 and stu["test"]["hessian_mae_meV_A2"] > 1.0
+    assert stu["speed"]["speedup_latency"] > 0
+    assert stu["speed"]["kind"] == "student" and tea["test"]["kind"] == "teacher"
+
+
+def test_cli_and_config_errors(setup, capsys):
+    d, st, _ = setup
+    assert main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(d / "cli"),
+                 "--evaluations", "test", "--labels", str(d / "l.h5")]) == 0
+    assert json.loads((d / "cli" / "test.json").read_text())["n_structures"] == 4
+    assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(d / "x"),
+                 "--evaluations", "relax"]) == 2
+    assert "reference teacher" in capsys.readouterr().err
+    with pytest.raises(HessdistillError, match="unknown option"):
+        merge_config({"md": {"stepz": 3}})
