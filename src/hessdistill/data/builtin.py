@@ -69,7 +69,7 @@ class GeneratorSettings:
     n_rattle_series: int = 8
     frames_per_trajectory: int = 10
     #: MD: steps between kept frames, after `equilibration_steps`
-    sample_every: int = 3
+    sample_every: int = 2
     equilibration_steps: int = 4
     timestep_fs: float = 2.0
     friction_per_fs: float = 0.02
