@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,3 +174,115 @@ def test_cli_errors_are_clear(tmp_path):
         run_labelling(st, teacher, tmp_path / "l.h5", splits=["val"], progress=False)
     with pytest.raises(HessdistillError, match="rows per structure"):
         run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", rows_per_structure="many")
+
+
+@pytest.fixture(scope="module")
+def chgnet_teacher():
+    pytest.importorskip("chgnet")
+    return load_teacher("chgnet", device="cpu", dtype="float64")
+
+
+def test_node_features_stored_aligned(tmp_path, chgnet_teacher):
+    teacher = chgnet_teacher
+    st = make_store(tmp_path / "s.h5", n_train=3, n_test=2)
+    summary = run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", hessian_splits=["train"],
+                            rows_per_structure=2, chunk_size=2, progress=False, node_features=True)
+    assert summary["node_features"] and summary["node_feature_dim"] == 64
+    from hessdistill.data.store import StructureStore
+
+    with StructureStore(st) as s, LabelStore(tmp_path / "l.h5") as ls, HessianStore(tmp_path / "h.h5") as hs:
+        assert ls.splits == ["test", "train"] and hs.splits == ["train"]
+        assert ls.has_node_features and ls.node_feature_dim == 64 and "readout_norm" in ls.attrs["node_features"]
+        for split in ("train", "test"):
+            arr = ls.arrays(split)
+            assert arr["node_features"].shape == (arr["offsets"][-1], 64) and arr["node_features"].dtype == np.float32
+            for i in range(s.n_structures(split)):
+                a = s.atoms(split, i)
+                x = ls.node_features(split, i)
+                assert x.shape == (len(a), 64)
+                np.testing.assert_allclose(x, teacher.node_features(a), rtol=1e-6, atol=1e-7)
+                e, _ = teacher.energy_forces(a)
+                assert ls.energy_forces(split, i)[0] == pytest.approx(e, abs=1e-9)
+        numbers, table = ls.element_embeddings()
+        tn, tt = teacher.element_embeddings()
+        assert np.array_equal(numbers, tn) and table.dtype == np.float32 and table.shape == (94, 64)
+        np.testing.assert_allclose(table, tt, rtol=1e-6, atol=1e-7)
+
+
+def test_node_features_off_by_default_and_unsupported(tmp_path):
+    st = make_store(tmp_path / "s.h5", n_train=2, n_test=1)
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    run_labelling(st, teacher, tmp_path / "l.h5", progress=False)
+    with LabelStore(tmp_path / "l.h5") as ls:
+        assert not ls.has_node_features and ls.node_feature_dim is None
+        with pytest.raises(StoreError, match="no teacher node features"):
+            ls.node_features("train", 0)
+        with pytest.raises(StoreError, match="no teacher element embedding"):
+            ls.element_embeddings()
+    with pytest.raises(HessdistillError, match="does not provide them"):
+        run_labelling(st, teacher, tmp_path / "l2.h5", progress=False, node_features=True)
+    res = subprocess.run([sys.executable, "-m", "hessdistill.label", str(st), "--teacher", "ase:ase.calculators.emt:EMT",
+                          "--labels-out", str(tmp_path / "l3.h5"), "--node-features", "--no-progress"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "does not provide them" in res.stderr
+
+
+class _Interrupt(RuntimeError):
+    pass
+
+
+def _interrupting(teacher, method, after):
+    """Make ``teacher.<method>`` raise after ``after`` calls (a job killed mid-way, in-process)."""
+    original = getattr(type(teacher), method)
+    calls = []
+
+    def wrapped(atoms, rows=None):
+        if len(calls) >= after:
+            raise _Interrupt()
+        calls.append(1)
+        return original(teacher, atoms, rows=rows)
+
+    setattr(teacher, method, wrapped)
+    return lambda: delattr(teacher, method)
+
+
+def test_node_features_resume_and_refuse_mixing(tmp_path, chgnet_teacher):
+    teacher = chgnet_teacher
+    st = make_store(tmp_path / "s.h5", n_train=4, n_test=1)
+    kw = dict(hessians_out=tmp_path / "h.h5", hessian_splits=["train"], rows_per_structure=2, chunk_size=2, progress=False)
+    out = tmp_path / "l.h5"
+    parts = tmp_path / "l.h5.parts"
+
+    # interrupted without features: switching features on must not reuse those parts
+    undo = _interrupting(teacher, "labels", 2)
+    try:
+        with pytest.raises(_Interrupt):
+            run_labelling(st, teacher, out, **kw)
+    finally:
+        undo()
+    assert len(list(parts.glob("*.npz"))) == 1
+    with pytest.raises(HessdistillError, match="different settings(.|\n)*node_features"):
+        run_labelling(st, teacher, out, node_features=True, **kw)
+
+    # interrupted with features, then resumed: nothing computed twice, same result as an uninterrupted run
+    shutil.rmtree(parts)
+    undo = _interrupting(teacher, "labels_with_features", 2)
+    try:
+        with pytest.raises(_Interrupt):
+            run_labelling(st, teacher, out, node_features=True, **kw)
+    finally:
+        undo()
+    with pytest.raises(HessdistillError, match="different settings"):
+        run_labelling(st, teacher, out, **kw)  # and switching them off is refused too
+    computed = []
+    summary = run_labelling(st, teacher, out, node_features=True, computed_log=computed, **kw)
+    assert summary["structures_resumed"] == 2 and sorted(computed) == [("test", 0), ("train", 2), ("train", 3)]
+    ref = tmp_path / "ref.h5"
+    run_labelling(st, teacher, ref, node_features=True, **{**kw, "hessians_out": tmp_path / "href.h5"})
+    da, aa = read_all(out)
+    db, ab = read_all(ref)
+    assert da.keys() == db.keys() and "train/node_features" in da and "element_embeddings" in da
+    for k in da:
+        if not k.endswith("wall_time"):
+            assert np.array_equal(da[k], db[k]) and da[k].dtype == db[k].dtype, k
+    assert aa["node_feature_dim"] == 64 and aa["node_features"] == ab["node_features"]

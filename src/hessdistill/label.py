@@ -2,7 +2,7 @@
 
     python -m hessdistill.label STRUCTURES.h5 --teacher chgnet --labels-out labels.h5 \\
         [--hessians-out hessians.h5 --hessian-splits train test --rows 4|full --row-seed 0] \\
-        [--dtype float64] [--device auto] [--chunk-size 16]
+        [--dtype float64] [--device auto] [--chunk-size 16] [--node-features]
 
 Work is cut into chunks of structures.  Each finished chunk is saved atomically as one file in
 ``<labels-out>.parts/`` next to a ``manifest.json`` that fingerprints the settings (teacher, version, dtype,
@@ -14,6 +14,14 @@ results and says how to start over.  When every chunk is done the labels and Hes
 Rows: ``--rows full`` stores the whole 3N x 3N Hessian; ``--rows k`` stores a fixed random subset of k rows
 per structure, drawn from (row seed, split, structure index) only (see hessian.sample_rows), so the choice
 does not depend on chunking or on resumption.  For structures with 3N <= k all rows are stored.
+
+Node features (``--node-features``, off by default): for every labelled split the labels file also gets
+``node_features`` (ΣN, F) float32, the teacher's last-layer invariant node features (``Teacher.node_features``;
+which tensor, per model, is written to the file attribute ``node_features``), row-aligned with ``forces``, and
+the teacher's element embedding table (file-level ``element_numbers``, ``element_embeddings``).  They come from
+the same forward pass as the labels where the teacher can capture them.  The manifest records the option (and
+F), so parts computed with and without features are never mixed.  Teachers without node features (ASE
+finite-difference, plain torch models) refuse the option with a clear error.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import numpy as np
 from . import hessian as hess
 from .atomic import atomic_path, atomic_write_text
 from .data.labels import write_hessians, write_labels
-from .errors import HessdistillError, StoreError
+from .errors import HessdistillError, StoreError, TeacherError
 
 log = logging.getLogger("hessdistill.label")
 
@@ -65,12 +73,14 @@ def run_labelling(
     chunk_size: int = 16,
     progress: bool = True,
     computed_log=None,
+    node_features: bool = False,
 ) -> dict:
     """Label a structure store with ``teacher`` (a :class:`~hessdistill.teachers.Teacher`).
 
     Returns a summary dict (counts, time spent, chunks computed and skipped).  ``computed_log``, if given,
     is a list that receives (split, index) of every structure computed by *this* call (used by tests to
-    show that a resumed job computes nothing twice).
+    show that a resumed job computes nothing twice).  ``node_features`` also stores the teacher's node features
+    and element embedding table (see the module docstring).
     """
     from .data.store import StructureStore
 
@@ -104,6 +114,10 @@ def run_labelling(
     storage_dtype = np.dtype(storage_dtype or ("float64" if teacher.metadata()["teacher_dtype"] == "float64" else "float32"))
 
     meta = teacher.metadata()
+    node_features = bool(node_features)
+    feature_info = None
+    if node_features:
+        feature_info = _feature_info(teacher)
     manifest = {
         "teacher": meta,
         "structures_content_hash": {s: store.content_hash(s) for s in splits},
@@ -114,6 +128,10 @@ def run_labelling(
         "storage_dtype": storage_dtype.name,
         "chunk_size": int(chunk_size),
     }
+    if node_features:
+        # only present when on, so manifests of runs without features are unchanged (and still resumable);
+        # switching the option either way changes the manifest and is refused on resume
+        manifest["node_features"] = feature_info
     parts = labels_out.parent / (labels_out.name + ".parts")
     _prepare_parts(parts, manifest)
 
@@ -131,15 +149,20 @@ def run_labelling(
                 bar.update(c1 - c0)
                 n_done += c1 - c0
                 continue
-            energy, forces, n_atoms, wall, row_idx, rows = [], [], [], [], [], []
+            energy, forces, n_atoms, wall, row_idx, rows, feats = [], [], [], [], [], [], []
             for i in range(c0, c1):
                 atoms = store.atoms(split, i)
                 teacher.check_atoms(atoms, index=i, path=f"{structures}[{split}]")
                 sel = rows_for(len(atoms), rows_per_structure, row_seed, split, i) if want_h else None
                 t0 = time.perf_counter()
-                e, f, h = teacher.labels(atoms, rows=sel)
+                if node_features:
+                    e, f, h, x = teacher.labels_with_features(atoms, rows=sel)
+                else:
+                    e, f, h = teacher.labels(atoms, rows=sel)
                 wall.append(time.perf_counter() - t0)
                 _check_finite(e, f, h, structures, split, i, teacher.name)
+                if node_features:
+                    feats.append(_check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name))
                 energy.append(e)
                 forces.append(np.asarray(f, dtype=np.float64).reshape(-1, 3))
                 n_atoms.append(len(atoms))
@@ -154,6 +177,8 @@ def run_labelling(
                 "energy": np.asarray(energy), "forces": np.concatenate(forces), "n_atoms": np.asarray(n_atoms),
                 "wall_time": np.asarray(wall),
             }
+            if node_features:
+                payload["node_features"] = np.concatenate(feats).astype(np.float32, copy=False)
             if want_h:
                 payload["row_counts"] = np.array([len(r) for r in row_idx])
                 payload["row_index"] = np.concatenate(row_idx)
@@ -174,6 +199,11 @@ def run_labelling(
             "wall_time": np.concatenate([c["wall_time"] for c in chunks]) if chunks else np.zeros(0),
             "structure_content_hash": manifest["structures_content_hash"][split],
         }
+        if node_features:
+            dim = feature_info["dim"]
+            per_split_labels[split]["node_features"] = (
+                np.concatenate([c["node_features"] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
+            )
         if split in hessian_splits:
             row_index, rows = [], []
             for c in chunks:
@@ -195,15 +225,53 @@ def run_labelling(
         write_hessians(hessians_out, per_split_h, {**attrs, "rows_per_structure": str(rows_per_structure),
                                                    "row_seed": int(row_seed), "symmetric": bool(meta["conservative"])},
                        storage_dtype)
-    write_labels(labels_out, per_split_labels, attrs)
+    label_attrs, table = attrs, None
+    if node_features:
+        table = teacher.element_embeddings()
+        label_attrs = {**attrs, "node_features": feature_info["description"], "node_feature_dim": int(feature_info["dim"]),
+                       "node_features_dtype": "float32",
+                       "element_embeddings": str(getattr(teacher, "element_embeddings_description", None)
+                                                 or _doc_line(type(teacher).element_embeddings))}
+    write_labels(labels_out, per_split_labels, label_attrs, element_embeddings=table)
     shutil.rmtree(parts)
     summary = {
         "teacher": meta, "splits": {s: store.n_structures(s) for s in splits}, "hessian_splits": hessian_splits,
         "structures_computed": n_computed, "structures_resumed": n_done - n_computed,
         "wall_time_s": time.perf_counter() - t_start,
         "teacher_time_s": float(sum(d["wall_time"].sum() for d in per_split_labels.values())),
+        "node_features": node_features, "node_feature_dim": feature_info["dim"] if node_features else None,
     }
     return summary
+
+
+def _doc_line(fn) -> str:
+    doc = (getattr(fn, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else getattr(fn, "__qualname__", "?")
+
+
+def _feature_info(teacher) -> dict:
+    """What the manifest and the labels file record about the node features of ``teacher``."""
+    if not getattr(teacher, "supports_node_features", False):
+        raise TeacherError(
+            f"node features requested, but teacher {teacher.name!r} ({type(teacher).__name__}) does not provide them\n"
+            f"  fix: drop --node-features (node_features: true), or use a chgnet, sevenn or mace teacher"
+        )
+    dim = teacher.feature_dim
+    desc = getattr(teacher, "node_features_description", None) or _doc_line(type(teacher).node_features)
+    return {"dim": int(dim), "dtype": "float32", "description": str(desc)}
+
+
+def _check_features(x, n_atoms, dim, path, split, i, teacher) -> np.ndarray:
+    x = np.asarray(x)
+    if x.shape != (n_atoms, dim):
+        raise HessdistillError(f"teacher {teacher} returned node features of shape {x.shape} for structure {i} of split "
+                               f"{split!r} in {path}; expected ({n_atoms}, {dim})")
+    if not np.isfinite(x).all():
+        raise HessdistillError(
+            f"teacher {teacher} returned NaN/inf node features for structure {i} of split {split!r} in {path}\n"
+            f"  fix: inspect that structure and drop it"
+        )
+    return x.astype(np.float32)
 
 
 def _prepare_parts(parts: Path, manifest: dict) -> None:
@@ -277,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-out", help="write a JSON summary here")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--node-features", action="store_true",
+                   help="also store the teacher's last-layer invariant node features (ΣN, F) and element embedding table")
     return p
 
 
@@ -299,7 +369,7 @@ def main(argv=None) -> int:
         summary = run_labelling(
             args.structures, teacher, args.labels_out, hessians_out=args.hessians_out, hessian_splits=args.hessian_splits,
             splits=args.splits, rows_per_structure=args.rows, row_seed=args.row_seed, storage_dtype=args.storage_dtype,
-            chunk_size=args.chunk_size, progress=not args.no_progress,
+            chunk_size=args.chunk_size, progress=not args.no_progress, node_features=args.node_features,
         )
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,6 +6,15 @@ Labels file (``format = "hessdistill.labels"``), one group per split, aligned wi
 - ``energy`` (M,) eV, ``forces`` (ΣN, 3) eV/Å, ``n_atoms`` (M,), ``offsets`` (M+1,)
 - ``wall_time`` (M,) seconds the teacher spent on each structure (labels and, where computed together, Hessian rows)
 - group attribute ``structure_content_hash``: the content hash of the structure split these labels belong to
+- optional ``node_features`` (ΣN, F) float32: the teacher's last-layer invariant node features, row-aligned with
+  ``forces`` (structure m is ``node_features[offsets[m]:offsets[m+1]]``); present in every labelled split when
+  the labelling job ran with ``node_features`` on.  File attributes ``node_feature_dim`` (F) and
+  ``node_features`` (which tensor of the teacher they are) describe them.
+
+With node features on, the labels file also holds two file-level datasets (next to the split groups): the
+teacher's per-element embedding table ``element_embeddings`` (E, F_emb) float32 and its atomic numbers
+``element_numbers`` (E,) int64, described by the file attributes ``element_embedding_dim`` and
+``element_embeddings``.
 
 Hessians file (``format = "hessdistill.hessians"``), one group per split:
 
@@ -64,7 +73,8 @@ class _Reader:
 
     @property
     def splits(self) -> list[str]:
-        return sorted(self._f.keys())
+        # only groups are splits (a labels file may also hold file-level datasets, e.g. element_embeddings)
+        return sorted(k for k in self._f.keys() if isinstance(self._f.get(k, getlink=False), h5py.Group))
 
     def _group(self, split):
         if split not in self._f:
@@ -99,6 +109,33 @@ class LabelStore(_Reader):
         off = g["offsets"]
         return float(g["energy"][i]), g["forces"][off[i] : off[i + 1]]
 
+    @property
+    def has_node_features(self) -> bool:
+        return bool(self.splits) and all("node_features" in self._f[s] for s in self.splits)
+
+    @property
+    def node_feature_dim(self) -> int | None:
+        dim = self.attrs.get("node_feature_dim")
+        return None if dim is None else int(dim)
+
+    def node_features(self, split, i=None) -> np.ndarray:
+        """Teacher node features of structure ``i`` of ``split``, (N_i, F) float32; all of them (ΣN, F) if ``i`` is None."""
+        g = self._group(split)
+        if "node_features" not in g:
+            raise StoreError(f"split {split!r} has no teacher node features", path=self.path,
+                             fix="relabel with node features on (python -m hessdistill.label ... --node-features)")
+        if i is None:
+            return g["node_features"][()]
+        off = g["offsets"]
+        return g["node_features"][off[i] : off[i + 1]]
+
+    def element_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher's per-element embedding table: ``(numbers (E,) int64, table (E, F) float32)``."""
+        if "element_embeddings" not in self._f or "element_numbers" not in self._f:
+            raise StoreError("holds no teacher element embedding table", path=self.path,
+                             fix="relabel with node features on (python -m hessdistill.label ... --node-features)")
+        return self._f["element_numbers"][()].astype(np.int64), self._f["element_embeddings"][()]
+
 
 class HessianStore(_Reader):
     """Reader of a teacher Hessian file: rows of H = d²E/dx² per structure."""
@@ -125,13 +162,27 @@ class HessianStore(_Reader):
         return out
 
 
-def write_labels(path, per_split: dict, attrs: dict) -> None:
-    """Write a labels file. ``per_split[split]`` holds energy, forces, n_atoms, wall_time, structure_content_hash."""
+def write_labels(path, per_split: dict, attrs: dict, element_embeddings=None) -> None:
+    """Write a labels file. ``per_split[split]`` holds energy, forces, n_atoms, wall_time, structure_content_hash
+    and optionally ``node_features`` (ΣN, F); ``element_embeddings`` is ``(numbers (E,), table (E, F))`` or None."""
     from ..atomic import atomic_path
 
+    with_feats = [s for s, d in per_split.items() if d.get("node_features") is not None]
+    if with_feats and len(with_feats) != len(per_split):
+        raise StoreError(f"node features given for splits {with_feats} but not for all of {list(per_split)}", path=path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             _file_attrs(f, LABELS_FORMAT, attrs)
+            if element_embeddings is not None:
+                numbers, table = element_embeddings
+                numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
+                table = np.asarray(table, dtype=np.float32)
+                if table.ndim != 2 or table.shape[0] != len(numbers):
+                    raise StoreError(f"element embedding table of shape {table.shape} does not match {len(numbers)} elements",
+                                     path=path)
+                f.create_dataset("element_numbers", data=numbers)
+                f.create_dataset("element_embeddings", data=table)
+                f.attrs["element_embedding_dim"] = int(table.shape[1])
             for split, d in per_split.items():
                 g = f.create_group(split, track_order=True)
                 n_atoms = np.asarray(d["n_atoms"], dtype=np.int64)
@@ -140,6 +191,12 @@ def write_labels(path, per_split: dict, attrs: dict) -> None:
                 g.create_dataset("n_atoms", data=n_atoms)
                 g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64))
                 g.create_dataset("wall_time", data=np.asarray(d["wall_time"], dtype=np.float64))
+                if d.get("node_features") is not None:
+                    feats = np.asarray(d["node_features"], dtype=np.float32)
+                    if feats.ndim != 2 or feats.shape[0] != int(n_atoms.sum()):
+                        raise StoreError(f"split {split!r}: node features of shape {feats.shape} do not match "
+                                         f"{int(n_atoms.sum())} atoms", path=path)
+                    g.create_dataset("node_features", data=feats)
                 g.attrs["structure_content_hash"] = d["structure_content_hash"]
                 g.attrs["n_structures"] = len(n_atoms)
 

@@ -16,7 +16,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from .. import hessian as hess
-from ..errors import UnsupportedElementError
+from ..errors import TeacherError, UnsupportedElementError
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -51,6 +51,9 @@ class ForwardResult:
     positions: torch.Tensor
     energy: torch.Tensor
     forces: torch.Tensor
+    #: (N, F) invariant node features of the same pass, when the caller asked for them and the teacher can
+    #: capture them (see :meth:`AutogradTeacher.labels_with_features`); may carry a graph, detach before use
+    node_features: torch.Tensor | None = None
 
 
 class Teacher(ABC):
@@ -120,6 +123,61 @@ class Teacher(ABC):
         h = None if rows is None else self.hessian_rows(atoms, rows)
         return e, f, h
 
+    # ------------------------------------------------------------------ optional: features for baselines
+    #: one line saying which tensor :meth:`node_features` returns (stored with labelled features)
+    node_features_description: str | None = None
+    #: one line saying what :meth:`element_embeddings` returns
+    element_embeddings_description: str | None = None
+
+    def _unsupported(self, what: str) -> TeacherError:
+        return TeacherError(
+            f"teacher {self.name!r} ({type(self).__name__}) does not provide {what}; only model adapters that expose "
+            f"their internals do (chgnet, sevenn, mace-off / mace-mp / mace).\n"
+            f"  fix: label without node features (drop --node-features / node_features: true), or use one of those teachers"
+        )
+
+    def node_features(self, atoms: Atoms) -> np.ndarray:
+        """Last-layer invariant node features of ``atoms``, shape (N, F), float64 (for n2n distillation).
+
+        Optional: teachers that cannot expose them raise :class:`~hessdistill.errors.TeacherError`.
+        """
+        raise self._unsupported("node features")
+
+    def element_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-element embedding table ``(numbers (E,), table (E, F))`` (for a2a distillation).
+
+        Optional: teachers without one raise :class:`~hessdistill.errors.TeacherError`.
+        """
+        raise self._unsupported("an element embedding table")
+
+    @property
+    def supports_node_features(self) -> bool:
+        return type(self).node_features is not Teacher.node_features
+
+    @property
+    def feature_dim(self) -> int | None:
+        """F, the width of :meth:`node_features`; None when the teacher has no node features.
+
+        Adapters set ``_feature_dim``; otherwise it is measured once on one isolated atom of the lowest
+        supported element.
+        """
+        if not self.supports_node_features:
+            return None
+        dim = getattr(self, "_feature_dim", None)
+        if dim is None:
+            z = min(self.supported_numbers) if self.supported_numbers else 1
+            probe = Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]], pbc=False)
+            dim = int(np.asarray(self.node_features(probe)).shape[-1])
+            self._feature_dim = dim
+        return int(dim)
+
+    def labels_with_features(self, atoms: Atoms, rows=None):
+        """:meth:`labels` plus :meth:`node_features`: ``(energy, forces, rows or None, features (N, F))``."""
+        if not self.supports_node_features:
+            raise self._unsupported("node features")
+        e, f, h = self.labels(atoms, rows=rows)
+        return e, f, h, np.asarray(self.node_features(atoms), dtype=np.float64)
+
     def metadata(self) -> dict:
         """Provenance recorded in every store the teacher writes."""
         return {
@@ -163,6 +221,22 @@ class AutogradTeacher(Teacher):
             res.forces, res.positions, rows, method=self.vjp_method, chunk_size=self.vjp_chunk_size, key=self.name
         )
         return h.detach().to(torch.float64).cpu().numpy()
+
+    #: True when :meth:`forward` accepts ``with_features=True`` and then fills ``ForwardResult.node_features``
+    forward_captures_features: bool = False
+
+    def labels_with_features(self, atoms, rows=None):
+        """Energy, forces, Hessian rows (or None) and node features (N, F), from one forward pass when the
+        adapter can capture the features on the way (``forward_captures_features``), else from two."""
+        if not self.forward_captures_features:
+            return super().labels_with_features(atoms, rows=rows)
+        self.check_atoms(atoms)
+        res = self.forward(atoms, create_graph=rows is not None, with_features=True)
+        e = float(res.energy.detach())
+        f = res.forces.detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
+        feats = res.node_features.detach().to(torch.float64).cpu().numpy()
+        h = None if rows is None else self._rows_from(res, rows)
+        return e, f, h, feats
 
     def labels(self, atoms, rows=None):
         """One forward pass serves energy, forces and the Hessian rows."""

@@ -27,6 +27,21 @@ edges).  Then every periodic image of every atom is at least ``L - extent > cuto
 the original molecule, so no image enters the graph and the result equals that of the isolated molecule and
 does not depend on ``L`` (checked in the tests).  ``box_padding`` (default 2 Å) only keeps edge cases safe
 from rounding at the cutoff.  Mixed periodicity (slabs, wires) is rejected with a clear error.
+
+Features for distillation baselines
+-----------------------------------
+:meth:`CHGNetTeacher.node_features` returns, per atom, the output of CHGNet's ``readout_norm`` (a LayerNorm)
+applied to the atom features after the *last* ``AtomConv`` layer (``model.atom_conv_layers[-1]``): exactly the
+(N, ``atom_fea_dim``) tensor the readout MLP acts on (``mlp_first=True`` for the shipped weights, so the energy
+is ``sum_i mlp(x_i)``, and CHGNet's ``return_crystal_feas`` is the sum of these rows).  F = 64 for all shipped
+weights.  Note that CHGNet's own ``return_atom_feas`` is *not* this tensor: it returns the features after the
+second-to-last conv layer (the input of the magnetic-moment head).  The features are read with a forward
+hook on ``readout_norm`` (or on the last conv layer when a model has no readout norm), so one pass yields
+energy, forces, Hessian rows and features.  They are invariant (built from distances and angles only).
+
+:meth:`CHGNetTeacher.element_embeddings` returns ``model.atom_embedding.embedding.weight`` (an ``nn.Embedding``
+with row Z-1 for atomic number Z), one row per supported element Z = 1..94, F = 64: the atom features CHGNet
+starts message passing from.
 """
 
 from __future__ import annotations
@@ -145,6 +160,7 @@ class CHGNetTeacher(AutogradTeacher):
             n_el = min(n_el, int(comp.max_num_elements))
         # CHGNet embeds atomic number Z in row Z-1 of a 94-row table: H (1) .. Pu (94)
         self.supported_numbers = frozenset(range(1, n_el + 1))
+        self._feature_dim = int(self.model.atom_embedding.embedding.embedding_dim)
 
     # ------------------------------------------------------------------ geometry
     def box_for(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +190,66 @@ class CHGNetTeacher(AutogradTeacher):
         return np.eye(3) * edge, offset
 
     # ------------------------------------------------------------------ model
-    def forward(self, atoms: Atoms, *, create_graph: bool) -> ForwardResult:
+    forward_captures_features = True
+    node_features_description = (
+        "CHGNet per-atom features after the last AtomConv layer and readout_norm (LayerNorm), i.e. the input of "
+        "the readout MLP; float32 copy of the teacher-dtype values"
+    )
+    element_embeddings_description = "CHGNet model.atom_embedding.embedding.weight rows Z-1 (initial atom features)"
+
+    def _feature_module(self) -> torch.nn.Module:
+        """The module whose output is the per-atom input of CHGNet's readout (see the module docstring)."""
+        norm = getattr(self.model, "readout_norm", None)
+        return norm if norm is not None else self.model.atom_conv_layers[-1]
+
+    def forward(self, atoms: Atoms, *, create_graph: bool, with_features: bool = False) -> ForwardResult:
+        graph, pos = self._graph(atoms, requires_grad=True)
+        captured = []
+        handle = self._feature_module().register_forward_hook(lambda m, i, o: captured.append(o)) if with_features else None
+        try:
+            with torch.enable_grad():
+                pred = self.model([graph], task="e")
+                energy = pred["e"].reshape(-1)[0]
+                if self.model.is_intensive:
+                    energy = energy * len(atoms)
+                (grad,) = torch.autograd.grad(energy, pos, create_graph=create_graph)
+        finally:
+            if handle is not None:
+                handle.remove()
+        feats = self._captured(captured, len(atoms)) if with_features else None
+        return ForwardResult(positions=pos, energy=energy, forces=-grad, node_features=feats)
+
+    def _captured(self, captured, n_atoms) -> torch.Tensor:
+        if len(captured) != 1 or captured[0].shape[0] != n_atoms:
+            raise TeacherError(
+                f"teacher {self.name!r}: expected one ({n_atoms}, F) feature tensor from the CHGNet readout, got "
+                f"{[tuple(c.shape) for c in captured]}; the CHGNet adapter must be updated for chgnet {_chgnet_version()}"
+            )
+        return captured[0]
+
+    def node_features(self, atoms: Atoms) -> np.ndarray:
+        """Per-atom input of CHGNet's readout MLP (after the last AtomConv and ``readout_norm``), (N, 64), float64."""
+        self.check_atoms(atoms)
+        graph, _ = self._graph(atoms, requires_grad=False)
+        captured = []
+        handle = self._feature_module().register_forward_hook(lambda m, i, o: captured.append(o))
+        try:
+            with torch.no_grad():
+                self.model([graph], task="e")
+        finally:
+            handle.remove()
+        return self._captured(captured, len(atoms)).detach().to(torch.float64).cpu().numpy()
+
+    def element_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(numbers (94,), table (94, 64))``: CHGNet's atom embedding rows for Z = 1..94, float64."""
+        numbers = np.asarray(sorted(self.supported_numbers), dtype=np.int64)
+        idx = torch.as_tensor(numbers - 1, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            table = self.model.atom_embedding(idx)
+        return numbers, table.detach().to(torch.float64).cpu().numpy()
+
+    def _graph(self, atoms: Atoms, *, requires_grad: bool):
+        """CHGNet's CrystalGraph of ``atoms`` with coordinates tied to a new (N,3) positions tensor."""
         lattice, offset = self.box_for(atoms)
         pos_np = atoms.get_positions()
         structure = Structure(
@@ -182,19 +257,13 @@ class CHGNetTeacher(AutogradTeacher):
         )
         graph = self.model.graph_converter(structure).to(self.device)
 
-        pos = torch.tensor(pos_np, dtype=self.dtype, device=self.device, requires_grad=True)
+        pos = torch.tensor(pos_np, dtype=self.dtype, device=self.device, requires_grad=requires_grad)
         lat = torch.tensor(lattice, dtype=self.dtype, device=self.device)
         shift = torch.tensor(offset, dtype=self.dtype, device=self.device)
         # CHGNet forms Cartesian coordinates as frac @ lattice; feeding frac = (pos + offset) @ inv(lattice)
         # makes those coordinates (pos + offset) and the positions leaf part of the graph.
-        graph.atom_frac_coord = (pos + shift) @ torch.linalg.inv(lat)
+        with torch.set_grad_enabled(requires_grad):
+            graph.atom_frac_coord = (pos + shift) @ torch.linalg.inv(lat)
         graph.lattice = lat
         graph.neighbor_image = graph.neighbor_image.to(self.dtype)
-
-        with torch.enable_grad():
-            pred = self.model([graph], task="e")
-            energy = pred["e"].reshape(-1)[0]
-            if self.model.is_intensive:
-                energy = energy * len(atoms)
-            (grad,) = torch.autograd.grad(energy, pos, create_graph=create_graph)
-        return ForwardResult(positions=pos, energy=energy, forces=-grad)
+        return graph, pos

@@ -22,6 +22,21 @@ stays in eval mode; the shipped models contain no dropout or batch-norm layers a
 Molecules (``pbc`` all False) and crystals go through the same path; sevenn's neighbour list handles both.
 
 Multi-fidelity checkpoints (``7net-mf-0``) need ``modal=...`` (e.g. "PBE" or "R2SCAN"), as the calculator does.
+
+Features for distillation baselines
+-----------------------------------
+:meth:`SevenNetTeacher.node_features` returns the node features ``data["x"]`` as they enter the readout, i.e. the
+input of the module ``reduce_input_to_hidden`` (the first readout linear), which is the output of the last
+interaction block (``<L-1>_equivariant_gate``), restricted to its l=0 even-parity (``0e``) channels.  In SevenNet
+the last block is scalar-only, so for 7net-0 this is the whole ``128x0e`` tensor, F = 128.  The tensor is read
+with a forward pre-hook on that module (before a multi-fidelity model appends its modality one-hot), so one
+pass yields energy, forces, Hessian rows and features.
+
+:meth:`SevenNetTeacher.element_embeddings` returns the element embedding: the linear layer
+``onehot_to_feature_x`` (one-hot over the model's ``type_map`` -> ``128x0e`` for 7net-0) applied to each
+element's one-hot vector (for multi-fidelity models, with the chosen modality's one-hot appended, as the model
+does), one row per supported element in the model's one-hot order, F = 128 for 7net-0.  These are the node
+features the first interaction block starts from.
 """
 
 from __future__ import annotations
@@ -66,6 +81,22 @@ _PRETRAINED = {
 
 #: tolerance (Å) of the check that our edge vectors equal sevenn's numpy ones
 _EDGE_CHECK_TOL = 1e-6
+
+#: module names in sevenn's model builder: the first readout linear and the element embedding linear
+_READOUT = "reduce_input_to_hidden"
+_EMBEDDING = "onehot_to_feature_x"
+
+
+def _scalar_columns(irreps) -> list[int]:
+    """Column indices of the l=0, even-parity (0e) channels of an e3nn irreps layout."""
+    from e3nn import o3
+
+    irreps = o3.Irreps(str(irreps))
+    cols = []
+    for (mul, ir), sl in zip(irreps, irreps.slices()):
+        if ir.l == 0 and ir.p == 1:
+            cols.extend(range(sl.start, sl.stop))
+    return cols
 
 
 class _OutputsInDtype(torch.nn.Module):
@@ -214,6 +245,13 @@ class SevenNetTeacher(AutogradTeacher):
         self.model_name = display
         self.name = f"sevenn:{display}" + (f"/{modal}" if modal else "")
         self.version = f"sevenn-{_sevenn_version()}/{display}" + (f"-{config['version']}" if config.get("version") else "")
+        self._type_map = {int(z): int(i) for z, i in (getattr(net, "type_map", None) or {}).items()}
+        self._readout = self.model._modules.get(_READOUT)
+        self._embed = self.model._modules.get(_EMBEDDING)
+        self._scalar_cols = None
+        if self._readout is not None:
+            self._scalar_cols = _scalar_columns(getattr(self._readout, "_irreps_in_wo_modal", self._readout.irreps_in))
+            self._feature_dim = len(self._scalar_cols)
 
     # ------------------------------------------------------------------ model
     def _graph(self, atoms: Atoms, pos: torch.Tensor) -> AtomGraphData:
@@ -252,19 +290,87 @@ class SevenNetTeacher(AutogradTeacher):
             data[KEY.DATA_MODALITY] = self.modal
         return data
 
-    def forward(self, atoms: Atoms, *, create_graph: bool) -> ForwardResult:
+    forward_captures_features = True
+    node_features_description = (
+        "SevenNet node features x entering the readout (input of reduce_input_to_hidden = output of the last "
+        "interaction block's equivariant gate), 0e channels only; float32 copy of the teacher-dtype values"
+    )
+    element_embeddings_description = "SevenNet onehot_to_feature_x (element one-hot linear) applied to each element's one-hot"
+
+    def _require_features(self):
+        if self._readout is None or self._embed is None or self._scalar_cols is None:
+            raise TeacherError(
+                f"teacher {self.name!r}: this SevenNet model has no module {_READOUT!r} / {_EMBEDDING!r}, so its node "
+                f"features / element embeddings cannot be located (sevenn {_sevenn_version()})\n"
+                f"  fix: label without node features, or use a checkpoint built by sevenn's standard model builder"
+            )
+
+    def forward(self, atoms: Atoms, *, create_graph: bool, with_features: bool = False) -> ForwardResult:
+        if with_features:
+            self._require_features()
         pos = torch.tensor(atoms.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
+        captured = []
         with torch.enable_grad():
             data = self._graph(atoms, pos)
             with self._lock:
+                handle = None
+                if with_features:
+                    # data["x"] as the readout receives it (before any modality one-hot is appended)
+                    handle = self._readout.register_forward_pre_hook(
+                        lambda m, args: captured.append(args[0][self._readout.key_input])
+                    )
                 # the force module differentiates with create_graph=self.training; nothing else reads the flag
                 self._force_module.train(bool(create_graph))
                 try:
                     out = self.model(data)
                 finally:
                     self._force_module.train(False)
+                    if handle is not None:
+                        handle.remove()
         energy = out[KEY.PRED_TOTAL_ENERGY].reshape(-1)[0]
         forces = out[KEY.PRED_FORCE].reshape(-1, 3)[: len(atoms)] if KEY.PRED_FORCE in out else None
         if forces is None:  # no edges at all (isolated atoms): the energy does not depend on positions
             forces = pos * 0.0  # zero, yet still "differentiable" so Hessian rows come out as zeros
-        return ForwardResult(positions=pos, energy=energy, forces=forces)
+        feats = None
+        if with_features:
+            if len(captured) != 1 or captured[0].shape[0] != len(atoms):
+                raise TeacherError(
+                    f"teacher {self.name!r}: expected one ({len(atoms)}, F) tensor entering {_READOUT!r}, got "
+                    f"{[tuple(c.shape) for c in captured]}; the SevenNet adapter must be updated for sevenn {_sevenn_version()}"
+                )
+            cols = torch.as_tensor(self._scalar_cols, dtype=torch.long, device=captured[0].device)
+            feats = captured[0].index_select(-1, cols)
+        return ForwardResult(positions=pos, energy=energy, forces=forces, node_features=feats)
+
+    def node_features(self, atoms: Atoms) -> np.ndarray:
+        """0e node features entering SevenNet's readout (last interaction block output), (N, F), float64.
+
+        F = 128 for 7net-0.  Computed with a force-free-graph pass (``create_graph=False``); SevenNet's force
+        module still runs, as it is part of the model.
+        """
+        self._require_features()
+        self.check_atoms(atoms)
+        res = self.forward(atoms, create_graph=False, with_features=True)
+        return res.node_features.detach().to(torch.float64).cpu().numpy()
+
+    def element_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(numbers (E,), table (E, F))``: ``onehot_to_feature_x`` applied to each element's one-hot, float64.
+
+        ``numbers`` are the model's elements in its one-hot (``type_map``) order; E = 89, F = 128 for 7net-0.
+        """
+        self._require_features()
+        if not self._type_map:
+            raise TeacherError(f"teacher {self.name!r}: the model has no type_map, so its element order is unknown")
+        order = sorted(self._type_map, key=self._type_map.get)
+        numbers = np.asarray(order, dtype=np.int64)
+        n_classes = max(self._type_map.values()) + 1
+        onehot = torch.zeros(len(order), n_classes, dtype=self.dtype, device=self.device)
+        onehot[torch.arange(len(order)), torch.as_tensor([self._type_map[z] for z in order])] = 1.0
+        n_modal = int(getattr(self._embed, "num_modalities", 0) or 0)
+        if n_modal > 1:
+            modal_onehot = torch.zeros(len(order), n_modal, dtype=self.dtype, device=self.device)
+            modal_onehot[:, int(self.model.modal_map[self.modal])] = 1.0
+            onehot = torch.cat([onehot, modal_onehot], dim=1)
+        with torch.no_grad():
+            table = self._embed.linear(onehot)
+        return numbers, table.detach().to(torch.float64).cpu().numpy()
