@@ -230,3 +230,42 @@ def test_lambda_h_is_halved_when_student_reaches_teacher(stores, tmp_path, monke
     near = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e9), st, tmp_path / "near", labels=lab,
                  hessians=hes, progress=False)
     assert near["lambda_h_final"] == pytest.approx(200.0)  # halved once, not again
+
+
+def test_baselines_n2n_a2a_teacher_forces_with_a_real_teacher(tmp_path):
+    """n2n, a2a and teacher-forces runs use what the CHGNet labelling job stored (features, embeddings, forces)."""
+    pytest.importorskip("chgnet")
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hessdistill.data.store import write_structures
+    from hessdistill.label import run_labelling
+    from hessdistill.teachers import load_teacher
+    from hessdistill.training import train
+
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 4), ("val", 2)):
+        mols = []
+        for i in range(n):
+            a = molecule(["CH4", "NH3"][i % 2])
+            a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+            a.calc = EMT()
+            a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces())
+            mols.append(a)
+        splits[split] = mols
+    st = write_structures(tmp_path / "s.h5", splits)
+    teacher = load_teacher("chgnet", dtype="float32", device="cpu")
+    run_labelling(st, teacher, tmp_path / "l.h5", node_features=True, progress=False)
+    for method in ("n2n", "a2a", "teacher-forces"):
+        s = train(run_cfg(method=method, max_epochs=2, dtype="float32"), st, tmp_path / method, labels=tmp_path / "l.h5",
+                  progress=False)
+        log = (tmp_path / method / "log.csv").read_text().splitlines()[0]
+        assert s["epochs"] == 2
+        if method == "n2n":
+            assert "train_n2n" in log and "train_hessian" not in log
+        if method == "teacher-forces":
+            assert "train_teacher_forces" in log and "train_forces" not in log
+        if method == "a2a":
+            ck = torch.load(tmp_path / method / "model.pt", weights_only=False)
+            assert "teacher_table" in ck["state_dict"] and ck["student_config"]["embedding_init"] is not None

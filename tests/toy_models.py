@@ -71,8 +71,13 @@ class ToyStudent(Student):
 
     def __init__(self, cutoff=4.0, features=8, direct_forces=False, embedding_init=None):
         super().__init__(cutoff=cutoff, direct_forces=direct_forces)
-        self.hparams = dict(cutoff=cutoff, features=features, direct_forces=direct_forces)
+        self.hparams = dict(cutoff=cutoff, features=features, direct_forces=direct_forces, embedding_init=embedding_init)
         self.emb = torch.nn.Embedding(MAX_Z, features)
+        if embedding_init is not None:  # a2a: a trainable map of a frozen teacher table, rows indexed by Z
+            table = torch.zeros(MAX_Z, len(embedding_init["table"][0]))
+            table[list(embedding_init["numbers"])] = torch.tensor(embedding_init["table"], dtype=torch.float32)
+            self.register_buffer("teacher_table", table)
+            self.emb_proj = torch.nn.Linear(table.shape[1], features)
         self.widths = torch.nn.Parameter(torch.linspace(0.5, 2.0, features))
         self.mlp = torch.nn.Sequential(torch.nn.Linear(features, 16), torch.nn.SiLU(), torch.nn.Linear(16, 1))
         self.force_head = torch.nn.Linear(features, 1) if direct_forces else None
@@ -90,7 +95,8 @@ class ToyStudent(Student):
         env = torch.where(x < 1, (1 - x) ** 3, torch.zeros_like(x))  # C² at the cutoff
         radial = torch.exp(-r2[:, None] / self.widths[None, :] ** 2) * env[:, None]
         h = torch.zeros(batch.pos.shape[0], self._f, dtype=vec.dtype, device=vec.device)
-        h = h.index_add(0, i, radial * self.emb(batch.z)[j])
+        emb = self.emb_proj(self.teacher_table.to(vec.dtype))[batch.z] if hasattr(self, "emb_proj") else self.emb(batch.z)
+        h = h.index_add(0, i, radial * emb[j])
         energy = self.mlp(h).squeeze(-1)
         forces = None
         if self.direct_forces:
