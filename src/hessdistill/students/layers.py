@@ -1,0 +1,151 @@
+"""Building blocks shared by the students: smooth radial basis, cutoff envelope, element embeddings.
+
+Everything here is a smooth function of the inputs, so energies built from these blocks can be
+differentiated twice (forces, then Hessian rows by double backprop):
+
+* :class:`GaussianRBF` — Gaussians exp(-(r - mu_k)^2 / (2 sigma^2)) with centres evenly spaced on
+  [0, cutoff] and sigma = the centre spacing (the "GaussianSmearing" of SchNet / fairchem PaiNN).
+* :class:`PolynomialEnvelope` — u(d) = 1 - (p+1)(p+2)/2 d^p + p(p+2) d^(p+1) - p(p+1)/2 d^(p+2), d = r/cutoff,
+  zero for d >= 1 (Klicpera et al. 2020, DimeNet).  For p = 5: u = 1 - 21 d^5 + 35 d^6 - 15 d^7, so
+  u'(d) = -105 d^4 (1-d)^2 and u''(d) = -210 d^3 (1-d)(2 - 3d): value, first and second derivative all
+  vanish at the cutoff, i.e. the envelope (and every filter multiplied by it) is C^2 across the cutoff and
+  Hessians are continuous when a pair enters or leaves the neighbour list.
+* :class:`ElementEmbedding` — a learned per-element table, or (``embedding_init``, the "a2a" hook) a
+  trainable linear map applied to a frozen per-element table taken from a teacher.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import HessdistillError
+from .base import MAX_Z
+
+
+def safe_norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8, keepdim: bool = False) -> torch.Tensor:
+    """sqrt(|x|^2 + eps): smooth everywhere, finite gradients at x = 0 (e.g. zero initial vector features)."""
+    return torch.sqrt(torch.sum(x * x, dim=dim, keepdim=keepdim) + eps)
+
+
+def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
+    """ssp(x) = ln(0.5 e^x + 0.5) = softplus(x) - ln 2 (SchNet's activation; ssp(0) = 0)."""
+    return nn.functional.softplus(x) - math.log(2.0)
+
+
+class ShiftedSoftplus(nn.Module):
+    def forward(self, x):
+        return shifted_softplus(x)
+
+
+class GaussianRBF(nn.Module):
+    """(E,) distances -> (E, num_rbf) Gaussians with centres linspace(0, cutoff, num_rbf), width = spacing."""
+
+    def __init__(self, num_rbf: int, cutoff: float):
+        super().__init__()
+        if num_rbf < 2:
+            raise HessdistillError(f"num_rbf must be >= 2, got {num_rbf}")
+        centres = torch.linspace(0.0, float(cutoff), int(num_rbf), dtype=torch.float64)
+        width = float(centres[1] - centres[0])
+        self.register_buffer("centres", centres.to(torch.get_default_dtype()))
+        self.coeff = -0.5 / width**2
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        d = r.unsqueeze(-1) - self.centres.to(r.dtype)
+        return torch.exp(self.coeff * d * d)
+
+
+class PolynomialEnvelope(nn.Module):
+    """C^(2) polynomial cutoff envelope of exponent p (default 5); exactly zero beyond the cutoff."""
+
+    def __init__(self, cutoff: float, p: int = 5):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.p = int(p)
+        p = self.p
+        self.a = -(p + 1) * (p + 2) / 2.0
+        self.b = float(p * (p + 2))
+        self.c = -p * (p + 1) / 2.0
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        d = r / self.cutoff
+        dp = d**self.p
+        u = 1.0 + dp * (self.a + d * (self.b + self.c * d))
+        # the polynomial is finite everywhere, so torch.where gives finite gradients on both branches
+        return torch.where(d < 1.0, u, torch.zeros_like(u))
+
+
+class ElementEmbedding(nn.Module):
+    """Atomic numbers (ΣN,) -> (ΣN, dim) initial scalar features.
+
+    Without ``embedding_init``: a learned table of ``num_elements`` rows.  With ``embedding_init =
+    {"numbers": [Z...], "table": [[...]]}`` (a teacher's per-element embedding, shape (E, F_t)): the table
+    is kept frozen as a buffer and a trainable ``Linear(F_t -> dim)`` maps it to the student width; atoms
+    whose element is not in ``numbers`` raise :class:`HessdistillError` at forward time.
+    """
+
+    def __init__(self, dim: int, num_elements: int = MAX_Z, embedding_init: dict | None = None):
+        super().__init__()
+        self.dim = int(dim)
+        self.from_teacher = embedding_init is not None
+        if embedding_init is None:
+            self.table = nn.Embedding(int(num_elements), self.dim)
+            self.num_elements = int(num_elements)
+            return
+        try:
+            numbers = [int(z) for z in embedding_init["numbers"]]
+            table = torch.as_tensor(embedding_init["table"], dtype=torch.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HessdistillError(
+                f"embedding_init must be {{'numbers': [Z, ...], 'table': [[...], ...]}} ({exc})"
+            ) from exc
+        if table.ndim != 2 or table.shape[0] != len(numbers) or len(numbers) == 0:
+            raise HessdistillError(
+                f"embedding_init: table of shape {tuple(table.shape)} does not match {len(numbers)} element numbers"
+            )
+        if len(set(numbers)) != len(numbers) or min(numbers) < 1 or max(numbers) >= MAX_Z:
+            raise HessdistillError(f"embedding_init: element numbers must be distinct and in 1..{MAX_Z - 1}")
+        index = torch.full((MAX_Z,), -1, dtype=torch.long)
+        index[torch.tensor(numbers)] = torch.arange(len(numbers))
+        self.register_buffer("teacher_table", table.to(torch.get_default_dtype()))
+        self.register_buffer("teacher_index", index)
+        self.proj = nn.Linear(table.shape[1], self.dim)
+        self.numbers = numbers
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.from_teacher:
+            if z.numel() and int(z.max()) >= self.num_elements:
+                raise HessdistillError(
+                    f"atomic number {int(z.max())} outside the student's embedding table ({self.num_elements} rows)",
+                )
+            return self.table(z)
+        rows = self.teacher_index[z]
+        if z.numel() and bool((rows < 0).any()):
+            from ase.data import chemical_symbols
+
+            missing = sorted({int(x) for x in z[rows < 0].tolist()})
+            names = ", ".join(f"{chemical_symbols[m]} (Z={m})" for m in missing)
+            raise HessdistillError(
+                f"element(s) {names} not in the teacher embedding table given as embedding_init "
+                f"(it covers Z = {self.numbers})\n  fix: remove these structures or use a teacher table that covers them"
+            )
+        return self.proj(self.teacher_table[rows])
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Sum rows of ``src`` into ``n`` bins by ``index`` (differentiable to any order)."""
+    out = torch.zeros((n,) + tuple(src.shape[1:]), dtype=src.dtype, device=src.device)
+    return out.index_add(0, index, src)
+
+
+def plain_embedding_init(embedding_init):
+    """A JSON-friendly copy of ``{"numbers", "table"}`` (lists of ints / floats), or None."""
+    if embedding_init is None:
+        return None
+    if not isinstance(embedding_init, dict) or "numbers" not in embedding_init or "table" not in embedding_init:
+        raise HessdistillError("embedding_init must be a dict {'numbers': [Z, ...], 'table': [[...], ...]}")
+    numbers = [int(z) for z in torch.as_tensor(embedding_init["numbers"]).reshape(-1).tolist()]
+    table = torch.as_tensor(embedding_init["table"], dtype=torch.float64).tolist()
+    return {"numbers": numbers, "table": table}

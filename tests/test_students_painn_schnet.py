@@ -1,0 +1,259 @@
+"""PaiNN and SchNet students: parameter counts, symmetries, derivatives, smoothness, batching, configs."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from hessdistill.data.graphs import batch_atoms
+from hessdistill.errors import HessdistillError
+from hessdistill.students import build_student
+from hessdistill.students.painn import PaiNN
+from hessdistill.students.schnet import SchNet
+
+CUT = 4.0
+
+
+def tiny(kind: str, **kw):
+    torch.manual_seed(0)
+    if kind == "painn":
+        m = PaiNN(hidden=8, num_layers=2, num_rbf=6, cutoff=CUT, **kw)
+    elif kind == "painn_direct":
+        m = PaiNN(hidden=8, num_layers=2, num_rbf=6, cutoff=CUT, direct_forces=True, **kw)
+    else:
+        m = SchNet(hidden=8, num_filters=8, num_interactions=2, num_rbf=6, cutoff=CUT, **kw)
+    # non-trivial normalisation so the base-class scaling is exercised
+    m.set_energy_scale(1.7)
+    m.element_energy[1] = -0.5
+    m.element_energy[6] = -3.0
+    return m.double().eval()
+
+
+KINDS = ["painn", "painn_direct", "schnet"]
+
+
+def ethanol():
+    a = molecule("CH3CH2OH")
+    a.rattle(0.05, seed=1)
+    return a
+
+
+def silicon():
+    a = bulk("Si", "diamond", a=5.43, cubic=True)  # 8 atoms
+    a.rattle(0.08, seed=2)
+    return a
+
+
+def predict(model, atoms_list, *, dtype=torch.float64, cutoff=CUT):
+    b = batch_atoms(atoms_list, cutoff, dtype=dtype)
+    e, f = model(b, create_graph=False)
+    return e.detach().numpy(), f.detach().numpy()
+
+
+def rotation(seed=3):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
+# ----------------------------------------------------------------------------- sizes
+def test_default_parameter_counts():
+    assert PaiNN().n_params == 946_689
+    assert PaiNN(direct_forces=True).n_params == 1_033_219
+    assert SchNet().n_params == 69_249
+    assert PaiNN().feature_dim == 128 and SchNet().feature_dim == 64
+    with pytest.raises(HessdistillError, match="direct"):
+        SchNet(direct_forces=True)
+
+
+# ----------------------------------------------------------------------------- symmetries
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("system", ["molecule", "crystal"])
+def test_invariance_and_equivariance(kind, system):
+    model = tiny(kind)
+    atoms = ethanol() if system == "molecule" else silicon()
+    e0, f0 = predict(model, [atoms])
+    assert np.all(np.isfinite(f0)) and np.abs(f0).max() > 1e-6
+
+    rot = rotation()
+    a = atoms.copy()
+    a.positions = a.positions @ rot.T
+    a.cell = a.cell.array @ rot.T
+    e, f = predict(model, [a])
+    np.testing.assert_allclose(e, e0, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(f, f0 @ rot.T, atol=1e-9)
+
+    a = atoms.copy()
+    a.translate([0.7, -1.3, 2.1])
+    if system == "crystal":
+        a.wrap()
+    e, f = predict(model, [a])
+    np.testing.assert_allclose(e, e0, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(f, f0, atol=1e-9)
+
+    perm = np.random.default_rng(4).permutation(len(atoms))
+    e, f = predict(model, [atoms[perm]])
+    np.testing.assert_allclose(e, e0, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(f, f0[perm], atol=1e-9)
+
+    if system == "crystal":
+        # an equivalent cell (unimodular change of basis) with atoms wrapped into it
+        a = atoms.copy()
+        c = a.cell.array
+        a.set_cell(np.array([c[0] + c[1], c[1], c[2] - c[0]]), scale_atoms=False)
+        a.wrap()
+        assert not np.allclose(a.positions, atoms.positions)
+        e, f = predict(model, [a])
+        np.testing.assert_allclose(e, e0, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(f, f0, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- derivatives
+@pytest.mark.parametrize("kind", ["painn", "schnet"])
+def test_conservative_forces_match_finite_differences(kind):
+    model = tiny(kind)
+    atoms = ethanol()
+    _, f = predict(model, [atoms])
+    h = 1e-5
+    for idx, k in [(0, 0), (2, 1), (5, 2), (8, 0)]:
+        ap, am = atoms.copy(), atoms.copy()
+        ap.positions[idx, k] += h
+        am.positions[idx, k] -= h
+        fd = -(predict(model, [ap])[0][0] - predict(model, [am])[0][0]) / (2 * h)
+        assert abs(fd - f[idx, k]) < 1e-7 * max(1.0, abs(fd))
+
+
+def force_jacobian(model, atoms):
+    """J[a, b] = dF_a/dx_b (3N x 3N) by one VJP per row, with create_graph (as in Hessian training)."""
+    b = batch_atoms([atoms], CUT)
+    _, f = model(b, create_graph=True)
+    n = f.numel()
+    rows = []
+    for a in range(n):
+        v = torch.zeros(n, dtype=f.dtype)
+        v[a] = 1.0
+        (g,) = torch.autograd.grad(f.reshape(-1), b.pos, grad_outputs=v, create_graph=True, retain_graph=True)
+        rows.append(g.reshape(-1))
+    return torch.stack(rows).detach().numpy()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_double_backprop_jacobian_matches_finite_differences(kind):
+    model = tiny(kind)
+    atoms = Atoms("CHOH", positions=[[0, 0, 0], [1.05, 0.1, -0.1], [-0.6, 1.2, 0.2], [-1.4, 1.3, 0.7]])
+    jac = force_jacobian(model, atoms)
+    h = 1e-4
+    fd = np.zeros_like(jac)
+    for col in range(jac.shape[1]):
+        ap, am = atoms.copy(), atoms.copy()
+        ap.positions.reshape(-1)[col] += h
+        am.positions.reshape(-1)[col] -= h
+        fd[:, col] = (predict(model, [ap])[1].reshape(-1) - predict(model, [am])[1].reshape(-1)) / (2 * h)
+    assert np.abs(jac - fd).max() < 1e-5 * np.abs(fd).max()
+    if model.conservative:
+        np.testing.assert_allclose(jac, jac.T, atol=1e-12 * np.abs(jac).max())
+    else:
+        assert np.abs(jac - jac.T).max() > 1e-6  # a direct head is not a gradient field
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hessian_row_loss_reaches_parameters(kind):
+    model = tiny(kind).train()
+    b = batch_atoms([ethanol(), silicon()], CUT)
+    _, f = model(b, create_graph=True)
+    gen = torch.Generator().manual_seed(5)
+    loss = 0.0
+    for _ in range(4):
+        v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
+        (row,) = torch.autograd.grad(f, b.pos, grad_outputs=v, create_graph=True)
+        loss = loss + (row**2).mean()
+    loss = loss + (f**2).mean()
+    loss.backward()
+    with_grad = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().max() > 0]
+    names = [n for n, _ in model.named_parameters()]
+    assert len(with_grad) >= 0.8 * len(names), sorted(set(names) - set(with_grad))
+    key = "messages.0.filter.weight" if kind.startswith("painn") else "interactions.0.filter_net.0.weight"
+    assert key in with_grad
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_smooth_at_cutoff(kind):
+    model = tiny(kind)
+    out = {}
+    for sign in (-1, 1):
+        d = CUT + sign * 1e-6
+        atoms = Atoms("CH", positions=[[0, 0, 0], [d * 0.6, d * 0.8, 0.0]])
+        b = batch_atoms([atoms], CUT)
+        assert b.edge_index.shape[1] == (2 if sign < 0 else 0)
+        e, f = model(b, create_graph=True)
+        (row,) = torch.autograd.grad(f[1, 0], b.pos)
+        out[sign] = (e.item(), f.detach().numpy(), row.numpy())
+    assert abs(out[-1][0] - out[1][0]) < 1e-12
+    np.testing.assert_allclose(out[-1][1], out[1][1], atol=1e-10)
+    np.testing.assert_allclose(out[-1][2], out[1][2], atol=1e-6)  # Hessian is continuous (C^2 envelope)
+
+
+# ----------------------------------------------------------------------------- batching, configs, dtypes
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_equals_single(kind):
+    model = tiny(kind)
+    structures = [ethanol(), silicon(), molecule("H2O")]
+    e, f = predict(model, structures)
+    start = 0
+    for k, a in enumerate(structures):
+        e1, f1 = predict(model, [a])
+        np.testing.assert_allclose(e[k], e1[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(f[start : start + len(a)], f1, atol=1e-12)
+        start += len(a)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_config_rebuild(kind):
+    model = tiny(kind)
+    cfg = json.loads(json.dumps(model.config()))
+    clone = build_student(cfg).double()
+    sd, sd2 = model.state_dict(), clone.state_dict()
+    assert sd.keys() == sd2.keys()
+    assert all(sd[k].shape == sd2[k].shape for k in sd)
+    clone.load_state_dict(sd)
+    clone.eval()
+    np.testing.assert_allclose(predict(clone, [ethanol()])[1], predict(model, [ethanol()])[1], atol=0)
+
+
+@pytest.mark.parametrize("kind", ["painn", "schnet"])
+def test_embedding_init(kind):
+    rng = np.random.default_rng(6)
+    table = rng.normal(size=(3, 5))
+    init = {"numbers": [1, 6, 8], "table": table.tolist()}
+    model = tiny(kind, embedding_init=init)
+    assert "embedding.teacher_table" in dict(model.named_buffers())
+    assert "embedding.proj.weight" in dict(model.named_parameters())
+    assert not any("teacher_table" in n for n, _ in model.named_parameters())
+    e, f = predict(model, [ethanol()])
+    assert np.all(np.isfinite(f))
+    clone = build_student(json.loads(json.dumps(model.config()))).double()
+    clone.load_state_dict(model.state_dict())
+    np.testing.assert_allclose(predict(clone.eval(), [ethanol()])[0], e)
+    with pytest.raises(HessdistillError, match=r"Si \(Z=14\)"):
+        predict(model, [silicon()])
+    with pytest.raises(HessdistillError):
+        tiny(kind, embedding_init={"numbers": [1, 6], "table": table.tolist()})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_matches_float64(kind):
+    m64 = tiny(kind)
+    m32 = copy.deepcopy(m64).float()
+    structures = [ethanol(), silicon()]
+    e64, f64 = predict(m64, structures)
+    e32, f32 = predict(m32, structures, dtype=torch.float32)
+    assert e32.dtype == np.float32 and f32.dtype == np.float32
+    np.testing.assert_allclose(e32, e64, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f32, f64, rtol=1e-4, atol=1e-4 * np.abs(f64).max())
