@@ -73,13 +73,13 @@ def make_batch(atoms, cutoff, dtype, s, mode, rng):
     return b
 
 
-def time_step(model, batch_fn, weights, squared, repeats, warmup=2):
+def time_step(model, batch_fn, weights, squared, repeats, warmup=2, vjp="loop"):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
     ts = []
     for r in range(warmup + repeats):
         batch = batch_fn()
         t0 = time.perf_counter()
-        loss, _, _ = compute_loss(model, batch, weights, squared_hessian=squared)
+        loss, _, _ = compute_loss(model, batch, weights, squared_hessian=squared, vjp_method=vjp)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -98,10 +98,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--vjp", default="loop", choices=["loop", "batched"], help="how the s student VJPs are taken")
     args = p.parse_args(argv)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     dev = torch.device(args.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}, {args.dtype}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}, {args.dtype}, VJPs: {args.vjp}")
     modes = [("undistilled", 0, False), ("hessian s=1", 1, False), ("hessian s=4", 4, False), ("hessian s=16", 16, False),
              ("projection s=4", 4, True)]
     print(f"{'student':14} {'params':>9} {'batch':10} " + " ".join(f"{m:>15}" for m, _, _ in modes))
@@ -117,7 +118,7 @@ def main(argv=None):
                 mode = "undistilled" if s == 0 else ("projection" if squared else "rows")
                 w = LossWeights(energy=5, forces=100, hessian=0.0 if s == 0 else 400.0)
                 times[label] = time_step(model, lambda: make_batch(atoms, model.cutoff, dtype, s, mode, rng).to(dev),
-                                         w, squared, args.repeats)
+                                         w, squared, args.repeats, vjp=args.vjp)
             base = times["undistilled"]
             cells = [f"{1e3 * base:8.0f} ms   "] + [f"{1e3 * times[m]:6.0f}ms x{times[m] / base:4.1f}" for m, _, _ in modes[1:]]
             print(f"{sname:14} {model.n_params:9d} {st + ' x' + str(n):10} " + " ".join(f"{c:>15}" for c in cells), flush=True)
