@@ -269,3 +269,25 @@ def test_baselines_n2n_a2a_teacher_forces_with_a_real_teacher(tmp_path):
         if method == "a2a":
             ck = torch.load(tmp_path / method / "model.pt", weights_only=False)
             assert "teacher_table" in ck["state_dict"] and ck["student_config"]["embedding_init"] is not None
+
+
+@pytest.mark.parametrize("student", [
+    {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0, "avg_num_neighbors": "auto"},
+    {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0, "direct_forces": True},
+    {"arch": "gemnet", "num_blocks": 1, "emb_size_atom": 16, "emb_size_edge": 16, "emb_size_trip": 8, "emb_size_rbf": 4,
+     "emb_size_cbf": 4, "emb_size_bil_trip": 8, "cutoff": 4.0, "direct_forces": False},
+    {"arch": "schnet", "hidden": 16, "num_filters": 16, "num_interactions": 2, "num_rbf": 8, "cutoff": 4.0},
+])
+def test_real_students_train_with_hessian_loss(stores, tmp_path, student):
+    from hessdistill.calculator import StudentCalculator
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    s = train(run_cfg(student=student, max_epochs=2, dtype="float32"), st, tmp_path / "r", labels=lab, hessians=hes,
+              progress=False)
+    assert s["epochs"] == 2 and np.isfinite(s["best_val_force_mae_meV_A"])
+    if student.get("avg_num_neighbors") == "auto":
+        assert s["student"]["avg_num_neighbors"] > 1.0
+    a = molecule("CH4")
+    a.calc = StudentCalculator.from_checkpoint(tmp_path / "r" / "model.pt")
+    assert a.get_forces().shape == (5, 3)

@@ -163,16 +163,28 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         with LabelStore(labels) as ls:
             nums, table = ls.element_embeddings()
         student_cfg["embedding_init"] = {"numbers": [int(z) for z in nums], "table": np.asarray(table).tolist()}
+    auto_nbrs = student_cfg.get("avg_num_neighbors") == "auto"
+    if auto_nbrs:
+        student_cfg.pop("avg_num_neighbors")
     model = build_student(student_cfg)
     cutoff = model.cutoff
     train_ds = DistillDataset(structures, "train", cutoff, labels=labels, hessians=hessians if weights.hessian > 0 else None,
                               node_features=weights.n2n > 0, dtype=dtype, energy_source=cfg.energy_source)
+    if auto_nbrs:  # normalise message sums by the training set's mean neighbour count at the student's cutoff
+        n_edges = sum(int(train_ds[i].edge_index.shape[1]) for i in range(len(train_ds)))
+        n_atoms = sum(len(a) for a in train_ds.atoms)
+        student_cfg["avg_num_neighbors"] = max(1.0, round(n_edges / max(n_atoms, 1), 3))
+        torch.manual_seed(cfg.seed)
+        model = build_student(student_cfg)
     val_ds = DistillDataset(structures, "val", cutoff, labels=labels, dtype=dtype, energy_source=cfg.energy_source)
     e_train, z_train = train_ds.energies_and_numbers()
     model.fit_element_energies(z_train, e_train)
     f_all = np.concatenate([train_ds[i].forces.numpy().reshape(-1) for i in range(len(train_ds))])
     model.set_energy_scale(float(np.sqrt(np.mean(f_all**2))) or 1.0)
     model = model.to(device=device, dtype=dtype)
+    if hasattr(model, "fit_scale_factors"):  # GemNet: fit its scale factors once on training data (saved in checkpoints)
+        with torch.no_grad():
+            model.fit_scale_factors(collate_plain([train_ds[i] for i in range(min(16, len(train_ds)))]).to(device))
     projection = None
     params = list(model.parameters())
     if weights.n2n > 0:
