@@ -31,6 +31,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run")
     args = p.parse_args(argv)
     from hessdistill.evaluation.accuracy import accuracy_from_stores, student_hessian_rows_fn, student_predictor
     from hessdistill.calculator import load_student
@@ -41,7 +42,7 @@ def main(argv=None):
     for method in args.methods:
         cfg = {"student": json.loads(args.student), "method": method, "rows_per_structure": args.rows,
                "max_epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
-               "device": "cpu", "dtype": "float32"}
+               "device": "cpu", "dtype": "float32", "threads": args.threads}
         s = train(cfg, args.structures, out / method, labels=args.labels, hessians=args.hessians, progress=False)
         model, _ = load_student(out / method / "model.pt")
         acc = accuracy_from_stores(student_predictor(model), args.structures, split="test", labels=args.labels,
