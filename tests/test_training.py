@@ -291,3 +291,23 @@ def test_real_students_train_with_hessian_loss(stores, tmp_path, student):
     a = molecule("CH4")
     a.calc = StudentCalculator.from_checkpoint(tmp_path / "r" / "model.pt")
     assert a.get_forces().shape == (5, 3)
+
+
+def test_energy_gradient_term_for_direct_students(stores):
+    """L_Egrad = mean ||-dE/dx - F_ref||: zero only when the energy head's gradient matches the references."""
+    from hessdistill.data.graphs import collate
+    from hessdistill.training.losses import energy_gradient_loss
+
+    st, lab, hes = stores
+    model = toy(direct=True)
+    ds = DistillDataset(st, "train", model.cutoff, labels=lab)
+    batch = collate([ds[0], ds[1]])
+    total, terms, _ = compute_loss(model, batch, LossWeights(energy=0, forces=0, hessian=0, energy_grad=5.0))
+    batch.pos.requires_grad_(True)
+    e, _ = model(batch, create_graph=True)
+    (g,) = torch.autograd.grad(e.sum(), batch.pos)
+    expected = torch.linalg.vector_norm(-g - batch.forces, dim=1).mean()
+    assert terms["energy_grad"].item() == pytest.approx(expected.item(), rel=1e-9)
+    assert total.item() == pytest.approx(5 * expected.item(), rel=1e-9)
+    total.backward()
+    assert model.mlp[0].weight.grad.abs().sum() > 0  # the energy head is trained through its gradient
