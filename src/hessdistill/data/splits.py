@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ..jsonutil import plain as _jsonable
 from ..errors import HessdistillError, _compose
 from .store import write_structures
 
@@ -330,16 +331,6 @@ def carve_test_from_train(splits: Mapping, *, seed, size=None, group_by=None, tr
 
 
 # ====================================================================== reporting and writing
-def _jsonable(value):
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def split_report(splits: Mapping, *, seed, group_by=None, fractions=None, counts=None) -> dict:

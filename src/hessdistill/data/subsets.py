@@ -62,6 +62,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from ..jsonutil import plain as _jsonable
 from ..errors import HessdistillError, _compose
 from .store import StructureStore, _calc_property, _make_atoms
 
@@ -134,19 +135,6 @@ def _err(where: str, problem: str, fix: str | None = None) -> SelectorError:
     return SelectorError(_compose(f"{where}: {problem}", fix=fix))
 
 
-def _jsonable(value):
-    """``value`` with paths as str, tuples as lists, numpy scalars as Python scalars (for reports)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def _short(spec) -> str:
