@@ -17,7 +17,7 @@ env-mace: $(MACE_VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[chgnet,sevenn,dev]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[chgnet,sevenn,workflow,dev]'
 	touch $@
 
 # MACE environment: mace-torch pins e3nn==0.4.4, which sevenn (e3nn>=0.5) cannot share

@@ -149,6 +149,10 @@ class CHGNetTeacher(AutogradTeacher):
         for p in net.parameters():
             p.requires_grad_(False)
         self.model = net.to(device=self.device, dtype=self.dtype)
+        # CHGNet has TorchScript parts; PyTorch's profiling JIT executor re-optimises them during the first
+        # calls of every process (~30 s on 2 CPU cores, measured), first and second order alike.  The legacy
+        # executor is as fast from the first call.  This is a process-wide switch (documented in the README).
+        torch._C._jit_set_profiling_executor(False)
         self.model_name = key
         self.name = f"chgnet:{key}"
         self.version = f"chgnet-{_chgnet_version()}/weights-{key}"

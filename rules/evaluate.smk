@@ -1,0 +1,64 @@
+# evaluate each run, and each teacher as a pseudo-run, through the same protocols: one job per evaluation.
+# test/vibrations/relax always run on CPU; md and speed are separate rules so they alone request a GPU when
+# use_gpu is set.
+
+CPU_EVALUATIONS = [e for e in EVALUATIONS if e not in GPU_EVALUATIONS]
+DEVICE_EVALUATIONS = [e for e in EVALUATIONS if e in GPU_EVALUATIONS]
+
+for _name, _evs, _kind in (("evaluate_run", CPU_EVALUATIONS, "cpu"), ("evaluate_run_md_speed", DEVICE_EVALUATIONS, "md")):
+
+    rule:
+        name:
+            _name
+        input:
+            model=f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/model.pt",
+            structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+            labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
+            hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+        output:
+            f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/eval/{{evaluation}}.json",
+        wildcard_constraints:
+            evaluation=_alternatives(_evs),
+        log:
+            f"{RESULTS}/logs/{_name}/{{subset}}/{{teacher}}/{{run}}/{{evaluation}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/{_name}/{{subset}}/{{teacher}}/{{run}}/{{evaluation}}.tsv"
+        params:
+            evaluation=evaluation_params,
+            code_version=CODE_VERSION["evaluate"],
+        threads: 2 if _kind == "md" else 1
+        resources:
+            mem_mb=mem_scaled(4000),
+            runtime=120,
+            **gpu_resources(_kind),
+        script:
+            "../workflow_scripts/evaluate.py"
+
+
+for _name, _evs, _kind in (("evaluate_teacher", CPU_EVALUATIONS, "cpu"), ("evaluate_teacher_md_speed", DEVICE_EVALUATIONS, "md")):
+
+    rule:
+        name:
+            _name
+        input:
+            structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+            labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
+            hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+        output:
+            f"{RESULTS}/{{subset}}/teachers/{{teacher}}/eval/{{evaluation}}.json",
+        wildcard_constraints:
+            evaluation=_alternatives(_evs),
+        log:
+            f"{RESULTS}/logs/{_name}/{{subset}}/{{teacher}}/{{evaluation}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/{_name}/{{subset}}/{{teacher}}/{{evaluation}}.tsv"
+        params:
+            evaluation=evaluation_params,
+            code_version=CODE_VERSION["evaluate"],
+        threads: 2 if _kind == "md" else 1
+        resources:
+            mem_mb=mem_scaled(8000),
+            runtime=240,
+            **gpu_resources(_kind),
+        script:
+            "../workflow_scripts/evaluate.py"

@@ -1,0 +1,181 @@
+"""The Snakemake workflow: the tiny CI configuration end to end, then params-triggered reruns by dry runs.
+
+The full run (module fixture) takes a few minutes on 2 CPU cores; the dry-run checks reuse its results and
+take a few seconds each.  Skipped where snakemake is not installed (pip install -e '.[workflow]').
+"""
+
+import copy
+import csv
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("snakemake")
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+CI_TINY = ROOT / "configs" / "ci-tiny.yaml"
+
+
+def snakemake(workdir, config, *args, timeout=900):
+    """Run snakemake on the repository's Snakefile with `config` (a dict, written next to the results)."""
+    cfg_path = Path(workdir) / f"config-{time.monotonic_ns()}.yaml"
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
+    cmd = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg_path),
+           "-c", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(output: str) -> set[str]:
+    """'rule: first output' of every job a dry run plans (rule `all` left out)."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):\s*$", line)
+        if m:
+            rule = m.group(1)
+            continue
+        m = re.match(r"^\s+output: (\S+?),?(?:\s|$)", line)
+        if m and rule is not None:
+            jobs.add(f"{rule}: {m.group(1).rstrip(',')}")
+            rule = None
+    return jobs
+
+
+def dry_run(workdir, config) -> set[str]:
+    res = snakemake(workdir, config, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return planned_jobs(res.stdout + res.stderr)
+
+
+def base_config() -> dict:
+    return yaml.safe_load(CI_TINY.read_text())
+
+
+R = "results/tiny-sto"
+EVALS = ("test", "vibrations", "md", "relax", "speed")
+
+
+def run_jobs(run, teacher="chgnet"):
+    """Jobs of one student run: train + one evaluation job per protocol."""
+    jobs = {f"train_run: {R}/runs/{teacher}/{run}/model.pt"}
+    for ev in EVALS:
+        rule = "evaluate_run_md_speed" if ev in ("md", "speed") else "evaluate_run"
+        jobs.add(f"{rule}: {R}/runs/{teacher}/{run}/eval/{ev}.json")
+    return jobs
+
+
+def teacher_eval_jobs(teacher="chgnet"):
+    return {f"{'evaluate_teacher_md_speed' if ev in ('md', 'speed') else 'evaluate_teacher'}: "
+            f"{R}/teachers/{teacher}/eval/{ev}.json" for ev in EVALS}
+
+
+REPORT = {"report: results/report/summary.csv"}
+
+
+@pytest.fixture(scope="module")
+def completed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wf")
+    t0 = time.perf_counter()
+    res = snakemake(d, base_config(), "--show-failed-logs")
+    elapsed = time.perf_counter() - t0
+    assert res.returncode == 0, (res.stdout + res.stderr)[-8000:]
+    print(f"ci-tiny workflow: {elapsed:.0f} s")
+    return d
+
+
+def test_schema_typo_fails_naming_the_key(tmp_path):
+    cfg = base_config()
+    cfg["runs"]["tiny-hessian"]["lrr"] = 0.01
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode != 0
+    assert "lrr" in res.stdout + res.stderr
+    cfg = base_config()
+    cfg["evalution"] = {}
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode != 0
+    assert "evalution" in res.stdout + res.stderr
+
+
+def test_dry_run_plans_the_whole_dag(tmp_path):
+    jobs = dry_run(tmp_path, base_config())
+    expected = ({f"prepare_subset: {R}/data/structures.h5", f"label_teacher: {R}/teachers/chgnet/labels.h5"}
+                | run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    assert jobs == expected
+
+
+@pytest.mark.slow
+def test_full_ci_tiny_run_writes_the_report(completed):
+    rep = completed / "results" / "report"
+    rows = list(csv.DictReader((rep / "summary.csv").open()))
+    assert {r["run"] for r in rows} == {"teacher", "tiny-undistilled", "tiny-hessian"}
+    for r in rows:
+        assert r["subset"] == "tiny-sto" and r["teacher"] == "chgnet"
+        assert float(r["force_mae_meV_A"]) >= 0 and float(r["hessian_mae_meV_A2"]) >= 0
+        if r["run"] != "teacher":
+            assert int(r["student_params"]) > 0 and float(r["speedup_latency"]) > 0
+    md = (rep / "summary.md").read_text()
+    assert md.startswith("# hessdistill ci-tiny") and "tiny-hessian" in md
+    for ev in EVALS:
+        assert (completed / R / "runs/chgnet/tiny-hessian/eval" / f"{ev}.json").exists()
+        assert (completed / R / "teachers/chgnet/eval" / f"{ev}.json").exists()
+    for sub in ("logs", "benchmarks"):
+        assert any((completed / "results" / sub).rglob("*"))
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_complete_run(completed):
+    assert dry_run(completed, base_config()) == set()
+
+
+@pytest.mark.slow
+def test_changing_one_runs_lr_reruns_only_that_run(completed):
+    cfg = base_config()
+    cfg["runs"]["tiny-hessian"]["lr"] = 0.002
+    assert dry_run(completed, cfg) == run_jobs("tiny-hessian") | REPORT
+
+
+@pytest.mark.slow
+def test_changing_a_report_option_reruns_only_the_report(completed):
+    cfg = base_config()
+    cfg["report"]["title"] = "another title"
+    assert dry_run(completed, cfg) == REPORT
+
+
+@pytest.mark.slow
+def test_changing_one_protocol_reruns_only_that_evaluation(completed):
+    cfg = base_config()
+    cfg["evaluation"]["protocol"]["md"]["steps"] = 30
+    expected = {f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/md.json" for r in ("tiny-undistilled", "tiny-hessian")}
+    expected |= {f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/md.json"}
+    assert dry_run(completed, cfg) == expected  # md.json is not read by the report
+
+
+@pytest.mark.slow
+def test_changing_the_teacher_dtype_reruns_labels_and_after_not_the_subset(completed):
+    cfg = base_config()
+    cfg["teachers"]["chgnet"]["dtype"] = "float64"
+    expected = ({f"label_teacher: {R}/teachers/chgnet/labels.h5"} | run_jobs("tiny-undistilled")
+                | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    assert dry_run(completed, cfg) == expected
+
+
+@pytest.mark.slow
+def test_adding_a_run_adds_only_its_jobs(completed):
+    cfg = base_config()
+    cfg["runs"]["tiny-new"] = copy.deepcopy(cfg["runs"]["tiny-undistilled"]) | {"seed": 1}
+    assert dry_run(completed, cfg) == run_jobs("tiny-new") | REPORT
+
+
+@pytest.mark.slow
+def test_reordering_config_keys_reruns_nothing(completed):
+    cfg = base_config()
+    cfg["runs"] = {k: dict(reversed(list(v.items()))) for k, v in reversed(list(cfg["runs"].items()))}
+    cfg["teachers"]["chgnet"] = dict(reversed(list(cfg["teachers"]["chgnet"].items())))
+    assert dry_run(completed, cfg) == set()

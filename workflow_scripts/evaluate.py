@@ -1,0 +1,40 @@
+"""rules evaluate_run*/evaluate_teacher*: one evaluation of a student run or of the teacher -> eval/{evaluation}.json."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+import torch  # noqa: E402
+
+from hessdistill.evaluate import _Subject, run_evaluations  # noqa: E402
+from hessdistill.teachers import load_teacher  # noqa: E402
+
+p = snakemake.params.evaluation  # noqa: F821
+inp = snakemake.input  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+ev = p["evaluation"]
+needs_reference = "reference_teacher" in p and ev in ("vibrations", "relax", "speed")
+
+
+def teacher_subject():
+    t = p["reference_teacher"]
+    teacher = load_teacher(t["model"], device=p["device"], dtype=p["teacher_dtype"], **t["options"])
+    if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
+        teacher.vjp_method = t["vjp_method"]
+    return _Subject(teacher=teacher, device=p["device"])
+
+
+if "model" in inp.keys():
+    subject = _Subject(model_path=inp.model, device=p["device"])
+    reference = teacher_subject() if needs_reference else None
+else:
+    subject = teacher_subject()
+    reference = subject if needs_reference else None
+res = run_evaluations(subject, inp.structures, Path(snakemake.output[0]).parent, evaluations=[ev],  # noqa: F821
+                      labels=inp.labels, hessians=inp.hessians, reference_teacher=reference,
+                      config={"split": p["split"], ev: p["protocol"]})
+print(json.dumps({k: v for k, v in res[ev].items() if isinstance(v, (int, float, str))}, indent=1, default=str))

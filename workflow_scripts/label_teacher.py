@@ -1,0 +1,33 @@
+"""rule label_teacher: structures.h5 -> teacher labels.h5 (every split) + hessians.h5 (hessian_splits)."""
+
+import json
+import logging
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+import torch  # noqa: E402
+
+from hessdistill.label import run_labelling  # noqa: E402
+from hessdistill.teachers import load_teacher  # noqa: E402
+
+t = snakemake.params.teacher  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+teacher = load_teacher(t["model"], device=t["device"], dtype=t["dtype"], **t["options"])
+if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
+    teacher.vjp_method = t["vjp_method"]
+summary = run_labelling(
+    snakemake.input.structures,  # noqa: F821
+    teacher,
+    snakemake.output.labels,  # noqa: F821
+    hessians_out=snakemake.output.hessians,  # noqa: F821
+    hessian_splits=t["hessian_splits"],
+    rows_per_structure=t["rows"],
+    row_seed=t["row_seed"],
+    storage_dtype=t["storage_dtype"],
+    chunk_size=t["chunk_size"],
+    node_features=t["node_features"],
+    progress=False,
+)
+print(json.dumps(summary, indent=1, sort_keys=True, default=str))
