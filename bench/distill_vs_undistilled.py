@@ -32,6 +32,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p.add_argument("--weights", default="{}", help="JSON loss-weight overrides, e.g. '{\"hessian\": 100}'")
     args = p.parse_args(argv)
     from hessdistill.evaluation.accuracy import accuracy_from_stores, student_hessian_rows_fn, student_predictor
     from hessdistill.calculator import load_student
@@ -40,7 +41,7 @@ def main(argv=None):
     out = Path(args.out)
     rows = []
     for method in args.methods:
-        cfg = {"student": json.loads(args.student), "method": method, "rows_per_structure": args.rows,
+        cfg = {"student": json.loads(args.student), "method": method, "weights": json.loads(args.weights), "rows_per_structure": args.rows,
                "max_epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
                "device": "cpu", "dtype": "float32", "threads": args.threads}
         s = train(cfg, args.structures, out / method, labels=args.labels, hessians=args.hessians, progress=False)
