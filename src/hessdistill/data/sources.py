@@ -49,7 +49,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers as _SYMBOL_TO_Z
 
 from ..errors import StructureError
-from .store import MAX_Z, read_extxyz, structures_from_file, validate_atoms
+from .store import MAX_Z, _as_finite_array, read_extxyz, structures_from_file, validate_atoms
 
 __all__ = [
     "BOHR_ANGSTROM",
@@ -859,17 +859,8 @@ _MPTRJ_INFO_KEYS = ("corrected_total_energy", "uncorrected_total_energy", "energ
 
 
 def _finite_array(value, what, shape, *, path, where, fix=_FIX_MPTRJ):
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise StructureError(f"{what} is not a numeric array (got {type(value).__name__})", path=path,
-                             structure=where, fix=fix) from None
-    if arr.shape != shape:
-        raise StructureError(f"{what} has shape {arr.shape}, expected {shape}", path=path, structure=where, fix=fix)
-    if not np.isfinite(arr).all():
-        raise StructureError(f"{what} contains NaN or inf", path=path, structure=where,
-                             fix="drop this frame (mp_ids filter) or re-download")
-    return arr
+    return _as_finite_array(value, what, shape, path=path, where=where, fix=fix,
+                            nan_fix="drop this frame (mp_ids filter) or re-download")
 
 
 def _parse_pymatgen_structure(d, *, path, where):

@@ -110,7 +110,7 @@ def _where(index, split):
     return index if split is None else f"{index} of split {split!r}"
 
 
-def _as_finite_array(value, what, shape, *, path, where, fix):
+def _as_finite_array(value, what, shape, *, path, where, fix, nan_fix="drop or recompute this structure's labels"):
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -119,8 +119,7 @@ def _as_finite_array(value, what, shape, *, path, where, fix):
     if shape is not None and arr.shape != shape:
         raise StructureError(f"{what} has shape {arr.shape}, expected {shape}", path=path, structure=where, fix=fix)
     if not np.isfinite(arr).all():
-        raise StructureError(f"{what} contains NaN or inf", path=path, structure=where,
-                             fix="drop or recompute this structure's labels")
+        raise StructureError(f"{what} contains NaN or inf", path=path, structure=where, fix=nan_fix)
     return arr
 
 
