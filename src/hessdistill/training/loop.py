@@ -249,11 +249,12 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             ema.update(model)
-            if per_slot is not None:
+            if per_slot is not None and collate.weighting == "error":  # the only sampler that needs them
                 collate.feedback(per_slot.cpu().numpy())
+            # accumulate on the device; converted once per epoch (no host sync per step)
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            sums["total"] = sums.get("total", 0.0) + float(total.detach())
+                sums[k] = sums.get(k, 0.0) + v
+            sums["total"] = sums.get("total", 0.0) + total.detach()
             n_batches += 1
             state["steps"] += 1
         val = evaluate(ema.shadow, val_loader, device)
@@ -267,7 +268,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         state["epoch"] = epoch + 1
         state["elapsed_s"] = time.perf_counter() - t_start
         row = {"epoch": epoch + 1, "steps": state["steps"], "lr": opt.param_groups[0]["lr"], "lambda_h": state["lambda_h"],
-               **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+               **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
                **{f"val_{k}": v for k, v in val.items()}, "elapsed_s": state["elapsed_s"]}
         state["log"].append(row)
         improved = val["force_mae_meV_A"] < state["best_val"]
