@@ -9,26 +9,7 @@ from ase.build import molecule
 from hessdistill import hessian as hess
 from hessdistill.errors import TeacherError
 from hessdistill.teachers import load_teacher
-
-
-def lj_hessian(pos, eps=1.0, sigma=1.0):
-    """Closed-form Hessian of a Lennard-Jones cluster (all pairs, no cutoff)."""
-    n = len(pos)
-    H = np.zeros((3 * n, 3 * n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            d = pos[i] - pos[j]
-            r = np.linalg.norm(d)
-            u = d / r
-            s6 = (sigma / r) ** 6
-            v1 = 4 * eps * (-12 * s6 * s6 + 6 * s6) / r
-            v2 = 4 * eps * (156 * s6 * s6 - 42 * s6) / r**2
-            blk = v2 * np.outer(u, u) + v1 / r * (np.eye(3) - np.outer(u, u))
-            H[3 * i:3 * i + 3, 3 * j:3 * j + 3] = -blk
-            H[3 * j:3 * j + 3, 3 * i:3 * i + 3] = -blk
-            H[3 * i:3 * i + 3, 3 * i:3 * i + 3] += blk
-            H[3 * j:3 * j + 3, 3 * j:3 * j + 3] += blk
-    return H
+from toy_models import lj_hessian
 
 
 def lj_cluster(seed=0):

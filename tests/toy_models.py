@@ -4,7 +4,27 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
+
+
+def lj_hessian(positions, eps=1.0, sigma=1.0):
+    """Closed-form Hessian of the (untruncated) Lennard-Jones energy."""
+    pos = np.asarray(positions, float)
+    n = len(pos)
+    h = np.zeros((3 * n, 3 * n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = pos[j] - pos[i]
+            r = np.linalg.norm(d)
+            e = d / r
+            sr6 = (sigma / r) ** 6
+            d1 = 4 * eps * (-12 * sr6 ** 2 + 6 * sr6) / r
+            d2 = 4 * eps * (156 * sr6 ** 2 - 42 * sr6) / r ** 2
+            blk = d2 * np.outer(e, e) + d1 / r * (np.eye(3) - np.outer(e, e))
+            for a, b, s in ((i, i, 1), (j, j, 1), (i, j, -1), (j, i, -1)):
+                h[3 * a:3 * a + 3, 3 * b:3 * b + 3] += s * blk
+    return h
 
 
 class MorseModel(torch.nn.Module):
