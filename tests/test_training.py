@@ -211,6 +211,9 @@ def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
     train(run_cfg(max_epochs=2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)  # budget extended: ok
     with pytest.raises(HessdistillError, match="different settings"):
         train(run_cfg(max_epochs=3, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)
+    s = train(run_cfg(max_epochs=1, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False,
+              on_mismatch="restart")
+    assert s["epochs"] == 1  # started over with the new settings
     with pytest.raises(HessdistillError, match="unknown training option"):
         train({"lrate": 1}, st, tmp_path / "x")
     with pytest.raises(HessdistillError, match="needs teacher Hessians"):

@@ -148,8 +148,16 @@ def teacher_val_force_mae(val: DistillDataset) -> float | None:
     return 1e3 * num / den
 
 
-def train(config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True) -> dict:
-    """Train one student run; resumes from ``out_dir/last.pt`` if present. Returns the summary dict."""
+def train(config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True,
+          on_mismatch: str = "error") -> dict:
+    """Train one student run; resumes from ``out_dir/last.pt`` if present. Returns the summary dict.
+
+    ``on_mismatch``: what to do when ``last.pt`` was written with other settings (budget and thread count
+    aside): ``"error"`` (default) refuses, ``"restart"`` discards ``last.pt``/``best.pt`` and starts over (what a
+    workflow wants after a parameter change).
+    """
+    if on_mismatch not in ("error", "restart"):
+        raise HessdistillError(f"on_mismatch must be 'error' or 'restart', got {on_mismatch!r}")
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,10 +219,15 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     state = {"epoch": 0, "best_val": math.inf, "lambda_h": weights.hessian, "lambda_h_halved": False,
              "log": [], "elapsed_s": 0.0, "steps": 0}
     last = out / "last.pt"
-    if last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if _resume_key(ck["config"]) != _resume_key(asdict(cfg)):
+    ck = torch.load(last, map_location=device, weights_only=False) if last.exists() else None
+    if ck is not None and _resume_key(ck["config"]) != _resume_key(asdict(cfg)):
+        if on_mismatch == "error":
             raise HessdistillError(f"{last} was written by a run with different settings\n  fix: delete {out} to start over")
+        log.info("settings changed: discarding the checkpoints in %s", out)
+        for name in ("last.pt", "best.pt"):
+            (out / name).unlink(missing_ok=True)
+        ck = None
+    if ck is not None:
         model.load_state_dict(ck["model"])
         ema.shadow.load_state_dict(ck["ema"])
         ema.num_updates = int(ck["ema_updates"])
