@@ -7,8 +7,11 @@ VENV      ?= .venv
 MACE_VENV ?= .venv-mace
 PIP_FLAGS ?= -q --disable-pip-version-check
 PYTEST_ARGS ?=
+# SLURM=1: bring up a single-node Slurm (Debian slurm-wlm + munge, root only) so tests/test_slurm.py runs the
+# workflow through the Slurm profile; without it that test is skipped.
+SLURM ?= 0
 
-.PHONY: demo test test-main test-mace env env-mace bench clean
+.PHONY: demo test test-main test-mace env env-mace bench clean slurm-up slurm-down
 
 env: $(VENV)/.installed
 env-mace: $(MACE_VENV)/.installed
@@ -33,6 +36,7 @@ demo: env
 test: test-main test-mace
 
 test-main: env
+	@if [ "$(SLURM)" = "1" ]; then bash .ci/slurm-up.sh; fi
 	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
 
 test-mace: env-mace
@@ -40,6 +44,12 @@ test-mace: env-mace
 
 bench: env
 	$(VENV)/bin/python bench/hessian_throughput.py
+
+slurm-up:
+	bash .ci/slurm-up.sh
+
+slurm-down:
+	bash .ci/slurm-up.sh --down
 
 clean:
 	rm -rf $(VENV) $(MACE_VENV) results/demo

@@ -12,12 +12,25 @@ CODE_VERSION = {
     "data": 1,
     "teachers": 1,
     "train": 1,
-    "evaluate": 1,
-    "report": 1,
+    "evaluate": 2,
+    "report": 2,
 }
 
 RESULTS = "results"
 USE_GPU = bool(config["use_gpu"])
+GPU_DEVICE = config["gpu_device"]  # "cuda", or "auto" (cuda when the job sees one, else cpu)
+
+def _family_defaults():
+    """Per-family resource defaults as written in the schema (a family given partly in the config keeps the
+    schema's values for the keys it leaves out)."""
+    import yaml
+
+    with open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml")) as f:
+        props = yaml.safe_load(f)["properties"]["resources"]["properties"]
+    return {k: v["default"] for k, v in props.items()}
+
+
+RES = {k: {**v, **config["resources"].get(k, {})} for k, v in _family_defaults().items()}
 EVALUATIONS = list(config["evaluation"]["evaluations"])
 GPU_EVALUATIONS = ("md", "speed")
 
@@ -83,19 +96,13 @@ def all_eval_outputs():
     return out
 
 
-def report_inputs():
-    """The eval files the report reads: test.json (and speed.json for the speed-up) of every run and teacher."""
-    wanted = [ev for ev in ("test", "speed") if ev in EVALUATIONS]
-    return [p for p in all_eval_outputs() if p.rsplit("/", 1)[1][:-5] in wanted]
-
-
 REPORT_OUTPUTS = [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md"]
 
 
 # ---------------------------------------------------------------- params (canonical config sub-trees)
 def device_for(kind):
-    """'cuda' for GPU-capable job kinds when use_gpu is set, else 'cpu'."""
-    return "cuda" if USE_GPU and kind in ("label", "train", "md", "speed") else "cpu"
+    """The device of GPU-capable job kinds ('cuda' or 'auto' per gpu_device) when use_gpu is set, else 'cpu'."""
+    return GPU_DEVICE if USE_GPU and kind in ("label", "train", "md", "speed") else "cpu"
 
 
 def subset_params(wildcards):
@@ -140,10 +147,46 @@ def evaluation_params(wildcards):
     return canon(p)
 
 
+# ---------------------------------------------------------------- conda environments (--sdm conda)
+MACE_PREFIXES = ("mace", "mace-off", "mace-mp")
+
+
+def _env(name):
+    return os.path.join(workflow.basedir, "envs", name)
+
+
+def teacher_env(wildcards):
+    """envs/teacher-mace.yaml for MACE teachers (e3nn 0.4.4), envs/teacher.yaml for the rest."""
+    model = config["teachers"][wildcards.teacher]["model"]
+    return _env("teacher-mace.yaml" if model.split(":")[0] in MACE_PREFIXES else "teacher.yaml")
+
+
+def prepare_env(wildcards):
+    """The built-in generator runs the CHGNet teacher; file sources need only the core."""
+    name = config["subsets"][wildcards.subset]["source"]["name"]
+    return _env("teacher.yaml" if name == "builtin" else "core.yaml")
+
+
+CORE_ENV = _env("core.yaml")
+
+
 # ---------------------------------------------------------------- resources
-def gpu_resources(kind):
-    """{'gpu': 1} for GPU job kinds when use_gpu is set (so --set-resources / Slurm see it), else {}."""
-    return {"gpu": 1} if device_for(kind) == "cuda" else {}
+# Threads, memory, runtime and extra scheduler resources per rule family come from config["resources"]
+# (schema defaults; a cluster user overrides them there or with --set-resources in a profile).  They are not
+# params: changing them never reruns a job.
+def family_threads(family):
+    return int(RES[family]["threads"])
+
+
+def family_resources(family, kind=None):
+    """Resources of a rule family: mem_mb (scaled by the attempt, so a retry gets more), runtime, the family's
+    `extra` resources (slurm_partition, constraint, ...) and, for GPU job kinds when use_gpu is set, the
+    config's gpu_request ({gpu: 1}, {gpu: 1, gpu_model: a100} or {gres: "gpu:1"})."""
+    r = RES[family]
+    out = {"mem_mb": mem_scaled(r["mem_mb"]), "runtime": r["runtime"], **r.get("extra", {})}
+    if kind is not None and device_for(kind) != "cpu":
+        out.update(config["gpu_request"])
+    return out
 
 
 def mem_scaled(base_mb):

@@ -13,9 +13,10 @@ rule prepare_subset:
     params:
         spec=subset_params,
         code_version=CODE_VERSION["data"],
-    threads: 2
+    threads: family_threads("prepare")
     resources:
-        mem_mb=mem_scaled(4000),
-        runtime=60,
+        **family_resources("prepare"),
+    conda:
+        prepare_env
     script:
         "../workflow_scripts/prepare_subset.py"

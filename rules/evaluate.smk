@@ -5,7 +5,10 @@
 CPU_EVALUATIONS = [e for e in EVALUATIONS if e not in GPU_EVALUATIONS]
 DEVICE_EVALUATIONS = [e for e in EVALUATIONS if e in GPU_EVALUATIONS]
 
-for _name, _evs, _kind in (("evaluate_run", CPU_EVALUATIONS, "cpu"), ("evaluate_run_md_speed", DEVICE_EVALUATIONS, "md")):
+for _name, _evs, _kind, _family in (
+    ("evaluate_run", CPU_EVALUATIONS, "cpu", "evaluate"),
+    ("evaluate_run_md_speed", DEVICE_EVALUATIONS, "md", "evaluate_device"),
+):
 
     rule:
         name:
@@ -26,16 +29,19 @@ for _name, _evs, _kind in (("evaluate_run", CPU_EVALUATIONS, "cpu"), ("evaluate_
         params:
             evaluation=evaluation_params,
             code_version=CODE_VERSION["evaluate"],
-        threads: 2 if _kind == "md" else 1
+        threads: family_threads(_family)
         resources:
-            mem_mb=mem_scaled(4000),
-            runtime=120,
-            **gpu_resources(_kind),
+            **family_resources(_family, _kind),
+        conda:
+            teacher_env
         script:
             "../workflow_scripts/evaluate.py"
 
 
-for _name, _evs, _kind in (("evaluate_teacher", CPU_EVALUATIONS, "cpu"), ("evaluate_teacher_md_speed", DEVICE_EVALUATIONS, "md")):
+for _name, _evs, _kind, _family in (
+    ("evaluate_teacher", CPU_EVALUATIONS, "cpu", "evaluate_teacher"),
+    ("evaluate_teacher_md_speed", DEVICE_EVALUATIONS, "md", "evaluate_teacher_device"),
+):
 
     rule:
         name:
@@ -55,10 +61,10 @@ for _name, _evs, _kind in (("evaluate_teacher", CPU_EVALUATIONS, "cpu"), ("evalu
         params:
             evaluation=evaluation_params,
             code_version=CODE_VERSION["evaluate"],
-        threads: 2 if _kind == "md" else 1
+        threads: family_threads(_family)
         resources:
-            mem_mb=mem_scaled(8000),
-            runtime=240,
-            **gpu_resources(_kind),
+            **family_resources(_family, _kind),
+        conda:
+            teacher_env
         script:
             "../workflow_scripts/evaluate.py"

@@ -1,22 +1,85 @@
-# collect every test.json (+ speed.json for the speed-up) into one table; the paper-style report is later work
+# paper-style tables (md/csv/tex) and figures from every evaluation + training log; `snakemake --report
+# report.html` (after a run) packs the figures and tables with their captions (report/*.rst) into one HTML.
+
+localrules:
+    report,
+
+
+REPORT_DIR = f"{RESULTS}/report"
+
+
+def report_run_files():
+    """Each run's log.csv and summary.json (training curves, train time)."""
+    out = []
+    for s, t, r in combos():
+        out += [f"{run_dir(s, t, r)}/log.csv", f"{run_dir(s, t, r)}/summary.json"]
+    return out
 
 
 rule report:
     input:
-        report_inputs(),
+        evals=all_eval_outputs(),
+        runs=report_run_files(),
     output:
-        csv=f"{RESULTS}/report/summary.csv",
-        md=f"{RESULTS}/report/summary.md",
+        summary_csv=f"{REPORT_DIR}/summary.csv",
+        summary_md=f"{REPORT_DIR}/summary.md",
+        accuracy=report(
+            f"{REPORT_DIR}/table_accuracy.csv",
+            caption="../report/table_accuracy.rst",
+            category="Tables",
+        ),
+        speed=report(
+            f"{REPORT_DIR}/table_speed.csv",
+            caption="../report/table_speed.rst",
+            category="Tables",
+        ),
+        dynamics=report(
+            f"{REPORT_DIR}/table_dynamics.csv",
+            caption="../report/table_dynamics.rst",
+            category="Tables",
+        ),
+        tables_md_tex=expand(
+            f"{REPORT_DIR}/{{name}}.{{ext}}",
+            name=["table_accuracy", "table_speed", "table_dynamics"],
+            ext=["md", "tex"],
+        ),
+        fig_accuracy=report(
+            f"{REPORT_DIR}/fig_accuracy_vs_speed.png",
+            caption="../report/fig_accuracy_vs_speed.rst",
+            category="Figures",
+        ),
+        fig_parity=report(
+            f"{REPORT_DIR}/fig_parity.png",
+            caption="../report/fig_parity.rst",
+            category="Figures",
+        ),
+        fig_md=report(
+            f"{REPORT_DIR}/fig_md_energy.png",
+            caption="../report/fig_md_energy.rst",
+            category="Figures",
+        ),
+        fig_stability=report(
+            f"{REPORT_DIR}/fig_stability.png",
+            caption="../report/fig_stability.rst",
+            category="Figures",
+        ),
+        fig_training=report(
+            f"{REPORT_DIR}/fig_training.png",
+            caption="../report/fig_training.rst",
+            category="Figures",
+        ),
     log:
         f"{RESULTS}/logs/report/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/report.tsv"
     params:
         report=canon(config["report"]),
+        runs=canon({r: {"method": v.get("method", "hessian")} for r, v in config["runs"].items()}),
         code_version=CODE_VERSION["report"],
-    threads: 1
+    threads: family_threads("report")
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **family_resources("report"),
+    conda:
+        CORE_ENV
     script:
         "../workflow_scripts/report.py"

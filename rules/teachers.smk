@@ -14,10 +14,10 @@ rule label_teacher:
     params:
         teacher=teacher_params,
         code_version=CODE_VERSION["teachers"],
-    threads: 2
+    threads: family_threads("label")
     resources:
-        mem_mb=mem_scaled(8000),
-        runtime=240,
-        **gpu_resources("label"),
+        **family_resources("label", "label"),
+    conda:
+        teacher_env
     script:
         "../workflow_scripts/label_teacher.py"

@@ -17,10 +17,10 @@ rule train_run:
     params:
         run=run_params,
         code_version=CODE_VERSION["train"],
-    threads: 2
+    threads: family_threads("train")
     resources:
-        mem_mb=mem_scaled(8000),
-        runtime=720,
-        **gpu_resources("train"),
+        **family_resources("train", "train"),
+    conda:
+        CORE_ENV
     script:
         "../workflow_scripts/train_run.py"

@@ -117,11 +117,22 @@ def test_full_ci_tiny_run_writes_the_report(completed):
     assert {r["run"] for r in rows} == {"teacher", "tiny-undistilled", "tiny-hessian"}
     for r in rows:
         assert r["subset"] == "tiny-sto" and r["teacher"] == "chgnet"
-        assert float(r["force_mae_meV_A"]) >= 0 and float(r["hessian_mae_meV_A2"]) >= 0
+        assert float(r["force_mae_meV_A"]) >= 0 and int(r["params"]) > 0
         if r["run"] != "teacher":
-            assert int(r["student_params"]) > 0 and float(r["speedup_latency"]) > 0
+            assert float(r["hessian_mae_meV_A2"]) >= 0 and float(r["speedup_latency"]) > 0
+            assert r["method"] in ("undistilled", "hessian") and int(r["epochs"]) == 2
     md = (rep / "summary.md").read_text()
     assert md.startswith("# hessdistill ci-tiny") and "tiny-hessian" in md
+    for name in ("table_accuracy", "table_speed", "table_dynamics"):
+        for ext in ("md", "csv", "tex"):
+            assert (rep / f"{name}.{ext}").stat().st_size > 0
+    acc = list(csv.DictReader((rep / "table_accuracy.csv").open()))
+    assert [r["model"] for r in acc][0].startswith("Teacher (chgnet")
+    best = [r for r in acc if r["best_tiny-sto: F MAE (meV/Å)"] == "1"]
+    assert len(best) >= 1 and all(not r["model"].startswith("Teacher") for r in best)
+    assert "\\begin{tabular}" in (rep / "table_accuracy.tex").read_text()
+    for fig in ("fig_accuracy_vs_speed", "fig_parity", "fig_md_energy", "fig_stability", "fig_training"):
+        assert (rep / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for ev in EVALS:
         assert (completed / R / "runs/chgnet/tiny-hessian/eval" / f"{ev}.json").exists()
         assert (completed / R / "teachers/chgnet/eval" / f"{ev}.json").exists()
@@ -154,7 +165,7 @@ def test_changing_one_protocol_reruns_only_that_evaluation(completed):
     cfg["evaluation"]["protocol"]["md"]["steps"] = 30
     expected = {f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/md.json" for r in ("tiny-undistilled", "tiny-hessian")}
     expected |= {f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/md.json"}
-    assert dry_run(completed, cfg) == expected  # md.json is not read by the report
+    assert dry_run(completed, cfg) == expected | REPORT  # the report reads md.json (stability table, figures)
 
 
 @pytest.mark.slow
@@ -179,3 +190,47 @@ def test_reordering_config_keys_reruns_nothing(completed):
     cfg["runs"] = {k: dict(reversed(list(v.items()))) for k, v in reversed(list(cfg["runs"].items()))}
     cfg["teachers"]["chgnet"] = dict(reversed(list(cfg["teachers"]["chgnet"].items())))
     assert dry_run(completed, cfg) == set()
+
+
+@pytest.mark.slow
+def test_changing_resources_or_gpu_request_reruns_nothing(completed):
+    cfg = base_config()
+    cfg["resources"] = {"train": {"mem_mb": 32000, "runtime": "2h", "extra": {"slurm_partition": "gpu"}},
+                        "label": {"threads": 8}}
+    cfg["gpu_request"] = {"gres": "gpu:a100:1"}
+    assert dry_run(completed, cfg) == set()
+
+
+@pytest.mark.slow
+def test_snakemake_report_builds_an_html_report_with_the_figures(completed):
+    res = snakemake(completed, base_config(), "--report", "report.html")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    html = (completed / "report.html").read_text(errors="replace")
+    assert len(html) > 10_000
+    for name in ("fig_parity.png", "fig_training.png", "table_accuracy.csv"):
+        assert name in html
+    assert "Force parity" in html  # a caption from report/fig_parity.rst
+
+
+def test_resources_reach_the_jobs_and_a_gpu_request_only_gpu_families(tmp_path):
+    cfg = base_config()
+    cfg["use_gpu"] = True
+    cfg["gpu_device"] = "auto"
+    cfg["gpu_request"] = {"gpu": 1, "gpu_model": "a100"}
+    cfg["resources"] = {"train": {"mem_mb": 12345, "runtime": 99, "extra": {"slurm_partition": "gpu"}}}
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    blocks = re.split(r"\n(?=(?:local)?rule \S+:)", res.stdout + res.stderr)
+    seen = set()
+    for b in blocks:
+        m = re.match(r"(?:local)?rule (\S+):", b)
+        if not m or m.group(1) == "all":
+            continue
+        rule = m.group(1)
+        seen.add(rule)
+        res_line = next(line for line in b.splitlines() if line.strip().startswith("resources:"))
+        gpu = "gpu=1" in res_line and "gpu_model=a100" in res_line
+        assert gpu == (rule in ("label_teacher", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed")), b
+        if rule == "train_run":
+            assert "mem_mb=12345" in res_line and "runtime=99" in res_line and "slurm_partition=gpu" in res_line
+    assert "train_run" in seen and "prepare_subset" in seen

@@ -6,14 +6,20 @@ import sys
 from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
+try:
+    import hessdistill  # noqa: F401
+except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 import torch  # noqa: E402
 
 from hessdistill.evaluate import _Subject, run_evaluations  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.teachers.base import resolve_device  # noqa: E402
 
-p = snakemake.params.evaluation  # noqa: F821
+p = dict(snakemake.params.evaluation)  # noqa: F821
+p["device"] = str(resolve_device(p["device"]))  # "auto" (gpu_device: auto) -> where this job actually runs
 inp = snakemake.input  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 ev = p["evaluation"]

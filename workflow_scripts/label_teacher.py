@@ -5,6 +5,10 @@ import logging
 import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
+try:
+    import hessdistill  # noqa: F401
+except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 import torch  # noqa: E402
@@ -14,6 +18,7 @@ from hessdistill.teachers import load_teacher  # noqa: E402
 
 t = snakemake.params.teacher  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
+# device "auto" (gpu_device: auto) resolves to cuda where the job sees a GPU, else cpu
 teacher = load_teacher(t["model"], device=t["device"], dtype=t["dtype"], **t["options"])
 if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
     teacher.vjp_method = t["vjp_method"]

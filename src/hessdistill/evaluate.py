@@ -32,10 +32,11 @@ EVALUATIONS = ("test", "vibrations", "md", "relax", "speed")
 
 DEFAULTS = {
     "split": "test",
-    "test": {"max_hessian_structures": 50, "batch_size": 32},
+    "test": {"max_hessian_structures": 50, "batch_size": 32, "parity_points": 2000},
     "vibrations": {"n_structures": 3, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
     "md": {"n_structures": 3, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
-           "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto"},
+           "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto",
+           "keep_series": True},
     "relax": {"n_structures": 5, "optimizer": "FIRE", "fmax": 0.05, "max_steps": 500, "perturb": 0.05, "seed": 0},
     "speed": {"n_structures": 32, "batch_size": 32, "repeats": 5, "warmup": 2},
 }
@@ -87,7 +88,7 @@ class _Subject:
             self.predict_factory = lambda bs: calculator_predictor(self.calc)
             self.rows_fn = self.teacher.hessian_rows
             self.kind = "teacher"
-            self.n_params = None
+            self.n_params = self.teacher.n_params
 
     def hessian(self, atoms):
         return self.rows_fn(atoms, np.arange(3 * len(atoms)))
@@ -125,7 +126,8 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
 
             res = accuracy_from_stores(subject.predict_factory(c["batch_size"]), structures, split=split, labels=labels,
                                        hessians=hessians, hessian_rows_fn=subject.rows_fn,
-                                       max_hessian_structures=c["max_hessian_structures"])
+                                       max_hessian_structures=c["max_hessian_structures"],
+                                       parity_points=c["parity_points"])
         elif ev == "vibrations":
             from .evaluation.vibrations import vibrational_comparison
 

@@ -94,12 +94,15 @@ def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
     return out
 
 
-def accuracy(predict, atoms_list, *, reference=True, teacher_labels=None, hessian_rows_fn=None, hessians=None) -> dict:
+def accuracy(predict, atoms_list, *, reference=True, teacher_labels=None, hessian_rows_fn=None, hessians=None,
+             parity_points: int = 2000) -> dict:
     """Accuracy of ``predict`` on ``atoms_list`` (structures with reference labels attached).
 
     ``teacher_labels``: (energies, list of forces) of the teacher on the same structures, to report errors
     against the teacher too; ``hessians``: list of (row indices, rows (R, 3N)) of the teacher's Hessians for
-    these structures (e.g. from a Hessian store), with ``hessian_rows_fn`` to evaluate the model's rows.
+    these structures (e.g. from a Hessian store), with ``hessian_rows_fn`` to evaluate the model's rows;
+    ``parity_points``: how many force components (and structures) to keep under ``"parity"`` for parity plots
+    (against the teacher when given, else the reference; 0 keeps none).
     """
     e_pred, f_pred = predict(list(atoms_list))
     res = {"n_structures": len(atoms_list), "n_atoms": int(sum(len(a) for a in atoms_list))}
@@ -111,7 +114,26 @@ def accuracy(predict, atoms_list, *, reference=True, teacher_labels=None, hessia
         res.update(_compare(atoms_list, e_pred, f_pred, teacher_labels[0], teacher_labels[1], "teacher_"))
     if hessians is not None and hessian_rows_fn is not None:
         res.update(hessian_accuracy(hessian_rows_fn, atoms_list, hessians))
+    target = teacher_labels if teacher_labels is not None else (
+        ([a.get_potential_energy() for a in atoms_list], [a.get_forces() for a in atoms_list]) if reference else None)
+    if target is not None and parity_points > 0:
+        res["parity"] = parity_data(atoms_list, e_pred, f_pred, target[0], target[1], parity_points,
+                                    against="teacher" if teacher_labels is not None else "reference")
     return res
+
+
+def parity_data(atoms_list, e_pred, f_pred, e_ref, f_ref, max_points: int, against: str) -> dict:
+    """Values for parity plots: energy per atom (eV/atom) of every structure and at most ``max_points`` force
+    components (eV/Å), an evenly strided subset (deterministic) when there are more."""
+    n = np.array([len(a) for a in atoms_list], dtype=np.float64)
+    fp = np.concatenate([np.asarray(f).reshape(-1) for f in f_pred]) if len(f_pred) else np.zeros(0)
+    fr = np.concatenate([np.asarray(f).reshape(-1) for f in f_ref]) if len(f_ref) else np.zeros(0)
+    take = np.unique(np.linspace(0, len(fp) - 1, num=min(max_points, len(fp))).round().astype(int)) if len(fp) else []
+    ep = np.asarray(e_pred, dtype=np.float64) / n
+    er = np.asarray(e_ref, dtype=np.float64) / n
+    return {"against": against, "energy_per_atom_pred_eV": ep[:max_points].tolist(),
+            "energy_per_atom_target_eV": er[:max_points].tolist(),
+            "force_pred_eV_A": fp[take].tolist(), "force_target_eV_A": fr[take].tolist()}
 
 
 def hessian_accuracy(hessian_rows_fn, atoms_list, hessians) -> dict:
@@ -127,7 +149,7 @@ def hessian_accuracy(hessian_rows_fn, atoms_list, hessians) -> dict:
 
 
 def accuracy_from_stores(predict, structures, *, split="test", labels=None, hessians=None, hessian_rows_fn=None,
-                         max_hessian_structures: int | None = None) -> dict:
+                         max_hessian_structures: int | None = None, parity_points: int = 2000) -> dict:
     """:func:`accuracy` on one split of a structure store, with teacher labels/Hessians from their stores."""
     from ..data.labels import HessianStore, LabelStore
     from ..data.store import StructureStore
@@ -147,7 +169,7 @@ def accuracy_from_stores(predict, structures, *, split="test", labels=None, hess
             if split in h.splits:
                 n = h.n_structures(split) if max_hessian_structures is None else min(max_hessian_structures, h.n_structures(split))
                 hs = [h.rows(split, i) for i in range(n)]
-    res = accuracy(predict, atoms, reference=has_ref, teacher_labels=tl)
+    res = accuracy(predict, atoms, reference=has_ref, teacher_labels=tl, parity_points=parity_points)
     if hs:
         res.update(hessian_accuracy(hessian_rows_fn, atoms[:len(hs)], hs))
     res["split"] = split

@@ -151,6 +151,14 @@ class Teacher(ABC):
         raise self._unsupported("an element embedding table")
 
     @property
+    def n_params(self) -> int | None:
+        """Parameters of the underlying torch model (``self.model``), None for non-torch teachers."""
+        model = getattr(self, "model", None)
+        if isinstance(model, torch.nn.Module):
+            return int(sum(p.numel() for p in model.parameters()))
+        return None
+
+    @property
     def supports_node_features(self) -> bool:
         return type(self).node_features is not Teacher.node_features
 

@@ -1,0 +1,498 @@
+"""Paper-style tables and figures from a workflow's evaluation files.
+
+Input: the ``eval/{test,speed,md,relax,vibrations}.json`` files of every student run and teacher pseudo-run
+(``results/{subset}/runs/{teacher}/{run}/eval/*.json``, ``results/{subset}/teachers/{teacher}/eval/*.json``)
+and each run's ``log.csv``/``summary.json``.  Output (one folder):
+
+* ``table_accuracy.{md,csv,tex}``: the paper's Table 1 layout, one table per teacher: rows teacher, then one
+  row per run (method), columns per subset "energy MAE / force MAE" against the teacher, the best student
+  value of every column marked (bold in md/tex, ``best_*`` columns in csv); optional paper numbers beside.
+* ``table_speed``: parameters, MD-step latency, batched throughput and the speed-ups against the teacher.
+* ``table_dynamics``: MD stability (fraction stable, survival time), NVE drift, relaxation success and
+  errors, harmonic-frequency MAE, Hessian MAE.
+* figures (PNG): force MAE vs speed-up, force parity per run, NVE total-energy traces, MD stability,
+  training curves.
+* ``summary.csv``/``summary.md``: one flat row per run (every metric), and an index of the above.
+
+Every writer is atomic (temp file, then rename).  Missing evaluations leave "-" cells, never a failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_path, atomic_write_text
+
+TEACHER = "teacher"
+FIGURES = ("fig_accuracy_vs_speed.png", "fig_parity.png", "fig_md_energy.png", "fig_stability.png",
+           "fig_training.png")
+TABLES = ("table_accuracy", "table_speed", "table_dynamics")
+
+
+# ----------------------------------------------------------------------------------------------- collect
+@dataclass
+class Record:
+    """Everything known about one (subset, teacher, run); run == "teacher" for the teacher pseudo-run."""
+
+    subset: str
+    teacher: str
+    run: str
+    method: str
+    evals: dict = field(default_factory=dict)
+    log: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.run == TEACHER
+
+    def get(self, evaluation: str, *keys, default=None):
+        d = self.evals.get(evaluation)
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return default
+            d = d[k]
+        return default if d is None else d
+
+
+def _identify(path: Path) -> tuple[str, str, str, str]:
+    """(subset, teacher, run, kind) from .../{subset}/runs/{teacher}/{run}/[eval/]x or .../{subset}/teachers/{teacher}/eval/x."""
+    parts = path.parts
+    if parts[-2] == "eval":
+        parts = parts[:-2] + (parts[-1],)
+    if len(parts) >= 5 and parts[-4] == "runs":
+        return parts[-5], parts[-3], parts[-2], parts[-1]
+    if len(parts) >= 4 and parts[-3] == "teachers":
+        return parts[-4], parts[-2], TEACHER, parts[-1]
+    raise ValueError(f"{path}: not a run or teacher evaluation file (expected .../<subset>/runs/<teacher>/<run>/eval/"
+                     "<evaluation>.json or .../<subset>/teachers/<teacher>/eval/<evaluation>.json)")
+
+
+def collect(paths, runs_config: dict | None = None) -> list[Record]:
+    """Records from evaluation JSONs, run log.csv and summary.json files (any order), sorted teacher first."""
+    runs_config = runs_config or {}
+    recs: dict[tuple, Record] = {}
+    for p in map(Path, paths):
+        subset, teacher, run, name = _identify(p)
+        method = TEACHER if run == TEACHER else runs_config.get(run, {}).get("method", "?")
+        rec = recs.setdefault((subset, teacher, run), Record(subset, teacher, run, method))
+        if name == "log.csv":
+            rec.log = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(p.read_text()))]
+        elif name == "summary.json":
+            rec.summary = json.loads(p.read_text())
+            rec.method = rec.summary.get("method", rec.method)
+        elif name.endswith(".json"):
+            rec.evals[name[:-5]] = json.loads(p.read_text())
+    order = list(runs_config)
+    return sorted(recs.values(), key=lambda r: (r.subset, r.teacher, not r.is_teacher,
+                                                order.index(r.run) if r.run in order else len(order), r.run))
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+# ----------------------------------------------------------------------------------------------- tables
+@dataclass
+class Table:
+    """A table of cells; ``best[(row, col)]`` marks best values; ``notes`` go under the table."""
+
+    title: str
+    header: list
+    rows: list
+    best: set = field(default_factory=set)
+    notes: list = field(default_factory=list)
+    #: unformatted values (same shape as rows) for the CSV; None cells are written empty
+    raw: list | None = None
+
+    def to_markdown(self) -> str:
+        out = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        for i, row in enumerate(self.rows):
+            cells = [f"**{c}**" if (i, j) in self.best and c not in ("", "-") else str(c) for j, c in enumerate(row)]
+            out.append("| " + " | ".join(cells) + " |")
+        out += [""] + [f"{n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        marked = sorted({j for _, j in self.best})
+        w.writerow(list(self.header) + [f"best_{self.header[j]}" for j in marked])
+        for i, row in enumerate(self.rows):
+            cells = row if self.raw is None else ["" if v is None else v for v in self.raw[i]]
+            w.writerow(list(cells) + [int((i, j) in self.best) for j in marked])
+        return buf.getvalue()
+
+    def to_latex(self) -> str:
+        def esc(s):
+            s = str(s)
+            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                         ("Å²", r"\AA$^2$"), ("Å", r"\AA{}"), ("±", r"$\pm$"), ("→", r"$\to$")):
+                s = s.replace(a, b)
+            return s
+
+        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(self.title)}}}",
+                 r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}", r"\toprule",
+                 " & ".join(esc(h) for h in self.header) + r" \\", r"\midrule"]
+        for i, row in enumerate(self.rows):
+            cells = [rf"\textbf{{{esc(c)}}}" if (i, j) in self.best and c not in ("", "-") else esc(c)
+                     for j, c in enumerate(row)]
+            lines.append(" & ".join(cells) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [rf"\par\footnotesize {esc(n)}" for n in self.notes]
+        lines.append(r"\end{table}")
+        return "\n".join(lines) + "\n"
+
+
+def fmt(v, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) >= 10 ** 6 or abs(v) < 10 ** -digits):
+            return f"{v:.{max(digits, 1)}g}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _mark_best(table: Table, values: list[list], lower_is_better=True, skip_rows=()):
+    """Mark, per column, the best numeric value among rows not in ``skip_rows`` (ties all marked)."""
+    for j in range(len(table.header)):
+        col = [(i, values[i][j]) for i in range(len(values)) if i not in skip_rows
+               and isinstance(values[i][j], (int, float)) and not isinstance(values[i][j], bool)
+               and not math.isnan(values[i][j])]
+        if len(col) < 2:
+            continue
+        best = min(v for _, v in col) if lower_is_better else max(v for _, v in col)
+        table.best |= {(i, j) for i, v in col if v == best}
+
+
+def _row_label(r: Record) -> str:
+    if r.is_teacher:
+        params = r.get("test", "n_params")
+        return f"Teacher ({r.teacher}{', ' + fmt(params) + ' params' if params else ''})"
+    return r.run
+
+
+def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None = None) -> list[Table]:
+    """The paper's Table 1 layout: per teacher, rows = teacher + runs, columns = subsets, cell 'E / F' (MAE vs
+    the teacher's labels; the teacher row against the reference labels where they differ from its own).
+    ``paper``: optional {subset: {run or "teacher": "E / F" string}} printed in a column beside ours."""
+    tables = []
+    for teacher in sorted({r.teacher for r in records}):
+        recs = [r for r in records if r.teacher == teacher]
+        subsets = sorted({r.subset for r in recs})
+        runs = []
+        for r in recs:
+            if r.run not in runs:
+                runs.append(r.run)
+        header = ["model", "method", "params"]
+        for s in subsets:
+            header += [f"{s}: E MAE (meV/atom)", f"{s}: F MAE (meV/Å)"]
+            if paper and s in paper:
+                header.append(f"{s}: paper E / F")
+        rows, vals, raw = [], [], []
+        for run in runs:
+            row_recs = {r.subset: r for r in recs if r.run == run}
+            any_rec = next(iter(row_recs.values()))
+            row = [_row_label(any_rec), any_rec.method, fmt(any_rec.get("test", "n_params"))]
+            v = [None, None, None]
+            rv = [row[0], row[1], any_rec.get("test", "n_params")]
+            for s in subsets:
+                r = row_recs.get(s)
+                if r is None:
+                    e = f_ = None
+                elif r.is_teacher:  # the teacher against the reference labels (0 when they are its own labels)
+                    e, f_ = r.get("test", "ref_energy_mae_meV_atom"), r.get("test", "ref_force_mae_meV_A")
+                else:
+                    e, f_ = r.get("test", "teacher_energy_mae_meV_atom"), r.get("test", "teacher_force_mae_meV_A")
+                row += [fmt(e, digits), fmt(f_, digits)]
+                v += [e, f_]
+                rv += [e, f_]
+                if paper and s in paper:
+                    row.append(str(paper[s].get(run, "paper: not available")))
+                    v.append(None)
+                    rv.append(row[-1])
+            rows.append(row)
+            vals.append(v)
+            raw.append(rv)
+        t = Table(f"Test accuracy against the teacher ({teacher}): energy MAE per atom and force MAE per component",
+                  header, rows, notes=["Best student value per column in bold. The teacher row is measured against "
+                                       "the subset's reference labels (zero where the reference labels are the "
+                                       "teacher's own)."], raw=raw)
+        _mark_best(t, vals, skip_rows={i for i, run in enumerate(runs) if run == TEACHER})
+        tables.append(t)
+    return tables
+
+
+def speed_table(records: list[Record], digits: int = 2) -> Table:
+    header = ["subset", "teacher", "model", "params", "device", "latency (ms/step)", "speed-up (latency)",
+              "throughput (structures/s)", "speed-up (throughput)", "ns/day (1 fs)", "train time (s)"]
+    rows, vals = [], []
+    for r in records:
+        side = "teacher" if r.is_teacher else "student"
+        sp = r.get("speed", side, default={}) if "speed" in r.evals else {}
+        v = [r.subset, r.teacher, _row_label(r), r.get("test", "n_params") or r.get("speed", "student_params"),
+             r.get("speed", "device"), sp.get("latency_ms"), None if r.is_teacher else r.get("speed", "speedup_latency"),
+             sp.get("throughput_structures_s"), None if r.is_teacher else r.get("speed", "speedup_throughput"),
+             sp.get("ns_per_day"), r.summary.get("train_time_s")]
+        rows.append([fmt(x, digits) if not isinstance(x, str) else x for x in v])
+        vals.append(v)
+    t = Table("Speed: MD-step latency (one structure) and batched throughput, student and teacher measured in "
+              "one process on the same device", header, rows, raw=vals,
+              notes=["Lowest latency / highest throughput and speed-up per column in bold (students only)."])
+    teacher_rows = {i for i, r in enumerate(records) if r.is_teacher}
+    lat = [[x if j == 5 else None for j, x in enumerate(v)] for v in vals]
+    _mark_best(t, lat, lower_is_better=True, skip_rows=teacher_rows)
+    hi = [[x if j in (6, 7, 8, 9) else None for j, x in enumerate(v)] for v in vals]
+    _mark_best(t, hi, lower_is_better=False, skip_rows=teacher_rows)
+    return t
+
+
+def dynamics_table(records: list[Record], digits: int = 2) -> Table:
+    header = ["subset", "teacher", "model", "MD stable", "mean survival (ps)", "|NVE drift| (meV/atom/ps)",
+              "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
+              "Hessian MAE (meV/Å²)"]
+    rows, vals = [], []
+    for r in records:
+        n_st, n = r.get("md", "n_stable"), r.get("md", "n_structures")
+        v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None,
+             r.get("md", "mean_survival_time_ps"), r.get("md", "mean_abs_drift_meV_atom_ps"),
+             r.get("relax", "model_success_rate"), r.get("relax", "energy_error_mae_meV_atom"),
+             r.get("relax", "rmsd_mean_A"), None if r.is_teacher else r.get("vibrations", "freq_mae_cm1"),
+             None if r.is_teacher else r.get("test", "hessian_mae_meV_A2")]
+        rows.append([fmt(x, digits) if not isinstance(x, str) else x for x in v])
+        vals.append(v)
+    t = Table("Dynamics and curvature: MD stability, NVE energy drift, relaxations compared with the teacher's, "
+              "harmonic frequencies and Hessian rows against the teacher", header, rows, raw=vals,
+              notes=["Lowest error per column in bold (students only); survival and success: highest."])
+    teacher_rows = {i for i, r in enumerate(records) if r.is_teacher}
+    lo = [[x if j in (5, 7, 8, 9, 10) else None for j, x in enumerate(v)] for v in vals]
+    _mark_best(t, lo, lower_is_better=True, skip_rows=teacher_rows)
+    hi = [[x if j in (4, 6) else None for j, x in enumerate(v)] for v in vals]
+    _mark_best(t, hi, lower_is_better=False, skip_rows=teacher_rows)
+    return t
+
+
+SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_meV_atom", "force_mae_meV_A",
+                   "hessian_mae_meV_A2", "speedup_latency", "speedup_throughput", "md_fraction_stable",
+                   "nve_drift_meV_atom_ps", "relax_success_rate", "freq_mae_cm1", "train_time_s", "epochs"]
+
+
+def summary_rows(records: list[Record]) -> list[dict]:
+    out = []
+    for r in records:
+        key = "ref_" if r.is_teacher else "teacher_"
+        out.append({"subset": r.subset, "teacher": r.teacher, "run": r.run, "method": r.method,
+                    "params": r.get("test", "n_params"),
+                    "energy_mae_meV_atom": r.get("test", f"{key}energy_mae_meV_atom"),
+                    "force_mae_meV_A": r.get("test", f"{key}force_mae_meV_A"),
+                    "hessian_mae_meV_A2": None if r.is_teacher else r.get("test", "hessian_mae_meV_A2"),
+                    "speedup_latency": None if r.is_teacher else r.get("speed", "speedup_latency"),
+                    "speedup_throughput": None if r.is_teacher else r.get("speed", "speedup_throughput"),
+                    "md_fraction_stable": r.get("md", "fraction_stable"),
+                    "nve_drift_meV_atom_ps": r.get("md", "mean_abs_drift_meV_atom_ps"),
+                    "relax_success_rate": r.get("relax", "model_success_rate"),
+                    "freq_mae_cm1": None if r.is_teacher else r.get("vibrations", "freq_mae_cm1"),
+                    "train_time_s": r.summary.get("train_time_s"), "epochs": r.summary.get("epochs")})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_fig(fig, path):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    _plt().close(fig)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buf.getvalue())
+
+
+def _groups(records):
+    keys = []
+    for r in records:
+        if (r.subset, r.teacher) not in keys:
+            keys.append((r.subset, r.teacher))
+    return keys
+
+
+def _empty(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def fig_accuracy_vs_speed(records, path):
+    plt = _plt()
+    groups = _groups(records)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+    for ax, (s, t) in zip(axes[0], groups):
+        pts = [(r.get("speed", "speedup_throughput"), r.get("test", "teacher_force_mae_meV_A"), r)
+               for r in records if r.subset == s and r.teacher == t and not r.is_teacher]
+        pts = [p for p in pts if p[0] is not None and p[1] is not None]
+        if not pts:
+            _empty(ax, "no speed or test evaluation")
+        for x, y, r in pts:
+            ax.scatter(x, y, s=40, label=f"{r.run} ({r.method})")
+            ax.annotate(r.run, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("speed-up vs teacher (batched throughput)")
+        ax.set_ylabel("test force MAE vs teacher (meV/Å)")
+        ax.set_title(f"{s} / {t}", fontsize=10)
+        if pts:
+            ax.legend(fontsize=7)
+    _save_fig(fig, path)
+
+
+def fig_parity(records, path):
+    plt = _plt()
+    students = [r for r in records if not r.is_teacher]
+    n = max(len(students), 1)
+    ncol = min(n, 4)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.2 * nrow), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(students):
+            if k == 0:
+                _empty(ax, "no student runs")
+            else:
+                ax.axis("off")
+            continue
+        r = students[k]
+        par = r.get("test", "parity")
+        if not par or not par.get("force_pred_eV_A"):
+            _empty(ax, f"{r.run}: no parity data")
+            continue
+        x, y = par["force_target_eV_A"], par["force_pred_eV_A"]
+        lo, hi = min(min(x), min(y)), max(max(x), max(y))
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
+        ax.scatter(x, y, s=3, alpha=0.5)
+        ax.set_title(f"{r.subset} / {r.teacher} / {r.run}\nF MAE {fmt(r.get('test', 'teacher_force_mae_meV_A'), 1)} meV/Å",
+                     fontsize=8)
+        ax.set_xlabel(f"{par.get('against', 'teacher')} force (eV/Å)", fontsize=8)
+        ax.set_ylabel("student force (eV/Å)", fontsize=8)
+    _save_fig(fig, path)
+
+
+def fig_md_energy(records, path):
+    plt = _plt()
+    groups = _groups(records)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.6), squeeze=False)
+    for ax, (s, t) in zip(axes[0], groups):
+        drawn = False
+        for r in (r for r in records if r.subset == s and r.teacher == t):
+            for k, run in enumerate(r.get("md", "runs", default=[])):
+                ser = run.get("series") or {}
+                if not ser.get("time_ps") or run.get("ensemble") != "nve":
+                    continue
+                e = [1e3 * (v - ser["etot_eV_atom"][0]) for v in ser["etot_eV_atom"]]
+                ax.plot(ser["time_ps"], e, lw=1, label=f"{r.run} #{k}", ls="--" if r.is_teacher else "-")
+                drawn = True
+        if not drawn:
+            _empty(ax, "no NVE energy series")
+        else:
+            ax.legend(fontsize=6)
+        ax.set_xlabel("time (ps)")
+        ax.set_ylabel("E_tot(t) - E_tot(0) (meV/atom)")
+        ax.set_title(f"NVE energy conservation: {s} / {t}", fontsize=9)
+    _save_fig(fig, path)
+
+
+def fig_stability(records, path):
+    plt = _plt()
+    recs = [r for r in records if "md" in r.evals]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(recs) + 2), 3.4))
+    if not recs:
+        _empty(ax, "no MD evaluation")
+    else:
+        labels = [f"{r.subset}\n{r.teacher}\n{r.run}" for r in recs]
+        surv = [r.get("md", "mean_survival_time_ps", default=0.0) for r in recs]
+        length = [max((x.get("simulated_time_ps") or 0.0) for x in r.get("md", "runs", default=[{}])) or 0.0 for r in recs]
+        pos = range(len(recs))
+        ax.bar(pos, length, color="0.85", label="requested length")
+        ax.bar(pos, surv, color=["tab:gray" if r.is_teacher else "tab:blue" for r in recs], label="mean survival")
+        for i, r in enumerate(recs):
+            ax.text(i, surv[i], f"{r.get('md', 'n_stable')}/{r.get('md', 'n_structures')}", ha="center",
+                    va="bottom", fontsize=7)
+        ax.set_xticks(list(pos))
+        ax.set_xticklabels(labels, fontsize=6)
+        ax.set_ylabel("time (ps)")
+        ax.set_title("MD stability: mean survival time (stable runs / all on top)", fontsize=9)
+        ax.legend(fontsize=7)
+    _save_fig(fig, path)
+
+
+def fig_training(records, path):
+    plt = _plt()
+    groups = _groups([r for r in records if not r.is_teacher]) or [("", "")]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.6), squeeze=False)
+    for ax, (s, t) in zip(axes[0], groups):
+        drawn = False
+        for r in (r for r in records if r.subset == s and r.teacher == t and r.log):
+            ep = [row.get("epoch") for row in r.log]
+            f = [row.get("val_force_mae_meV_A") for row in r.log]
+            ax.plot(ep, f, lw=1.2, label=f"{r.run} ({r.method})")
+            drawn = True
+        if drawn:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        else:
+            _empty(ax, "no training logs")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation force MAE (meV/Å)")
+        ax.set_title(f"training: {s} / {t}", fontsize=9)
+    _save_fig(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def write_report(paths, out_dir, *, runs_config=None, title="hessdistill report", float_digits: int = 2,
+                 paper: dict | None = None, figures: bool = True) -> dict:
+    """Collect ``paths`` and write every table (md/csv/tex), figure and the summary into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = collect(paths, runs_config)
+    tables = {"table_accuracy": accuracy_tables(records, float_digits, paper),
+              "table_speed": [speed_table(records, float_digits)],
+              "table_dynamics": [dynamics_table(records, float_digits)]}
+    for name, ts in tables.items():
+        atomic_write_text(out / f"{name}.md", "\n".join(t.to_markdown() for t in ts))
+        atomic_write_text(out / f"{name}.csv", "\n".join(t.to_csv() for t in ts))
+        atomic_write_text(out / f"{name}.tex", "\n".join(t.to_latex() for t in ts))
+    rows = summary_rows(records)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    atomic_write_text(out / "summary.csv", buf.getvalue())
+    if figures:
+        fig_accuracy_vs_speed(records, out / FIGURES[0])
+        fig_parity(records, out / FIGURES[1])
+        fig_md_energy(records, out / FIGURES[2])
+        fig_stability(records, out / FIGURES[3])
+        fig_training(records, out / FIGURES[4])
+    md = [f"# {title}", ""]
+    for name, ts in tables.items():
+        md += [t.to_markdown() for t in ts]
+    if figures:
+        md += ["## Figures", ""] + [f"![{f[4:-4]}]({f})" for f in FIGURES]
+    atomic_write_text(out / "summary.md", "\n".join(md) + "\n")
+    return {"records": len(records), "tables": sorted(tables), "figures": list(FIGURES) if figures else []}

@@ -1,0 +1,117 @@
+"""hessdistill.reporting on synthetic evaluation files: layout, best marking, missing data, formats, figures."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from hessdistill.reporting import FIGURES, Table, accuracy_tables, collect, fmt, write_report
+
+pytest.importorskip("matplotlib")
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def _tree(tmp_path, with_speed=True):
+    """Two subsets x one teacher x runs {undistilled, hessian} + the teacher pseudo-run."""
+    paths = []
+    errs = {("s1", "undistilled"): (3.0, 30.0), ("s1", "hessian"): (2.0, 20.0),
+            ("s2", "undistilled"): (1.0, 11.0), ("s2", "hessian"): (1.5, 12.0)}
+    for (subset, run), (e, f) in errs.items():
+        d = tmp_path / "results" / subset / "runs" / "T" / run
+        paths.append(_write(d / "eval" / "test.json", {
+            "n_params": 1000, "teacher_energy_mae_meV_atom": e, "teacher_force_mae_meV_A": f,
+            "hessian_mae_meV_A2": 10 * f,
+            "parity": {"against": "teacher", "force_pred_eV_A": [0.1, 0.2, -0.3], "force_target_eV_A": [0.1, 0.25, -0.2],
+                       "energy_per_atom_pred_eV": [-1.0], "energy_per_atom_target_eV": [-1.01]}}))
+        if with_speed:
+            paths.append(_write(d / "eval" / "speed.json", {
+                "device": "cpu", "student": {"latency_ms": 2.0, "throughput_structures_s": 500.0, "ns_per_day": 43.2},
+                "teacher": {"latency_ms": 20.0, "throughput_structures_s": 50.0}, "speedup_latency": 10.0,
+                "speedup_throughput": 10.0 if run == "hessian" else 9.0}))
+        paths.append(_write(d / "eval" / "md.json", {
+            "n_structures": 2, "n_stable": 2 if run == "hessian" else 1, "fraction_stable": 1.0 if run == "hessian" else 0.5,
+            "mean_survival_time_ps": 1.0 if run == "hessian" else 0.6, "mean_abs_drift_meV_atom_ps": 0.1,
+            "runs": [{"ensemble": "nve", "simulated_time_ps": 1.0,
+                      "series": {"time_ps": [0, 0.5, 1.0], "etot_eV_atom": [-1.0, -1.0001, -1.0002]}}]}))
+        (d / "log.csv").write_text("epoch,val_force_mae_meV_A\n1,100\n2,50\n")
+        paths.append(d / "log.csv")
+        paths.append(_write(d / "summary.json", {"method": run, "train_time_s": 12.5, "epochs": 2}))
+        t = tmp_path / "results" / subset / "teachers" / "T" / "eval"
+        paths.append(_write(t / "test.json", {"n_params": 99999, "ref_energy_mae_meV_atom": 0.5,
+                                              "ref_force_mae_meV_A": 0.7, "teacher_force_mae_meV_A": 0.0}))
+    return sorted(set(paths))
+
+
+def test_collect_identifies_runs_and_teachers_and_orders_teacher_first(tmp_path):
+    recs = collect(_tree(tmp_path), {"undistilled": {"method": "undistilled"}, "hessian": {"method": "hessian"}})
+    assert [(r.subset, r.run) for r in recs] == [("s1", "teacher"), ("s1", "undistilled"), ("s1", "hessian"),
+                                                 ("s2", "teacher"), ("s2", "undistilled"), ("s2", "hessian")]
+    h = recs[2]
+    assert h.method == "hessian" and h.summary["epochs"] == 2 and h.log[-1]["val_force_mae_meV_A"] == 50.0
+    with pytest.raises(ValueError, match="not a run or teacher evaluation file"):
+        collect([tmp_path / "x" / "test.json"])
+
+
+def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_path):
+    recs = collect(_tree(tmp_path), {"undistilled": {}, "hessian": {}})
+    (t,) = accuracy_tables(recs, digits=1)
+    assert t.header[3:] == ["s1: E MAE (meV/atom)", "s1: F MAE (meV/Å)", "s2: E MAE (meV/atom)", "s2: F MAE (meV/Å)"]
+    labels = [r[0] for r in t.rows]
+    assert labels[0].startswith("Teacher (T, 99,999 params") and labels[1:] == ["undistilled", "hessian"]
+    assert t.rows[0][3:] == ["0.5", "0.7", "0.5", "0.7"]  # teacher vs the reference labels
+    # s1: hessian best on both; s2: undistilled best on both; the teacher (lower) is never marked
+    assert t.best == {(2, 3), (2, 4), (1, 5), (1, 6)}
+    md = t.to_markdown()
+    assert "| hessian | hessian | 1,000 | **2.0** | **20.0** | 1.5 | 12.0 |" in md
+    rows = list(csv.DictReader(io.StringIO(t.to_csv())))
+    assert rows[2]["s1: F MAE (meV/Å)"] == "20.0" and rows[2]["best_s1: F MAE (meV/Å)"] == "1"
+    assert rows[1]["params"] == "1000"  # raw values in the CSV, not "1,000"
+    tex = t.to_latex()
+    assert r"\textbf{20.0}" in tex and r"meV/\AA{}" in tex and tex.count(r"\\") >= 4
+
+
+def test_accuracy_table_prints_paper_numbers_beside_ours(tmp_path):
+    recs = collect(_tree(tmp_path), {})
+    (t,) = accuracy_tables(recs, paper={"s1": {"hessian": "1.2 / 8.5", "teacher": "0.65 / 6.6"}})
+    col = t.header.index("s1: paper E / F")
+    assert [r[0] for r in t.rows][1:] == ["hessian", "undistilled"]  # no runs config: by name
+    assert [r[col] for r in t.rows] == ["0.65 / 6.6", "1.2 / 8.5", "paper: not available"]
+    assert not any(j == col for _, j in t.best)
+
+
+def test_write_report_with_missing_evaluations_writes_dashes_and_every_file(tmp_path):
+    paths = [p for p in _tree(tmp_path, with_speed=False)]
+    out = tmp_path / "report"
+    summary = write_report(paths, out, runs_config={}, title="T report")
+    assert summary["records"] == 6
+    for name in ("table_accuracy", "table_speed", "table_dynamics"):
+        for ext in ("md", "csv", "tex"):
+            assert (out / f"{name}.{ext}").stat().st_size > 0
+    for f in FIGURES:
+        assert (out / f).read_bytes()[:4] == b"\x89PNG"
+    speed = (out / "table_speed.md").read_text()
+    assert "| s1 | T | hessian | 1,000 | - | - | - | - | - | - | 12.50 |" in speed
+    dyn = list(csv.DictReader((out / "table_dynamics.csv").open()))
+    assert [d["model"] for d in dyn[:3]] == ["Teacher (T, 99,999 params)", "hessian", "undistilled"]
+    assert dyn[1]["MD stable"] == "2/2" and dyn[2]["MD stable"] == "1/2"
+    assert dyn[1]["best_mean survival (ps)"] == "1" and dyn[2]["best_mean survival (ps)"] == "0"
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# T report") and "![parity](fig_parity.png)" in md
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_fmt():
+    assert fmt(None) == "-" and fmt(float("nan")) == "-" and fmt(1234567) == "1,234,567"
+    assert fmt(3.14159, 2) == "3.14" and fmt(0.00025, 2) == "0.00025" and fmt(True) == "yes"
+
+
+def test_table_csv_and_latex_escape():
+    t = Table("a_b & c", ["x", "y"], [["50%", "#1"]], raw=[["50%", None]])
+    assert "a\\_b \\& c" in t.to_latex() and "50\\%" in t.to_latex()
+    assert t.to_csv().splitlines()[1] == "50%,"

@@ -1,0 +1,129 @@
+"""The workflow on a real Slurm: configs/ci-tiny.yaml through `snakemake --profile profiles/slurm`.
+
+Needs a running Slurm controller with a node that has GPU GRES (`.ci/slurm-up.sh` brings up a single-node one
+from Debian packages with 2 dummy GPUs; `.ci/run` calls it).  Skipped when no controller answers, unless
+HESSDISTILL_REQUIRE_SLURM=1 (set by `.ci/run`), which turns the skip into a failure.
+
+Checks: every job went through sbatch; the GPU job families (teacher labels, training, MD, speed) were
+submitted with a GPU request and the others without (read back from `scontrol show job`); the results equal
+those of a local run of the same configuration.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from test_workflow import ROOT, base_config, snakemake
+
+GPU_RULES = {"label_teacher", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed"}
+FAMILIES = ("prepare", "label", "train", "evaluate", "evaluate_device", "evaluate_teacher",
+            "evaluate_teacher_device", "report")
+
+
+def _slurm_up() -> str | None:
+    """None when a controller answers with an idle/mixed node, else why not."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return "sbatch/scontrol not installed (bash .ci/slurm-up.sh installs and starts a single-node Slurm)"
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if "UP" not in ping.stdout:
+        return f"no Slurm controller answers ({ping.stdout.strip() or ping.stderr.strip()}); run bash .ci/slurm-up.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    why = _slurm_up()
+    if why is not None:
+        if os.environ.get("HESSDISTILL_REQUIRE_SLURM") == "1":
+            pytest.fail(f"HESSDISTILL_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(why)
+
+
+def slurm_config() -> dict:
+    cfg = base_config()
+    cfg["use_gpu"] = True          # GPU families request gpu_request ({gpu: 1}) ...
+    cfg["gpu_device"] = "auto"     # ... and run on cpu where the (dummy) GPU is not usable
+    # one thread per job so that two jobs share the 2-core test node
+    cfg["resources"] = {f: {"threads": 1, "mem_mb": 2500} for f in FAMILIES}
+    return cfg
+
+
+def _jobs_by_rule(output: str) -> dict[int, str]:
+    """Slurm job id -> rule name, from the executor's 'submitted with SLURM jobid' lines."""
+    jobs = {}
+    for m in re.finditer(r"has been submitted with SLURM jobid (\d+) \(log: \S*?/rule_(\w+)/", output):
+        jobs[int(m.group(1))] = m.group(2)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def runs(slurm, tmp_path_factory):
+    cfg = slurm_config()
+    wd_slurm = tmp_path_factory.mktemp("slurm")
+    wd_local = tmp_path_factory.mktemp("local")
+    res = snakemake(wd_slurm, cfg, "--profile", str(ROOT / "profiles" / "slurm"),
+                    "--slurm-init-seconds-before-status-checks", "3",
+                    "--slurm-logdir", str(wd_slurm / "slurm-logs"), timeout=1500)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    local = snakemake(wd_local, cfg, timeout=900)
+    assert local.returncode == 0, (local.stdout + local.stderr)[-4000:]
+    return {"slurm": wd_slurm, "local": wd_local, "output": out}
+
+
+def _show_job(jobid: int) -> str:
+    res = subprocess.run(["scontrol", "show", "job", str(jobid)], capture_output=True, text=True)
+    assert res.returncode == 0, f"scontrol show job {jobid}: {res.stderr} (MinJobAge too short?)"
+    return res.stdout
+
+
+def test_every_job_went_through_slurm_and_gpu_families_asked_for_a_gpu(runs):
+    jobs = _jobs_by_rule(runs["output"])
+    rules = set(jobs.values())
+    # report is a localrule (cheap, on the submitting node); everything else is a Slurm job
+    assert rules == {"prepare_subset", "label_teacher", "train_run", "evaluate_run", "evaluate_run_md_speed",
+                     "evaluate_teacher", "evaluate_teacher_md_speed"}, rules
+    assert len(jobs) == 20, jobs
+    for jobid, rule in jobs.items():
+        info = _show_job(jobid)
+        assert "JobState=COMPLETED" in info, info
+        gpu = re.search(r"TresPerJob=\S*gres[:/]gpu[:=]1\b", info) or re.search(r"TresPerNode=\S*gpu[:=]1\b", info)
+        if rule in GPU_RULES:
+            assert gpu, f"{rule} (job {jobid}) was submitted without a GPU request:\n{info}"
+        else:
+            assert not gpu, f"{rule} (job {jobid}) asked for a GPU:\n{info}"
+        assert "NumCPUs=1" in info, info
+
+
+def test_results_match_a_local_run(runs):
+    a, b = runs["slurm"] / "results", runs["local"] / "results"
+    with h5py.File(a / "tiny-sto/data/structures.h5") as fa, h5py.File(b / "tiny-sto/data/structures.h5") as fb:
+        np.testing.assert_allclose(fa["positions"][()], fb["positions"][()], rtol=0, atol=1e-6)
+    with h5py.File(a / "tiny-sto/teachers/chgnet/hessians.h5") as fa, \
+            h5py.File(b / "tiny-sto/teachers/chgnet/hessians.h5") as fb:
+        ka, kb = sorted(fa.keys()), sorted(fb.keys())
+        assert ka == kb
+    for run in ("tiny-undistilled", "tiny-hessian"):
+        ta = json.loads((a / f"tiny-sto/runs/chgnet/{run}/eval/test.json").read_text())
+        tb = json.loads((b / f"tiny-sto/runs/chgnet/{run}/eval/test.json").read_text())
+        for key in ("teacher_force_mae_meV_A", "teacher_energy_mae_meV_atom"):
+            assert ta[key] == pytest.approx(tb[key], rel=1e-3, abs=1e-3), (run, key, ta[key], tb[key])
+    ra = (a / "report/summary.csv").read_text().splitlines()
+    rb = (b / "report/summary.csv").read_text().splitlines()
+    assert ra[0] == rb[0] and len(ra) == len(rb)
+
+
+def test_slurm_profile_parses_and_names_the_status_command():
+    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert prof["executor"] == "slurm"
+    assert prof["slurm-status-command"] == "squeue"
+    assert prof["slurm-requeue"] is True
+    # `snakemake --profile slurm` run from the repository root finds it through the ./slurm link
+    assert (ROOT / "slurm").resolve() == (ROOT / "profiles" / "slurm").resolve()
