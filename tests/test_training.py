@@ -314,3 +314,24 @@ def test_energy_gradient_term_for_direct_students(stores):
     assert total.item() == pytest.approx(5 * expected.item(), rel=1e-9)
     total.backward()
     assert model.mlp[0].weight.grad.abs().sum() > 0  # the energy head is trained through its gradient
+
+
+def test_lambda_h_schedule_with_teacher_labels_as_reference_warns_or_uses_the_absolute_threshold(
+        stores, tmp_path, monkeypatch, caplog):
+    """Reference labels = the teacher's own: its val MAE is 0, so the paper's rule cannot fire; say so, and let an
+    absolute threshold (meV/Å) take its place."""
+    from hessdistill.training import loop, train
+
+    st, lab, hes = stores
+    monkeypatch.setattr(loop, "teacher_val_force_mae", lambda ds: 0.0)
+    with caplog.at_level("WARNING", logger="hessdistill.train"):
+        inert = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e9), st, tmp_path / "inert", labels=lab,
+                      hessians=hes, progress=False)
+    assert inert["lambda_h_final"] == pytest.approx(400.0) and inert["lambda_h_schedule_threshold_meV_A"] is None
+    assert "lambda_H schedule inactive" in caplog.text and "hessian_schedule_force_mae" in caplog.text
+    fired = train(run_cfg(max_epochs=2, hessian_schedule_force_mae=1e9), st, tmp_path / "abs", labels=lab,
+                  hessians=hes, progress=False)
+    assert fired["lambda_h_final"] == pytest.approx(200.0) and fired["lambda_h_halved"] is True
+    never = train(run_cfg(max_epochs=2, hessian_schedule_force_mae=1e-9), st, tmp_path / "never", labels=lab,
+                  hessians=hes, progress=False)
+    assert never["lambda_h_final"] == pytest.approx(400.0)

@@ -64,6 +64,9 @@ class TrainConfig:
     #: λ_H schedule: halve λ_H once the student's val force MAE <= threshold x the teacher's
     hessian_schedule_threshold: float = 1.05
     hessian_schedule_factor: float = 0.5
+    #: absolute alternative (meV/Å): halve λ_H once the val force MAE <= this; needed when the reference labels
+    #: are the teacher's own (then the teacher's val MAE is 0 and the paper's rule never fires)
+    hessian_schedule_force_mae: float | None = None
     energy_source: str = "reference"
     seed: int = 0
     device: str = "auto"
@@ -216,6 +219,16 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
                              seed=cfg.seed, probe=cfg.probe)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.val_batch_size, shuffle=False, collate_fn=collate_plain)
     teacher_mae = teacher_val_force_mae(val_ds)
+    if cfg.hessian_schedule_force_mae is not None:
+        schedule_at = float(cfg.hessian_schedule_force_mae)
+    elif teacher_mae is not None and teacher_mae > 1e-6:
+        schedule_at = cfg.hessian_schedule_threshold * teacher_mae
+    else:
+        schedule_at = None
+        if weights.hessian > 0:
+            log.warning("lambda_H schedule inactive: the teacher's validation force MAE against the reference labels is "
+                        "%s (the reference labels are the teacher's own?); set hessian_schedule_force_mae (meV/Å) "
+                        "for an absolute threshold", "unknown" if teacher_mae is None else f"{teacher_mae:.3g} meV/Å")
     state = {"epoch": 0, "best_val": math.inf, "lambda_h": weights.hessian, "lambda_h_halved": False,
              "log": [], "elapsed_s": 0.0, "steps": 0}
     last = out / "last.pt"
@@ -272,12 +285,12 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             state["steps"] += 1
         val = evaluate(ema.shadow, val_loader, device)
         sched.step(val["force_mae_meV_A"])
-        if (teacher_mae is not None and not state["lambda_h_halved"] and state["lambda_h"] > 0
-                and val["force_mae_meV_A"] <= cfg.hessian_schedule_threshold * teacher_mae):
+        if (schedule_at is not None and not state["lambda_h_halved"] and state["lambda_h"] > 0
+                and val["force_mae_meV_A"] <= schedule_at):
             state["lambda_h"] *= cfg.hessian_schedule_factor
             state["lambda_h_halved"] = True
-            log.info("val force MAE %.2f within %.0f%% of the teacher's %.2f: lambda_H -> %g", val["force_mae_meV_A"],
-                     100 * (cfg.hessian_schedule_threshold - 1), teacher_mae, state["lambda_h"])
+            log.info("val force MAE %.2f <= %.2f (schedule threshold): lambda_H -> %g", val["force_mae_meV_A"],
+                     schedule_at, state["lambda_h"])
         state["epoch"] = epoch + 1
         state["elapsed_s"] = time.perf_counter() - t_start
         row = {"epoch": epoch + 1, "steps": state["steps"], "lr": opt.param_groups[0]["lr"], "lambda_h": state["lambda_h"],
@@ -301,6 +314,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     _save(out / "model.pt", best)
     summary = {"epochs": state["epoch"], "steps": state["steps"], "best_val_force_mae_meV_A": state["best_val"],
                "teacher_val_force_mae_meV_A": teacher_mae, "lambda_h_final": state["lambda_h"],
+               "lambda_h_schedule_threshold_meV_A": schedule_at, "lambda_h_halved": state["lambda_h_halved"],
                "n_params": model.n_params, "train_time_s": state["elapsed_s"], "method": cfg.method,
                "student": model.config() | {"embedding_init": "teacher table" if "embedding_init" in student_cfg else None}}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
