@@ -109,11 +109,36 @@ def subset_params(wildcards):
     return canon(config["subsets"][wildcards.subset])
 
 
+def _source_path(src):
+    p = src["path"]
+    return os.path.normpath(p if os.path.isabs(p) else os.path.join(config["data_dir"], p))
+
+
 def subset_source_files(wildcards):
     """Files the subset reads (source and test_source paths; none for the built-in generator)."""
     spec = config["subsets"][wildcards.subset]
-    paths = [spec[k]["path"] for k in ("source", "test_source") if k in spec and spec[k].get("path")]
-    return [p if os.path.isabs(p) else os.path.join(config["data_dir"], p) for p in paths]
+    return [_source_path(spec[k]) for k in ("source", "test_source") if k in spec and spec[k].get("path")]
+
+
+def download_specs():
+    """{file path: download spec} for every source file of the config that is not generated (builtin); the
+    download_source rule makes whichever of them are missing."""
+    out = {}
+    for spec in config["subsets"].values():
+        for k in ("source", "test_source"):
+            src = spec.get(k)
+            if not src or not src.get("path") or src["name"] == "builtin":
+                continue
+            out[_source_path(src)] = canon({"source": src["name"], "file": os.path.basename(src["path"]),
+                                           "url": src.get("url"), "sha256": src.get("sha256"), "md5": src.get("md5")})
+    return out
+
+
+DOWNLOADS = download_specs()
+
+
+def download_params(wildcards):
+    return DOWNLOADS[os.path.normpath(wildcards.path)]
 
 
 def teacher_params(wildcards):

@@ -1,4 +1,28 @@
-# source -> selectors -> split -> structure store (one job per subset)
+# source file download (checksummed) -> source -> selectors -> split -> structure store (one job per subset)
+
+localrules:
+    download_source,
+
+
+if DOWNLOADS:
+
+    rule download_source:
+        output:
+            "{path}",
+        wildcard_constraints:
+            path=_alternatives(DOWNLOADS),
+        log:
+            f"{RESULTS}/logs/download_source/{{path}}.log",
+        params:
+            spec=download_params,
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=600,
+        conda:
+            CORE_ENV
+        script:
+            "../workflow_scripts/download_source.py"
 
 
 rule prepare_subset:

@@ -234,3 +234,45 @@ def test_resources_reach_the_jobs_and_a_gpu_request_only_gpu_families(tmp_path):
         if rule == "train_run":
             assert "mem_mb=12345" in res_line and "runtime=99" in res_line and "slurm_partition=gpu" in res_line
     assert "train_run" in seen and "prepare_subset" in seen
+
+
+def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
+    """A subset whose source file is absent plans download_source (URL + sha256 from the config), which fetches
+    and verifies it; a wrong checksum fails the job and leaves no file."""
+    import hashlib
+
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    frames = []
+    for i in range(6):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True)
+        a.rattle(0.02, seed=i)
+        a.calc = EMT()
+        a.get_potential_energy()
+        frames.append(a)
+    pub = tmp_path / "published" / "cu.xyz"
+    pub.parent.mkdir()
+    write(pub, frames, format="extxyz")
+    sha = hashlib.sha256(pub.read_bytes()).hexdigest()
+    cfg = base_config()
+    cfg["data_dir"] = str(tmp_path / "data")
+    cfg["subsets"] = {"cu": {"source": {"name": "generic", "path": "cu.xyz", "url": pub.as_uri(), "sha256": sha},
+                             "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 0}}}
+    work = tmp_path / "work"
+    work.mkdir()
+    target = str(tmp_path / "data" / "cu.xyz")
+    assert f"download_source: {target}" in dry_run(work, cfg)
+    res = snakemake(work, cfg, target)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert hashlib.sha256((tmp_path / "data" / "cu.xyz").read_bytes()).hexdigest() == sha
+    assert f"prepare_subset: results/cu/data/structures.h5" in dry_run(work, cfg)
+    assert not any(j.startswith("download_source") for j in dry_run(work, cfg))
+    bad = copy.deepcopy(cfg)
+    bad["subsets"]["cu"]["source"]["path"] = "cu2.xyz"
+    bad["subsets"]["cu"]["source"]["sha256"] = "0" * 64
+    res = snakemake(work, bad, str(tmp_path / "data" / "cu2.xyz"))
+    assert res.returncode != 0 and not (tmp_path / "data" / "cu2.xyz").exists()
+    log = (work / "results/logs/download_source").rglob("*.log")
+    assert any("does not match" in p.read_text() for p in log)

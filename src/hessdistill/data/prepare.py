@@ -40,7 +40,7 @@ from ..errors import HessdistillError
 
 _TOP_KEYS = {"source", "test_source", "selectors", "split"}
 _SPLIT_KEYS = {"fractions", "counts", "seed", "group_by", "carve_test_from_train"}
-_SOURCE_KEYS = {"name", "path", "options", "sha256", "md5"}
+_SOURCE_KEYS = {"name", "path", "url", "options", "sha256", "md5"}
 
 
 def _check_keys(d, allowed, where):
