@@ -46,7 +46,7 @@ test-main: env
 	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
 
 test-mace: env-mace
-	$(MACE_VENV)/bin/python -m pytest -q -ra -m mace $(PYTEST_ARGS) tests/test_teacher_mace.py
+	$(MACE_VENV)/bin/python -m pytest -q -ra -m mace $(PYTEST_ARGS) tests/test_teacher_mace.py tests/test_student_mace.py
 
 bench: env
 	$(VENV)/bin/python bench/hessian_throughput.py

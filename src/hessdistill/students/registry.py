@@ -11,6 +11,7 @@ STUDENTS = {
     "schnet": ("hessdistill.students.schnet", "SchNet"),
     "painn": ("hessdistill.students.painn", "PaiNN"),
     "gemnet": ("hessdistill.students.gemnet", "GemNet"),
+    "mace": ("hessdistill.students.mace", "MACEStudent"),  # needs mace-torch (the MACE environment)
 }
 
 
