@@ -2,8 +2,17 @@
 
 import os
 import re
+import sys
 
 from snakemake.utils import validate
+
+try:
+    import hessdistill  # noqa: F401
+except ImportError:  # running Snakemake from an env without the package: use this checkout's src/
+    sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
+# numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
+from hessdistill.workflow import canon, combos as _combos, evaluation_protocol, run_config as _run_config
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -35,26 +44,6 @@ EVALUATIONS = list(config["evaluation"]["evaluations"])
 GPU_EVALUATIONS = ("md", "speed")
 
 
-def canon(x):
-    """A plain, canonical copy of a config value: dicts with sorted keys (recursively), lists, plain scalars.
-
-    Snakemake compares params by repr(): key order, tuples, numpy scalars or Paths would give spurious or
-    missed reruns, so every `params:` value goes through here."""
-    if isinstance(x, dict):
-        return {str(k): canon(x[k]) for k in sorted(x, key=str)}
-    if isinstance(x, (list, tuple)):
-        return [canon(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, int):
-        return int(x)
-    if isinstance(x, float):
-        return float(x)
-    if hasattr(x, "item"):  # numpy scalar
-        return canon(x.item())
-    return str(x)
-
-
 def _alternatives(names):
     names = sorted(names)
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
@@ -81,8 +70,8 @@ def run_dir(subset, teacher, run):
 
 
 def combos():
-    """Every (subset, teacher, run) of the matrix."""
-    return [(s, t, r) for s in config["subsets"] for t in config["teachers"] for r in config["runs"]]
+    """Every (subset, teacher, run) of the matrix; a run with `subsets: [...]` only for those subsets."""
+    return _combos(config)
 
 
 def all_eval_outputs():
@@ -146,7 +135,7 @@ def teacher_params(wildcards):
 
 
 def run_params(wildcards):
-    cfg = dict(config["runs"][wildcards.run])
+    cfg = _run_config(config, wildcards.subset, wildcards.run)
     cfg.setdefault("device", device_for("train"))
     return canon(cfg)
 
@@ -162,7 +151,7 @@ def evaluation_params(wildcards):
     p = {
         "evaluation": wildcards.evaluation,
         "split": ev["split"],
-        "protocol": ev["protocol"].get(wildcards.evaluation, {}),
+        "protocol": evaluation_protocol(config, wildcards.subset, wildcards.evaluation),
         "device": device_for(wildcards.evaluation),
     }
     if "run" not in wildcards.keys() or wildcards.evaluation in NEEDS_REFERENCE:
@@ -193,6 +182,12 @@ def prepare_env(wildcards):
 
 
 CORE_ENV = _env("core.yaml")
+
+
+def train_env(wildcards):
+    """Training needs only the core, except MACE students (mace-torch: the MACE environment)."""
+    arch = _run_config(config, wildcards.subset, wildcards.run)["student"].get("arch")
+    return _env("teacher-mace.yaml" if arch == "mace" else "core.yaml")
 
 
 # ---------------------------------------------------------------- resources

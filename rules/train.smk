@@ -21,6 +21,6 @@ rule train_run:
     resources:
         **family_resources("train", "train"),
     conda:
-        CORE_ENV
+        train_env
     script:
         "../workflow_scripts/train_run.py"

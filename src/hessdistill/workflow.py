@@ -1,0 +1,54 @@
+"""Pure helpers of the Snakemake workflow (rules/common.smk imports them; tested here without Snakemake).
+
+* :func:`canon`: a canonical, plain copy of a config value, so that Snakemake's params-based rerun trigger
+  (which compares ``repr``) reruns exactly when a setting changes and never because of key order or types.
+* :func:`run_config`: the TrainConfig options of one run on one subset (the run's options with its
+  ``subset_overrides`` for that subset on top; workflow-only keys removed).
+* :func:`combos`: the (subset, teacher, run) matrix, honouring a run's ``subsets`` restriction.
+* :func:`evaluation_protocol`: one evaluation's protocol overrides for one subset.
+"""
+
+from __future__ import annotations
+
+#: keys of a run that configure the workflow, not the training (never passed to TrainConfig)
+RUN_WORKFLOW_KEYS = ("subset_overrides", "subsets", "paper_table")
+
+
+def canon(x):
+    """Dicts with sorted string keys (recursively), lists for tuples, plain scalars; other objects as str."""
+    if isinstance(x, dict):
+        return {str(k): canon(x[k]) for k in sorted(x, key=str)}
+    if isinstance(x, (list, tuple)):
+        return [canon(v) for v in x]
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, float):
+        return float(x)
+    if hasattr(x, "item"):  # numpy scalar
+        return canon(x.item())
+    return str(x)
+
+
+def run_config(config: dict, subset: str, run: str) -> dict:
+    """TrainConfig options of ``run`` trained on ``subset``. A dict-valued override (e.g. ``weights``) is merged
+    into the run's dict; any other value replaces it."""
+    spec = config["runs"][run]
+    cfg = {k: v for k, v in spec.items() if k not in RUN_WORKFLOW_KEYS}
+    for k, v in (spec.get("subset_overrides") or {}).get(subset, {}).items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    return cfg
+
+
+def combos(config: dict) -> list[tuple[str, str, str]]:
+    """Every (subset, teacher, run); a run with ``subsets: [...]`` is trained only on those."""
+    return [(s, t, r) for s in config["subsets"] for t in config["teachers"] for r, spec in config["runs"].items()
+            if s in spec.get("subsets", config["subsets"])]
+
+
+def evaluation_protocol(config: dict, subset: str, evaluation: str) -> dict:
+    """``evaluation.protocol[evaluation]`` with ``evaluation.subset_protocol[subset][evaluation]`` on top."""
+    ev = config.get("evaluation", {})
+    return {**ev.get("protocol", {}).get(evaluation, {}),
+            **ev.get("subset_protocol", {}).get(subset, {}).get(evaluation, {})}
