@@ -1,15 +1,15 @@
 """rule label_teacher: structures.h5 -> teacher labels.h5 (every split) + hessians.h5 (hessian_splits)."""
 
 import json
-import logging
 import sys
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
 try:
     import hessdistill  # noqa: F401
 except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+from hessdistill.workflow import job_logging  # noqa: E402
+
+job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 import torch  # noqa: E402
 

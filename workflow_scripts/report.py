@@ -1,16 +1,16 @@
 """rule report: eval JSONs + run logs -> paper-style tables (md/csv/tex), figures and summary (hessdistill.reporting)."""
 
 import json
-import logging
 import sys
 from pathlib import Path
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
 try:
     import hessdistill  # noqa: F401
 except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
+from hessdistill.workflow import job_logging  # noqa: E402
+
+job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 from hessdistill.reporting import write_report  # noqa: E402
 

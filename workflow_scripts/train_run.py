@@ -1,16 +1,16 @@
 """rule train_run: structures + teacher labels/Hessians -> model.pt, log.csv, summary.json (hessdistill.training)."""
 
 import json
-import logging
 import sys
 from pathlib import Path
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 (snakemake object)
 try:
     import hessdistill  # noqa: F401
 except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+from hessdistill.workflow import job_logging  # noqa: E402
+
+job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 from hessdistill.training import train  # noqa: E402
 

@@ -179,10 +179,7 @@ def _mark_best(table: Table, values: list[list], lower_is_better=True, skip_rows
 
 
 def _row_label(r: Record) -> str:
-    if r.is_teacher:
-        params = r.get("test", "n_params")
-        return f"Teacher ({r.teacher}{', ' + fmt(params) + ' params' if params else ''})"
-    return r.run
+    return f"Teacher ({r.teacher})" if r.is_teacher else r.run
 
 
 def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None = None) -> list[Table]:
