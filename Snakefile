@@ -42,6 +42,15 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    subset=_alternatives(config["subsets"]),
+    teacher=_alternatives(config["teachers"]),
+    run=_alternatives(config["runs"]),
+    evaluation=_alternatives(EVALUATIONS),
+
+
 include: "rules/data.smk"
 include: "rules/teachers.smk"
 include: "rules/train.smk"

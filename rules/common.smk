@@ -49,13 +49,6 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
-wildcard_constraints:
-    subset=_alternatives(config["subsets"]),
-    teacher=_alternatives(config["teachers"]),
-    run=_alternatives(config["runs"]),
-    evaluation=_alternatives(EVALUATIONS),
-
-
 # ---------------------------------------------------------------- paths
 def structures_path(subset):
     return f"{RESULTS}/{subset}/data/structures.h5"
@@ -82,6 +75,17 @@ def all_eval_outputs():
         for s in config["subsets"]:
             for t in config["teachers"]:
                 out += [f"{teacher_dir(s, t)}/eval/{ev}.json" for ev in EVALUATIONS]
+    return out
+
+
+REPORT_DIR = f"{RESULTS}/report"
+
+
+def report_run_files():
+    """Each run's log.csv and summary.json (training curves, train time)."""
+    out = []
+    for s, t, r in combos():
+        out += [f"{run_dir(s, t, r)}/log.csv", f"{run_dir(s, t, r)}/summary.json"]
     return out
 
 
@@ -199,9 +203,9 @@ def family_threads(family):
 
 
 def family_resources(family, kind=None):
-    """Resources of a rule family: mem_mb (scaled by the attempt, so a retry gets more), runtime, the family's
-    `extra` resources (slurm_partition, constraint, ...) and, for GPU job kinds when use_gpu is set, the
-    config's gpu_request ({gpu: 1}, {gpu: 1, gpu_model: a100} or {gres: "gpu:1"})."""
+    """Resources of one family of rules: mem_mb (scaled by the attempt, so a retry gets more), runtime, the
+    family's `extra` resources (slurm_partition, constraint, ...) and, for GPU job kinds when use_gpu is set,
+    the config's gpu_request ({gpu: 1}, {gpu: 1, gpu_model: a100} or {gres: "gpu:1"})."""
     r = RES[family]
     out = {"mem_mb": mem_scaled(r["mem_mb"]), "runtime": r["runtime"], **r.get("extra", {})}
     if kind is not None and device_for(kind) != "cpu":

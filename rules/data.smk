@@ -1,10 +1,9 @@
 # source file download (checksummed) -> source -> selectors -> split -> structure store (one job per subset)
 
-localrules:
-    download_source,
-
-
 if DOWNLOADS:
+
+    localrules:
+        download_source,
 
     rule download_source:
         output:

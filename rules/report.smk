@@ -5,17 +5,6 @@ localrules:
     report,
 
 
-REPORT_DIR = f"{RESULTS}/report"
-
-
-def report_run_files():
-    """Each run's log.csv and summary.json (training curves, train time)."""
-    out = []
-    for s, t, r in combos():
-        out += [f"{run_dir(s, t, r)}/log.csv", f"{run_dir(s, t, r)}/summary.json"]
-    return out
-
-
 rule report:
     input:
         evals=all_eval_outputs(),

@@ -276,3 +276,9 @@ def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
     assert res.returncode != 0 and not (tmp_path / "data" / "cu2.xyz").exists()
     log = (work / "results/logs/download_source").rglob("*.log")
     assert any("does not match" in p.read_text() for p in log)
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    res = snakemake(tmp_path, base_config(), "--lint")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Congratulations, your workflow is in a good condition" in out, out[-3000:]
