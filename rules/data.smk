@@ -12,6 +12,8 @@ if DOWNLOADS:
             path=_alternatives(DOWNLOADS),
         log:
             f"{RESULTS}/logs/download_source/{{path}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/download_source/{{path}}.tsv"
         params:
             spec=download_params,
         threads: 1

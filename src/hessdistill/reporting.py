@@ -178,6 +178,14 @@ def _mark_best(table: Table, values: list[list], lower_is_better=True, skip_rows
         table.best |= {(i, j) for i, v in col if v == best}
 
 
+def _mark_students(table: Table, values, records, *, low=(), high=()):
+    """Mark the best student per column: lowest in the ``low`` columns, highest in the ``high`` ones."""
+    teacher_rows = {i for i, r in enumerate(records) if r.is_teacher}
+    for cols, lower in ((low, True), (high, False)):
+        masked = [[x if j in cols else None for j, x in enumerate(v)] for v in values]
+        _mark_best(table, masked, lower_is_better=lower, skip_rows=teacher_rows)
+
+
 def _row_label(r: Record) -> str:
     return f"Teacher ({r.teacher})" if r.is_teacher else r.run
 
@@ -249,11 +257,7 @@ def speed_table(records: list[Record], digits: int = 2) -> Table:
     t = Table("Speed: MD-step latency (one structure) and batched throughput, student and teacher measured in "
               "one process on the same device", header, rows, raw=vals,
               notes=["Lowest latency / highest throughput and speed-up per column in bold (students only)."])
-    teacher_rows = {i for i, r in enumerate(records) if r.is_teacher}
-    lat = [[x if j == 5 else None for j, x in enumerate(v)] for v in vals]
-    _mark_best(t, lat, lower_is_better=True, skip_rows=teacher_rows)
-    hi = [[x if j in (6, 7, 8, 9) else None for j, x in enumerate(v)] for v in vals]
-    _mark_best(t, hi, lower_is_better=False, skip_rows=teacher_rows)
+    _mark_students(t, vals, records, low=(5,), high=(6, 7, 8, 9))
     return t
 
 
@@ -274,11 +278,7 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
     t = Table("Dynamics and curvature: MD stability, NVE energy drift, relaxations compared with the teacher's, "
               "harmonic frequencies and Hessian rows against the teacher", header, rows, raw=vals,
               notes=["Lowest error per column in bold (students only); survival and success: highest."])
-    teacher_rows = {i for i, r in enumerate(records) if r.is_teacher}
-    lo = [[x if j in (5, 7, 8, 9, 10) else None for j, x in enumerate(v)] for v in vals]
-    _mark_best(t, lo, lower_is_better=True, skip_rows=teacher_rows)
-    hi = [[x if j in (4, 6) else None for j, x in enumerate(v)] for v in vals]
-    _mark_best(t, hi, lower_is_better=False, skip_rows=teacher_rows)
+    _mark_students(t, vals, records, low=(5, 7, 8, 9, 10), high=(4, 6))
     return t
 
 
