@@ -22,7 +22,7 @@ CODE_VERSION = {
     "teachers": 1,
     "train": 1,
     "evaluate": 2,
-    "report": 2,
+    "report": 3,
 }
 
 RESULTS = "results"

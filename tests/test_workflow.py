@@ -282,3 +282,41 @@ def test_snakemake_lint_is_clean(tmp_path):
     res = snakemake(tmp_path, base_config(), "--lint")
     out = res.stdout + res.stderr
     assert res.returncode == 0 and "Congratulations, your workflow is in a good condition" in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_killed_training_job_resumes_from_its_checkpoint(completed):
+    """What a Slurm requeue or a crashed node does to a long training job: the rerun continues from last.pt."""
+    import os
+    import signal
+
+    cfg = base_config()
+    cfg["runs"]["tiny-resume"] = copy.deepcopy(cfg["runs"]["tiny-undistilled"]) | {"max_epochs": 25}
+    target = f"{R}/runs/chgnet/tiny-resume/model.pt"
+    cfg_path = completed / "config-resume.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
+    cmd = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(completed), "--configfile", str(cfg_path),
+           "-c", "2", target]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log_csv = completed / R / "runs/chgnet/tiny-resume/log.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if log_csv.exists() and len(log_csv.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        assert proc.poll() is None, "the training finished before it could be interrupted"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(log_csv.read_text().splitlines()) - 1
+    assert 3 <= done_before < 25
+    assert not (completed / target).exists()
+    assert snakemake(completed, cfg, "--unlock").returncode == 0
+    res = snakemake(completed, cfg, "--rerun-incomplete", target)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    train_log = (completed / "results/logs/train_run/tiny-sto/chgnet/tiny-resume.log").read_text()
+    assert re.search(r"resumed \S+ at epoch (\d+)", train_log), train_log[-2000:]
+    resumed_at = int(re.search(r"resumed \S+ at epoch (\d+)", train_log).group(1))
+    assert resumed_at >= done_before - 1  # at most the epoch in flight is redone
+    epochs = [int(r["epoch"]) for r in csv.DictReader(log_csv.open())]
+    assert epochs == list(range(1, 26))

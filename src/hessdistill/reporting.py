@@ -438,24 +438,28 @@ def fig_stability(records, path):
 
 
 def fig_training(records, path):
+    """Validation force MAE per epoch (left) and against training wall time (right: the equal-cost view)."""
     plt = _plt()
     groups = _groups([r for r in records if not r.is_teacher]) or [("", "")]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.6), squeeze=False)
-    for ax, (s, t) in zip(axes[0], groups):
+    fig, axes = plt.subplots(len(groups), 2, figsize=(9.6, 3.6 * len(groups)), squeeze=False)
+    for (ax_ep, ax_t), (s, t) in zip(axes, groups):
         drawn = False
         for r in (r for r in records if r.subset == s and r.teacher == t and r.log):
-            ep = [row.get("epoch") for row in r.log]
             f = [row.get("val_force_mae_meV_A") for row in r.log]
-            ax.plot(ep, f, lw=1.2, label=f"{r.run} ({r.method})")
+            ax_ep.plot([row.get("epoch") for row in r.log], f, lw=1.2, label=f"{r.run} ({r.method})")
+            ax_t.plot([row.get("elapsed_s") for row in r.log], f, lw=1.2, label=r.run)
             drawn = True
+        for ax, xlabel in ((ax_ep, "epoch"), (ax_t, "training wall time (s)")):
+            if drawn:
+                ax.set_yscale("log")
+            else:
+                _empty(ax, "no training logs")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("validation force MAE (meV/Å)")
         if drawn:
-            ax.set_yscale("log")
-            ax.legend(fontsize=7)
-        else:
-            _empty(ax, "no training logs")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation force MAE (meV/Å)")
-        ax.set_title(f"training: {s} / {t}", fontsize=9)
+            ax_ep.legend(fontsize=7)
+        ax_ep.set_title(f"training: {s} / {t}", fontsize=9)
+        ax_t.set_title("same, against wall time", fontsize=9)
     _save_fig(fig, path)
 
 
