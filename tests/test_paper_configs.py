@@ -84,3 +84,14 @@ def test_canon_is_order_and_type_insensitive():
     a = canon({"b": (1, 2), "a": {"y": 1.0, "x": None}})
     b = canon({"a": {"x": None, "y": 1.0}, "b": [1, 2]})
     assert repr(a) == repr(b) == "{'a': {'x': None, 'y': 1.0}, 'b': [1, 2]}"
+
+
+def test_offline_analogue_config_dry_runs_with_the_expected_jobs(tmp_path):
+    cfg = yaml.safe_load((ROOT / "configs" / "offline-analogue.yaml").read_text())
+    res = snakemake(tmp_path, cfg, "-n")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    counts.pop("all", None)
+    assert counts == {"prepare_subset": 1, "label_teacher": 1, "train_run": 8, "evaluate_run": 24,
+                      "evaluate_run_md_speed": 16, "evaluate_teacher": 3, "evaluate_teacher_md_speed": 2, "report": 1}
