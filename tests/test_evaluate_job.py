@@ -75,3 +75,12 @@ def test_cli_and_config_errors(setup, capsys):
     assert "reference teacher" in capsys.readouterr().err
     with pytest.raises(HessdistillError, match="unknown option"):
         merge_config({"md": {"stepz": 3}})
+
+
+def test_auto_device_resolves_where_the_job_runs(setup):
+    import torch
+
+    d, _, teacher = setup
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert _Subject(model_path=d / "model.pt", device="auto").device == expected
+    assert _Subject(teacher=teacher, device="auto").device == expected

@@ -44,6 +44,18 @@ def random_rotation(seed):
     return q * np.sign(np.linalg.det(q))
 
 
+
+def force_jacobian(f, pos):
+    """dF/dx (3N, 3N), row by row (keeps the graph, so a loss on it can still be backpropagated)."""
+    n = f.numel()
+    rows = []
+    for r in range(n):
+        v = torch.zeros(n, dtype=f.dtype)
+        v[r] = 1.0
+        (g,) = torch.autograd.grad(f.reshape(-1), pos, v, retain_graph=True)
+        rows.append(g.reshape(-1))
+    return torch.stack(rows)
+
 def test_parameter_counts_match_official():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # ~300 small orthogonal inits: one thread avoids contention on a busy machine
@@ -109,14 +121,7 @@ def test_conservative_forces_and_hessian_rows():
         assert np.abs(row.detach().numpy() - fd).max() < 1e-5 * max(1.0, np.abs(fd).max())
     # full Hessian symmetric (water: 9 rows)
     b, e, f = run(model, [molecule("H2O")], create_graph=True)
-    n = f.numel()
-    rows = []
-    for r in range(n):
-        v = torch.zeros(n, dtype=f.dtype)
-        v[r] = 1.0
-        (g,) = torch.autograd.grad(f.reshape(-1), b.pos, v, retain_graph=True)
-        rows.append(g.reshape(-1))
-    hess = torch.stack(rows)
+    hess = force_jacobian(f, b.pos)
     assert torch.allclose(hess, hess.T, atol=1e-10)
     # a loss on Hessian rows reaches the parameters
     v = torch.randn_like(f)
@@ -131,14 +136,7 @@ def test_conservative_forces_and_hessian_rows():
 def test_direct_force_jacobian_exists_and_is_not_symmetric():
     model = tiny(direct=True)
     b, e, f = run(model, [molecule("H2O")], create_graph=True)
-    n = f.numel()
-    rows = []
-    for r in range(n):
-        v = torch.zeros(n, dtype=f.dtype)
-        v[r] = 1.0
-        (g,) = torch.autograd.grad(f.reshape(-1), b.pos, v, retain_graph=True)
-        rows.append(g.reshape(-1))
-    jac = torch.stack(rows)
+    jac = force_jacobian(f, b.pos)
     assert float(jac.abs().max()) > 1e-6
     assert float((jac - jac.T).abs().max()) > 1e-6 * float(jac.abs().max())
     # a Hessian-row loss backpropagates to the parameters for dT too

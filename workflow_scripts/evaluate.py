@@ -16,10 +16,8 @@ import torch  # noqa: E402
 
 from hessdistill.evaluate import _Subject, run_evaluations  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
-from hessdistill.teachers.base import resolve_device  # noqa: E402
 
-p = dict(snakemake.params.evaluation)  # noqa: F821
-p["device"] = str(resolve_device(p["device"]))  # "auto" (gpu_device: auto) -> where this job actually runs
+p = snakemake.params.evaluation  # noqa: F821  (device "auto" is resolved by the library where the job runs)
 inp = snakemake.input  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 ev = p["evaluation"]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .devices import resolve_device
 from .errors import HessdistillError
 
 log = logging.getLogger("hessdistill.evaluate")
@@ -67,6 +68,7 @@ class _Subject:
 
         if (model_path is None) == (teacher is None):
             raise HessdistillError("evaluate either a student (--model) or a teacher (--teacher), not both")
+        device = str(resolve_device(device))  # "auto": cuda where this job sees a GPU, else cpu
         self.device = device
         if model_path is not None:
             from .calculator import StudentCalculator, load_student

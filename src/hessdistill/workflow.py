@@ -15,17 +15,16 @@ RUN_WORKFLOW_KEYS = ("subset_overrides", "subsets", "paper_table")
 
 
 def canon(x):
-    """Dicts with sorted string keys (recursively), lists for tuples, plain scalars; other objects as str."""
+    """Dicts with sorted string keys (recursively), lists for tuples, plain scalars; other objects as str.
+
+    Like :func:`hessdistill.jsonutil.plain` plus sorting, but written without numpy on purpose: this module is
+    imported by the Snakefile on the submitting (login) node, whose environment need only have Snakemake."""
     if isinstance(x, dict):
         return {str(k): canon(x[k]) for k in sorted(x, key=str)}
     if isinstance(x, (list, tuple)):
         return [canon(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
+    if x is None or isinstance(x, (bool, str, int, float)):
         return x
-    if isinstance(x, int):
-        return int(x)
-    if isinstance(x, float):
-        return float(x)
     if hasattr(x, "item"):  # numpy scalar
         return canon(x.item())
     return str(x)

@@ -16,6 +16,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from .. import hessian as hess
+from ..devices import resolve_device
 from ..errors import TeacherError, UnsupportedElementError
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -30,10 +31,6 @@ def resolve_dtype(dtype) -> torch.dtype:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
 
 
-def resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, atomic_write_text
+from ..devices import resolve_device
 from ..errors import HessdistillError
 from ..students import build_student
 from .data import DistillDataset, HessianCollate
@@ -97,12 +98,6 @@ def method_weights(cfg: TrainConfig) -> LossWeights:
     return w
 
 
-def _device(name):
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class EMA:
     """Exponential moving average of the parameters (and a copy of buffers).
 
@@ -166,7 +161,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
     weights = method_weights(cfg)
     if cfg.method.startswith("hessian") and hessians is None:
