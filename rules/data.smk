@@ -16,6 +16,7 @@ if DOWNLOADS:
             f"{RESULTS}/benchmarks/download_source/{{path}}.tsv"
         params:
             spec=download_params,
+            code=CODE["download"],
         threads: 1
         resources:
             mem_mb=1000,
@@ -37,7 +38,7 @@ rule prepare_subset:
         f"{RESULTS}/benchmarks/prepare_subset/{{subset}}.tsv"
     params:
         spec=subset_params,
-        code_version=CODE_VERSION["data"],
+        code=CODE["data"],
     threads: family_threads("prepare")
     resources:
         **family_resources("prepare"),

@@ -28,7 +28,7 @@ for _name, _evs, _kind, _family in (
             f"{RESULTS}/benchmarks/{_name}/{{subset}}/{{teacher}}/{{run}}/{{evaluation}}.tsv"
         params:
             evaluation=evaluation_params,
-            code_version=CODE_VERSION["evaluate"],
+            code=CODE["evaluate"],
         threads: family_threads(_family)
         resources:
             **family_resources(_family, _kind),
@@ -60,7 +60,7 @@ for _name, _evs, _kind, _family in (
             f"{RESULTS}/benchmarks/{_name}/{{subset}}/{{teacher}}/{{evaluation}}.tsv"
         params:
             evaluation=evaluation_params,
-            code_version=CODE_VERSION["evaluate"],
+            code=CODE["evaluate"],
         threads: family_threads(_family)
         resources:
             **family_resources(_family, _kind),

@@ -64,7 +64,7 @@ rule report:
     params:
         report=canon(config["report"]),
         runs=canon({r: {"method": v.get("method", "hessian")} for r, v in config["runs"].items()}),
-        code_version=CODE_VERSION["report"],
+        code=CODE["report"],
     threads: family_threads("report")
     resources:
         **family_resources("report"),

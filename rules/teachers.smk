@@ -13,7 +13,7 @@ rule label_teacher:
         f"{RESULTS}/benchmarks/label_teacher/{{subset}}/{{teacher}}.tsv"
     params:
         teacher=teacher_params,
-        code_version=CODE_VERSION["teachers"],
+        code=CODE["teachers"],
     threads: family_threads("label")
     resources:
         **family_resources("label", "label"),

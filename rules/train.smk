@@ -16,7 +16,7 @@ rule train_run:
         f"{RESULTS}/benchmarks/train_run/{{subset}}/{{teacher}}/{{run}}.tsv"
     params:
         run=run_params,
-        code_version=CODE_VERSION["train"],
+        code=CODE["train"],
     threads: family_threads("train")
     resources:
         **family_resources("train", "train"),

@@ -51,13 +51,3 @@ def evaluation_protocol(config: dict, subset: str, evaluation: str) -> dict:
     ev = config.get("evaluation", {})
     return {**ev.get("protocol", {}).get(evaluation, {}),
             **ev.get("subset_protocol", {}).get(subset, {}).get(evaluation, {})}
-
-
-def job_logging(log_path) -> None:
-    """Send a workflow job's stdout, stderr and logging to its Snakemake ``log:`` file (line-buffered)."""
-    import logging
-    import sys
-
-    sys.stdout = sys.stderr = open(log_path, "w", buffering=1)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        force=True)
