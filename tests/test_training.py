@@ -209,7 +209,7 @@ def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
     st, lab, hes = stores
     train(run_cfg(max_epochs=1), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)
     train(run_cfg(max_epochs=2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)  # budget extended: ok
-    with pytest.raises(HessdistillError, match="different settings"):
+    with pytest.raises(HessdistillError, match=r"settings differ \(lr: 0.003 -> 0.01\)"):
         train(run_cfg(max_epochs=3, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)
     s = train(run_cfg(max_epochs=1, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False,
               on_mismatch="restart")
@@ -220,6 +220,90 @@ def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
         train(run_cfg(), st, tmp_path / "y", labels=lab)
     with pytest.raises(HessdistillError, match="unknown loss weight"):
         train(run_cfg(weights={"hess": 1}), st, tmp_path / "z", labels=lab, hessians=hes)
+
+
+def test_resume_needs_the_same_data_and_a_finished_run_rewrites_its_outputs(stores, tmp_path, caplog):
+    """What a workflow rerun does: after an upstream change (other labels/Hessians) the old checkpoint is not
+    resumed; a rerun of a finished run (--forcerun, outputs deleted by Snakemake) rewrites every output."""
+    from hessdistill.errors import HessdistillError
+    from hessdistill.label import run_labelling
+    from hessdistill.teachers import load_teacher
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    out = tmp_path / "r"
+    first = train(run_cfg(max_epochs=2), st, out, labels=lab, hessians=hes, progress=False)
+    for name in ("model.pt", "log.csv", "summary.json"):
+        (out / name).unlink()
+    again = train(run_cfg(max_epochs=2), st, out, labels=lab, hessians=hes, progress=False)
+    assert all((out / n).exists() for n in ("model.pt", "log.csv", "summary.json"))
+    assert len((out / "log.csv").read_text().splitlines()) == 3
+    assert again["best_val_force_mae_meV_A"] == first["best_val_force_mae_meV_A"]
+
+    # the same structures relabelled with other Hessian rows: the data differ, so no resume
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    run_labelling(st, teacher, tmp_path / "l2.h5", hessians_out=tmp_path / "h2.h5", hessian_splits=["train"],
+                  rows_per_structure=5, row_seed=1, progress=False)
+    with pytest.raises(HessdistillError, match="training data differ") as err:
+        train(run_cfg(max_epochs=3), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5", progress=False)
+    assert "last.pt" in str(err.value) and "fix:" in str(err.value)
+    with caplog.at_level("WARNING", logger="hessdistill.train"):
+        s = train(run_cfg(max_epochs=3), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5",
+                  progress=False, on_mismatch="restart")
+    assert "not resuming" in caplog.text and "training data differ" in caplog.text
+    assert s["epochs"] == 3 and [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]] == [1, 2, 3]
+
+    # a checkpoint from before input tracking is not trusted either
+    ck = torch.load(out / "last.pt", weights_only=False)
+    del ck["inputs"]
+    torch.save(ck, out / "last.pt")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hessdistill.train"):
+        s = train(run_cfg(max_epochs=1), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5",
+                  progress=False, on_mismatch="restart")
+    assert "predates input tracking" in caplog.text and s["epochs"] == 1
+
+
+def test_rows_per_structure_above_the_stored_rows_is_an_error(stores, tmp_path, caplog):
+    from hessdistill.errors import HessdistillError
+    from hessdistill.label import run_labelling
+    from hessdistill.teachers import load_teacher
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    run_labelling(st, teacher, tmp_path / "l3.h5", hessians_out=tmp_path / "h3.h5", hessian_splits=["train"],
+                  rows_per_structure=3, progress=False)
+    with pytest.raises(HessdistillError, match=r"rows_per_structure \(s\) = 4 .* only 3 of its 9 Hessian rows") as err:
+        train(run_cfg(rows_per_structure=4), st, tmp_path / "a", labels=tmp_path / "l3.h5",
+              hessians=tmp_path / "h3.h5", progress=False)
+    assert "h3.h5" in str(err.value) and "at most 3" in str(err.value)
+    # full Hessians: a structure with 3N < s uses all of its rows (H2O: 9 < 10), with a warning
+    with caplog.at_level("WARNING", logger="hessdistill.training.data"):
+        s = train(run_cfg(rows_per_structure=10, max_epochs=1), st, tmp_path / "b", labels=lab, hessians=hes,
+                  progress=False)
+    assert s["epochs"] == 1 and "fewer than s = 10 coordinates" in caplog.text
+
+
+def test_a_non_finite_loss_names_the_structures_of_its_batch(stores, tmp_path, monkeypatch):
+    import hessdistill.training.loop as loop
+    from hessdistill.errors import HessdistillError
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    real = loop.compute_loss
+
+    def poisoned(model, batch, *args, **kw):
+        total, terms, per_slot = real(model, batch, *args, **kw)
+        if 5 in batch.idx.tolist():  # structure 5 of the train split "explodes"
+            total = total * float("nan")
+        return total, terms, per_slot
+
+    monkeypatch.setattr(loop, "compute_loss", poisoned)
+    with pytest.raises(HessdistillError, match="non-finite training loss at epoch 1") as err:
+        train(run_cfg(max_epochs=2), st, tmp_path / "nan", labels=lab, hessians=hes, progress=False)
+    msg = str(err.value)
+    assert "5 (" in msg and "split 'train'" in msg and "s.h5" in msg and "fix:" in msg
 
 
 def test_lambda_h_is_halved_when_student_reaches_teacher(stores, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from ..data.graphs import atoms_to_data, collate
 
 def _sync(device):
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # the device timed, not the current one
 
 
 def _median_time(fn, repeats, warmup, device):

@@ -27,6 +27,9 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+
 import numpy as np
 import torch
 
@@ -34,6 +37,8 @@ from ..data.graphs import atoms_to_data, collate
 from ..errors import HessdistillError, StoreError
 
 ROW_WEIGHTINGS = ("uniform", "row_norm", "error", "projection")
+
+log = logging.getLogger(__name__)
 
 
 class DistillDataset(torch.utils.data.Dataset):
@@ -79,6 +84,7 @@ class DistillDataset(torch.utils.data.Dataset):
             raise StoreError(f"split {split!r} has no reference energies/forces", path=structures,
                              fix="label the structures, or train on teacher labels (energy_source: teacher)")
         self.energy_source = energy_source
+        self.hessians_path = hessians
         if hessians is not None:
             with HessianStore(hessians) as hs:
                 self._check_alignment(hs, hessians)
@@ -100,6 +106,27 @@ class DistillDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return self.n
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of everything this split feeds a training: the structures and reference labels (the
+        store's content hash), which energies/forces are the targets, the teacher's energies, forces and node
+        features and the Hessian rows (indices and values) as loaded.  A checkpoint resumes only on data with
+        the same fingerprint."""
+        h = hashlib.sha256(b"hessdistill.distill-dataset/v1\n")
+        h.update(f"{self.split}|{self.content_hash}|{self.energy_source}\n".encode())
+
+        def add(tag, arrays):
+            h.update(f"{tag}|{'none' if arrays is None else len(arrays)}\n".encode())
+            for a in arrays if arrays is not None else ():
+                a = np.ascontiguousarray(a)
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(a.data)
+
+        add("teacher_energy", None if self.teacher_energy is None else [np.asarray(self.teacher_energy)])
+        add("teacher_forces", self.teacher_forces)
+        add("node_features", self.node_feats)
+        add("hessians", None if self.hessians is None else [x for pair in self.hessians for x in pair])
+        return h.hexdigest()
 
     def __getitem__(self, i):
         if self._graphs[i] is None:
@@ -151,8 +178,28 @@ class HessianCollate:
             for i, (idx, rows) in enumerate(dataset.hessians):
                 if len(idx) != rows.shape[1]:
                     raise HessdistillError(
-                        f"random-projection Hessian matching needs full teacher Hessians, but structure {i} of split "
-                        f"{dataset.split!r} has {len(idx)} of {rows.shape[1]} rows stored; relabel with rows: full")
+                        f"file {str(dataset.hessians_path)!r}: random-projection Hessian matching needs full teacher "
+                        f"Hessians, but structure {i} of split {dataset.split!r} has {len(idx)} of {rows.shape[1]} "
+                        "rows stored\n  fix: relabel with the teacher's rows: full")
+        elif dataset.hessians is not None:
+            self._check_rows()
+
+    def _check_rows(self):
+        """s must not exceed the rows stored per structure, except where all 3N rows are stored (full Hessians
+        of structures with 3N < s: every row is used, which is the most the structure has)."""
+        short = [(i, len(idx), rows.shape[1]) for i, (idx, rows) in enumerate(self.ds.hessians) if len(idx) < self.s]
+        partial = [(i, k, full) for i, k, full in short if k < full]
+        if partial:
+            i, k, full = partial[0]
+            raise HessdistillError(
+                f"file {str(self.ds.hessians_path)!r}: rows_per_structure (s) = {self.s} but structure {i} of split "
+                f"{self.ds.split!r} has only {k} of its {full} Hessian rows stored ({len(partial)} structure(s) alike)"
+                f"\n  fix: lower the run's rows_per_structure to at most {min(k for _, k, _ in partial)}, or relabel "
+                "with more rows per structure (the teacher's rows: k or full)")
+        if short:
+            log.warning("%d structure(s) of split %r have fewer than s = %d coordinates (3N < s): all of their %s "
+                        "Hessian rows are used", len(short), self.ds.split, self.s,
+                        "/".join(sorted({str(k) for _, k, _ in short})))
 
     def set_position(self, epoch: int, step: int):
         self.epoch, self.step = int(epoch), int(step)

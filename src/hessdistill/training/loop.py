@@ -4,7 +4,11 @@ clipping, the λ_H halving schedule, best-by-validation checkpoint, and exact re
 Resumption: ``last.pt`` (written atomically after every epoch) holds the model, EMA, optimiser, scheduler,
 schedule state, sampler state, RNG states and the log.  Shuffling and Hessian-row draws are seeded by
 (seed, epoch, step), so a run killed and resumed produces the same weights as an uninterrupted one (on the
-same device and thread count).  Budgets: ``max_epochs`` and/or ``max_time_s`` (wall time, checked between
+same device and thread count).  A checkpoint is resumed only when it was made with the same settings (budget
+and threads aside), from the same data (content fingerprints of the train and val splits: structures,
+reference and teacher labels, Hessian rows) and by the same training code (:mod:`hessdistill.codehash`);
+otherwise the run starts over and the log says why.  A run that finds its budget already spent (a rerun of
+a finished training) still writes all of its outputs.  Budgets: ``max_epochs`` and/or ``max_time_s`` (wall time, checked between
 epochs; a time budget is not reproducible by nature).
 
 Outputs in ``out_dir``: ``model.pt`` (best EMA weights, student config, element references, training
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, atomic_write_text
+from ..codehash import code_hash
 from ..devices import resolve_device
 from ..errors import HessdistillError
 from ..students import build_student
@@ -150,9 +155,9 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
           on_mismatch: str = "error") -> dict:
     """Train one student run; resumes from ``out_dir/last.pt`` if present. Returns the summary dict.
 
-    ``on_mismatch``: what to do when ``last.pt`` was written with other settings (budget and thread count
-    aside): ``"error"`` (default) refuses, ``"restart"`` discards ``last.pt``/``best.pt`` and starts over (what a
-    workflow wants after a parameter change).
+    ``on_mismatch``: what to do when ``last.pt`` cannot be resumed (other settings, budget and thread count
+    aside; other data; other training code; unreadable): ``"error"`` (default) refuses, ``"restart"`` discards
+    ``last.pt``/``best.pt`` and starts over (what a workflow wants after any upstream change).
     """
     if on_mismatch not in ("error", "restart"):
         raise HessdistillError(f"on_mismatch must be 'error' or 'restart', got {on_mismatch!r}")
@@ -226,15 +231,9 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
                         "for an absolute threshold", "unknown" if teacher_mae is None else f"{teacher_mae:.3g} meV/Å")
     state = {"epoch": 0, "best_val": math.inf, "lambda_h": weights.hessian, "lambda_h_halved": False,
              "log": [], "elapsed_s": 0.0, "steps": 0}
-    last = out / "last.pt"
-    ck = torch.load(last, map_location=device, weights_only=False) if last.exists() else None
-    if ck is not None and _resume_key(ck["config"]) != _resume_key(asdict(cfg)):
-        if on_mismatch == "error":
-            raise HessdistillError(f"{last} was written by a run with different settings\n  fix: delete {out} to start over")
-        log.info("settings changed: discarding the checkpoints in %s", out)
-        for name in ("last.pt", "best.pt"):
-            (out / name).unlink(missing_ok=True)
-        ck = None
+    provenance = {"inputs": {"train": train_ds.fingerprint(), "val": val_ds.fingerprint()},
+                  "code": code_hash(["hessdistill.training"])}
+    ck = _resumable_checkpoint(out, asdict(cfg), provenance, on_mismatch)
     if ck is not None:
         model.load_state_dict(ck["model"])
         ema.shadow.load_state_dict(ck["ema"])
@@ -245,6 +244,8 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             projection.load_state_dict(ck["projection"])
         collate.load_state_dict(ck["sampler"])
         torch.set_rng_state(ck["torch_rng"])
+        if device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"], device)
         state = ck["state"]
         log.info("resumed %s at epoch %d", out, state["epoch"])
 
@@ -259,12 +260,13 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_ds))
         collate.set_position(epoch, 0)
         weights.hessian = state["lambda_h"]
-        sums, n_batches = {}, 0
+        sums, n_batches, finite = {}, 0, []
         for b0 in range(0, len(order), cfg.batch_size):
             batch = collate([train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]).to(device)
             total, terms, per_slot = compute_loss(model, batch, weights, projection=projection,
                                                   squared_hessian=cfg.method == "hessian-projection",
                                                   vjp_method=cfg.vjp_method)
+            finite.append(torch.isfinite(total.detach()))
             opt.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -278,6 +280,8 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             sums["total"] = sums.get("total", 0.0) + total.detach()
             n_batches += 1
             state["steps"] += 1
+        if finite and not bool(torch.stack(finite).all()):  # the epoch's one host sync for this check
+            _raise_non_finite(torch.stack(finite), order, cfg, train_ds, epoch, sums)
         val = evaluate(ema.shadow, val_loader, device)
         sched.step(val["force_mae_meV_A"])
         if (schedule_at is not None and not state["lambda_h_halved"] and state["lambda_h"] > 0
@@ -296,13 +300,16 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         if improved:
             state["best_val"] = val["force_mae_meV_A"]
             _save_model(out / "best.pt", ema.shadow, cfg, state, teacher_mae)
-        _save(last, {"config": asdict(cfg), "model": model.state_dict(), "ema": ema.shadow.state_dict(), "ema_updates": ema.num_updates,
+        _save(out / "last.pt", {"config": asdict(cfg), "model": model.state_dict(), "ema": ema.shadow.state_dict(), "ema_updates": ema.num_updates,
                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "projection": projection.state_dict() if projection is not None else None,
-                     "sampler": collate.state_dict(), "torch_rng": torch.get_rng_state(), "state": state})
+                     "sampler": collate.state_dict(), "torch_rng": torch.get_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                     "state": state, **provenance})
         _write_log(out / "log.csv", state["log"])
         bar.update(1, val["force_mae_meV_A"])
     bar.close()
+    _write_log(out / "log.csv", state["log"])  # also when nothing was left to train (a rerun of a finished run)
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False) if (out / "best.pt").exists() else None
     if best is None:
         raise HessdistillError(f"training of {out} ran no epoch (budget too small?)")
@@ -319,6 +326,62 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
 def _resume_key(cfgd: dict) -> dict:
     """Settings that must match to resume: all but the budget (which may be extended) and the thread count."""
     return {k: v for k, v in cfgd.items() if k not in ("max_epochs", "max_time_s", "threads")}
+
+
+def _mismatch(ck: dict, cfgd: dict, provenance: dict) -> str | None:
+    """Why checkpoint ``ck`` cannot be resumed by a run with settings ``cfgd`` on ``provenance``; None if it can."""
+    old, new = _resume_key(ck.get("config", {})), _resume_key(cfgd)
+    if old != new:
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return "its settings differ (" + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) + ")"
+    if "inputs" not in ck:
+        return "it predates input tracking (no data fingerprint recorded)"
+    changed = [s for s in provenance["inputs"] if ck["inputs"].get(s) != provenance["inputs"][s]]
+    if changed:
+        return (f"its training data differ (split(s) {', '.join(changed)}: structures, labels or Hessian rows "
+                "changed since the checkpoint was written)")
+    if ck.get("code") != provenance["code"]:
+        return f"the training code changed (code hash {ck.get('code')} -> {provenance['code']})"
+    return None
+
+
+def _resumable_checkpoint(out: Path, cfgd: dict, provenance: dict, on_mismatch: str):
+    """``out/last.pt`` if it can be resumed (same settings, data and code; ``best.pt`` beside it), else None
+    after discarding both (``on_mismatch="restart"``) or raising (``"error"``)."""
+    last = out / "last.pt"
+    if not last.exists():
+        return None
+    try:
+        ck = torch.load(last, map_location="cpu", weights_only=False)  # CPU first: RNG states must stay on CPU
+        why = None if isinstance(ck, dict) and "state" in ck else "it is not a training checkpoint"
+    except Exception as exc:  # noqa: BLE001 (a truncated or foreign file: report it, do not crash on it)
+        ck, why = None, f"it cannot be read ({type(exc).__name__}: {exc})"
+    if why is None:
+        why = _mismatch(ck, cfgd, provenance)
+    if why is None and not (out / "best.pt").exists():
+        why = "best.pt (the best weights so far) is missing beside it"
+    if why is None:
+        return ck
+    if on_mismatch == "error":
+        raise HessdistillError(f"file {str(last)!r} cannot be resumed: {why}\n  fix: delete {last} and {out / 'best.pt'} "
+                               "to start this run over, or restore the settings and data it was made with")
+    log.warning("not resuming from %s: %s; starting this run over", last, why)
+    for name in ("last.pt", "best.pt"):
+        (out / name).unlink(missing_ok=True)
+    return None
+
+
+def _raise_non_finite(flags: torch.Tensor, order, cfg, ds, epoch: int, sums: dict):
+    """A non-finite loss in this epoch: name the batch's structures (split, indices, formulas) and the terms."""
+    step = int((~flags.cpu()).nonzero()[0])
+    idx = [int(i) for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+    names = ", ".join(f"{i} ({ds.atoms[i].get_chemical_formula()})" for i in idx)
+    terms = ", ".join(k for k, v in sums.items() if not bool(torch.isfinite(torch.as_tensor(v)).all())) or "unknown"
+    raise HessdistillError(
+        f"file {str(ds.structures_path)!r}: non-finite training loss at epoch {epoch + 1}, step {step + 1}, in the "
+        f"batch of structures {names} of split {ds.split!r} (non-finite terms: {terms})\n"
+        "  fix: inspect these structures (overlapping atoms, huge forces: drop them with a selector such as "
+        "max_force), or lower lr; the last good checkpoint (last.pt) is kept")
 
 
 def collate_plain(items):
