@@ -4,25 +4,44 @@ import os
 import re
 import sys
 
-from snakemake.utils import validate
-
 try:
     import hessdistill  # noqa: F401
 except ImportError:  # running Snakemake from an env without the package: use this checkout's src/
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from hessdistill.codehash import code_hash  # noqa: E402  (see CODE below)
+
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
 from hessdistill.workflow import canon, combos as _combos, evaluation_protocol, run_config as _run_config
+from hessdistill.config_check import check_workflow_config
 
-validate(config, schema="../schemas/config.schema.yaml")
+check_workflow_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 
-# Bump when library changes alter a rule family's results (library code is not tracked by Snakemake).
+# Code tracking.  Snakemake's own `code` trigger compares a script's modification time (a `touch` or a `git
+# checkout` back and forth would recompute teacher Hessians) and never sees the library; the profiles turn it
+# off (rerun-triggers in profiles/default and profiles/slurm) and each rule gets, as a param, a content hash of
+# its script and of every hessdistill module the script imports (hessdistill.codehash: syntax trees without
+# docstrings, so comments and formatting change nothing).  CODE_VERSION is a manual switch on top: bump a
+# family's number to rerun it for a reason the code hash cannot see (e.g. a new version of a teacher package).
 CODE_VERSION = {
+    "download": 1,
     "data": 1,
     "teachers": 1,
     "train": 1,
     "evaluate": 2,
     "report": 3,
+}
+_FAMILY_SCRIPT = {
+    "download": "download_source.py",
+    "data": "prepare_subset.py",
+    "teachers": "label_teacher.py",
+    "train": "train_run.py",
+    "evaluate": "evaluate.py",
+    "report": "report.py",
+}
+CODE = {
+    fam: {"version": CODE_VERSION[fam], "source": code_hash([os.path.join(workflow.basedir, "workflow_scripts", script)])}
+    for fam, script in _FAMILY_SCRIPT.items()
 }
 
 RESULTS = "results"
@@ -114,13 +133,14 @@ def subset_source_files(wildcards):
 
 
 def download_specs():
-    """{file path: download spec} for every source file of the config that is not generated (builtin); the
-    download_source rule makes whichever of them are missing."""
+    """{file path: download spec} for every source file of the config that is not generated (builtin) and does
+    not exist yet.  A file that exists (downloaded earlier, or put there by hand) is a plain input that no rule
+    makes, so no --forcerun, -F or rerun can delete it; the download_source rule only makes missing files."""
     out = {}
     for spec in config["subsets"].values():
         for k in ("source", "test_source"):
             src = spec.get(k)
-            if not src or not src.get("path") or src["name"] == "builtin":
+            if not src or not src.get("path") or src["name"] == "builtin" or os.path.exists(_source_path(src)):
                 continue
             out[_source_path(src)] = canon({"source": src["name"], "file": os.path.basename(src["path"]),
                                            "url": src.get("url"), "sha256": src.get("sha256"), "md5": src.get("md5")})
@@ -148,7 +168,7 @@ NEEDS_REFERENCE = ("vibrations", "relax", "speed")
 
 
 def evaluation_params(wildcards):
-    """The protocol section of this evaluation (overrides only; library defaults are covered by code_version),
+    """The protocol section of this evaluation (overrides only; library defaults are covered by the code hash),
     the split and the device; plus how the teacher is loaded where this job loads it (the teacher pseudo-run,
     or a student evaluation that compares with the reference teacher)."""
     ev = config["evaluation"]

@@ -22,7 +22,18 @@ import importlib
 from ..errors import TeacherError
 from .base import Teacher
 
-KNOWN_PREFIXES = ("chgnet", "sevenn", "mace-off", "mace-mp", "mace", "ase", "torch")
+#: prefix -> (how the name is written, ':'-separated parts required after the prefix, adapter module, adapter
+#: class); load_teacher and the workflow's start-time config check (hessdistill.config_check) both read it
+FORMS = {
+    "chgnet": ("chgnet[:<version>]", 0, "hessdistill.teachers.chgnet", "CHGNetTeacher"),
+    "sevenn": ("sevenn[:<model>]", 0, "hessdistill.teachers.sevenn", "SevenNetTeacher"),
+    "mace-off": ("mace-off:<size>", 1, "hessdistill.teachers.mace", "MACETeacher"),
+    "mace-mp": ("mace-mp:<size>", 1, "hessdistill.teachers.mace", "MACETeacher"),
+    "mace": ("mace:<path>", 1, "hessdistill.teachers.mace", "MACETeacher"),
+    "ase": ("ase:<module>:<Class>", 2, "hessdistill.teachers.ase_fd", "ASETeacher"),
+    "torch": ("torch:<module>:<factory>", 2, "hessdistill.teachers.torch_model", "TorchModelTeacher"),
+}
+KNOWN_PREFIXES = tuple(FORMS)
 
 
 def _import(module: str, what: str):
@@ -48,17 +59,14 @@ def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
     if not isinstance(name, str) or not name:
         raise TeacherError(f"teacher name must be a non-empty string, got {name!r}")
     prefix, _, rest = name.partition(":")
-    if prefix == "chgnet":
-        mod = _import("hessdistill.teachers.chgnet", name)
-        return mod.CHGNetTeacher(model=rest or None, device=device, dtype=dtype, **options)
-    if prefix == "sevenn":
-        mod = _import("hessdistill.teachers.sevenn", name)
-        return mod.SevenNetTeacher(model=rest or None, device=device, dtype=dtype, **options)
+    if prefix in ("chgnet", "sevenn"):
+        adapter = getattr(_import(FORMS[prefix][2], name), FORMS[prefix][3])
+        return adapter(model=rest or None, device=device, dtype=dtype, **options)
     if prefix in ("mace-off", "mace-mp", "mace"):
         if not rest:
             raise TeacherError(f"teacher {name!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'")
-        mod = _import("hessdistill.teachers.mace", name)
-        return mod.MACETeacher(kind=prefix, model=rest, device=device, dtype=dtype, **options)
+        adapter = getattr(_import(FORMS[prefix][2], name), FORMS[prefix][3])
+        return adapter(kind=prefix, model=rest, device=device, dtype=dtype, **options)
     if prefix == "ase":
         from .ase_fd import ASETeacher
 
@@ -73,7 +81,4 @@ def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
         if not module or not factory:
             raise TeacherError(f"teacher {name!r}: torch teachers are named 'torch:<module>:<factory>'")
         return TorchModelTeacher.from_factory(module, factory, device=device, dtype=dtype, **options)
-    raise TeacherError(
-        f"unknown teacher {name!r}; known forms: chgnet[:version], sevenn[:model], mace-off:<size>, mace-mp:<size>, "
-        f"mace:<path>, ase:<module>:<Class>, torch:<module>:<factory>"
-    )
+    raise TeacherError(f"unknown teacher {name!r}; known forms: {', '.join(f[0] for f in FORMS.values())}")
