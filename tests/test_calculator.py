@@ -70,3 +70,87 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     assert d.get_forces().shape == (2, 3)
     with pytest.raises(Exception, match="stress"):
         d.get_stress()
+
+
+# ------------------------------------------------------------------------------------- files that are not students
+def _toy_checkpoint(path):
+    """A valid student file for the toy model, written by the training loop's own writer (as best.pt/model.pt)."""
+    from types import SimpleNamespace
+
+    from hessdistill.students.registry import STUDENTS
+    from hessdistill.training.loop import _save_model
+
+    STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
+    _save_model(path, model(), SimpleNamespace(dtype="float64", method="hessian"), {"epoch": 3, "best_val": 12.5}, None)
+    return path
+
+
+def _last_pt(path):
+    """A training checkpoint with the keys the training loop writes to last.pt."""
+    m = model()
+    opt = torch.optim.AdamW(m.parameters(), amsgrad=True)
+    torch.save({"config": {"method": "hessian"}, "model": m.state_dict(), "ema": m.state_dict(), "ema_updates": 4,
+                "optimizer": opt.state_dict(), "scheduler": {}, "projection": None, "sampler": {},
+                "torch_rng": torch.get_rng_state(), "cuda_rng": None, "state": {"epoch": 3}}, path)
+    return path
+
+
+def _bad_file(kind, tmp_path):
+    run = tmp_path / "results" / "s" / "runs" / "chgnet" / "painn"
+    run.mkdir(parents=True)
+    if kind == "missing":
+        return run / "model.pt", "does not exist"
+    if kind == "directory":
+        _toy_checkpoint(run / "model.pt")
+        return run, "is a directory"
+    if kind == "text":
+        (run / "model.pt").write_text("epoch,loss\n1,0.5\n")
+        return run / "model.pt", "is a text file"
+    if kind == "hdf5":
+        from hessdistill.data import write_structures
+
+        return write_structures(run / "model.pt", [molecule("H2O")], require_labels=False), "is an HDF5 file"
+    if kind == "empty":
+        (run / "model.pt").write_bytes(b"")
+        return run / "model.pt", "is empty"
+    if kind == "truncated":
+        data = _toy_checkpoint(run / "full.pt").read_bytes()
+        (run / "model.pt").write_bytes(data[: len(data) // 2])
+        return run / "model.pt", "truncated or damaged torch file"
+    if kind == "state_dict":
+        torch.save(model().state_dict(), run / "model.pt")
+        return run / "model.pt", "bare weights"
+    return _last_pt(run / "last.pt"), "is a training checkpoint"
+
+
+BAD_KINDS = ["missing", "directory", "text", "hdf5", "empty", "truncated", "state_dict", "last.pt"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_non_student_files_name_the_file_and_the_fix(tmp_path, kind):
+    path, problem = _bad_file(kind, tmp_path)
+    with pytest.raises(HessdistillError) as err:
+        StudentCalculator.from_checkpoint(path)
+    msg = str(err.value)
+    assert msg.startswith(f"file {str(path)!r}") and problem in msg and "\n  fix: pass " in msg, msg
+    if kind == "last.pt":
+        assert str(path.parent / "model.pt") in msg and str(path.parent / "best.pt") in msg, msg
+    elif kind == "directory":
+        assert msg.endswith(f"fix: pass {path / 'model.pt'}"), msg
+    else:
+        assert "model.pt written by training (results/<subset>/runs/<teacher>/<run>/model.pt)" in msg, msg
+
+
+def test_best_pt_is_a_student_file(tmp_path):
+    m, ck = load_student(_toy_checkpoint(tmp_path / "best.pt"))
+    assert ck["epoch"] == 3 and m.cutoff == 4.5
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "last.pt"])
+def test_evaluate_cli_reports_bad_model_files(tmp_path, capsys, kind):
+    from hessdistill.evaluate import main
+
+    path, problem = _bad_file(kind, tmp_path)
+    assert main(["--model", str(path), "--structures", str(tmp_path / "s.h5"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: file {str(path)!r}") and problem in err and "Traceback" not in err, err

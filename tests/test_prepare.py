@@ -10,8 +10,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from hessdistill.data.prepare import main, prepare_subset
-from hessdistill.data.store import StructureStore, write_extxyz
-from hessdistill.errors import HessdistillError
+from hessdistill.data.store import StructureStore, read_extxyz, write_extxyz
+from hessdistill.errors import HessdistillError, StructureError
 
 
 def make_xyz(path, n=24, seed=0):
@@ -102,6 +102,24 @@ def test_errors_name_the_problem(tmp_path, capsys):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     assert main([str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "x.h5")]) == 2
     assert "contains_elements" in capsys.readouterr().err
+
+
+def test_overlapping_atoms_name_the_structure_and_a_selector_that_drops_it(tmp_path):
+    xyz = make_xyz(tmp_path / "d.xyz")
+    frames = read_extxyz(xyz)
+    bad = frames[1]  # Al, 4 atoms: passes the selectors
+    bad.positions[1] = bad.positions[0] + [0.1, 0.0, 0.0]
+    bad.calc = SinglePointCalculator(bad, energy=bad.calc.results["energy"], forces=bad.calc.results["forces"])
+    write_extxyz(xyz, frames)
+    spec = spec_for(xyz)
+    with pytest.raises(StructureError, match=r"atoms 0 and 1 are 0\.100 Å apart") as err:
+        prepare_subset(spec, tmp_path / "s.h5")
+    msg = str(err.value)
+    assert "s.h5" in msg and "structure_id 'd:1'" in msg and "of split" in msg, msg
+    assert not (tmp_path / "s.h5").exists()
+    selector = json.loads(msg.split("e.g. ", 1)[1].split(" in the subset", 1)[0])  # the fix, applied as written
+    spec["selectors"].append(selector)
+    assert sum(prepare_subset(spec, tmp_path / "s.h5")["splits"].values()) == 11
 
 
 def test_cli_writes_report(tmp_path, capsys):

@@ -354,6 +354,43 @@ def test_duplicate_structure_ids(tmp_path):
     _assert_names(err, "dup.h5", "structure 1")
 
 
+def test_overlapping_atoms_in_a_molecule(tmp_path):
+    dup = molecule("CH4")
+    dup += dup[2:3]  # atom 5 duplicates atom 2
+    structs = [_labelled(molecule("H2O")), _labelled(dup)]
+    with pytest.raises(StructureError, match=r"atoms 2 and 5 are 0\.000 Å apart") as err:
+        write_structures(tmp_path / "ov.h5", {"train": structs})
+    _assert_names(err, "ov.h5", "structure 1 of split 'train'", "MIN_DISTANCE_A = 0.5 Å",
+                  "remove the structure with a selector", "fix the geometry")
+    assert err.value.structure == "1 of split 'train'"
+    assert not (tmp_path / "ov.h5").exists()
+    validate_atoms(structs[1], index=1)  # readers pass it on, so that a selector can drop it before the write
+    close = molecule("H2O")
+    close.positions[2] = close.positions[0] + [0.3, 0.2, 0.0]
+    with pytest.raises(StructureError, match=r"atoms 0 and 2 are 0\.361 Å apart"):
+        write_structures(tmp_path / "ov.h5", [_labelled(close)])
+    dup.info["structure_id"] = "spice:CH4:7"
+    with pytest.raises(StructureError, match=r"structure_id 'spice:CH4:7'") as err:
+        write_structures(tmp_path / "ov.h5", [_labelled(dup)])
+    _assert_names(err, '{"not": {"info_in": {"key": "structure_id", "values": ["spice:CH4:7"]}}}')
+
+
+@pytest.mark.parametrize("repeat", [(1, 1, 1), (5, 5, 3)])  # 4 atoms: all pairs in numpy; 300 atoms: vesin
+def test_overlapping_periodic_images(tmp_path, repeat):
+    crystal = bulk("Cu", cubic=True).repeat(repeat)
+    crystal.positions[1] = crystal.positions[0] + crystal.cell[0] - [0.2, 0.0, 0.0]  # 0.2 Å from atom 0's image
+    structs = [_labelled(bulk("Cu", cubic=True)), _labelled(crystal)]
+    with pytest.raises(StructureError, match=r"atom 0 and a periodic image of atom 1 are 0\.200 Å apart") as err:
+        write_structures(tmp_path / "pbc.h5", {"val": structs})
+    _assert_names(err, "pbc.h5", "structure 1 of split 'val'", "remove the structure with a selector")
+    slab = crystal.copy()
+    slab.pbc = [False, True, True]  # the image is across a non-periodic direction: no overlap
+    write_structures(tmp_path / "slab.h5", [_labelled(slab)])
+    thin = Atoms("Cu", cell=[0.3, 4.0, 4.0], pbc=True)
+    with pytest.raises(StructureError, match=r"atom 0 and its own periodic image are 0\.300 Å apart"):
+        write_structures(tmp_path / "thin.h5", [_labelled(thin)])
+
+
 # ---------------------------------------------------------------------------------------------- malformed stores
 def test_truncated_hdf5(tmp_path, splits):
     path = write_structures(tmp_path / "trunc.h5", splits)

@@ -20,6 +20,12 @@ File attributes: ``format``, ``format_version``, the units (``energy_unit``, ``l
 ``"none"``) and the caller's provenance attributes.  Group attributes: ``n_structures`` and
 ``content_hash`` (see :func:`content_hash`).
 
+Every structure is validated before anything is written (see :func:`validate_atoms`).  On write, moreover,
+no two atoms may be closer than :data:`MIN_DISTANCE_A` (0.5 Å), periodic images included: overlapping atoms
+make the training loss non-finite, so :func:`write_structures` raises a
+:class:`~hessdistill.errors.StructureError` naming the structure, the atom pair and its distance (readers
+do not check this, so that a subset selector can drop such structures before the store is written).
+
 Writes go through :func:`hessdistill.atomic.atomic_path` and are deterministic: the same input gives a
 byte-identical file.
 """
@@ -33,6 +39,7 @@ import numbers as _numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ from ..errors import StoreError, StructureError
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MIN_DISTANCE_A",
     "UNITS",
     "StructureStore",
     "content_hash",
@@ -70,6 +78,8 @@ UNITS = {
     "charge_unit": "e",
 }
 MAX_Z = 118
+#: Å: :func:`write_structures` rejects structures with two atoms (or an atom and a periodic image) closer than this
+MIN_DISTANCE_A = 0.5
 
 REQUIRED_DATASETS = ("numbers", "positions", "cell", "pbc", "n_atoms", "offsets")
 LABEL_DATASETS = ("energy", "forces")
@@ -85,6 +95,7 @@ _RESERVED_ATTRS = frozenset({"format", "format_version", "labels", *UNITS})
 _HASH_TAG = b"hessdistill.structures/content_hash/v1\n"
 _ZERO_VECTOR = 1e-6  # Å: a periodic cell vector shorter than this counts as zero
 _DEGENERATE = 1e-12  # Gram determinant / product of squared lengths below this: linearly dependent vectors
+_DIRECT_MAX_ATOMS = 256  # up to this many atoms the distance check compares all pairs, above it uses vesin
 
 _FIX_LABELS = (
     "attach ase.calculators.singlepoint.SinglePointCalculator(atoms, energy=..., forces=...), or set "
@@ -212,8 +223,85 @@ def _info_json(info: Mapping) -> str:
     return json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _inspect(atoms, *, index, path=None, require_labels=True, split=None) -> _Record:
-    """Validate one structure and pull out everything the store keeps of it."""
+@lru_cache(maxsize=32)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Atom indices (i, j) of all pairs i < j."""
+    return np.triu_indices(n, 1)
+
+
+def _closest_pair(positions, cell, pbc, cutoff=MIN_DISTANCE_A):
+    """``(distance, i, j, image)`` of the closest two atoms less than ``cutoff`` apart (i <= j), or None.
+
+    ``image`` says the distance is to a periodic image of atom ``j`` (``i == j``: of the atom itself, reported
+    first whenever a periodic cell vector is shorter than ``cutoff``).  With at most ``_DIRECT_MAX_ATOMS`` atoms
+    and periodic lattice planes more than ``2 * cutoff`` apart, each pair's separation wrapped to the nearest
+    image is the only one that can be shorter than ``cutoff``, so all pairs are compared with numpy (20-60 µs
+    for 40 atoms); larger or thinner cells go to vesin's neighbour search (importing it takes ~1 s: it imports
+    torch).
+    """
+    n = len(positions)
+    vecs = cell[pbc]
+    if len(vecs):
+        lengths2 = np.einsum("ij,ij->i", vecs, vecs)
+        k = int(np.argmin(lengths2))
+        if lengths2[k] < cutoff**2:  # answered here: vesin would enumerate ~cutoff/length images per direction
+            return math.sqrt(lengths2[k]), 0, 0, True
+        dual = vecs.T @ np.linalg.inv(vecs @ vecs.T)  # (3, n_periodic): vecs @ dual = 1, 1/|column| = plane spacing
+        direct = n <= _DIRECT_MAX_ATOMS and np.einsum("ij,ij->j", dual, dual).max() * (2 * cutoff) ** 2 < 1
+    else:
+        direct = n <= _DIRECT_MAX_ATOMS
+    if direct:
+        if n < 2:
+            return None
+        ii, jj = _pairs(n)
+        diff = (np.take(positions, jj, axis=0) - np.take(positions, ii, axis=0)).T  # (3, pairs)
+        shift = None
+        if len(vecs):
+            shift = np.round(dual.T @ diff)
+            diff -= vecs.T @ shift
+        d2 = np.einsum("ij,ij->j", diff, diff)
+        k = int(np.argmin(d2))
+        if d2[k] >= cutoff**2:
+            return None
+        return math.sqrt(d2[k]), int(ii[k]), int(jj[k]), bool(shift is not None and shift[:, k].any())
+    import vesin
+
+    i, j, shifts, d = vesin.NeighborList(cutoff=cutoff, full_list=False).compute(
+        points=positions, box=cell, periodic=pbc, quantities="ijSd")
+    if not len(d):
+        return None
+    k = int(np.argmin(d))
+    return float(d[k]), int(min(i[k], j[k])), int(max(i[k], j[k])), bool(shifts[k].any())
+
+
+def _check_distances(atoms, *, path, where, structure_id):
+    """Raise a StructureError when two atoms of ``atoms`` (periodic images included) overlap."""
+    found = _closest_pair(np.asarray(atoms.positions, dtype=np.float64),
+                          np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool))
+    if found is None:
+        return
+    d, i, j, image = found
+    if i == j:
+        pair = f"atom {i} and its own periodic image are {d:.3f} Å apart (a lattice vector is that short)"
+    elif image:
+        pair = f"atom {i} and a periodic image of atom {j} are {d:.3f} Å apart"
+    else:
+        pair = f"atoms {i} and {j} are {d:.3f} Å apart"
+    problem = (f"{pair}, closer than MIN_DISTANCE_A = {MIN_DISTANCE_A} Å (overlapping atoms make the training loss "
+               "non-finite)")
+    fix = "remove the structure with a selector"
+    if structure_id is not None:
+        problem += f"; structure_id {structure_id!r}"
+        fix += (f', e.g. {{"not": {{"info_in": {{"key": "structure_id", "values": [{json.dumps(structure_id)}]}}}}}}'
+                " in the subset's selectors")
+    raise StructureError(problem, path=path, structure=where, fix=fix + ", or fix the geometry")
+
+
+def _inspect(atoms, *, index, path=None, require_labels=True, split=None, check_distances=False) -> _Record:
+    """Validate one structure and pull out everything the store keeps of it.
+
+    ``check_distances`` adds the overlapping-atoms check (:data:`MIN_DISTANCE_A`) that store writes make.
+    """
     where = _where(index, split)
     if not isinstance(atoms, Atoms):
         raise StructureError(f"expected an ase.Atoms, got {type(atoms).__name__}", path=path, structure=where,
@@ -303,6 +391,8 @@ def _inspect(atoms, *, index, path=None, require_labels=True, split=None) -> _Re
     except ValueError as exc:  # e.g. a circular reference in a custom object
         raise StructureError(f"atoms.info cannot be stored as JSON: {exc}", path=path, structure=where,
                              fix="keep only scalar/str values in atoms.info") from exc
+    if check_distances:
+        _check_distances(atoms, path=path, where=where, structure_id=sid)
     return _Record(energy, forces, stress, charge, sid, info_json)
 
 
@@ -314,7 +404,9 @@ def validate_atoms(atoms, *, index, path=None, require_labels=True) -> None:
     forces present (when ``require_labels``; never only one of them), forces of shape (N, 3), no NaN/inf
     in energy, forces or stress; ``info['charge']`` numeric and ``info['structure_id']`` a string when set.
     Labels come from an attached calculator's results, else ``atoms.info['energy']`` /
-    ``atoms.arrays['forces']`` / ``atoms.info['stress']``.
+    ``atoms.arrays['forces']`` / ``atoms.info['stress']``.  Overlapping atoms (closer than
+    :data:`MIN_DISTANCE_A`) are not checked here, so that readers can return such structures for a selector to
+    drop; :func:`write_structures` rejects them.
     """
     _inspect(atoms, index=index, path=path, require_labels=require_labels)
 
@@ -349,7 +441,7 @@ def content_hash(arrays: Mapping[str, Any]) -> str:
 
 # ====================================================================== writing
 def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -> dict:
-    records = [_inspect(a, index=i, path=path, require_labels=require_labels, split=split)
+    records = [_inspect(a, index=i, path=path, require_labels=require_labels, split=split, check_distances=True)
                for i, a in enumerate(atoms_list)]
     m = len(records)
 
@@ -464,7 +556,8 @@ def write_structures(path, splits, *, attrs: Mapping | None = None, labels: str 
     calculator, which is then asked for energy and forces), else from ``atoms.info['energy']``,
     ``atoms.arrays['forces']`` and ``atoms.info['stress']``.  ``atoms.info['charge']`` becomes the
     ``charge`` dataset, ``atoms.info['structure_id']`` the id.  Every structure is validated before the
-    file is touched; the file appears atomically.  ``labels`` is recorded as given, except that a file
+    file is touched (:func:`validate_atoms`, and no two atoms closer than :data:`MIN_DISTANCE_A`, periodic
+    images included); the file appears atomically.  ``labels`` is recorded as given, except that a file
     without any labels records ``"none"``.  ``attrs`` are free provenance attributes.
     """
     path = Path(path)
