@@ -320,3 +320,147 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(completed):
     assert resumed_at >= done_before - 1  # at most the epoch in flight is redone
     epochs = [int(r["epoch"]) for r in csv.DictReader(log_csv.open())]
     assert epochs == list(range(1, 26))
+
+
+# ---------------------------------------------------------------- reruns that never break and never lose work
+def _copy_of(completed, tmp_path):
+    """A copy of the finished workflow directory (results and Snakemake metadata, modification times kept)."""
+    work = tmp_path / "copy"
+    shutil.copytree(completed, work, symlinks=True)
+    return work
+
+
+def _snapshot(work):
+    return {str(p.relative_to(work)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in (work / "results").rglob("*") if p.is_file()}
+
+
+def _train_outputs(work, run):
+    return [work / R / "runs/chgnet" / run / n for n in ("model.pt", "log.csv", "summary.json")]
+
+
+@pytest.mark.slow
+def test_an_upstream_change_retrains_from_scratch_and_succeeds(completed, tmp_path):
+    """New teacher labels (dtype float64): the rerun training must not resume the checkpoint made on the old
+    labels (it would find its budget spent, write nothing and fail for good); it starts over and succeeds."""
+    work = _copy_of(completed, tmp_path)
+    cfg = base_config()
+    cfg["teachers"]["chgnet"]["dtype"] = "float64"
+    target = f"{R}/runs/chgnet/tiny-hessian/model.pt"
+    res = snakemake(work, cfg, target)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    log = (work / "results/logs/train_run/tiny-sto/chgnet/tiny-hessian.log").read_text()
+    assert "not resuming" in log and "training data differ" in log, log[-3000:]
+    assert all(p.exists() for p in _train_outputs(work, "tiny-hessian"))
+    epochs = [int(r["epoch"]) for r in csv.DictReader((work / R / "runs/chgnet/tiny-hessian/log.csv").open())]
+    assert epochs == [1, 2]
+    assert f"train_run: {target}" not in dry_run(work, cfg)
+
+
+@pytest.mark.slow
+def test_a_forced_rerun_of_a_training_succeeds(completed, tmp_path):
+    work = _copy_of(completed, tmp_path)
+    target = f"{R}/runs/chgnet/tiny-undistilled/model.pt"
+    res = snakemake(work, base_config(), "--forcerun", "train_run", target)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert all(p.exists() for p in _train_outputs(work, "tiny-undistilled"))
+    assert len((work / R / "runs/chgnet/tiny-undistilled/log.csv").read_text().splitlines()) == 3
+    res = snakemake(work, base_config(), "--forcerun", "train_run", target)  # and again: no stale state left
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+
+
+@pytest.mark.slow
+def test_touching_scripts_and_library_files_reruns_nothing(completed):
+    """Modification times of the code (a touch, a git checkout back and forth) are not code changes."""
+    import os
+
+    for p in [*(ROOT / "workflow_scripts").glob("*.py"), *(ROOT / "src" / "hessdistill").rglob("*.py"),
+              *(ROOT / "rules").glob("*.smk"), ROOT / "Snakefile"]:
+        os.utime(p, None)
+    assert dry_run(completed, base_config()) == set()
+
+
+@pytest.mark.slow
+def test_a_code_change_reruns_the_jobs_whose_code_it_is(completed, tmp_path):
+    """A copy of the workflow whose labelling script does something new: labelling and everything after it are
+    planned, nothing before it; the same script with only a new comment plans nothing."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "report", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, repo / name)
+    work = _copy_of(completed, tmp_path)
+    cfg_path = work / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(base_config(), sort_keys=False))
+    exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
+
+    def planned():
+        res = subprocess.run([exe, "--snakefile", str(repo / "Snakefile"), "--directory", str(work), "--configfile",
+                              str(cfg_path), "-c", "1", "-n"], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return planned_jobs(res.stdout + res.stderr)
+
+    assert planned() == set()  # the copy's code is the same code
+    script = repo / "workflow_scripts" / "label_teacher.py"
+    script.write_text(script.read_text() + "\n# a comment only\n")
+    assert planned() == set()
+    script.write_text(script.read_text() + "\nprint('labelled')\n")
+    expected = ({f"label_teacher: {R}/teachers/chgnet/labels.h5"} | run_jobs("tiny-undistilled")
+                | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    assert planned() == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path,value,key", [
+    (("teachers", "chgnet", "rows"), "eight", "teachers.chgnet.rows"),
+    (("teachers", "chgnet", "rows"), -3, "teachers.chgnet.rows"),
+    (("teachers", "chgnet", "model"), "chgnett", "teachers.chgnet.model"),
+    (("runs", "tiny-hessian", "student", "arch"), "painnn", "runs.tiny-hessian.student.arch"),
+    (("runs", "tiny-hessian", "student", "hiden"), 16, "hiden"),
+    (("subsets", "tiny-sto", "selectors"), [{"contains_element": ["Sr"]}], "subsets.tiny-sto.selectors"),
+    (("subsets", "tiny-sto", "source", "options", "n_trajectorys"), 3, "n_trajectorys"),
+])
+def test_a_bad_config_value_fails_at_start_and_deletes_nothing(completed, path, value, key):
+    cfg = base_config()
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    before = _snapshot(completed)
+    res = snakemake(completed, cfg)  # a real run, not a dry run: nothing may be deleted before the error
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and key in out and "fix" in out, out[-3000:]
+    assert _snapshot(completed) == before
+
+
+@pytest.mark.slow
+def test_forcing_everything_keeps_the_users_source_files(tmp_path):
+    """-F reruns every job, but a source file that exists (here fetched by hand, no URL known) is an input,
+    not an output of download_source: it is neither deleted nor re-downloaded."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    frames = []
+    for i in range(6):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True)
+        a.rattle(0.02, seed=i)
+        a.calc = EMT()
+        a.get_potential_energy()
+        frames.append(a)
+    mine = tmp_path / "data" / "mine.xyz"
+    mine.parent.mkdir()
+    write(mine, frames, format="extxyz")
+    content = mine.read_bytes()
+    cfg = base_config()
+    cfg["data_dir"] = str(tmp_path / "data")
+    cfg["subsets"] = {"cu": {"source": {"name": "generic", "path": "mine.xyz"},
+                             "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 0}}}
+    work = tmp_path / "work"
+    work.mkdir()
+    assert not any(j.startswith("download_source") for j in dry_run(work, cfg))
+    target = "results/cu/data/structures.h5"
+    for _ in range(2):
+        res = snakemake(work, cfg, "-F", target)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+        assert mine.read_bytes() == content and (work / target).exists()
