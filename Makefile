@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # workflow through the Slurm profile; without it that test is skipped.
 SLURM ?= 0
 
-.PHONY: demo hessian-demo test test-main test-mace env env-mace bench clean slurm-up slurm-down
+.PHONY: demo hessian-demo test test-main test-mace env env-mace bench gpu-check clean slurm-up slurm-down
 
 env: $(VENV)/.installed
 env-mace: $(MACE_VENV)/.installed
@@ -50,6 +50,12 @@ test-mace: env-mace
 
 bench: env
 	$(VENV)/bin/python bench/hessian_throughput.py
+
+# the GPU paths, PASS/FAIL per step (labels, PaiNN and GemNet-dT Hessian training, resume on the GPU and of a GPU
+# checkpoint on the CPU, forces GPU vs CPU, deterministic mode, speed, the ci-tiny workflow with use_gpu: true);
+# needs a CUDA build of torch in $(VENV) (see README, "GPUs")
+gpu-check: env
+	$(VENV)/bin/python bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 slurm-up:
 	bash .ci/slurm-up.sh

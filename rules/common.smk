@@ -12,7 +12,7 @@ from hessdistill.codehash import code_hash  # noqa: E402  (see CODE below)
 
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
-from hessdistill.workflow import canon, combos as _combos, evaluation_protocol, run_config as _run_config
+from hessdistill.workflow import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
 from hessdistill.config_check import check_workflow_config
 
 check_workflow_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
@@ -45,8 +45,6 @@ CODE = {
 }
 
 RESULTS = "results"
-USE_GPU = bool(config["use_gpu"])
-GPU_DEVICE = config["gpu_device"]  # "cuda", or "auto" (cuda when the job sees one, else cpu)
 
 def _family_defaults():
     """Per-family resource defaults as written in the schema (a family given partly in the config keeps the
@@ -112,9 +110,11 @@ REPORT_OUTPUTS = [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md
 
 
 # ---------------------------------------------------------------- params (canonical config sub-trees)
-def device_for(kind):
-    """The device of GPU-capable job kinds ('cuda' or 'auto' per gpu_device) when use_gpu is set, else 'cpu'."""
-    return GPU_DEVICE if USE_GPU and kind in ("label", "train", "md", "speed") else "cpu"
+def wildcard_device(kind, wildcards):
+    """The device of this job (hessdistill.workflow.job_device): a run's own device, else gpu_device for GPU job
+    kinds when use_gpu is set, else cpu."""
+    w = dict(wildcards.items())
+    return job_device(config, kind, subset=w.get("subset"), teacher=w.get("teacher"), run=w.get("run"))
 
 
 def subset_params(wildcards):
@@ -154,14 +154,14 @@ def download_params(wildcards):
     return DOWNLOADS[os.path.normpath(wildcards.path)]
 
 
+# The device is not a param of labels and training (its results do not depend on it beyond round-off): the
+# job scripts compute it with hessdistill.workflow.job_device, so moving them to a GPU reruns nothing.
 def teacher_params(wildcards):
-    return canon({**config["teachers"][wildcards.teacher], "device": device_for("label")})
+    return canon(config["teachers"][wildcards.teacher])
 
 
 def run_params(wildcards):
-    cfg = _run_config(config, wildcards.subset, wildcards.run)
-    cfg.setdefault("device", device_for("train"))
-    return canon(cfg)
+    return canon({k: v for k, v in _run_config(config, wildcards.subset, wildcards.run).items() if k != "device"})
 
 
 NEEDS_REFERENCE = ("vibrations", "relax", "speed")
@@ -176,8 +176,9 @@ def evaluation_params(wildcards):
         "evaluation": wildcards.evaluation,
         "split": ev["split"],
         "protocol": evaluation_protocol(config, wildcards.subset, wildcards.evaluation),
-        "device": device_for(wildcards.evaluation),
     }
+    if wildcards.evaluation == "speed":  # timings are the device's: a device change reruns them
+        p["device"] = wildcard_device("speed", wildcards)
     if "run" not in wildcards.keys() or wildcards.evaluation in NEEDS_REFERENCE:
         t = config["teachers"][wildcards.teacher]
         p["teacher_dtype"] = ev["teacher_dtype"]
@@ -224,13 +225,34 @@ def family_threads(family):
 
 def family_resources(family, kind=None):
     """Resources of one family of rules: mem_mb (scaled by the attempt, so a retry gets more), runtime, the
-    family's `extra` resources (slurm_partition, constraint, ...) and, for GPU job kinds when use_gpu is set,
-    the config's gpu_request ({gpu: 1}, {gpu: 1, gpu_model: a100} or {gres: "gpu:1"})."""
+    family's `extra` resources (slurm_partition, constraint, ...) and, for GPU job kinds, the config's
+    gpu_request ({gpu: 1}, {gpu: 1, gpu_model: a100} or {gres: "gpu:1"}) on exactly the jobs whose device is
+    not the CPU (wildcard_device): a run with its own device: cuda gets a GPU, an ASE teacher's jobs do not."""
     r = RES[family]
     out = {"mem_mb": mem_scaled(r["mem_mb"]), "runtime": r["runtime"], **r.get("extra", {})}
-    if kind is not None and device_for(kind) != "cpu":
-        out.update(config["gpu_request"])
+    if kind is not None:
+        request = dict(config["gpu_request"])
+        if workflow.local_exec:  # local runs: a numeric gpu count, so that GPU jobs queue on the GPUs (below)
+            request.setdefault("gpu", 1)
+        out.update({k: gpu_resource(kind, v) for k, v in request.items()})
     return out
+
+
+def gpu_resource(kind, value):
+    """A GPU resource of a job of `kind`: `value` where the job runs on a GPU, nothing (0 or "") elsewhere."""
+    def f(wildcards):
+        job_kind = wildcards.evaluation if kind == "evaluation" else kind  # md or speed
+        if wildcard_device(job_kind, wildcards) == "cpu":
+            return 0 if isinstance(value, int) else ""
+        return value
+
+    return f
+
+
+# Local runs: GPU jobs (labels, training, MD, speed) take the GPUs in turn instead of sharing one, which would
+# make their timings meaningless; `--resources gpu=N` with N GPUs runs N at once.
+if workflow.local_exec and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", 1)
 
 
 def mem_scaled(base_mb):

@@ -6,8 +6,8 @@ CPU_EVALUATIONS = [e for e in EVALUATIONS if e not in GPU_EVALUATIONS]
 DEVICE_EVALUATIONS = [e for e in EVALUATIONS if e in GPU_EVALUATIONS]
 
 for _name, _evs, _kind, _family in (
-    ("evaluate_run", CPU_EVALUATIONS, "cpu", "evaluate"),
-    ("evaluate_run_md_speed", DEVICE_EVALUATIONS, "md", "evaluate_device"),
+    ("evaluate_run", CPU_EVALUATIONS, None, "evaluate"),
+    ("evaluate_run_md_speed", DEVICE_EVALUATIONS, "evaluation", "evaluate_device"),
 ):
 
     rule:
@@ -39,8 +39,8 @@ for _name, _evs, _kind, _family in (
 
 
 for _name, _evs, _kind, _family in (
-    ("evaluate_teacher", CPU_EVALUATIONS, "cpu", "evaluate_teacher"),
-    ("evaluate_teacher_md_speed", DEVICE_EVALUATIONS, "md", "evaluate_teacher_device"),
+    ("evaluate_teacher", CPU_EVALUATIONS, None, "evaluate_teacher"),
+    ("evaluate_teacher_md_speed", DEVICE_EVALUATIONS, "evaluation", "evaluate_teacher_device"),
 ):
 
     rule:

@@ -84,3 +84,28 @@ def test_auto_device_resolves_where_the_job_runs(setup):
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert _Subject(model_path=d / "model.pt", device="auto").device == expected
     assert _Subject(teacher=teacher, device="auto").device == expected
+
+
+def test_speed_times_the_teacher_in_the_students_dtype_and_records_the_device(setup, tmp_path):
+    """A float32 student against a teacher that labels in float64: the teacher is timed in float32 (a like-for-like
+    ratio, the teacher's fastest mode) and its labelling dtype is reported beside; every output says where it ran."""
+    from toy_models import ToyStudent
+
+    d, st, _ = setup
+    torch.manual_seed(0)
+    m = ToyStudent(cutoff=4.0).float()
+    torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float32",
+                "state_dict": m.state_dict()}, tmp_path / "model32.pt")
+    ref = _Subject(teacher="torch:toy_models:morse", dtype="float64")
+    cfg = {"speed": SMALL["speed"]}
+    res = run_evaluations(_Subject(model_path=tmp_path / "model32.pt"), st, tmp_path / "s", evaluations=["speed"],
+                          reference_teacher=ref, config=cfg)["speed"]
+    assert res["student_dtype"] == "float32" and res["teacher_dtype"] == "float32"
+    assert res["teacher_label_dtype"] == "float64"
+    assert res["device"] == "cpu" and "gpu_name" in res and res["float32_matmul_precision"] == "highest"
+    tea = run_evaluations(ref, st, tmp_path / "t", evaluations=["speed"], reference_teacher=ref, config=cfg)["speed"]
+    assert tea["teacher_dtype"] == "float32" and tea["teacher_label_dtype"] == "float64"
+    # a teacher given as an object, without a way to reload it, is timed as it is and says so
+    fixed = run_evaluations(_Subject(model_path=tmp_path / "model32.pt"), st, tmp_path / "f", evaluations=["speed"],
+                            reference_teacher=_Subject(teacher=setup[2]), config=cfg)["speed"]
+    assert fixed["teacher_dtype"] == "float64"

@@ -419,3 +419,37 @@ def test_lambda_h_schedule_with_teacher_labels_as_reference_warns_or_uses_the_ab
     never = train(run_cfg(max_epochs=2, hessian_schedule_force_mae=1e-9), st, tmp_path / "never", labels=lab,
                   hessians=hes, progress=False)
     assert never["lambda_h_final"] == pytest.approx(400.0)
+
+
+def test_ema_is_one_fused_exponential_average():
+    from hessdistill.training.loop import EMA
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = EMA(model, decay=0.9)
+    before = [p.detach().clone() for p in ema.shadow.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].running_mean.fill_(3.0)
+    ema.update(model)
+    d = min(0.9, 2 / 11)
+    for s, p, b in zip(ema.shadow.parameters(), model.parameters(), before):
+        assert torch.allclose(s, d * b + (1 - d) * p, atol=1e-6)
+    assert torch.equal(ema.shadow[1].running_mean, model[1].running_mean)
+
+
+def test_a_checkpoint_resumes_on_another_device_and_records_where_it_ran(stores, tmp_path):
+    """The device is not part of the resume key: a GPU checkpoint resumes on a CPU node (here cpu -> auto, which is
+    the CPU on this machine; bench/gpu_check.py does cuda -> cpu); deterministic mode is accepted and recorded."""
+    from hessdistill.training import train
+
+    st, lab, hes = stores
+    out = tmp_path / "dev"
+    train(run_cfg(max_epochs=1, device="cpu"), st, out, labels=lab, hessians=hes, progress=False)
+    s = train(run_cfg(max_epochs=2, device="auto", deterministic=True), st, out, labels=lab, hessians=hes,
+              progress=False)
+    assert s["resumed_from_epoch"] == 1 and s["epochs"] == 2
+    assert s["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and s["deterministic"] is True
+    assert s["float32_matmul_precision"] == "highest" and s["tf32"] is False
+    torch.use_deterministic_algorithms(False)

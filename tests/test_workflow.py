@@ -6,6 +6,7 @@ take a few seconds each.  Skipped where snakemake is not installed (pip install 
 
 import copy
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -202,6 +203,33 @@ def test_changing_resources_or_gpu_request_reruns_nothing(completed):
 
 
 @pytest.mark.slow
+def test_moving_jobs_to_the_gpu_reruns_only_the_speed_evaluations(completed):
+    """The device is where a job runs, not what it computes: labels, training, MD and the rest stay; only the
+    speed evaluations (whose numbers are the device's) rerun."""
+    cfg = base_config()
+    cfg["use_gpu"] = True
+    cfg["gpu_device"] = "auto"
+    expected = ({f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/speed.json" for r in ("tiny-undistilled", "tiny-hessian")}
+                | {f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/speed.json"} | REPORT)
+    assert dry_run(completed, cfg) == expected
+
+
+@pytest.mark.slow
+def test_every_output_records_where_it_was_computed(completed):
+    import h5py
+
+    summary = json.loads((completed / R / "runs/chgnet/tiny-hessian/summary.json").read_text())
+    assert summary["device"] == "cpu" and summary["float32_matmul_precision"] == "highest" and not summary["tf32"]
+    for ev in EVALS:
+        rec = json.loads((completed / R / "runs/chgnet/tiny-hessian/eval" / f"{ev}.json").read_text())
+        assert rec["device"] == "cpu" and "gpu_name" in rec and "torch" in rec
+    speed = json.loads((completed / R / "runs/chgnet/tiny-hessian/eval/speed.json").read_text())
+    assert speed["teacher_dtype"] == speed["student_dtype"] == "float32"
+    with h5py.File(completed / R / "teachers/chgnet/labels.h5") as f:
+        assert f.attrs["device"] == "cpu" and f.attrs["float32_matmul_precision"] == "highest"
+
+
+@pytest.mark.slow
 def test_snakemake_report_builds_an_html_report_with_the_figures(completed):
     res = snakemake(completed, base_config(), "--report", "report.html")
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
@@ -234,6 +262,39 @@ def test_resources_reach_the_jobs_and_a_gpu_request_only_gpu_families(tmp_path):
         if rule == "train_run":
             assert "mem_mb=12345" in res_line and "runtime=99" in res_line and "slurm_partition=gpu" in res_line
     assert "train_run" in seen and "prepare_subset" in seen
+
+
+def _gpu_jobs(output: str) -> set[str]:
+    """'rule: first output' of the jobs of a dry run that ask for a GPU (gpu=1 among their resources)."""
+    out = set()
+    for b in re.split(r"\n(?=(?:local)?rule \S+:)", output):
+        m = re.match(r"(?:local)?rule (\S+):", b)
+        if not m or m.group(1) == "all":
+            continue
+        res_line = next((ln for ln in b.splitlines() if ln.strip().startswith("resources:")), "")
+        if re.search(r"\bgpu=1\b", res_line):
+            out |= planned_jobs(b)
+    return out
+
+
+def test_gpu_requests_follow_each_jobs_own_device(tmp_path):
+    """A run's own device: cuda asks for a GPU without use_gpu; with use_gpu, an ASE-calculator teacher's labelling
+    and speed jobs stay on the CPU (that teacher cannot use a GPU) while its MD runs on the GPU."""
+    cfg = base_config()
+    cfg["runs"]["tiny-hessian"]["device"] = "cuda"
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _gpu_jobs(res.stdout + res.stderr) == {f"train_run: {R}/runs/chgnet/tiny-hessian/model.pt"}
+    cfg = base_config()
+    cfg["use_gpu"] = True
+    cfg["teachers"] = {"emt": {"model": "ase:ase.calculators.emt:EMT", "rows": 3}}
+    del cfg["runs"]["tiny-undistilled"]
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    gpu = _gpu_jobs(res.stdout + res.stderr)
+    assert f"train_run: {R}/runs/emt/tiny-hessian/model.pt" in gpu
+    assert f"evaluate_run_md_speed: {R}/runs/emt/tiny-hessian/eval/md.json" in gpu
+    assert not any(j.startswith("label_teacher") or j.endswith("speed.json") for j in gpu), gpu
 
 
 def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
@@ -361,11 +422,12 @@ def test_an_upstream_change_retrains_from_scratch_and_succeeds(completed, tmp_pa
 def test_a_forced_rerun_of_a_training_succeeds(completed, tmp_path):
     work = _copy_of(completed, tmp_path)
     target = f"{R}/runs/chgnet/tiny-undistilled/model.pt"
-    res = snakemake(work, base_config(), "--forcerun", "train_run", target)
+    res = snakemake(work, base_config(), target, "--forcerun", "train_run")  # (--forcerun takes several names)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "train_run" in res.stdout + res.stderr and "evaluate_run" not in res.stdout + res.stderr
     assert all(p.exists() for p in _train_outputs(work, "tiny-undistilled"))
     assert len((work / R / "runs/chgnet/tiny-undistilled/log.csv").read_text().splitlines()) == 3
-    res = snakemake(work, base_config(), "--forcerun", "train_run", target)  # and again: no stale state left
+    res = snakemake(work, base_config(), target, "--forcerun", "train_run")  # and again: no stale state left
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
 
 

@@ -16,24 +16,34 @@ import torch  # noqa: E402
 
 from hessdistill.evaluate import _Subject, run_evaluations  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.workflow import job_device  # noqa: E402
 
-p = snakemake.params.evaluation  # noqa: F821  (device "auto" is resolved by the library where the job runs)
+p = snakemake.params.evaluation  # noqa: F821
+w = dict(snakemake.wildcards.items())  # noqa: F821
+# speed has its device in params (timings are the device's); "auto" is resolved where the job runs
+device = p.get("device") or job_device(snakemake.config, w["evaluation"], subset=w["subset"],  # noqa: F821
+                                       teacher=w["teacher"], run=w.get("run"))
 inp = snakemake.input  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 ev = p["evaluation"]
 needs_reference = "reference_teacher" in p and ev in ("vibrations", "relax", "speed")
 
 
-def teacher_subject():
+def load_reference(dtype):
     t = p["reference_teacher"]
-    teacher = load_teacher(t["model"], device=p["device"], dtype=p["teacher_dtype"], **t["options"])
+    teacher = load_teacher(t["model"], device=device, dtype=dtype, **t["options"])
     if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
         teacher.vjp_method = t["vjp_method"]
-    return _Subject(teacher=teacher, device=p["device"])
+    return teacher
+
+
+def teacher_subject():
+    # the loader lets speed time the teacher in the student's dtype (its fastest mode, a like-for-like ratio)
+    return _Subject(teacher=load_reference(p["teacher_dtype"]), device=device, loader=load_reference)
 
 
 if "model" in inp.keys():
-    subject = _Subject(model_path=inp.model, device=p["device"])
+    subject = _Subject(model_path=inp.model, device=device)
     reference = teacher_subject() if needs_reference else None
 else:
     subject = teacher_subject()

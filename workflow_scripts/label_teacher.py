@@ -15,11 +15,14 @@ import torch  # noqa: E402
 
 from hessdistill.label import run_labelling  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.workflow import job_device  # noqa: E402
 
 t = snakemake.params.teacher  # noqa: F821
+w = snakemake.wildcards  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
-# device "auto" (gpu_device: auto) resolves to cuda where the job sees a GPU, else cpu
-teacher = load_teacher(t["model"], device=t["device"], dtype=t["dtype"], **t["options"])
+# not a param (a device change reruns nothing); "auto" resolves to cuda where the job sees a GPU, else cpu
+device = job_device(snakemake.config, "label", subset=w.subset, teacher=w.teacher)  # noqa: F821
+teacher = load_teacher(t["model"], device=device, dtype=t["dtype"], **t["options"])
 if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
     teacher.vjp_method = t["vjp_method"]
 summary = run_labelling(

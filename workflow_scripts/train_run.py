@@ -13,9 +13,13 @@ from hessdistill.joblog import job_logging  # noqa: E402
 job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 from hessdistill.training import train  # noqa: E402
+from hessdistill.workflow import job_device  # noqa: E402
 
+w = snakemake.wildcards  # noqa: F821
 cfg = dict(snakemake.params.run)  # noqa: F821
-cfg["threads"] = snakemake.threads  # noqa: F821  (a runtime setting: not in params, not in the resume key)
+# runtime settings: not in params, not in the resume key
+cfg["threads"] = snakemake.threads  # noqa: F821
+cfg["device"] = job_device(snakemake.config, "train", subset=w.subset, teacher=w.teacher, run=w.run)  # noqa: F821
 out = Path(snakemake.output.model).parent  # noqa: F821
 # a checkpoint of a run with other settings (params changed) is discarded; same settings: resume
 summary = train(cfg, snakemake.input.structures, out, labels=snakemake.input.labels,  # noqa: F821

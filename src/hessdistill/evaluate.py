@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .devices import resolve_device
+from .devices import device_record, resolve_device
 from .errors import HessdistillError
 
 log = logging.getLogger("hessdistill.evaluate")
@@ -63,7 +63,10 @@ def merge_config(overrides: dict | None) -> dict:
 class _Subject:
     """What is evaluated: a student checkpoint or a teacher, with uniform accessors."""
 
-    def __init__(self, model_path=None, teacher=None, device="cpu", dtype="float64"):
+    def __init__(self, model_path=None, teacher=None, device="cpu", dtype="float64", loader=None):
+        """A student (``model_path``) or a teacher (a name or a loaded teacher).  ``loader(dtype)`` loads the same
+        teacher in another dtype (given a name, it is load_teacher); speed uses it to time the teacher in the
+        student's dtype."""
         from .evaluation.accuracy import calculator_predictor, student_hessian_rows_fn, student_predictor
 
         if (model_path is None) == (teacher is None):
@@ -84,7 +87,12 @@ class _Subject:
             from .teachers import load_teacher
             from .teachers.calculator import TeacherCalculator
 
-            self.teacher = teacher if not isinstance(teacher, str) else load_teacher(teacher, device=device, dtype=dtype)
+            if isinstance(teacher, str):
+                name = teacher
+                loader = loader or (lambda dt: load_teacher(name, device=device, dtype=dt))
+                teacher = loader(dtype)
+            self.teacher = teacher
+            self._loader = loader
             self.name = self.teacher.name
             self.calc = TeacherCalculator(self.teacher)
             self.predict_factory = lambda bs: calculator_predictor(self.calc)
@@ -94,6 +102,15 @@ class _Subject:
 
     def hessian(self, atoms):
         return self.rows_fn(atoms, np.arange(3 * len(atoms)))
+
+    def teacher_in(self, dtype: str):
+        """This teacher in ``dtype`` ('float32'/'float64'): itself if it already is, else reloaded (when a loader is
+        known; otherwise itself, and the caller reports the dtype it got)."""
+        from .teachers.base import dtype_name
+
+        if dtype_name(self.teacher.dtype) == dtype or self._loader is None:
+            return self.teacher
+        return self._loader(dtype)
 
 
 def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALUATIONS, labels=None, hessians=None,
@@ -116,7 +133,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
         ref = reference_teacher if isinstance(reference_teacher, _Subject) else _Subject(teacher=reference_teacher,
                                                                                           device=subject.device)
     meta = {"model": subject.name, "kind": subject.kind, "n_params": subject.n_params, "structures": str(structures),
-            "split": split}
+            "split": split, **device_record(subject.device)}
     results = {}
     for ev in evaluations:
         if ev not in EVALUATIONS:
@@ -151,14 +168,23 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
             res = relax_comparison(atoms[: c["n_structures"]], subject.calc, ref.calc, **kw)
         else:  # speed
             from .evaluation.speed import speed_comparison, time_teacher
+            from .teachers.base import dtype_name
 
             pool = (atoms * (1 + c["n_structures"] // len(atoms)))[: c["n_structures"]]
+            # like for like: the teacher is timed in the student's dtype (float32: its fastest mode); the dtype it
+            # labelled in is reported beside
             if subject.kind == "student":
-                res = speed_comparison(subject.model, ref.teacher, pool, batch_size=c["batch_size"], repeats=c["repeats"],
+                want = dtype_name(next(subject.model.parameters()).dtype)
+                timed = ref.teacher_in(want)
+                res = speed_comparison(subject.model, timed, pool, batch_size=c["batch_size"], repeats=c["repeats"],
                                        warmup=c["warmup"], device=subject.device)
+                res |= {"student_dtype": want, "teacher_label_dtype": dtype_name(ref.teacher.dtype)}
             else:
-                res = {"teacher": time_teacher(subject.teacher, pool, repeats=c["repeats"], warmup=c["warmup"],
-                                               device=subject.device), "speedup_latency": 1.0, "speedup_throughput": 1.0}
+                timed = subject.teacher_in("float32")
+                res = {"teacher": time_teacher(timed, pool, repeats=c["repeats"], warmup=c["warmup"],
+                                               device=subject.device), "speedup_latency": 1.0, "speedup_throughput": 1.0,
+                       "teacher_label_dtype": dtype_name(subject.teacher.dtype)}
+            res["teacher_dtype"] = dtype_name(timed.dtype)
         res = {**meta, "evaluation": ev, "protocol": c, "wall_s": time.perf_counter() - t0, **res}
         write_json(out / f"{ev}.json", res)
         results[ev] = res

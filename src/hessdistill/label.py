@@ -41,6 +41,7 @@ from . import hessian as hess
 from .atomic import atomic_path, atomic_write_text
 from .data.labels import write_hessians, write_labels
 from .errors import HessdistillError, StoreError, TeacherError
+from .devices import device_record
 
 log = logging.getLogger("hessdistill.label")
 
@@ -220,7 +221,9 @@ def run_labelling(
         if len(n_atoms) != store.n_structures(split):
             raise HessdistillError(f"internal error: split {split} assembled {len(n_atoms)} of {store.n_structures(split)} structures")
 
-    attrs = {**meta, "structures": str(structures)}
+    # where the labels were computed (attributes only: not in the manifest, so a resume may change device)
+    computed_on = {k: ("" if v is None else v) for k, v in device_record(teacher.device).items()}
+    attrs = {**meta, "structures": str(structures), **computed_on}
     if hessians_out is not None:
         write_hessians(hessians_out, per_split_h, {**attrs, "rows_per_structure": str(rows_per_structure),
                                                    "row_seed": int(row_seed), "symmetric": bool(meta["conservative"])},

@@ -6,6 +6,8 @@
   ``subset_overrides`` for that subset on top; workflow-only keys removed).
 * :func:`combos`: the (subset, teacher, run) matrix, honouring a run's ``subsets`` restriction.
 * :func:`evaluation_protocol`: one evaluation's protocol overrides for one subset.
+* :func:`job_device`: the device a job runs on (what its GPU request follows; not a param: moving a job
+  between CPU and GPU reruns nothing but the speed evaluation, whose numbers are the device's).
 """
 
 from __future__ import annotations
@@ -51,3 +53,30 @@ def evaluation_protocol(config: dict, subset: str, evaluation: str) -> dict:
     ev = config.get("evaluation", {})
     return {**ev.get("protocol", {}).get(evaluation, {}),
             **ev.get("subset_protocol", {}).get(subset, {}).get(evaluation, {})}
+
+
+#: job kinds that may run on a GPU (labels, training, MD and speed evaluations)
+GPU_KINDS = ("label", "train", "md", "speed")
+
+
+def _cpu_only_teacher(config: dict, teacher: str | None) -> bool:
+    """ASE-calculator teachers (finite differences through any ASE calculator) run on the CPU."""
+    return teacher is not None and str(config["teachers"][teacher]["model"]).startswith("ase:")
+
+
+def job_device(config: dict, kind: str, *, subset=None, teacher=None, run=None) -> str:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' for a job of ``kind`` (label, train, md, speed, test, vibrations,
+    relax) on these wildcards.
+
+    A training run's own ``device`` (cpu, cuda, cuda:N) wins; otherwise GPU kinds run on ``gpu_device`` when
+    ``use_gpu`` is set, and everything else on the CPU.  Jobs that time or label with an ASE-calculator teacher
+    stay on the CPU, since that teacher cannot use a GPU."""
+    if kind == "train" and run is not None:
+        own = run_config(config, subset, run).get("device")
+        if own not in (None, "auto"):
+            return str(own)
+    if kind not in GPU_KINDS or not config.get("use_gpu"):
+        return "cpu"
+    if kind in ("label", "speed") and _cpu_only_teacher(config, teacher):
+        return "cpu"
+    return str(config.get("gpu_device", "cuda"))

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,7 @@ import torch
 
 from ..atomic import atomic_path, atomic_write_text
 from ..codehash import code_hash
-from ..devices import resolve_device
+from ..devices import device_record, resolve_device
 from ..errors import HessdistillError
 from ..students import build_student
 from .data import DistillDataset, HessianCollate
@@ -78,6 +79,9 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"
     threads: int | None = None
+    #: deterministic kernels (torch.use_deterministic_algorithms, process-wide): bitwise-reproducible training
+    #: and resumption on CUDA, at some speed cost; CPU training is deterministic anyway
+    deterministic: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -120,12 +124,13 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model):
+        """shadow <- d shadow + (1 - d) params, as one fused multi-tensor kernel (not two per parameter)."""
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
-        for s, p in zip(self.shadow.parameters(), model.parameters()):
-            s.mul_(d).add_(p.detach(), alpha=1 - d)
-        for s, b in zip(self.shadow.buffers(), model.buffers()):
-            s.copy_(b)
+        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in model.parameters()], 1 - d)
+        buffers = list(self.shadow.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(model.buffers()))
 
 
 def evaluate(model, loader, device) -> dict:
@@ -166,6 +171,9 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at initialisation
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(cfg.device)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
     weights = method_weights(cfg)
@@ -234,6 +242,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     provenance = {"inputs": {"train": train_ds.fingerprint(), "val": val_ds.fingerprint()},
                   "code": code_hash(["hessdistill.training"])}
     ck = _resumable_checkpoint(out, asdict(cfg), provenance, on_mismatch)
+    resumed_from = None
     if ck is not None:
         model.load_state_dict(ck["model"])
         ema.shadow.load_state_dict(ck["ema"])
@@ -247,7 +256,9 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         if device.type == "cuda" and ck.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ck["cuda_rng"], device)
         state = ck["state"]
-        log.info("resumed %s at epoch %d", out, state["epoch"])
+        resumed_from = state["epoch"]
+        log.info("resumed %s at epoch %d (checkpoint written on %s, now on %s)", out, state["epoch"],
+                 ck["config"].get("device"), device)
 
     t_start = time.perf_counter() - state["elapsed_s"]
     bar = _Bar(progress, cfg.max_epochs, state["epoch"], out.name)
@@ -262,7 +273,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         weights.hessian = state["lambda_h"]
         sums, n_batches, finite = {}, 0, []
         for b0 in range(0, len(order), cfg.batch_size):
-            batch = collate([train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]).to(device)
+            batch = _to_device(collate([train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]), device)
             total, terms, per_slot = compute_loss(model, batch, weights, projection=projection,
                                                   squared_hessian=cfg.method == "hessian-projection",
                                                   vjp_method=cfg.vjp_method)
@@ -318,14 +329,23 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
                "teacher_val_force_mae_meV_A": teacher_mae, "lambda_h_final": state["lambda_h"],
                "lambda_h_schedule_threshold_meV_A": schedule_at, "lambda_h_halved": state["lambda_h_halved"],
                "n_params": model.n_params, "train_time_s": state["elapsed_s"], "method": cfg.method,
+               "resumed_from_epoch": resumed_from, **device_record(device),
                "student": model.config() | {"embedding_init": "teacher table" if "embedding_init" in student_cfg else None}}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
 
 def _resume_key(cfgd: dict) -> dict:
-    """Settings that must match to resume: all but the budget (which may be extended) and the thread count."""
-    return {k: v for k, v in cfgd.items() if k not in ("max_epochs", "max_time_s", "threads")}
+    """Settings that must match to resume: all but the budget (which may be extended) and how it runs: thread
+    count, device (a GPU checkpoint resumes on a CPU node and back) and deterministic kernels."""
+    return {k: v for k, v in cfgd.items() if k not in ("max_epochs", "max_time_s", "threads", "device", "deterministic")}
+
+
+def _to_device(batch, device):
+    """Host-to-device copy of a training batch; on CUDA from pinned memory, without blocking the host."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
 
 
 def _mismatch(ck: dict, cfgd: dict, provenance: dict) -> str | None:
