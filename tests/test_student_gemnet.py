@@ -1,15 +1,18 @@
 """GemNet-T / GemNet-dT student: parameter counts, symmetries, derivatives, smoothness, batching."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hessdistill.data.graphs import batch_atoms
+from hessdistill.data.graphs import atoms_to_data, batch_atoms, collate
 from hessdistill.errors import HessdistillError
 from hessdistill.students import build_student
 from hessdistill.students.gemnet import GemNet, reverse_edges, triplets
+from test_students_painn_schnet import training_step
 
 TINY = dict(num_blocks=2, emb_size_atom=8, emb_size_edge=8, emb_size_trip=4, emb_size_rbf=4, emb_size_cbf=4,
             emb_size_bil_trip=8, num_spherical=3, num_radial=4, num_atom=1, cutoff=4.0)
@@ -276,3 +279,70 @@ def test_fit_scale_factors():
     assert len(values) == 2 * 3 + 3 * 2 and all(np.isfinite(v) and v > 0 for v in values.values())
     _, e, f = run(model, [ethanol()])
     assert torch.isfinite(e).all()
+
+
+# ----------------------------------------------------------------------------- precomputed graph extras
+def silicon():
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.rattle(0.05, seed=3)
+    return a
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("max_neighbors", [None, 5])
+def test_precomputed_graph_gives_identical_results(direct, dtype, max_neighbors):
+    """Molecule + two crystals of different sizes: extras computed per structure and offset by collate give the
+    same edges, reverse edges and triplets (same order) as the forward's own graph, hence identical outputs."""
+    model = tiny(direct, dtype=dtype, max_neighbors=max_neighbors)
+    structs = [ethanol(), crystal(), silicon()]
+    assert len({len(a) for a in structs}) == 3
+    prepared = collate([atoms_to_data(a, model.cutoff, dtype=dtype, student=model) for a in structs])
+    plain = batch_atoms(structs, model.cutoff, dtype=dtype)
+    assert model.prepared(prepared) and not model.prepared(plain)
+    sel, i, j, swap, id_in, id_out, slot = model.graph(plain)
+    assert torch.equal(prepared.gemnet_edge, sel) and torch.equal(prepared.gemnet_swap, swap)
+    assert torch.equal(prepared.gemnet_trip_in, id_in)
+    assert torch.equal(prepared.gemnet_trip_count, torch.bincount(id_out, minlength=sel.numel()))
+    assert prepared.gemnet_kmax == int(slot.max()) + 1 and isinstance(prepared.gemnet_kmax, int)
+    if max_neighbors is not None:
+        assert sel.numel() < plain.edge_index.shape[1]  # the cap is active
+    outs = []
+    for b in (prepared, plain):
+        b.pos.requires_grad_(True)
+        e, f = model(b, create_graph=True)
+        v = torch.zeros_like(f)
+        v[3, 1] = 1.0
+        (row,) = torch.autograd.grad(f, b.pos, v)
+        outs.append((e.detach(), f.detach(), row))
+    for x, y in zip(*outs):
+        assert torch.equal(x, y)
+    # a batch prepared for another configuration (other cutoff) is not used as prepared: same result
+    other = tiny(direct, dtype=dtype, max_neighbors=max_neighbors, cutoff=3.5)
+    foreign = collate([atoms_to_data(a, model.cutoff, dtype=dtype, student=other) for a in structs])
+    assert not model.prepared(foreign)
+    assert torch.equal(model(foreign, create_graph=True)[1].detach(), outs[1][1])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_prepared_forward_has_no_host_syncs(direct):
+    model = tiny(direct, max_neighbors=5).train()
+    structs = [ethanol(), crystal(), silicon(), Atoms("H"), Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])]
+    prepared = collate([atoms_to_data(a, model.cutoff, student=model) for a in structs])
+    assert training_step(model, prepared) == []
+    calls = training_step(model, batch_atoms(structs, model.cutoff))  # unprepared: graph work in the forward
+    assert {"cpu", "nonzero", "unique", "__int__", "__bool__"} <= set(calls)
+    # prepared graphs survive pickling (data loader workers) and .to()
+    again = pickle.loads(pickle.dumps(prepared)).to("cpu")
+    assert model.prepared(again) and training_step(model, again) == []
+
+
+def test_unknown_elements_fail_where_the_data_is_built():
+    model = tiny(True, num_elements=10)
+    na = Atoms("NaCl", positions=[[0, 0, 0], [2.8, 0, 0]])
+    with pytest.raises(HessdistillError,
+                       match=r"(?s)GemNet: element\(s\) Na \(Z=11\), Cl \(Z=17\) .*num_elements >= 17"):
+        atoms_to_data(na, model.cutoff, student=model)
+    table = {"numbers": [1, 6, 8], "table": np.random.default_rng(0).normal(size=(3, 5)).tolist()}
+    with pytest.raises(HessdistillError, match=r"GemNet: element\(s\) N \(Z=7\) not in the teacher embedding"):
+        atoms_to_data(molecule("NH3"), model.cutoff, student=tiny(False, embedding_init=table))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 
@@ -11,7 +12,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hessdistill.data.graphs import batch_atoms
+from hessdistill.data.graphs import atoms_to_data, batch_atoms, collate
 from hessdistill.errors import HessdistillError
 from hessdistill.students import build_student
 from hessdistill.students.painn import PaiNN
@@ -257,3 +258,89 @@ def test_float32_matches_float64(kind):
     assert e32.dtype == np.float32 and f32.dtype == np.float32
     np.testing.assert_allclose(e32, e64, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(f32, f64, rtol=1e-4, atol=1e-4 * np.abs(f64).max())
+
+
+# ----------------------------------------------------------------------------- host-device synchronisation
+@contextlib.contextmanager
+def count_host_syncs():
+    """Record (by name) the calls that make the host wait for the device when tensors live on a GPU.
+
+    Patched for the duration: tensor -> Python conversions (item, tolist, int(), bool(), ...), copies to the
+    host (cpu, numpy), data-dependent sizes (nonzero, unique, masked_select, boolean-mask indexing,
+    repeat_interleave without ``output_size``).
+    """
+    calls = []
+    saved = []
+
+    def patch(owner, name, needs_sync=lambda *a, **k: True):
+        orig = getattr(owner, name)
+
+        def counted(*args, **kwargs):
+            if needs_sync(*args, **kwargs):
+                calls.append(name)
+            return orig(*args, **kwargs)
+
+        saved.append((owner, name, orig))
+        setattr(owner, name, counted)
+
+    def bool_index(_, idx):
+        items = idx if isinstance(idx, tuple) else (idx,)
+        return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in items)
+
+    def no_output_size(*args, **kwargs):
+        return "output_size" not in kwargs and (len(args) > 1 and isinstance(args[1], torch.Tensor)
+                                                or isinstance(kwargs.get("repeats"), torch.Tensor))
+
+    for name in ("item", "tolist", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__", "nonzero",
+                 "unique", "masked_select"):
+        patch(torch.Tensor, name)
+    for name in ("nonzero", "unique", "masked_select", "argwhere"):
+        patch(torch, name)
+    patch(torch.Tensor, "__getitem__", bool_index)
+    patch(torch, "repeat_interleave", no_output_size)
+    patch(torch.Tensor, "repeat_interleave", no_output_size)
+    try:
+        yield calls
+    finally:
+        for owner, name, orig in reversed(saved):
+            setattr(owner, name, orig)
+
+
+def training_step(model, batch):
+    """Forces with create_graph, one Hessian-row VJP and a backward of a loss on all three (as in training)."""
+    batch.pos.requires_grad_(True)
+    v = torch.zeros_like(batch.pos)
+    v[0, 0] = 1.0
+    with count_host_syncs() as calls:
+        e, f = model(batch, create_graph=True)
+        (row,) = torch.autograd.grad(f, batch.pos, v, create_graph=True)
+        ((e**2).sum() + (f**2).sum() + (row**2).sum()).backward()
+    return calls
+
+
+@pytest.mark.parametrize("kind", KINDS + ["painn_table"])
+def test_prepared_forward_has_no_host_syncs(kind):
+    init = {"numbers": [1, 6, 8, 14], "table": np.random.default_rng(6).normal(size=(4, 5)).tolist()}
+    model = tiny("painn", embedding_init=init) if kind == "painn_table" else tiny(kind)
+    structures = [ethanol(), silicon(), molecule("H2O")]
+    prepared = collate([atoms_to_data(a, CUT, student=model) for a in structures])
+    assert model.prepared(prepared)
+    assert training_step(model, prepared) == []
+    plain = batch_atoms(structures, CUT)  # not prepared: the element check runs (and is counted) in the forward
+    assert not model.prepared(plain) and "cpu" in training_step(model, plain)
+    forces = model(prepared, create_graph=False)[1].detach().numpy()
+    np.testing.assert_array_equal(forces, predict(model, structures)[1])
+
+
+@pytest.mark.parametrize("kind", ["painn", "schnet"])
+def test_unknown_elements_fail_where_the_data_is_built(kind):
+    init = {"numbers": [1, 6, 8], "table": np.random.default_rng(6).normal(size=(3, 5)).tolist()}
+    name = "PaiNN" if kind == "painn" else "SchNet"
+    with pytest.raises(HessdistillError, match=rf"{name}: element\(s\) Si \(Z=14\) not in the teacher embedding"):
+        atoms_to_data(silicon(), CUT, student=tiny(kind, embedding_init=init))
+    small = tiny(kind, num_elements=10)
+    with pytest.raises(HessdistillError, match=rf"(?s){name}: element\(s\) Si \(Z=14\) outside .*num_elements > 14"):
+        atoms_to_data(silicon(), CUT, student=small)
+    with pytest.raises(HessdistillError, match=r"Si \(Z=14\)"):  # an unprepared batch: checked in the forward
+        predict(small, [silicon()])
+    assert atoms_to_data(ethanol(), CUT, student=small).prepared_for == small.data_tag

@@ -125,7 +125,7 @@ class StudentCalculator(Calculator):
 
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
-        batch = collate([atoms_to_data(a, self.model.cutoff, dtype=self.dtype)]).to(self.device)
+        batch = collate([atoms_to_data(a, self.model.cutoff, dtype=self.dtype, student=self.model)]).to(self.device)
         want_stress = "stress" in properties and a.pbc.any() and self.model.conservative
         if want_stress:
             if not a.pbc.all():

@@ -30,7 +30,7 @@ def student_predictor(model, *, batch_size: int = 32, device="cpu"):
         model.eval()
         for b0 in range(0, len(atoms_list), batch_size):
             chunk = atoms_list[b0:b0 + batch_size]
-            batch = collate([atoms_to_data(a, model.cutoff, dtype=dtype) for a in chunk]).to(device)
+            batch = collate([atoms_to_data(a, model.cutoff, dtype=dtype, student=model) for a in chunk]).to(device)
             e, f = model(batch, create_graph=False)
             energies += e.detach().double().cpu().tolist()
             f = f.detach().double().cpu().numpy()
@@ -63,7 +63,7 @@ def student_hessian_rows_fn(model, device="cpu"):
     dtype = next(model.parameters()).dtype
 
     def fn(atoms, rows):
-        batch = collate([atoms_to_data(atoms, model.cutoff, dtype=dtype)]).to(device)
+        batch = collate([atoms_to_data(atoms, model.cutoff, dtype=dtype, student=model)]).to(device)
         batch.pos.requires_grad_(True)
         _, f = model(batch, create_graph=True)
         return hess.hessian_rows(f, batch.pos, rows).detach().double().cpu().numpy()

@@ -44,7 +44,7 @@ def time_student(model, atoms_list, *, batch_size=32, repeats=5, warmup=2, devic
     model.eval()
 
     def one():
-        b = collate([atoms_to_data(atoms_list[0], model.cutoff, dtype=dtype)]).to(device)
+        b = collate([atoms_to_data(atoms_list[0], model.cutoff, dtype=dtype, student=model)]).to(device)
         e, f = model(b, create_graph=False)
         return float(e.detach().sum()), f.detach()
 
@@ -52,7 +52,7 @@ def time_student(model, atoms_list, *, batch_size=32, repeats=5, warmup=2, devic
 
     def many():
         for chunk in batches:
-            b = collate([atoms_to_data(a, model.cutoff, dtype=dtype) for a in chunk]).to(device)
+            b = collate([atoms_to_data(a, model.cutoff, dtype=dtype, student=model) for a in chunk]).to(device)
             e, f = model(b, create_graph=False)
             float(e.detach().sum())
 

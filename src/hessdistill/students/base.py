@@ -10,10 +10,18 @@ buffers, hence in every checkpoint) and, for conservative students, takes forces
 ``create_graph=True`` keeps the force graph differentiable, as the Hessian loss needs (rows of dF/dx by
 vector-Jacobian products, double backprop).  Direct-force students keep the positions in the graph too, so
 the Jacobian of their force head can be distilled.
+
+Host-device synchronisation.  The forward of a batch prepared for the student (``atoms_to_data(...,
+student=model)``: the atomic numbers were checked by :meth:`Student.check_numbers` and the topology extras of
+:meth:`Student.graph_extras` attached, once per structure on the CPU) uses only device tensor ops with shapes
+known on the host: no ``.item()``, no data-dependent shapes.  Other batches are checked (and their extras
+computed) in the forward, with the synchronisations that needs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import abstractmethod
 from dataclasses import dataclass
 
@@ -22,6 +30,21 @@ import torch
 from torch import nn
 
 MAX_Z = 119
+
+
+def element_names(numbers) -> str:
+    """'Na (Z=11), Cl (Z=17)' for the distinct atomic numbers in ``numbers``."""
+    from ase.data import chemical_symbols
+
+    zs = sorted({int(z) for z in numbers})
+    return ", ".join(f"{chemical_symbols[z] if 0 <= z < len(chemical_symbols) else '?'} (Z={z})" for z in zs)
+
+
+def host_numbers(numbers) -> np.ndarray:
+    """Atomic numbers (array-like or tensor on any device) as a host int64 array."""
+    if isinstance(numbers, torch.Tensor):
+        numbers = numbers.detach().cpu()
+    return np.asarray(numbers, dtype=np.int64).reshape(-1)
 
 
 @dataclass
@@ -56,6 +79,50 @@ class Student(nn.Module):
     def atomwise(self, batch) -> AtomwiseOutput:
         ...
 
+    # ------------------------------------------------------------------ data preparation (host side)
+    def check_numbers(self, numbers) -> None:
+        """Raise :class:`HessdistillError` naming any element of ``numbers`` this student cannot embed.
+
+        Runs on the host: once per structure where the data is built, or per forward for unprepared batches.
+        """
+
+    def graph_extras(self, data) -> dict:
+        """Topology-only quantities of one structure (``data`` from ``atoms_to_data``, on the CPU) for the forward.
+
+        ``{key: (tensor, offset)}``: concatenated along dim 0 when structures are batched, ``offset`` (the
+        structure's count of what the tensor indexes, 0 for none) added once per preceding structure; or
+        ``{key: int}``: a size, of which the batch carries the maximum as a Python int.  None by default.
+        """
+        return {}
+
+    def data_config(self) -> dict:
+        """The hyper-parameters that :meth:`check_numbers` and :meth:`graph_extras` depend on."""
+        init = self.hparams.get("embedding_init")
+        return {"arch": self.arch, "num_elements": self.hparams.get("num_elements"),
+                "elements": None if init is None else init["numbers"]}
+
+    @property
+    def data_tag(self) -> str:
+        """Identifies :meth:`data_config` in the graphs prepared for this student (their ``prepared_for``)."""
+        digest = hashlib.sha256(json.dumps(self.data_config(), sort_keys=True).encode()).hexdigest()
+        return f"{self.arch}:{digest[:16]}"
+
+    def prepared(self, batch) -> bool:
+        """Whether every structure of ``batch`` was prepared for this student (host-side metadata only)."""
+        tags = getattr(batch, "prepared_for", None)
+        if tags is None:
+            return False
+        tags = [tags] if isinstance(tags, str) else tags
+        tag = self.data_tag
+        return len(tags) > 0 and all(t == tag for t in tags)
+
+    def check_batch(self, batch) -> bool:
+        """Check the atomic numbers of an unprepared batch (a host sync); returns :meth:`prepared`."""
+        ready = self.prepared(batch)
+        if not ready:
+            self.check_numbers(batch.z)
+        return ready
+
     @property
     def feature_dim(self) -> int:
         raise NotImplementedError
@@ -66,10 +133,11 @@ class Student(nn.Module):
             create_graph = self.training
         if not batch.pos.requires_grad and (self.conservative or create_graph):
             batch.pos.requires_grad_(True)
+        self.check_batch(batch)
         out = self.atomwise(batch)
         dtype = out.energy.dtype
         e_atom = out.energy * self.energy_scale.to(dtype) + self.element_energy.to(dtype)[batch.z]
-        n_struct = int(batch.natoms.shape[0])
+        n_struct = batch.natoms.shape[0]
         energy = torch.zeros(n_struct, dtype=dtype, device=e_atom.device).index_add(0, batch.batch, e_atom)
         if self.conservative:
             (grad,) = torch.autograd.grad(energy.sum(), batch.pos, create_graph=create_graph)

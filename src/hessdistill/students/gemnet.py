@@ -22,6 +22,14 @@ cbf_{l,r} = Y_l^0(cos a) * rbf_r(d_out), Y_l^0 = sqrt((2l+1)/4pi) P_l (Legendre,
 The sum over an edge's triplets is a batched matmul on a zero-padded (E, K_max) table (K_max = largest
 number of triplets of one edge = max degree - 1), built with vectorised index ops (no Python loops).
 
+Graph work.  The kept edges, reverse edges and triplets depend only on a structure's topology (and, through
+``max_neighbors``, on its positions when the graph is built, like the neighbour list itself):
+:meth:`GemNet.graph_extras` computes them once per structure on the CPU when the data is built for this
+student (``atoms_to_data(..., student=model)``), and the forward then only gathers them (no host-device
+synchronisation; K_max comes as a Python int with the batch).  For other batches the forward computes them itself
+(:meth:`GemNet.graph`, with the host syncs of data-dependent sizes); both give the same triplets in the
+same order, hence bitwise the same results.
+
 Forward (ScaledSiLU act = SiLU/0.6; all dense layers without bias; inv = 1/sqrt(2)):
 
     embedding:  h_i = emb(Z_i);  m_e = act(W [h_i, h_j, rbf_e])
@@ -61,8 +69,9 @@ Breakdown: atom embedding 83x64 = 5,312; edge embedding (2x64+6)x64 = 8,576; sha
 residual 8,192; per output block 21,568 energy (+ 21,568 direct force head), x 5.
 
 Atomic numbers: the plain embedding has ``num_elements`` rows for Z = 1..num_elements (row Z-1, as in the
-official code); larger Z raises :class:`HessdistillError`.  ``embedding_init`` (teacher table) replaces it by
-:class:`.layers.ElementEmbedding` (frozen table + trainable Linear(F_t -> emb_size_atom), with bias).
+official code); other Z raise :class:`HessdistillError` (:meth:`GemNet.check_numbers`, on the host).
+``embedding_init`` (teacher table) replaces it by :class:`.layers.ElementEmbedding` (frozen table + trainable
+Linear(F_t -> emb_size_atom), with bias).
 
 ``max_neighbors``: after restricting the batch's neighbour list to ``cutoff``, each atom keeps its
 ``max_neighbors`` nearest neighbours, plus any tied with the last one (distance^2 within a relative 1e-6,
@@ -81,7 +90,7 @@ from torch import nn
 
 from ..data.graphs import edge_vectors
 from ..errors import HessdistillError
-from .base import AtomwiseOutput, Student
+from .base import AtomwiseOutput, Student, element_names, host_numbers
 from .layers import ElementEmbedding, GaussianRBF, PolynomialEnvelope, plain_embedding_init, scatter_sum
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -266,9 +275,7 @@ def legendre_sph(x: torch.Tensor, num_spherical: int) -> torch.Tensor:
         ps.append(x)
     for l in range(1, num_spherical - 1):
         ps.append(((2 * l + 1) * x * ps[l] - l * ps[l - 1]) / (l + 1))
-    norms = torch.tensor([math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)],
-                         dtype=x.dtype, device=x.device)
-    return torch.stack(ps, dim=-1) * norms
+    return torch.stack([p * math.sqrt((2 * l + 1) / (4 * math.pi)) for l, p in enumerate(ps)], dim=-1)
 
 
 def reverse_edges(batch, idx_i, idx_j, shift) -> torch.Tensor:
@@ -322,20 +329,32 @@ def triplets(idx_i: torch.Tensor, n_atoms: int):
         start = torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
         local = torch.arange(id_out.shape[0], device=device) - start
         id_in = order[ptr[idx_i[id_out]] + local]
-        keep = id_in != id_out
-        id_in, id_out = id_in[keep], id_out[keep]
-        counts = reps - 1  # every output edge loses exactly itself
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(id_out.shape[0], device=device) - first[id_out]
+        id_in = id_in[id_in != id_out]
+        id_out, slot = triplet_slots(reps - 1, id_in.shape[0])  # every output edge loses exactly itself
     return id_in, id_out, slot
 
 
-def padded_index(values: torch.Tensor, id_out: torch.Tensor, slot: torch.Tensor, n_edges: int, fill: int):
+def triplet_slots(counts: torch.Tensor, n_trip: int):
+    """``id_out`` and ``slot`` (T,) of triplets sorted by output edge, from the triplet count of every edge.
+
+    ``n_trip`` = counts.sum(), given by the caller (a shape known on the host), so nothing synchronises.
+    """
+    device = counts.device
+    id_out = torch.repeat_interleave(torch.arange(counts.shape[0], device=device), counts, output_size=n_trip)
+    first = torch.cumsum(counts, 0) - counts
+    return id_out, torch.arange(n_trip, device=device) - first[id_out]
+
+
+def max_slots(slot: torch.Tensor) -> int:
+    """K_max, the width of the padded triplet tables (>= 1); a host sync on a device tensor."""
+    return int(slot.max()) + 1 if slot.numel() else 1
+
+
+def padded_index(values: torch.Tensor, id_out: torch.Tensor, slot: torch.Tensor, n_edges: int, kmax: int,
+                 fill: int):
     """(E, K_max) table: ``values`` of the triplets of each output edge, ``fill`` in unused slots."""
-    kmax = int(slot.max()) + 1 if slot.numel() else 1
     table = torch.full((n_edges * kmax,), fill, dtype=torch.long, device=values.device)
-    table[id_out * kmax + slot] = values
-    return table.view(n_edges, kmax)
+    return table.scatter_(0, id_out * kmax + slot, values).view(n_edges, kmax)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -437,6 +456,36 @@ class GemNet(Student):
     def feature_dim(self) -> int:
         return self.emb_size_atom
 
+    # ------------------------------------------------------------------ data preparation (host side)
+    def check_numbers(self, numbers) -> None:
+        z = host_numbers(numbers)
+        if self.hparams["embedding_init"] is not None:
+            self.atom_emb.check(z, "GemNet")
+            return
+        bad = z[(z < 1) | (z > self.num_elements)]
+        if bad.size:
+            raise HessdistillError(
+                f"GemNet: element(s) {element_names(bad)} outside the embedding table (Z = 1..{self.num_elements})"
+                f"\n  fix: build the student with num_elements >= {int(bad.max())}")
+
+    def data_config(self) -> dict:
+        return {**super().data_config(), "cutoff": self.cutoff, "max_neighbors": self.max_neighbors}
+
+    def graph_extras(self, data) -> dict:
+        """The output of :meth:`graph` for one structure: kept edges, reverse edges, triplets (input edges and
+        the count of each output edge's triplets) and K_max (see :meth:`atomwise` for their use)."""
+        from ..data.graphs import collate
+
+        sel, _, _, swap, id_in, id_out, slot = self.graph(collate([data]))
+        n_kept = sel.shape[0]
+        return {
+            "gemnet_edge": (sel, data.edge_index.shape[1]),
+            "gemnet_swap": (swap, n_kept),
+            "gemnet_trip_in": (id_in, n_kept),
+            "gemnet_trip_count": (torch.bincount(id_out, minlength=n_kept), 0),
+            "gemnet_kmax": max_slots(slot),
+        }
+
     # ------------------------------------------------------------------ graph
     def graph(self, batch):
         """Edges kept (within cutoff, max_neighbors, symmetric), their reverse, and the triplets."""
@@ -477,19 +526,23 @@ class GemNet(Student):
 
     # ------------------------------------------------------------------ forward
     def atomwise(self, batch) -> AtomwiseOutput:
+        """Atom energies (and direct forces).  The batch's graph quantities are the precomputed ones of
+        :meth:`graph_extras` when it was prepared for this student (device ops only, no host sync), otherwise
+        :meth:`graph` computes them (with host syncs: data-dependent sizes)."""
         z = batch.z
-        if self.hparams["embedding_init"] is None and z.numel():
-            if int(z.min()) < 1 or int(z.max()) > self.num_elements:
-                raise HessdistillError(
-                    f"GemNet: atomic numbers {int(z.min())}..{int(z.max())} outside the embedding table "
-                    f"(Z = 1..{self.num_elements})\n  fix: build the student with num_elements >= {int(z.max())}"
-                )
-        sel, idx_i, idx_j, swap, id_in, id_out, slot = self.graph(batch)
+        if self.prepared(batch):
+            sel, swap, id_in = batch.gemnet_edge, batch.gemnet_swap, batch.gemnet_trip_in
+            idx_i, idx_j = batch.edge_index[:, sel]
+            id_out, slot = triplet_slots(batch.gemnet_trip_count, id_in.shape[0])
+            kmax = batch.gemnet_kmax
+        else:
+            sel, idx_i, idx_j, swap, id_in, id_out, slot = self.graph(batch)
+            kmax = max_slots(slot)
         n_atoms = batch.pos.shape[0]
         n_edges = idx_i.shape[0]
         n_trip = id_in.shape[0]
-        in_pad = padded_index(id_in, id_out, slot, n_edges, fill=n_edges)  # (E, K_max), E = zero row
-        trip_pad = padded_index(torch.arange(n_trip, device=id_in.device), id_out, slot, n_edges, fill=n_trip)
+        in_pad = padded_index(id_in, id_out, slot, n_edges, kmax, fill=n_edges)  # (E, K_max), E = zero row
+        trip_pad = padded_index(torch.arange(n_trip, device=id_in.device), id_out, slot, n_edges, kmax, fill=n_trip)
         vec = edge_vectors(batch)[sel]
         d = torch.sqrt(torch.sum(vec * vec, dim=-1))  # edges have d > 0 (no self pairs without shift)
         unit = vec / d.unsqueeze(-1)
@@ -531,6 +584,7 @@ class GemNet(Student):
         Returns {name: value}.
         """
         factors = {n: mod for n, mod in self.named_modules() if isinstance(mod, ScaleFactor)}
+        self.check_batch(batch)
         try:
             for mod in factors.values():
                 mod.fitting = True

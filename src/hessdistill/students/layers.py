@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import HessdistillError
-from .base import MAX_Z
+from .base import MAX_Z, element_names
 
 
 def safe_norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8, keepdim: bool = False) -> torch.Tensor:
@@ -82,8 +83,9 @@ class ElementEmbedding(nn.Module):
 
     Without ``embedding_init``: a learned table of ``num_elements`` rows.  With ``embedding_init =
     {"numbers": [Z...], "table": [[...]]}`` (a teacher's per-element embedding, shape (E, F_t)): the table
-    is kept frozen as a buffer and a trainable ``Linear(F_t -> dim)`` maps it to the student width; atoms
-    whose element is not in ``numbers`` raise :class:`HessdistillError` at forward time.
+    is kept frozen as a buffer and a trainable ``Linear(F_t -> dim)`` maps it to the student width.  The
+    forward does no range check (it would synchronise host and device): :meth:`check`, called by the student
+    on the host, raises :class:`HessdistillError` for elements outside the table.
     """
 
     def __init__(self, dim: int, num_elements: int = MAX_Z, embedding_init: dict | None = None):
@@ -114,24 +116,26 @@ class ElementEmbedding(nn.Module):
         self.proj = nn.Linear(table.shape[1], self.dim)
         self.numbers = numbers
 
+    def check(self, numbers, student: str) -> None:
+        """Raise :class:`HessdistillError` naming the elements of ``numbers`` (host int array) not in the table."""
+        if self.from_teacher:
+            bad = numbers[~np.isin(numbers, self.numbers)]
+            if bad.size:
+                raise HessdistillError(
+                    f"{student}: element(s) {element_names(bad)} not in the teacher embedding table given as "
+                    f"embedding_init (it covers Z = {self.numbers})\n  fix: remove these structures or use a "
+                    "teacher table that covers them")
+            return
+        bad = numbers[(numbers < 0) | (numbers >= self.num_elements)]
+        if bad.size:
+            raise HessdistillError(
+                f"{student}: element(s) {element_names(bad)} outside the embedding table (Z < {self.num_elements}, "
+                f"num_elements = {self.num_elements})\n  fix: build the student with num_elements > {int(bad.max())}")
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if not self.from_teacher:
-            if z.numel() and int(z.max()) >= self.num_elements:
-                raise HessdistillError(
-                    f"atomic number {int(z.max())} outside the student's embedding table ({self.num_elements} rows)",
-                )
             return self.table(z)
-        rows = self.teacher_index[z]
-        if z.numel() and bool((rows < 0).any()):
-            from ase.data import chemical_symbols
-
-            missing = sorted({int(x) for x in z[rows < 0].tolist()})
-            names = ", ".join(f"{chemical_symbols[m]} (Z={m})" for m in missing)
-            raise HessdistillError(
-                f"element(s) {names} not in the teacher embedding table given as embedding_init "
-                f"(it covers Z = {self.numbers})\n  fix: remove these structures or use a teacher table that covers them"
-            )
-        return self.proj(self.teacher_table[rows])
+        return self.proj(self.teacher_table[self.teacher_index[z]])
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import HessdistillError
-from .base import MAX_Z, AtomwiseOutput, Student
+from .base import MAX_Z, AtomwiseOutput, Student, element_names, host_numbers
 
 DEFAULT_ELEMENTS = (1, 6, 7, 8)
 
@@ -117,14 +117,21 @@ class MACEStudent(Student):
     def feature_dim(self) -> int:
         return self.num_channels
 
+    def check_numbers(self, numbers) -> None:
+        z = host_numbers(numbers)
+        missing = sorted({int(x) for x in z[~np.isin(z, self.zs)]})
+        if missing:
+            raise HessdistillError(f"MACE student knows elements {self.zs}; the batch has {missing} "
+                                   f"({element_names(missing)})\n  fix: build the student with atomic_numbers "
+                                   f"including {missing} (and retrain)")
+
+    def data_config(self) -> dict:
+        return {"arch": self.arch, "elements": self.zs}
+
     def atomwise(self, batch) -> AtomwiseOutput:
-        idx = self.z_index[batch.z]
-        if bool((idx < 0).any()):
-            missing = sorted({int(z) for z in batch.z[idx < 0].tolist()})
-            raise HessdistillError(f"MACE student knows elements {self.zs}; the batch has {missing}\n  fix: build the "
-                                   f"student with atomic_numbers including {missing} (and retrain)")
+        idx = self.z_index[batch.z]  # elements checked by check_numbers (Student.forward or the data pipeline)
         pos = batch.pos
-        n_struct = int(batch.natoms.shape[0])
+        n_struct = batch.natoms.shape[0]
         ptr = torch.zeros(n_struct + 1, dtype=torch.long, device=pos.device)
         ptr[1:] = torch.cumsum(batch.natoms, 0)
         data = {

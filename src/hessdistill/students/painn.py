@@ -47,7 +47,7 @@ from torch import nn
 
 from ..data.graphs import edge_vectors
 from ..errors import HessdistillError
-from .base import MAX_Z, AtomwiseOutput, Student
+from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
 from .layers import ElementEmbedding, GaussianRBF, PolynomialEnvelope, plain_embedding_init, safe_norm, scatter_sum
 
 
@@ -164,6 +164,9 @@ class PaiNN(Student):
     @property
     def feature_dim(self) -> int:
         return self.hidden
+
+    def check_numbers(self, numbers) -> None:
+        self.embedding.check(host_numbers(numbers), "PaiNN")
 
     def atomwise(self, batch) -> AtomwiseOutput:
         i, j = batch.edge_index

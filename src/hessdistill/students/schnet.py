@@ -26,7 +26,7 @@ from torch import nn
 
 from ..data.graphs import edge_vectors
 from ..errors import HessdistillError
-from .base import MAX_Z, AtomwiseOutput, Student
+from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
 from .layers import (
     ElementEmbedding,
     GaussianRBF,
@@ -106,6 +106,9 @@ class SchNet(Student):
     @property
     def feature_dim(self) -> int:
         return self.hidden
+
+    def check_numbers(self, numbers) -> None:
+        self.embedding.check(host_numbers(numbers), "SchNet")
 
     def atomwise(self, batch) -> AtomwiseOutput:
         i, j = batch.edge_index

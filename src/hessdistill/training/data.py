@@ -45,7 +45,9 @@ class DistillDataset(torch.utils.data.Dataset):
     """One split of a structure store, with optional teacher labels, node features and Hessian rows."""
 
     def __init__(self, structures, split: str, cutoff: float, *, labels=None, hessians=None, node_features=False,
-                 dtype=torch.float64, energy_source: str = "reference"):
+                 dtype=torch.float64, energy_source: str = "reference", student=None):
+        """``student``: the model the graphs are built for; it checks the elements and precomputes its graph
+        extras (e.g. GemNet's triplets) once per structure (hessdistill.data.graphs.atoms_to_data)."""
         from ..data.labels import HessianStore, LabelStore
         from ..data.store import StructureStore
 
@@ -91,6 +93,7 @@ class DistillDataset(torch.utils.data.Dataset):
                 self.hessians = [hs.rows(split, i) for i in range(self.n)]
         self.cutoff = float(cutoff)
         self.dtype = dtype
+        self.student = student
         self._graphs = [None] * self.n
 
     def _check_alignment(self, store, path):
@@ -135,7 +138,7 @@ class DistillDataset(torch.utils.data.Dataset):
                 e, f = self.teacher_energy[i], self.teacher_forces[i]
             else:
                 e, f = a.get_potential_energy(), a.get_forces()
-            d = atoms_to_data(a, self.cutoff, dtype=self.dtype, energy=e, forces=f)
+            d = atoms_to_data(a, self.cutoff, dtype=self.dtype, energy=e, forces=f, student=self.student)
             if self.teacher_forces is not None:
                 d.teacher_forces = torch.tensor(self.teacher_forces[i], dtype=self.dtype)
             if self.node_feats is not None:

@@ -195,15 +195,19 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         student_cfg.pop("avg_num_neighbors")
     model = build_student(student_cfg)
     cutoff = model.cutoff
+    # graphs are built once per structure for this student (its graph extras: what they depend on, cutoff and
+    # elements, is the same for the model rebuilt below with avg_num_neighbors)
     train_ds = DistillDataset(structures, "train", cutoff, labels=labels, hessians=hessians if weights.hessian > 0 else None,
-                              node_features=weights.n2n > 0, dtype=dtype, energy_source=cfg.energy_source)
+                              node_features=weights.n2n > 0, dtype=dtype, energy_source=cfg.energy_source, student=model)
     if auto_nbrs:  # normalise message sums by the training set's mean neighbour count at the student's cutoff
         n_edges = sum(int(train_ds[i].edge_index.shape[1]) for i in range(len(train_ds)))
         n_atoms = sum(len(a) for a in train_ds.atoms)
         student_cfg["avg_num_neighbors"] = max(1.0, round(n_edges / max(n_atoms, 1), 3))
         torch.manual_seed(cfg.seed)
         model = build_student(student_cfg)
-    val_ds = DistillDataset(structures, "val", cutoff, labels=labels, dtype=dtype, energy_source=cfg.energy_source)
+    train_ds.student = model
+    val_ds = DistillDataset(structures, "val", cutoff, labels=labels, dtype=dtype, energy_source=cfg.energy_source,
+                            student=model)
     e_train, z_train = train_ds.energies_and_numbers()
     model.fit_element_energies(z_train, e_train)
     f_all = np.concatenate([train_ds[i].forces.numpy().reshape(-1) for i in range(len(train_ds))])
