@@ -297,11 +297,8 @@ def test_gpu_requests_follow_each_jobs_own_device(tmp_path):
     assert not any(j.startswith("label_teacher") or j.endswith("speed.json") for j in gpu), gpu
 
 
-def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
-    """A subset whose source file is absent plans download_source (URL + sha256 from the config), which fetches
-    and verifies it; a wrong checksum fails the job and leaves no file."""
-    import hashlib
-
+def _write_cu_frames(path):
+    """Six rattled fcc Cu cells labelled by EMT, as extxyz at ``path`` (a small generic source file)."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.io import write
@@ -313,9 +310,17 @@ def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
         a.calc = EMT()
         a.get_potential_energy()
         frames.append(a)
-    pub = tmp_path / "published" / "cu.xyz"
-    pub.parent.mkdir()
-    write(pub, frames, format="extxyz")
+    path.parent.mkdir(parents=True)
+    write(path, frames, format="extxyz")
+    return path
+
+
+def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
+    """A subset whose source file is absent plans download_source (URL + sha256 from the config), which fetches
+    and verifies it; a wrong checksum fails the job and leaves no file."""
+    import hashlib
+
+    pub = _write_cu_frames(tmp_path / "published" / "cu.xyz")
     sha = hashlib.sha256(pub.read_bytes()).hexdigest()
     cfg = base_config()
     cfg["data_dir"] = str(tmp_path / "data")
@@ -499,20 +504,7 @@ def test_a_bad_config_value_fails_at_start_and_deletes_nothing(completed, path, 
 def test_forcing_everything_keeps_the_users_source_files(tmp_path):
     """-F reruns every job, but a source file that exists (here fetched by hand, no URL known) is an input,
     not an output of download_source: it is neither deleted nor re-downloaded."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.io import write
-
-    frames = []
-    for i in range(6):
-        a = bulk("Cu", "fcc", a=3.6, cubic=True)
-        a.rattle(0.02, seed=i)
-        a.calc = EMT()
-        a.get_potential_energy()
-        frames.append(a)
-    mine = tmp_path / "data" / "mine.xyz"
-    mine.parent.mkdir()
-    write(mine, frames, format="extxyz")
+    mine = _write_cu_frames(tmp_path / "data" / "mine.xyz")
     content = mine.read_bytes()
     cfg = base_config()
     cfg["data_dir"] = str(tmp_path / "data")

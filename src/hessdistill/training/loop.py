@@ -136,15 +136,16 @@ class EMA:
 def evaluate(model, loader, device) -> dict:
     """Energy MAE per atom (meV/atom) and force MAE per component (meV/Å) against the batch targets."""
     model.eval()
-    e_err, f_err, n_struct, n_comp = 0.0, 0.0, 0, 0
+    e_err, f_err, n_struct, n_comp = 0.0, 0.0, 0, 0  # sums stay on the device: one host sync per evaluation
     for batch in loader:
-        batch = batch.to(device)
+        batch = _to_device(batch, device)
         energy, forces = model(batch, create_graph=False)
-        e_err += float(((energy.detach() - batch.energy).abs() / batch.natoms).sum())
-        f_err += float((forces.detach() - batch.forces).abs().sum())
+        e_err = e_err + ((energy.detach() - batch.energy).abs() / batch.natoms).sum()
+        f_err = f_err + (forces.detach() - batch.forces).abs().sum()
         n_struct += int(batch.natoms.shape[0])
         n_comp += forces.numel()
-    return {"energy_mae_meV_atom": 1e3 * e_err / max(n_struct, 1), "force_mae_meV_A": 1e3 * f_err / max(n_comp, 1)}
+    return {"energy_mae_meV_atom": 1e3 * float(e_err) / max(n_struct, 1),
+            "force_mae_meV_A": 1e3 * float(f_err) / max(n_comp, 1)}
 
 
 def teacher_val_force_mae(val: DistillDataset) -> float | None:
@@ -229,6 +230,9 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     collate = HessianCollate(train_ds, rows_per_structure=cfg.rows_per_structure,
                              weighting="projection" if cfg.method == "hessian-projection" else cfg.row_weighting,
                              seed=cfg.seed, probe=cfg.probe)
+    # batches are collated on the main thread: the Hessian-row sampler's draws are keyed by (seed, epoch, step) and
+    # the error-weighted sampler learns from each step, which worker processes would not share; graphs are cached
+    # per structure, so collation is cheap next to a Hessian step, and copies to a GPU do not block (_to_device)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.val_batch_size, shuffle=False, collate_fn=collate_plain)
     teacher_mae = teacher_val_force_mae(val_ds)
     if cfg.hessian_schedule_force_mae is not None:
