@@ -236,22 +236,27 @@ def lj_cluster():
 
 
 def test_nve_conserves_energy_and_curl_force_does_not(tmp_path):
-    good = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=400, timestep_fs=0.5,
+    good = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=1000, timestep_fs=0.5,
                   temperature_K=300, seed=1, log_every=5)
-    assert good["stable"] and good["steps_completed"] == 400 and good["criterion"] == "bonds"
+    assert good["stable"] and good["steps_completed"] == 1000 and good["criterion"] == "bonds"
     assert abs(good["drift_meV_atom_ps"]) < 0.5 and good["max_abs_dE_meV_atom"] < 1.0
-    bad = run_md(lj_cluster(), CurlLJ(alpha=0.2), steps=400, timestep_fs=0.5, temperature_K=300, seed=1,
+    bad = run_md(lj_cluster(), CurlLJ(alpha=0.2), steps=1000, timestep_fs=0.5, temperature_K=300, seed=1,
                  log_every=5, stop_on_collapse=False)
     assert bad["drift_meV_atom_ps"] > 20 * max(abs(good["drift_meV_atom_ps"]), 0.05)
     assert bad["max_abs_dE_meV_atom"] > 10 * good["max_abs_dE_meV_atom"]
     # same seed, same run; the result is JSON-able as is
-    again = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=400, timestep_fs=0.5,
+    again = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=1000, timestep_fs=0.5,
                    temperature_K=300, seed=1, log_every=5)
     assert again["series"]["etot_eV_atom"] == good["series"]["etot_eV_atom"]
     json.dumps(good, allow_nan=False)
     write_json(tmp_path / "md.json", good)
     s = good["series"]
-    assert len(s["time_ps"]) == 81 and s["time_ps"][-1] == pytest.approx(0.2)
+    assert len(s["time_ps"]) == 201 and s["time_ps"][-1] == pytest.approx(0.5)
+    # a window shorter than min_energy_window_ps (0.5 ps) gives no drift, and says why
+    short = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=400, timestep_fs=0.5,
+                   temperature_K=300, seed=1, log_every=5)
+    assert short["stable"] and short["drift_meV_atom_ps"] is None and short["fluctuation_meV_atom"] is None
+    assert "0.2 ps" in short["energy_stats_note"] and short["max_abs_dE_meV_atom"] < 1.0
 
 
 @pytest.mark.parametrize("mode,reason", [("nan", "nonfinite"), ("huge", "force_too_large"), ("raise", "calculator_error")])
@@ -408,3 +413,26 @@ def test_teacher_calculator_and_autograd_hessian():
     md = run_md(start, calc, steps=50, temperature_K=100, timestep_fs=0.5, seed=0, log_every=10)
     assert md["steps_completed"] == 50 and md["max_abs_dE_meV_atom"] is not None
     json.dumps(md, allow_nan=False)
+
+
+def test_training_reference_is_the_mean_over_frames_of_the_same_composition():
+    """The paper's MD reference: bond lengths averaged over the training frames with the same atoms in the same
+    order; frames of another composition or atom order do not count; no match gives None (start lengths)."""
+    from ase.build import molecule
+
+    from hessdistill.evaluation.md import bond_lengths, find_bonds, training_reference
+
+    start = molecule("CH3CH2OH")
+    bonds = find_bonds(start)
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        f = start.copy()
+        f.positions += rng.normal(scale=0.02, size=f.positions.shape)
+        frames.append(f)
+    other = molecule("CH3OCH3")  # same formula, other atom order and bonds
+    lengths, n = training_reference(start, frames + [other, molecule("H2O")], bonds)
+    assert n == 4
+    expected = np.mean([bond_lengths(f.positions, f.cell, bonds) for f in frames], axis=0)
+    assert np.allclose(lengths, expected, atol=1e-12)
+    assert training_reference(start, [other], bonds) == (None, 0)

@@ -115,3 +115,26 @@ def test_table_csv_and_latex_escape():
     t = Table("a_b & c", ["x", "y"], [["50%", "#1"]], raw=[["50%", None]])
     assert "a\\_b \\& c" in t.to_latex() and "50\\%" in t.to_latex()
     assert t.to_csv().splitlines()[1] == "50%,"
+
+
+def test_dynamics_table_shows_mean_se_n_and_averages_drift_over_stable_runs_only(tmp_path):
+    from hessdistill.reporting import dynamics_table
+
+    d = tmp_path / "results" / "s" / "runs" / "T" / "r" / "eval"
+    runs = [{"stable": True, "simulated_time_ps": 1.0, "drift_meV_atom_ps": 0.1},
+            {"stable": True, "simulated_time_ps": 1.0, "drift_meV_atom_ps": -0.3},
+            {"stable": False, "time_to_collapse_ps": 0.005, "simulated_time_ps": 0.005, "drift_meV_atom_ps": 785.0}]
+    paths = [_write(d / "md.json", {"n_structures": 3, "n_stable": 2, "mean_abs_drift_meV_atom_ps": 261.8,
+                                    "runs": runs}),
+             _write(d / "vibrations.json", {"freq_mae_cm1": 3.0, "runs": [{"freq_mae_cm1": 2.0},
+                                                                          {"freq_mae_cm1": 4.0}]}),
+             _write(d / "relax.json", {"model_success_rate": 1.0, "energy_error_mae_meV_atom": 5.0,
+                                       "structures": [{"model_converged": True, "teacher_converged": True,
+                                                       "energy_error_meV_atom": -5.0, "rmsd_A": 0.1}]})]
+    t = dynamics_table(collect(paths, {}))
+    row = dict(zip(t.header, t.rows[0]))
+    assert row["MD stable"] == "2/3"
+    assert row["|NVE drift| (meV/atom/ps)"] == "0.20 ± 0.10 (2)"  # the collapsed run's 785 is not averaged in
+    assert row["mean survival (ps)"] == "0.67 ± 0.33 (3)"
+    assert row["freq. MAE (cm⁻¹)"] == "3.00 ± 1.00 (2)" and row["relax ΔE vs teacher (meV/atom)"] == "5.00 (1)"
+    assert t.raw[0][5] == pytest.approx(0.2) and "±" in t.to_latex().replace(r"$\pm$", "±")

@@ -34,10 +34,10 @@ EVALUATIONS = ("test", "vibrations", "md", "relax", "speed")
 DEFAULTS = {
     "split": "test",
     "test": {"max_hessian_structures": 50, "batch_size": 32, "parity_points": 2000},
-    "vibrations": {"n_structures": 3, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
-    "md": {"n_structures": 3, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
+    "vibrations": {"n_structures": 5, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
+    "md": {"n_structures": 5, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
            "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto",
-           "keep_series": True},
+           "keep_series": True, "min_energy_frames": 10, "min_energy_window_ps": 0.5, "bond_reference": "training"},
     "relax": {"n_structures": 5, "optimizer": "FIRE", "fmax": 0.05, "max_steps": 500, "perturb": 0.05, "seed": 0},
     "speed": {"n_structures": 32, "batch_size": 32, "repeats": 5, "warmup": 2},
 }
@@ -148,19 +148,32 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                                        max_hessian_structures=c["max_hessian_structures"],
                                        parity_points=c["parity_points"])
         elif ev == "vibrations":
-            from .evaluation.vibrations import vibrational_comparison
+            from .evaluation.vibrations import frequency_suite, vibrational_comparison
 
             pool = [a for a in atoms if not (c["molecules_only"] and a.pbc.any())][: c["n_structures"]]
             runs = [vibrational_comparison(a, subject.calc, ref.calc, model_hessian_fn=subject.hessian,
                                            teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
                     for a in pool]
-            maes = [r["freq_mae_cm1"] for r in runs if r.get("freq_mae_cm1") is not None]
-            res = {"freq_mae_cm1": float(np.mean(maes)) if maes else None, "n_structures": len(runs), "runs": runs}
+            res = {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
         elif ev == "md":
-            from .evaluation.md import md_stability_suite
+            from .evaluation.md import find_bonds, md_stability_suite, training_reference
 
-            kw = {k: v for k, v in c.items() if k != "n_structures"}
-            res = md_stability_suite(atoms[: c["n_structures"]], subject.calc, **kw)
+            kw = {k: v for k, v in c.items() if k not in ("n_structures", "bond_reference")}
+            starts = atoms[: c["n_structures"]]
+            refs = None
+            if c["bond_reference"] == "training":  # the paper's: mean lengths over training frames, same composition
+                with StructureStore(structures) as st:
+                    train = [st.atoms("train", i) for i in range(st.n_structures("train"))] if "train" in st.splits else []
+                bonds = [find_bonds(a) for a in starts]
+                found = [training_reference(a, train, b) for a, b in zip(starts, bonds)]
+                refs = [lengths for lengths, _ in found]
+                kw["bonds"] = bonds
+            elif c["bond_reference"] != "initial":
+                raise HessdistillError(f"md bond_reference must be 'training' or 'initial', got {c['bond_reference']!r}")
+            res = md_stability_suite(starts, subject.calc, reference_lengths=refs, **kw)
+            if refs is not None:
+                for r, (_, n_frames) in zip(res["runs"], found):
+                    r["bond_reference"] = f"training ({n_frames} frames)" if n_frames else "initial (no training frame matches)"
         elif ev == "relax":
             from .evaluation.relax import relax_comparison
 

@@ -8,8 +8,8 @@ and each run's ``log.csv``/``summary.json``.  Output (one folder):
   row per run (method), columns per subset "energy MAE / force MAE" against the teacher, the best student
   value of every column marked (bold in md/tex, ``best_*`` columns in csv); optional paper numbers beside.
 * ``table_speed``: parameters, MD-step latency, batched throughput and the speed-ups against the teacher.
-* ``table_dynamics``: MD stability (fraction stable, survival time), NVE drift, relaxation success and
-  errors, harmonic-frequency MAE, Hessian MAE.
+* ``table_dynamics``: MD stability (fraction stable, survival time), NVE drift (stable runs only), relaxation
+  success and errors, harmonic-frequency MAE, Hessian MAE; averages as "mean ± s.e. (n structures)".
 * figures (PNG): force MAE vs speed-up, force parity per run, NVE total-energy traces, MD stability,
   training curves.
 * ``summary.csv``/``summary.md``: one flat row per run (every metric), and an index of the above.
@@ -261,23 +261,92 @@ def speed_table(records: list[Record], digits: int = 2) -> Table:
     return t
 
 
+def _mean_se(values) -> dict:
+    """``{"mean", "se", "n"}`` over the non-None values (se = sample std / sqrt(n); None for n < 2)."""
+    v = [float(x) for x in values if x is not None]
+    n = len(v)
+    mean = sum(v) / n if n else None
+    se = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1) / n) if n > 1 else None
+    return {"mean": mean, "se": se, "n": n}
+
+
+def _stat(r: Record, evaluation: str, mean_key: str, per_structure=None) -> dict:
+    """Mean, standard error and n of one metric over structures: recomputed from the per-structure records when
+    the file has them (``per_structure(eval dict) -> values or None``), else the stored mean (n unknown)."""
+    d = r.evals.get(evaluation)
+    if not isinstance(d, dict):
+        return {"mean": None, "se": None, "n": None}
+    values = per_structure(d) if per_structure else None
+    if values is not None:
+        return _mean_se(values)
+    return {"mean": r.get(evaluation, mean_key), "se": None, "n": None}
+
+
+def _md_runs(d, key):
+    runs = d.get("runs") or []
+    if not runs or not all(isinstance(x, dict) and "stable" in x for x in runs):
+        return None
+    if key == "survival":
+        return [x.get("simulated_time_ps") if x["stable"] else x.get("time_to_collapse_ps") for x in runs]
+    # drift: stable runs only (a collapsed run's drift is no conservation measure), absolute values
+    return [abs(x["drift_meV_atom_ps"]) for x in runs if x["stable"] and x.get("drift_meV_atom_ps") is not None]
+
+
+def _relax_structs(d, key):
+    recs = d.get("structures")
+    if not recs:
+        return None
+    both = [x for x in recs if x.get("model_converged") and x.get("teacher_converged")]
+    if key == "energy":
+        return [abs(x["energy_error_meV_atom"]) for x in both if x.get("energy_error_meV_atom") is not None]
+    return [x.get("rmsd_A") for x in both]
+
+
+def _vib_runs(d):
+    runs = d.get("runs")
+    return None if runs is None else [x.get("freq_mae_cm1") for x in runs]
+
+
+def fmt_stat(st: dict, digits: int = 2) -> str:
+    """'mean ± se (n)'; 'mean (n)' for a single value; the bare mean when n is unknown; '-' without a mean."""
+    if st["mean"] is None:
+        return "-"
+    if st["n"] is None:
+        return fmt(st["mean"], digits)
+    se = "" if st["se"] is None else f" ± {fmt(st['se'], digits)}"
+    return f"{fmt(st['mean'], digits)}{se} ({st['n']})"
+
+
 def dynamics_table(records: list[Record], digits: int = 2) -> Table:
+    """MD stability, NVE drift, relaxation and frequency errors; averaged cells read 'mean ± s.e. (n structures)'."""
     header = ["subset", "teacher", "model", "MD stable", "mean survival (ps)", "|NVE drift| (meV/atom/ps)",
               "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
               "Hessian MAE (meV/Å²)"]
     rows, vals = [], []
     for r in records:
         n_st, n = r.get("md", "n_stable"), r.get("md", "n_structures")
-        v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None,
-             r.get("md", "mean_survival_time_ps"), r.get("md", "mean_abs_drift_meV_atom_ps"),
-             r.get("relax", "model_success_rate"), r.get("relax", "energy_error_mae_meV_atom"),
-             r.get("relax", "rmsd_mean_A"), None if r.is_teacher else r.get("vibrations", "freq_mae_cm1"),
-             None if r.is_teacher else r.get("test", "hessian_mae_meV_A2")]
-        rows.append([fmt(x, digits) if not isinstance(x, str) else x for x in v])
+        stats = [_stat(r, "md", "mean_survival_time_ps", lambda d: _md_runs(d, "survival")),
+                 _stat(r, "md", "mean_abs_drift_meV_atom_ps", lambda d: _md_runs(d, "drift")),
+                 _stat(r, "relax", "energy_error_mae_meV_atom", lambda d: _relax_structs(d, "energy")),
+                 _stat(r, "relax", "rmsd_mean_A", lambda d: _relax_structs(d, "rmsd")),
+                 {"mean": None, "se": None, "n": None} if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1",
+                                                                                  _vib_runs)]
+        hess = None if r.is_teacher else r.get("test", "hessian_mae_meV_A2")
+        v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None, stats[0]["mean"],
+             stats[1]["mean"], r.get("relax", "model_success_rate"), stats[2]["mean"], stats[3]["mean"],
+             stats[4]["mean"], hess]
+        cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
+        for j, st in zip((4, 5, 7, 8, 9), stats):
+            cells[j] = fmt_stat(st, digits)
+        rows.append(cells)
         vals.append(v)
     t = Table("Dynamics and curvature: MD stability, NVE energy drift, relaxations compared with the teacher's, "
               "harmonic frequencies and Hessian rows against the teacher", header, rows, raw=vals,
-              notes=["Lowest error per column in bold (students only); survival and success: highest."])
+              notes=["Averages over structures read mean ± standard error (n structures); the CSV holds the means.",
+                     "NVE drift: stable runs only, each over >= 0.5 ps of logged NVE (runs that collapsed report "
+                     "their time to collapse instead); relaxation errors: structures where both relaxations "
+                     "converged.",
+                     "Lowest error per column in bold (students only); survival and success: highest."])
     _mark_students(t, vals, records, low=(5, 7, 8, 9, 10), high=(4, 6))
     return t
 
@@ -299,9 +368,10 @@ def summary_rows(records: list[Record]) -> list[dict]:
                     "speedup_latency": None if r.is_teacher else r.get("speed", "speedup_latency"),
                     "speedup_throughput": None if r.is_teacher else r.get("speed", "speedup_throughput"),
                     "md_fraction_stable": r.get("md", "fraction_stable"),
-                    "nve_drift_meV_atom_ps": r.get("md", "mean_abs_drift_meV_atom_ps"),
+                    "nve_drift_meV_atom_ps": _stat(r, "md", "mean_abs_drift_meV_atom_ps",
+                                                   lambda d: _md_runs(d, "drift"))["mean"],
                     "relax_success_rate": r.get("relax", "model_success_rate"),
-                    "freq_mae_cm1": None if r.is_teacher else r.get("vibrations", "freq_mae_cm1"),
+                    "freq_mae_cm1": None if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1", _vib_runs)["mean"],
                     "train_time_s": r.summary.get("train_time_s"), "epochs": r.summary.get("epochs")})
     return out
 

@@ -18,12 +18,14 @@ from ..atomic import atomic_write_text
 from .accuracy import (accuracy, accuracy_from_stores, calculator_predictor, hessian_accuracy, student_hessian_rows_fn,
                        student_predictor)
 from .speed import speed_comparison, time_student, time_teacher
-from .md import find_bonds, md_stability_suite, reference_bond_lengths, run_md, smeared_rdf, rdf_grid
+from .md import (BOND_TOLERANCE, find_bonds, md_stability_suite, mean_sem, reference_bond_lengths, run_md,
+                 smeared_rdf, rdf_grid)
 from .relax import kabsch_rmsd, periodic_rmsd, relax_comparison, run_optimizer, structure_rmsd
 from .vibrations import (
     compare_frequencies,
     eigenvalues_to_cm1,
     fd_hessian_fn,
+    frequency_suite,
     harmonic_frequencies,
     n_vibrational_modes,
     rigid_body_basis,
@@ -55,8 +57,9 @@ def write_json(path, result) -> None:
 
 
 __all__ = [
-    "compare_frequencies", "eigenvalues_to_cm1", "fd_hessian_fn", "find_bonds", "harmonic_frequencies",
-    "kabsch_rmsd", "md_stability_suite", "n_vibrational_modes", "periodic_rmsd", "rdf_grid",
+    "BOND_TOLERANCE", "compare_frequencies", "eigenvalues_to_cm1", "fd_hessian_fn", "find_bonds",
+    "frequency_suite", "harmonic_frequencies", "kabsch_rmsd", "md_stability_suite", "mean_sem",
+    "n_vibrational_modes", "periodic_rmsd", "rdf_grid",
     "reference_bond_lengths", "relax_comparison", "rigid_body_basis", "run_md", "run_optimizer",
     "smeared_rdf", "structure_rmsd", "to_jsonable", "vibrational_comparison", "write_json",
 ]

@@ -7,10 +7,10 @@ Langevin NVT with friction 0.01 fs⁻¹.
 Stability criteria (``criterion``):
 
 ``bonds`` (molecules; the paper's criterion)
-    bonds are the pairs within ASE ``natural_cutoffs`` in the initial structure (periodic images included
-    for cells), bonds longer than ``max_bond`` Å dropped.  Reference lengths are ``reference_lengths``
-    (e.g. means over training frames of the same composition, see :func:`reference_bond_lengths`) or the
-    initial lengths.  The run has collapsed at the first check where any |length - reference| >
+    bonds are found by :func:`find_bonds` in the initial structure (covalent radii x :data:`BOND_TOLERANCE`,
+    periodic images included for cells), bonds longer than ``max_bond`` Å dropped.  Reference lengths are
+    ``reference_lengths`` (the paper's option: means over training frames of the same composition, see
+    :func:`reference_bond_lengths`) or the initial lengths.  The run has collapsed at the first check where any |length - reference| >
     ``max_deviation`` Å (0.5 Å).
 ``sites`` (periodic solids; default for cells)
     a Lindemann-style site criterion.  Each atom's displacement from its initial site (unwrapped, with
@@ -44,7 +44,10 @@ They are reported as unstable with the reason; nothing is raised.
 
 Energy conservation (NVE): from E_tot per atom logged every ``log_every`` steps — drift = slope of a
 linear fit vs time (meV/atom/ps), fluctuation = standard deviation (meV/atom), and max |E_tot(t) -
-E_tot(0)| per atom (meV/atom).
+E_tot(0)| per atom (meV/atom).  Drift and fluctuation are reported only over at least ``min_energy_frames``
+frames spanning ``min_energy_window_ps`` (0.5 ps), and not for a run stopped by a collapse or explosion (its
+time to collapse is the result); otherwise they are None and ``energy_stats_note`` gives the reason.
+Suites average drifts over stable runs only and give mean, standard error and n (:func:`mean_sem`).
 """
 
 from __future__ import annotations
@@ -63,18 +66,35 @@ ENSEMBLES = ("nve", "nvt")
 # ----------------------------------------------------------------------------------------- bonds
 
 
-def find_bonds(atoms, *, max_bond: float = 5.0, mult: float = 1.0) -> list[tuple[int, int, tuple[int, int, int]]]:
-    """Bonded pairs ``(i, j, shift)`` from ASE natural cutoffs (each pair once; ``shift`` is the cell image of j)."""
+#: Bond tolerance: a pair is bonded when shorter than BOND_TOLERANCE x the sum of the covalent radii (ASE's
+#: Cordero radii).  Measured on ASE's g2 molecules: every chemical bond has d / (r_i + r_j) <= 1.25 (F2, the
+#: longest relative to its radii; C-H and C-C sit at 1.03-1.07, above the plain sum), every non-bonded pair
+#: >= 1.38 (cross-ring C...C in cyclobutene); 1.3 sits in that gap.  The common 1.2 misses F2.
+BOND_TOLERANCE = 1.3
+#: Elements counted as non-metals (metalloids included) by :func:`find_bonds`.
+NONMETALS = frozenset("H He B C N O F Ne Si P S Cl Ar Ge As Se Br Kr Sb Te I Xe At Rn".split())
+
+
+def find_bonds(atoms, *, max_bond: float = 5.0, mult: float = BOND_TOLERANCE
+               ) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """Bonded pairs ``(i, j, shift)`` (each pair once; ``shift`` is the cell image of j, periodic images included).
+
+    A pair is bonded when d < ``mult`` (r_i + r_j) with covalent radii r (see :data:`BOND_TOLERANCE`), except
+    metal-metal pairs in a structure that contains non-metals (the Sr-Ti and Ti-Ti contacts of a perovskite are
+    not bonds; in a pure metal or alloy they are).  Pairs longer than ``max_bond`` Å are dropped.
+    """
     from ase.neighborlist import natural_cutoffs, neighbor_list
 
-    if len(atoms) < 2:
+    if len(atoms) < 2 and not np.any(atoms.pbc):
         return []
-    cut = natural_cutoffs(atoms, mult=mult)
-    ii, jj, ss, dd = neighbor_list("ijSd", atoms, cut, self_interaction=False)
+    symbols = atoms.get_chemical_symbols()
+    metal = np.array([s not in NONMETALS for s in symbols])
+    skip_metal_pairs = not metal.all()
+    ii, jj, ss, dd = neighbor_list("ijSd", atoms, natural_cutoffs(atoms, mult=mult), self_interaction=False)
     out = []
     for i, j, s, d in zip(ii, jj, ss, dd):
         s = tuple(int(x) for x in s)
-        if d > max_bond:
+        if d > max_bond or (skip_metal_pairs and metal[i] and metal[j]):
             continue
         if i < j or (i == j and s > (0, 0, 0)):
             out.append((int(i), int(j), s))
@@ -114,6 +134,19 @@ def reference_bond_lengths(frames, bonds) -> list[float]:
     if n == 0:
         raise ValueError("reference_bond_lengths needs at least one frame")
     return [float(x) for x in acc / n]
+
+
+def training_reference(start, frames, bonds):
+    """The paper's reference bond lengths for an MD run from ``start``: the mean over the ``frames`` (training
+    structures) of the same composition, atom for atom (same atomic numbers in the same order, same periodicity
+    and cell size), so that every bond of ``start`` is the same pair in each frame.  Returns (lengths, number of
+    frames used); (None, 0) when no frame matches (then the run keeps the lengths of its start structure)."""
+    same = [f for f in frames if len(f) == len(start) and np.array_equal(f.numbers, start.numbers)
+            and np.array_equal(f.pbc, start.pbc)
+            and (not np.any(start.pbc) or np.allclose(f.cell.lengths(), start.cell.lengths(), rtol=0.1))]
+    if not same or not bonds:
+        return None, 0
+    return reference_bond_lengths(same, bonds), len(same)
 
 
 # ------------------------------------------------------------------------------------------- RDF
@@ -248,17 +281,36 @@ def _remove_drift(atoms, periodic):
             ZeroRotation(atoms)
 
 
-def _energy_stats(t_ps, etot_per_atom_eV) -> dict:
+def _energy_stats(t_ps, etot_per_atom_eV, *, min_frames: int, min_window_ps: float) -> dict:
+    """Drift (slope of a linear fit), fluctuation (std) and max |E - E(0)| of E_tot per atom.
+
+    Drift and fluctuation need at least ``min_frames`` logged frames spanning ``min_window_ps``; otherwise they
+    are None and ``energy_stats_note`` says why (a slope over a few fs, quoted per ps, is an extrapolation)."""
     t = np.asarray(t_ps, dtype=np.float64)
     e = np.asarray(etot_per_atom_eV, dtype=np.float64) * 1000.0
-    out = {"drift_meV_atom_ps": None, "fluctuation_meV_atom": None, "max_abs_dE_meV_atom": None}
+    out = {"drift_meV_atom_ps": None, "fluctuation_meV_atom": None, "max_abs_dE_meV_atom": None,
+           "energy_window_ps": float(t[-1] - t[0]) if t.size else 0.0, "energy_frames": int(e.size),
+           "energy_stats_note": None}
     if e.size == 0 or not np.all(np.isfinite(e)):
+        out["energy_stats_note"] = "no finite energies logged"
         return out
     out["max_abs_dE_meV_atom"] = float(np.abs(e - e[0]).max())
+    if e.size < min_frames or out["energy_window_ps"] < min_window_ps - 1e-12:
+        out["energy_stats_note"] = (f"{e.size} frames over {out['energy_window_ps']:.3g} ps; drift and fluctuation "
+                                    f"need >= {min_frames} frames over >= {min_window_ps:g} ps")
+        return out
     out["fluctuation_meV_atom"] = float(e.std())
-    if e.size >= 2 and t[-1] > t[0]:
-        out["drift_meV_atom_ps"] = float(np.polyfit(t, e, 1)[0])
+    out["drift_meV_atom_ps"] = float(np.polyfit(t, e, 1)[0])
     return out
+
+
+def mean_sem(values) -> dict:
+    """``{"mean", "se", "n"}`` over the non-None values: the standard error of the mean is s/sqrt(n) with the
+    sample standard deviation (ddof=1); None where undefined (no value; a single value has no s.e.)."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    n = int(v.size)
+    return {"mean": float(v.mean()) if n else None,
+            "se": float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else None, "n": n}
 
 
 def _downsample(series: dict, max_points: int) -> dict:
@@ -299,6 +351,8 @@ def run_md(
     max_force_eV_A: float = 1.0e3,
     max_displacement_A: float = 50.0,
     max_series_points: int = 2000,
+    min_energy_frames: int = 10,
+    min_energy_window_ps: float = 0.5,
 ) -> dict:
     """Run MD of a copy of ``atoms`` with ``calc`` and report stability and energy conservation.
 
@@ -452,9 +506,15 @@ def run_md(
         "wall_s": float(wall),
         "mean_temperature_K": float(np.mean(series["temperature_K"])) if series["temperature_K"] else None,
     }
-    stats = _energy_stats(series["time_ps"], series["etot_eV_atom"])
+    stats = _energy_stats(series["time_ps"], series["etot_eV_atom"], min_frames=min_energy_frames,
+                          min_window_ps=min_energy_window_ps)
+    drift_keys = ("drift_meV_atom_ps", "fluctuation_meV_atom", "max_abs_dE_meV_atom")
     if ensemble != "nve":  # drift of E_tot is not a conservation measure under a thermostat
-        stats = {k: None for k in stats}
+        stats.update({k: None for k in drift_keys}, energy_stats_note="NVT: energy is not conserved")
+    elif state["exploded"] or (state["collapsed"] and stop_on_collapse):
+        stats.update({k: None for k in drift_keys[:2]},
+                     energy_stats_note=f"run ended at {state['time_to_collapse_ps']:.4g} ps ({state['reason']}): "
+                                       "time to collapse reported instead of a drift")
     out.update(stats)
     out["series"] = _downsample(series, max_series_points)
     return out
@@ -463,9 +523,11 @@ def run_md(
 def md_stability_suite(structures, calc, *, reference_lengths=None, bonds=None, keep_series: bool = False, **kw) -> dict:
     """Run :func:`run_md` on each structure and aggregate.
 
-    ``reference_lengths`` / ``bonds``: None or one entry per structure.  Aggregates: fraction stable,
-    mean time to collapse (over collapsed runs), mean survival time (time to collapse, or the run length
-    for stable runs), NVE drift statistics over runs that produced them.
+    ``reference_lengths`` / ``bonds``: None or one entry per structure (for the paper's option, mean lengths over
+    training frames of the same composition, see :func:`reference_bond_lengths`).  Aggregates: fraction stable,
+    mean time to collapse (over collapsed runs), mean survival time (time to collapse, or the run length for
+    stable runs), NVE |drift| and max |dE| over *stable* runs that produced them; each mean comes with its
+    standard error (``*_se``) and count (``*_n``).
     """
     structures = list(structures)
     runs = []
@@ -478,23 +540,30 @@ def md_stability_suite(structures, calc, *, reference_lengths=None, bonds=None, 
             r.pop("series", None)
         runs.append(r)
     n = len(runs)
-    collapse_t = [r["time_to_collapse_ps"] for r in runs if not r["stable"] and r["time_to_collapse_ps"] is not None]
-    survival = [r["time_to_collapse_ps"] if not r["stable"] else r["simulated_time_ps"] for r in runs]
-    drifts = [r["drift_meV_atom_ps"] for r in runs if r.get("drift_meV_atom_ps") is not None]
-    maxde = [r["max_abs_dE_meV_atom"] for r in runs if r.get("max_abs_dE_meV_atom") is not None]
+    stable = [r for r in runs if r["stable"]]
+    # (key prefix, unit suffix, values): written as prefix+unit (mean), prefix_se+unit and prefix_n
+    stats = [
+        ("mean_time_to_collapse", "_ps", [r["time_to_collapse_ps"] for r in runs if not r["stable"]]),
+        ("mean_survival_time", "_ps", [r["simulated_time_ps"] if r["stable"] else r["time_to_collapse_ps"]
+                                       for r in runs]),
+        ("mean_abs_drift", "_meV_atom_ps", [abs(r["drift_meV_atom_ps"]) for r in stable
+                                            if r.get("drift_meV_atom_ps") is not None]),
+        ("mean_max_abs_dE", "_meV_atom", [r.get("max_abs_dE_meV_atom") for r in stable]),
+    ]
     reasons: dict[str, int] = {}
     for r in runs:
         if not r["stable"]:
             reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    return {
+    drifts = stats[2][2]
+    out = {
         "n_structures": n,
-        "n_stable": int(sum(r["stable"] for r in runs)),
-        "fraction_stable": float(np.mean([r["stable"] for r in runs])) if n else None,
-        "mean_time_to_collapse_ps": float(np.mean(collapse_t)) if collapse_t else None,
-        "mean_survival_time_ps": float(np.mean([x for x in survival if x is not None])) if n else None,
+        "n_stable": len(stable),
+        "fraction_stable": len(stable) / n if n else None,
         "unstable_reasons": reasons,
-        "mean_abs_drift_meV_atom_ps": float(np.mean(np.abs(drifts))) if drifts else None,
-        "max_abs_drift_meV_atom_ps": float(np.max(np.abs(drifts))) if drifts else None,
-        "mean_max_abs_dE_meV_atom": float(np.mean(maxde)) if maxde else None,
-        "runs": runs,
+        "max_abs_drift_meV_atom_ps": max(drifts) if drifts else None,
     }
+    for prefix, unit, values in stats:
+        st = mean_sem(values)
+        out.update({f"{prefix}{unit}": st["mean"], f"{prefix}_se{unit}": st["se"], f"{prefix}_n": st["n"]})
+    out["runs"] = runs
+    return out

@@ -13,6 +13,9 @@ aggregate:
 - RMSD between the two relaxed geometries, Å: Kabsch-aligned (after centring) for molecules; for periodic
   cells the minimum-image displacement with its mean (a rigid shift) removed.
 
+Means over structures come with their standard error (``*_se_*``) and count (``n_compared``: structures where
+both relaxations converged; success rates are over ``n_structures``).
+
 Failures (calculator exceptions, NaN, non-convergence) are recorded, never raised.
 """
 
@@ -181,6 +184,10 @@ def relax_comparison(
     n_total = len(records)
     both = [r for r in records if r["model_converged"] and r["teacher_converged"]]
     ee = [r["energy_error_meV_atom"] for r in both if r["energy_error_meV_atom"] is not None]
+    from .md import mean_sem
+
+    mae = mean_sem([abs(x) for x in ee])
+    rmsd = mean_sem([r["rmsd_A"] for r in both])
     return {
         "optimizer": optimizer.upper(),
         "fmax_eV_A": float(fmax),
@@ -195,8 +202,12 @@ def relax_comparison(
         # statistics over structures where both relaxations converged
         "n_compared": len(both),
         "energy_error_mean_meV_atom": _mean(ee),
-        "energy_error_mae_meV_atom": _mean([abs(x) for x in ee]),
-        "rmsd_mean_A": _mean([r["rmsd_A"] for r in both]),
+        "energy_error_mae_meV_atom": mae["mean"],
+        "energy_error_mae_se_meV_atom": mae["se"],
+        "energy_error_n": mae["n"],
+        "rmsd_mean_A": rmsd["mean"],
+        "rmsd_se_A": rmsd["se"],
+        "rmsd_n": rmsd["n"],
         "rmsd_max_A": max((r["rmsd_A"] for r in both if r["rmsd_A"] is not None), default=None),
         "failures": [
             {"index": r["index"], "model_error": r["model_error"], "teacher_error": r["teacher_error"],

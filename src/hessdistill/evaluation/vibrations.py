@@ -185,3 +185,13 @@ def vibrational_comparison(
     out.update(compare_frequencies(plain, np.asarray(mh(plain)), np.asarray(th(plain)), periodic=periodic))
     out["error"] = None
     return out
+
+
+def frequency_suite(runs) -> dict:
+    """Aggregate :func:`vibrational_comparison` results over structures: mean frequency MAE (cm⁻¹) over the runs
+    that produced one, its standard error and n, and how many runs failed (teacher relaxation errors)."""
+    from .md import mean_sem
+
+    st = mean_sem([r.get("freq_mae_cm1") for r in runs])
+    return {"freq_mae_cm1": st["mean"], "freq_mae_se_cm1": st["se"], "freq_mae_n": st["n"],
+            "n_structures": len(runs), "n_failed": sum(1 for r in runs if r.get("error"))}
