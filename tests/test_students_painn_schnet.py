@@ -274,13 +274,14 @@ def count_host_syncs():
 
     def patch(owner, name, needs_sync=lambda *a, **k: True):
         orig = getattr(owner, name)
+        own = name in vars(owner)  # inherited from the C base: restored by deleting the patch (see below)
 
         def counted(*args, **kwargs):
             if needs_sync(*args, **kwargs):
                 calls.append(name)
             return orig(*args, **kwargs)
 
-        saved.append((owner, name, orig))
+        saved.append((owner, name, orig, own))
         setattr(owner, name, counted)
 
     def bool_index(_, idx):
@@ -296,14 +297,29 @@ def count_host_syncs():
         patch(torch.Tensor, name)
     for name in ("nonzero", "unique", "masked_select", "argwhere"):
         patch(torch, name)
-    patch(torch.Tensor, "__getitem__", bool_index)
     patch(torch, "repeat_interleave", no_output_size)
     patch(torch.Tensor, "repeat_interleave", no_output_size)
+
+    class BoolIndexing(torch.overrides.TorchFunctionMode):
+        """Boolean-mask indexing, seen through __torch_function__: patching Tensor.__getitem__ on the class would
+        change its type slots for the rest of the process (0-d tensors would look like sequences)."""
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.__getitem__ and bool_index(*args):
+                calls.append("__getitem__")
+            return func(*args, **(kwargs or {}))
+
     try:
-        yield calls
+        with BoolIndexing():
+            yield calls
     finally:
-        for owner, name, orig in reversed(saved):
-            setattr(owner, name, orig)
+        # setting an inherited special method (e.g. __getitem__) back as an attribute would change the type's
+        # slots (a 0-d tensor would then look like a sequence to torch.tensor); delete the patch instead
+        for owner, name, orig, own in reversed(saved):
+            if own:
+                setattr(owner, name, orig)
+            else:
+                delattr(owner, name)
 
 
 def training_step(model, batch):
