@@ -157,4 +157,5 @@ def batch_atoms(atoms_list, cutoff: float, *, dtype=torch.float64, device=None, 
 def edge_vectors(batch) -> torch.Tensor:
     """(E, 3) edge vectors pos[j] - pos[i] + shift, differentiable with respect to ``batch.pos``."""
     i, j = batch.edge_index
-    return batch.pos[j] - batch.pos[i] + batch.edge_shift
+    # index_select, not pos[j]: its backward is an index_add (advanced indexing's is a sorting index_put)
+    return torch.index_select(batch.pos, 0, j) - torch.index_select(batch.pos, 0, i) + batch.edge_shift

@@ -357,6 +357,70 @@ def padded_index(values: torch.Tensor, id_out: torch.Tensor, slot: torch.Tensor,
     return table.scatter_(0, id_out * kmax + slot, values).view(n_edges, kmax)
 
 
+def nearest_mask(idx_i, d2, n_atoms: int, k: int):
+    """Mask of the ``k`` nearest edges of every atom, ties at the last distance included."""
+    deg = torch.bincount(idx_i, minlength=n_atoms)
+    if int(deg.max()) <= k:
+        return torch.ones_like(idx_i, dtype=torch.bool)
+    order = torch.argsort(d2, stable=True)
+    order = order[torch.argsort(idx_i[order], stable=True)]  # grouped by atom, ascending distance
+    ptr = torch.cumsum(deg, 0) - deg
+    full = deg > k
+    thr = torch.full((n_atoms,), float("inf"), dtype=d2.dtype, device=d2.device)
+    thr[full] = d2[order[ptr[full] + k - 1]]
+    return d2 <= thr[idx_i] * (1.0 + 1e-6)
+
+
+def topology(batch, cutoff: float, max_neighbors: int | None):
+    """GemNet's graph of a batch (``edge_index``, ``edge_shift``, ``pos``, ``batch``, ``natoms``, ``cell``):
+    the edges kept (within cutoff, the ``max_neighbors`` nearest, symmetric), their reverse, and the triplets.
+
+    Returns ``sel, idx_i, idx_j, swap, id_in, id_out, slot``.  Weights play no part: the runtime of exported
+    students calls this too.
+    """
+    idx_i, idx_j = batch.edge_index
+    n_atoms = batch.pos.shape[0]
+    with torch.no_grad():
+        vec = edge_vectors(batch).detach()
+        d2 = torch.sum(vec * vec, dim=-1)
+        keep = d2 < cutoff**2
+        sel = torch.nonzero(keep).squeeze(-1)
+        idx_i, idx_j = idx_i[sel], idx_j[sel]
+        shift = batch.edge_shift[sel]
+        swap = reverse_edges(batch, idx_i, idx_j, shift)
+        if max_neighbors is not None and idx_i.numel():
+            near = nearest_mask(idx_i, d2[sel], n_atoms, int(max_neighbors))
+            near = near | near[swap]  # keep the graph symmetric
+            if not bool(near.all()):
+                sub = torch.nonzero(near).squeeze(-1)
+                new_id = torch.cumsum(near.long(), 0) - 1
+                swap = new_id[swap[sub]]
+                sel, idx_i, idx_j = sel[sub], idx_i[sub], idx_j[sub]
+        id_in, id_out, slot = triplets(idx_i, n_atoms)
+    return sel, idx_i, idx_j, swap, id_in, id_out, slot
+
+
+def topology_extras(batch, cutoff: float, max_neighbors: int | None, *, offsets: bool = False) -> dict:
+    """The precomputed extras of a GemNet forward (see ``GemNet.atomwise``) for ``batch``.
+
+    ``offsets=True``: in the ``{key: (tensor, offset)}`` form of ``Student.graph_extras`` (one structure);
+    otherwise plain ``{key: tensor}`` with ``gemnet_kmax`` an int (a whole batch at once).
+    """
+    sel, _, _, swap, id_in, id_out, slot = topology(batch, cutoff, max_neighbors)
+    n_kept = sel.shape[0]
+    count = torch.bincount(id_out, minlength=n_kept)
+    if not offsets:
+        return {"gemnet_edge": sel, "gemnet_swap": swap, "gemnet_trip_in": id_in, "gemnet_trip_count": count,
+                "gemnet_kmax": max_slots(slot)}
+    return {
+        "gemnet_edge": (sel, batch.edge_index.shape[1]),
+        "gemnet_swap": (swap, n_kept),
+        "gemnet_trip_in": (id_in, n_kept),
+        "gemnet_trip_count": (count, 0),
+        "gemnet_kmax": max_slots(slot),
+    }
+
+
 # ----------------------------------------------------------------------------- the model
 class GemNet(Student):
     """GemNet-T (conservative, ``direct_forces=False``) or GemNet-dT (direct forces, the default)."""
@@ -476,53 +540,12 @@ class GemNet(Student):
         the count of each output edge's triplets) and K_max (see :meth:`atomwise` for their use)."""
         from ..data.graphs import collate
 
-        sel, _, _, swap, id_in, id_out, slot = self.graph(collate([data]))
-        n_kept = sel.shape[0]
-        return {
-            "gemnet_edge": (sel, data.edge_index.shape[1]),
-            "gemnet_swap": (swap, n_kept),
-            "gemnet_trip_in": (id_in, n_kept),
-            "gemnet_trip_count": (torch.bincount(id_out, minlength=n_kept), 0),
-            "gemnet_kmax": max_slots(slot),
-        }
+        return topology_extras(collate([data]), self.cutoff, self.max_neighbors, offsets=True)
 
     # ------------------------------------------------------------------ graph
     def graph(self, batch):
         """Edges kept (within cutoff, max_neighbors, symmetric), their reverse, and the triplets."""
-        idx_i, idx_j = batch.edge_index
-        n_atoms = batch.pos.shape[0]
-        with torch.no_grad():
-            vec = edge_vectors(batch).detach()
-            d2 = torch.sum(vec * vec, dim=-1)
-            keep = d2 < self.cutoff**2
-            sel = torch.nonzero(keep).squeeze(-1)
-            idx_i, idx_j = idx_i[sel], idx_j[sel]
-            shift = batch.edge_shift[sel]
-            swap = reverse_edges(batch, idx_i, idx_j, shift)
-            if self.max_neighbors is not None and idx_i.numel():
-                near = self._nearest(idx_i, d2[sel], n_atoms)
-                near = near | near[swap]  # keep the graph symmetric
-                if not bool(near.all()):
-                    sub = torch.nonzero(near).squeeze(-1)
-                    new_id = torch.cumsum(near.long(), 0) - 1
-                    swap = new_id[swap[sub]]
-                    sel, idx_i, idx_j = sel[sub], idx_i[sub], idx_j[sub]
-            id_in, id_out, slot = triplets(idx_i, n_atoms)
-        return sel, idx_i, idx_j, swap, id_in, id_out, slot
-
-    def _nearest(self, idx_i, d2, n_atoms):
-        """Mask of the ``max_neighbors`` nearest edges of every atom, ties at the last distance included."""
-        k = self.max_neighbors
-        deg = torch.bincount(idx_i, minlength=n_atoms)
-        if int(deg.max()) <= k:
-            return torch.ones_like(idx_i, dtype=torch.bool)
-        order = torch.argsort(d2, stable=True)
-        order = order[torch.argsort(idx_i[order], stable=True)]  # grouped by atom, ascending distance
-        ptr = torch.cumsum(deg, 0) - deg
-        full = deg > k
-        thr = torch.full((n_atoms,), float("inf"), dtype=d2.dtype, device=d2.device)
-        thr[full] = d2[order[ptr[full] + k - 1]]
-        return d2 <= thr[idx_i] * (1.0 + 1e-6)
+        return topology(batch, self.cutoff, self.max_neighbors)
 
     # ------------------------------------------------------------------ forward
     def atomwise(self, batch) -> AtomwiseOutput:

@@ -1,6 +1,7 @@
 """PaiNN (Schütt, Unke & Gastegger, ICML 2021): polarizable atom interaction neural network.
 
-Every atom carries scalar features s_i (F) and vector features v_i (F x 3), v_i = 0 initially.  Each of
+Every atom carries scalar features s_i (F) and vector features v_i (3 x F: the feature axis last, so
+the broadcasts run over contiguous memory), v_i = 0 initially (layer 1 skips the phi_vv v_j term).  Each of
 ``num_layers`` layers applies a message block and an update block (paper eqs. 7-11):
 
 message (edge j -> i, r_ij = pos[j] - pos[i] + shift, unit vector u_ij, filter W(r) = Linear(rbf(r)) * fcut(r)):
@@ -58,12 +59,18 @@ class PaiNNMessage(nn.Module):
         self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
         self.filter = nn.Linear(num_rbf, 3 * hidden)
 
-    def forward(self, s, v, i, j, rbf, fcut, unit, norm: float):
+    def forward(self, s, v, i, j, rbf, fcut, unit, norm: float, v_zero: bool = False):
+        """``v`` is (N, 3, F): the feature axis last, so every broadcast below runs over contiguous memory.
+
+        ``v_zero``: v is identically zero (the first layer), so the phi_vv v_j term is skipped.
+        """
         F = self.hidden
         w = self.filter(rbf) * fcut.unsqueeze(-1)  # (E, 3F)
-        x = self.phi(s)[j] * w  # (E, 3F)
+        x = torch.index_select(self.phi(s), 0, j) * w  # (E, 3F); index_select: its backward is an index_add
         x_s, x_vv, x_vs = torch.split(x, F, dim=-1)
-        dv = x_vv.unsqueeze(-1) * v[j] + x_vs.unsqueeze(-1) * unit.unsqueeze(1)  # (E, F, 3)
+        dv = unit.unsqueeze(-1) * x_vs.unsqueeze(1)  # (E, 3, F)
+        if not v_zero:
+            dv = dv + x_vv.unsqueeze(1) * torch.index_select(v, 0, j)
         n = s.shape[0]
         ds = scatter_sum(x_s, i, n)
         dv = scatter_sum(dv, i, n)
@@ -83,18 +90,17 @@ class PaiNNUpdate(nn.Module):
 
     def forward(self, s, v):
         F = self.hidden
-        # channel mixing acts on the feature axis: v is (N, F, 3) -> transpose so Linear mixes F
-        uv = self.U(v.transpose(1, 2)).transpose(1, 2)
-        vv = self.V(v.transpose(1, 2)).transpose(1, 2)
-        a = self.mlp(torch.cat([s, safe_norm(vv, dim=-1)], dim=-1))
+        uv = self.U(v)  # (N, 3, F): Linear mixes the feature axis, the Cartesian one is untouched (equivariant)
+        vv = self.V(v)
+        a = self.mlp(torch.cat([s, safe_norm(vv, dim=1)], dim=-1))
         a_vv, a_sv, a_ss = torch.split(a, F, dim=-1)
-        dv = a_vv.unsqueeze(-1) * uv
-        ds = a_ss + a_sv * torch.sum(uv * vv, dim=-1)
+        dv = a_vv.unsqueeze(1) * uv
+        ds = a_ss + a_sv * torch.sum(uv * vv, dim=1)
         return s + ds, v + dv
 
 
 class GatedEquivariantBlock(nn.Module):
-    """(s (N, F_in), v (N, F_in, 3)) -> (s (N, F_out), v (N, F_out, 3)) (Schütt et al. 2021, Fig. 3)."""
+    """(s (N, F_in), v (N, 3, F_in)) -> (s (N, F_out), v (N, 3, F_out)) (Schütt et al. 2021, Fig. 3)."""
 
     def __init__(self, f_in: int, f_out: int, scalar_activation: bool):
         super().__init__()
@@ -105,13 +111,13 @@ class GatedEquivariantBlock(nn.Module):
         self.scalar_activation = scalar_activation
 
     def forward(self, s, v):
-        v1 = self.W1(v.transpose(1, 2)).transpose(1, 2)
-        v2 = self.W2(v.transpose(1, 2)).transpose(1, 2)
-        x = self.mlp(torch.cat([s, safe_norm(v1, dim=-1)], dim=-1))
+        v1 = self.W1(v)
+        v2 = self.W2(v)
+        x = self.mlp(torch.cat([s, safe_norm(v1, dim=1)], dim=-1))
         s_out, gate = torch.split(x, self.f_out, dim=-1)
         if self.scalar_activation:
             s_out = nn.functional.silu(s_out)
-        return s_out, gate.unsqueeze(-1) * v2
+        return s_out, gate.unsqueeze(1) * v2
 
 
 class PaiNN(Student):
@@ -176,9 +182,9 @@ class PaiNN(Student):
         fcut = self.envelope(r)
         rbf = self.rbf(r)
         s = self.embedding(batch.z)
-        v = torch.zeros(s.shape[0], self.hidden, 3, dtype=s.dtype, device=s.device)
-        for msg, upd in zip(self.messages, self.updates):
-            s, v = msg(s, v, i, j, rbf, fcut, unit, self.avg_num_neighbors)
+        v = torch.zeros(s.shape[0], 3, self.hidden, dtype=s.dtype, device=s.device)  # (N, 3, F)
+        for layer, (msg, upd) in enumerate(zip(self.messages, self.updates)):
+            s, v = msg(s, v, i, j, rbf, fcut, unit, self.avg_num_neighbors, v_zero=layer == 0)
             s, v = upd(s, v)
         energy = self.energy_head(s).squeeze(-1)
         forces = None
@@ -186,6 +192,6 @@ class PaiNN(Student):
             fs, fv = s, v
             for block in self.force_head:
                 fs, fv = block(fs, fv)
-            forces = fv.squeeze(1)
+            forces = fv.squeeze(-1)
         return AtomwiseOutput(energy=energy, features=s, forces=forces)
 

@@ -48,7 +48,7 @@ class SchNetInteraction(nn.Module):
 
     def forward(self, x, i, j, rbf, fcut, norm: float):
         w = self.filter_net(rbf) * fcut.unsqueeze(-1)
-        m = scatter_sum(self.in2f(x)[j] * w, i, x.shape[0])
+        m = scatter_sum(torch.index_select(self.in2f(x), 0, j) * w, i, x.shape[0])
         if norm != 1.0:
             m = m / norm
         return x + self.f2out(m)
