@@ -31,15 +31,19 @@ class EagerProgram:
         self.model = model.eval()
         self.arch = model.arch
         self.cutoff = float(model.cutoff)
-        self.spec = extras_spec(model)
+        try:
+            self.spec, prepared = extras_spec(model), True
+        except HessdistillError:  # not exportable (e.g. MACE students): the forward prepares its own graph
+            self.spec, prepared = None, False
+        self.wants_cell = not prepared
         self.dtype = next(model.parameters()).dtype
         self.n_params = int(model.n_params)
-        self._fn = _energy_forces_fn(self.model, self.spec)
+        self._fn = _energy_forces_fn(self.model, self.spec, prepared=prepared)
 
-    def raw(self, pos, *rest):
+    def raw(self, pos, *rest, cell=None):
         pos = pos.detach().requires_grad_(self.model.conservative)
         with torch.enable_grad():
-            return self._fn(pos, *rest)
+            return self._fn(pos, *rest, cell=cell)
 
     def check_numbers(self, numbers) -> None:
         self.model.check_numbers(numbers)
@@ -120,7 +124,9 @@ class Runner:
                        natoms=self.natoms, cell=self.cell_t)
             extra, sizes = compute_extras(self.program.spec, g)
             self._extra = [*extra, *[torch.zeros(s, dtype=torch.int8, device=self.device) for s in sizes]]
-        energy, forces = self.program.raw(pos_t, self.z, edge_index, shift, self.batch, self.natoms, *self._extra)
+        kw = {"cell": self.cell_t} if getattr(self.program, "wants_cell", False) else {}
+        energy, forces = self.program.raw(pos_t, self.z, edge_index, shift, self.batch, self.natoms, *self._extra,
+                                          **kw)
         return (energy.detach().to(torch.float64).cpu().numpy(),
                 forces.detach().to(torch.float64).cpu().numpy())
 

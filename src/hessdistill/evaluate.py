@@ -39,7 +39,8 @@ DEFAULTS = {
            "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto",
            "keep_series": True, "min_energy_frames": 10, "min_energy_window_ps": 0.5, "bond_reference": "training"},
     "relax": {"n_structures": 5, "optimizer": "FIRE", "fmax": 0.05, "max_steps": 500, "perturb": 0.05, "seed": 0},
-    "speed": {"n_structures": 32, "batch_size": 32, "repeats": 5, "warmup": 2},
+    "speed": {"n_structures": 32, "batch_size": 32, "repeats": 5, "warmup": 2, "large_atoms": 500,
+              "student_format": "aoti", "skin": 0.5},
 }
 
 
@@ -99,6 +100,42 @@ class _Subject:
             self.rows_fn = self.teacher.hessian_rows
             self.kind = "teacher"
             self.n_params = self.teacher.n_params
+
+    def fast_program(self, fmt: str) -> dict:
+        """The student on the fast path users run: ``{"program", "format", "export_s", "note"}``.
+
+        ``aoti``/``torchscript``: exported to a temporary file (as ``hessdistill export`` does); ``eager``: the model
+        on plain tensors.  A student that cannot be exported (e.g. MACE) is timed eagerly; an AOTI export that fails
+        (e.g. no C++ compiler on the node) falls back to TorchScript.  ``format`` and ``note`` say what was timed.
+        """
+        import tempfile
+
+        from .deployed import EagerProgram
+        from .students.export import export_student, extras_spec, load_exported
+
+        if fmt != "eager":
+            try:
+                extras_spec(self.model)
+            except HessdistillError as exc:
+                return {"program": EagerProgram(self.model), "format": "eager", "export_s": None,
+                        "note": f"not exportable, timed eagerly: {str(exc).splitlines()[0]}"}
+        if fmt == "eager":
+            return {"program": EagerProgram(self.model), "format": "eager", "export_s": None, "note": None}
+        note = None
+        with tempfile.TemporaryDirectory(prefix="hessdistill-export-") as tmp:
+            t0 = time.perf_counter()
+            try:
+                path = Path(tmp) / ("student.pt2" if fmt == "aoti" else "student.pt")
+                export_student(self.model, path, fmt=fmt, device=self.device)
+            except Exception as exc:  # noqa: BLE001 - compiler/toolchain failures of AOTInductor take many forms
+                if fmt != "aoti":
+                    raise
+                note = f"AOTInductor export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); timed TorchScript"
+                log.warning("%s", note)
+                fmt, path = "torchscript", Path(tmp) / "student.pt"
+                export_student(self.model, path, fmt=fmt, device=self.device)
+            return {"program": load_exported(path, device=self.device), "format": fmt,
+                    "export_s": time.perf_counter() - t0, "note": note}
 
     def hessian(self, atoms):
         return self.rows_fn(atoms, np.arange(3 * len(atoms)))
@@ -180,22 +217,26 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
             kw = {k: v for k, v in c.items() if k != "n_structures"}
             res = relax_comparison(atoms[: c["n_structures"]], subject.calc, ref.calc, **kw)
         else:  # speed
-            from .evaluation.speed import speed_comparison, time_teacher
+            from .evaluation.speed import latency_sizes, speed_comparison, time_teacher
             from .teachers.base import dtype_name
 
             pool = (atoms * (1 + c["n_structures"] // len(atoms)))[: c["n_structures"]]
+            # latency at the subset's own sizes (smallest, median, largest) and at a supercell of >= large_atoms
+            sizes = latency_sizes(atoms, large_atoms=c["large_atoms"])
+            kw = {"batch_size": c["batch_size"], "repeats": c["repeats"], "warmup": c["warmup"],
+                  "device": subject.device, "latency_structures": sizes}
             # like for like: the teacher is timed in the student's dtype (float32: its fastest mode); the dtype it
             # labelled in is reported beside
             if subject.kind == "student":
                 want = dtype_name(next(subject.model.parameters()).dtype)
                 timed = ref.teacher_in(want)
-                res = speed_comparison(subject.model, timed, pool, batch_size=c["batch_size"], repeats=c["repeats"],
-                                       warmup=c["warmup"], device=subject.device)
-                res |= {"student_dtype": want, "teacher_label_dtype": dtype_name(ref.teacher.dtype)}
+                fast = subject.fast_program(c["student_format"])
+                res = speed_comparison(fast["program"], timed, pool, skin=c["skin"], **kw)
+                res |= {"student_dtype": want, "teacher_label_dtype": dtype_name(ref.teacher.dtype),
+                        "student_format": fast["format"], "export_s": fast["export_s"], "student_note": fast["note"]}
             else:
                 timed = subject.teacher_in("float32")
-                res = {"teacher": time_teacher(timed, pool, repeats=c["repeats"], warmup=c["warmup"],
-                                               device=subject.device), "speedup_latency": 1.0, "speedup_throughput": 1.0,
+                res = {"teacher": time_teacher(timed, pool, **kw), "speedup_latency": 1.0, "speedup_throughput": 1.0,
                        "teacher_label_dtype": dtype_name(subject.teacher.dtype)}
             res["teacher_dtype"] = dtype_name(timed.dtype)
         res = {**meta, "evaluation": ev, "protocol": c, "wall_s": time.perf_counter() - t0, **res}

@@ -241,22 +241,40 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
     return tables
 
 
+def _by_size(r: Record) -> str | None:
+    """'5: 18x, 20: 36x, 500: 21x' (atoms: latency speed-up) from a student's speed evaluation."""
+    rows = r.get("speed", "speedup_latency_by_size") if "speed" in r.evals and not r.is_teacher else None
+    if not rows:
+        return None
+    return ", ".join(f"{x['n_atoms']}: {x['speedup']:.0f}x" for x in rows)
+
+
 def speed_table(records: list[Record], digits: int = 2) -> Table:
     header = ["subset", "teacher", "model", "params", "device", "latency (ms/step)", "speed-up (latency)",
-              "throughput (structures/s)", "speed-up (throughput)", "ns/day (1 fs)", "train time (s)"]
+              "throughput (structures/s)", "speed-up (throughput)", "ns/day (1 fs)", "train time (s)",
+              "speed-up (latency) by size, atoms: ratio", "student timed as"]
     rows, vals = [], []
     for r in records:
         side = "teacher" if r.is_teacher else "student"
         sp = r.get("speed", side, default={}) if "speed" in r.evals else {}
+        timed = None
+        if not r.is_teacher and "speed" in r.evals:
+            timed = r.get("speed", "student_format")
+        elif r.is_teacher and "speed" in r.evals:
+            timed = "teacher, batched" if sp.get("batched") else "teacher, one structure at a time"
         v = [r.subset, r.teacher, _row_label(r), r.get("test", "n_params") or r.get("speed", "student_params"),
              r.get("speed", "device"), sp.get("latency_ms"), None if r.is_teacher else r.get("speed", "speedup_latency"),
              sp.get("throughput_structures_s"), None if r.is_teacher else r.get("speed", "speedup_throughput"),
-             sp.get("ns_per_day"), r.summary.get("train_time_s")]
+             sp.get("ns_per_day"), r.summary.get("train_time_s"), _by_size(r), timed]
         rows.append([fmt(x, digits) if not isinstance(x, str) else x for x in v])
         vals.append(v)
     t = Table("Speed: MD-step latency (one structure) and batched throughput, student and teacher measured in "
               "one process on the same device", header, rows, raw=vals,
-              notes=["Lowest latency / highest throughput and speed-up per column in bold (students only)."])
+              notes=["Lowest latency / highest throughput and speed-up per column in bold (students only).",
+                     "Latency is per MD step on the subset's smallest structure (its own sizes and a large supercell "
+                     "in the by-size column), after warm-up on every size; the student runs as a user runs it (the "
+                     "exported program with a Verlet list), the teacher in float32 and, where its adapter can, "
+                     "batched."])
     _mark_students(t, vals, records, low=(5,), high=(6, 7, 8, 9))
     return t
 

@@ -71,14 +71,21 @@ def compute_extras(spec: dict | None, graph) -> tuple[list[torch.Tensor], list[i
     raise HessdistillError(f"unknown extras kind {spec['kind']!r} in an exported student")
 
 
-def _energy_forces_fn(model: Student, spec: dict | None):
+def _energy_forces_fn(model: Student, spec: dict | None, *, prepared: bool = True):
+    """``(pos, z, edge_index, edge_shift, batch, natoms, *extras, cell=None) -> (energy, forces)`` of ``model``.
+
+    ``prepared=False``: the inputs carry no extras and the model computes what it needs in its forward (students
+    that cannot be exported, run eagerly).
+    """
     keys = [] if spec is None else list(spec["keys"])
     size_keys = [] if spec is None else list(spec["size_keys"])
-    tag = model.data_tag
+    tag = model.data_tag if prepared else None
 
-    def energy_forces(pos, z, edge_index, edge_shift, batch, natoms, *extra):
+    def energy_forces(pos, z, edge_index, edge_shift, batch, natoms, *extra, cell=None):
         g = _Graph(pos=pos, z=z, edge_index=edge_index, edge_shift=edge_shift, batch=batch, natoms=natoms,
                    prepared_for=tag)
+        if cell is not None:
+            g.cell = cell
         for key, value in zip(keys, extra[: len(keys)]):
             setattr(g, key, value)
         for key, marker in zip(size_keys, extra[len(keys):]):
@@ -89,8 +96,8 @@ def _energy_forces_fn(model: Student, spec: dict | None):
     return energy_forces
 
 
-def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4)):
-    """Inputs of two random structures (one periodic, one not) with pairwise different sizes (traced shapes)."""
+def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4, 6, 5)):
+    """Inputs of random structures (periodic and not, alternating) of the given atom counts."""
     from ase import Atoms
 
     from ..data.graphs import neighbour_list
@@ -108,7 +115,7 @@ def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4)):
         # points on a jittered grid 1.4 Å apart: no overlaps, several neighbours within any cutoff >= 2 Å
         grid = np.array([(a, b, c) for a in range(3) for b in range(3) for c in range(3)], dtype=float)[:n] * 1.4
         pos = grid + rng.normal(scale=0.1, size=grid.shape)
-        if k == 0:
+        if k % 2 == 0:
             cell = np.eye(3) * (4.2 + 0.37) + rng.normal(scale=0.05, size=(3, 3))
             structures.append(Atoms(numbers=rng.choice(zs, n), positions=pos, cell=cell, pbc=True))
         else:
@@ -138,14 +145,16 @@ def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4)):
 
 
 def _distinct_sizes(args, spec) -> bool:
-    """Whether the independent sizes of the example differ pairwise and exceed 1 (make_fx would otherwise
-    treat equal sizes as one symbol, or specialise sizes 0 and 1)."""
+    """Whether the independent sizes of the example differ pairwise and from the static sizes 2 and 3 (of
+    ``edge_index`` and the coordinates), and exceed 1: make_fx gives equal sizes one symbol (a batch of 2
+    structures would tie the batch size to the 2 of ``edge_index``, and export would then fix it) and
+    specialises sizes 0 and 1."""
     dims = [args[0].shape[0], args[2].shape[1], args[5].shape[0]]
     if spec is not None:
         keys = list(spec["keys"])
         dims += [args[6 + keys.index(k)].shape[0] for k in spec["independent"]]
         dims += [a.shape[0] for a in args[6 + len(keys):]]
-    return len(set(dims)) == len(dims) and min(dims) >= 2
+    return len(set(dims)) == len(dims) and min(dims) >= 4
 
 
 def trace(model: Student):
@@ -155,7 +164,7 @@ def trace(model: Student):
     spec = extras_spec(model)
     model = model.eval()
     for seed in range(20):
-        for sizes in ((7, 4), (9, 5), (11, 6), (13, 8)):
+        for sizes in ((7, 4, 6, 5), (9, 5, 8, 6), (11, 6, 7, 9), (13, 8, 10, 7, 6)):
             args = example_inputs(model, spec, seed=seed, sizes=sizes)
             if _distinct_sizes(args, spec):
                 break
@@ -234,7 +243,7 @@ def export_student(model: Student, path, *, fmt: str = "auto", source=None, chec
 def _check_against_eager(model: Student, exported, spec) -> None:
     """Raise if the exported program's energies/forces differ from the eager model's beyond float32 round-off."""
     device = next(model.parameters()).device
-    args = [a.to(device) for a in example_inputs(model, spec, seed=101, sizes=(10, 3))]
+    args = [a.to(device) for a in example_inputs(model, spec, seed=101, sizes=(10, 3, 5, 8, 2, 6, 4))]
     energy, forces = exported.raw(*args)
     fn = _energy_forces_fn(model, spec)
     e_ref, f_ref = fn(*[a.clone() for a in args])

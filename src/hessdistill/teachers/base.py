@@ -90,6 +90,14 @@ class Teacher(ABC):
     def _energy_forces_one(self, atoms: Atoms) -> tuple[float, np.ndarray]:
         ...
 
+    #: whether :meth:`energy_forces_batched` evaluates a list in one model call (else one structure at a time)
+    batched = False
+
+    def energy_forces_batched(self, atoms_list):
+        """Energies (M,) and forces (list of (N_m, 3)) of a list, in the model's own batched mode when it has one
+        (:attr:`batched`); otherwise as :meth:`energy_forces` of the list.  Inputs are checked first."""
+        return self.energy_forces(list(atoms_list))
+
     def energy_forces(self, atoms):
         """Energy (eV) and forces (N,3, eV/Å) of one structure, or of a list.
 

@@ -223,6 +223,23 @@ class CHGNetTeacher(AutogradTeacher):
         feats = self._captured(captured, len(atoms)) if with_features else None
         return ForwardResult(positions=pos, energy=energy, forces=-grad, node_features=feats)
 
+    batched = True
+
+    def energy_forces_batched(self, atoms_list):
+        """All structures through CHGNet in one call (its batched graph), forces from one backward pass."""
+        atoms_list = list(atoms_list)
+        for i, a in enumerate(atoms_list):
+            self.check_atoms(a, index=i)
+        graphs, positions = zip(*[self._graph(a, requires_grad=True) for a in atoms_list])
+        with torch.enable_grad():
+            energy = self.model(list(graphs), task="e")["e"].reshape(-1)
+            if self.model.is_intensive:
+                energy = energy * torch.tensor([len(a) for a in atoms_list], dtype=energy.dtype,
+                                               device=energy.device)
+            grads = torch.autograd.grad(energy.sum(), list(positions))
+        return (energy.detach().to(torch.float64).cpu().numpy(),
+                [-g.detach().to(torch.float64).cpu().numpy() for g in grads])
+
     def _captured(self, captured, n_atoms) -> torch.Tensor:
         if len(captured) != 1 or captured[0].shape[0] != n_atoms:
             raise TeacherError(
