@@ -59,18 +59,29 @@ class PaiNNMessage(nn.Module):
         self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
         self.filter = nn.Linear(num_rbf, 3 * hidden)
 
-    def forward(self, s, v, i, j, rbf, fcut, unit, norm: float, v_zero: bool = False):
+    def forward(self, s, v, i, j, rbf_env, unit, norm: float, v_zero: bool = False):
         """``v`` is (N, 3, F): the feature axis last, so every broadcast below runs over contiguous memory.
 
-        ``v_zero``: v is identically zero (the first layer), so the phi_vv v_j term is skipped.
+        ``rbf_env`` is [rbf(r) fcut(r), fcut(r)] (E, R + 1): the filter W(r) = (Linear(rbf) fcut) is then one
+        matrix product, (rbf fcut) @ A^T + fcut b, with no (E, 3F) product by the envelope.  The three
+        channels (phi_s, phi_vv, phi_vs) are computed apart from row blocks of the same weights, so that every
+        (E, F) tensor is contiguous; ``v_zero`` (v identically zero, the first layer) skips phi_vv altogether.
         """
         F = self.hidden
-        w = self.filter(rbf) * fcut.unsqueeze(-1)  # (E, 3F)
-        x = torch.index_select(self.phi(s), 0, j) * w  # (E, 3F); index_select: its backward is an index_add
-        x_s, x_vv, x_vs = torch.split(x, F, dim=-1)
+        hidden = self.phi[1](self.phi[0](s))  # (N, F)
+        out, filt = self.phi[2], self.filter
+
+        def channel(k: int):
+            rows = slice(k * F, (k + 1) * F)
+            node = nn.functional.linear(hidden, out.weight[rows], out.bias[rows])  # (N, F)
+            w = rbf_env @ torch.cat([filt.weight[rows].t(), filt.bias[rows].unsqueeze(0)])  # (E, F)
+            # index_select, not node[j]: its backward is an index_add (advanced indexing's is a sorting index_put)
+            return torch.index_select(node, 0, j) * w
+
+        x_s, x_vs = channel(0), channel(2)
         dv = unit.unsqueeze(-1) * x_vs.unsqueeze(1)  # (E, 3, F)
         if not v_zero:
-            dv = dv + x_vv.unsqueeze(1) * torch.index_select(v, 0, j)
+            dv = dv + channel(1).unsqueeze(1) * torch.index_select(v, 0, j)
         n = s.shape[0]
         ds = scatter_sum(x_s, i, n)
         dv = scatter_sum(dv, i, n)
@@ -179,12 +190,12 @@ class PaiNN(Student):
         vec = edge_vectors(batch)
         r = torch.sqrt(torch.sum(vec * vec, dim=-1))
         unit = vec / r.unsqueeze(-1)
-        fcut = self.envelope(r)
-        rbf = self.rbf(r)
+        fcut = self.envelope(r).unsqueeze(-1)
+        rbf_env = torch.cat([self.rbf(r) * fcut, fcut], dim=-1)  # (E, R + 1), see PaiNNMessage.forward
         s = self.embedding(batch.z)
         v = torch.zeros(s.shape[0], 3, self.hidden, dtype=s.dtype, device=s.device)  # (N, 3, F)
         for layer, (msg, upd) in enumerate(zip(self.messages, self.updates)):
-            s, v = msg(s, v, i, j, rbf, fcut, unit, self.avg_num_neighbors, v_zero=layer == 0)
+            s, v = msg(s, v, i, j, rbf_env, unit, self.avg_num_neighbors, v_zero=layer == 0)
             s, v = upd(s, v)
         energy = self.energy_head(s).squeeze(-1)
         forces = None
