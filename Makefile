@@ -52,7 +52,7 @@ bench: env
 	$(VENV)/bin/python bench/hessian_throughput.py
 
 # the GPU paths, PASS/FAIL per step (labels, PaiNN and GemNet-dT Hessian training, resume on the GPU and of a GPU
-# checkpoint on the CPU, forces GPU vs CPU, deterministic mode, speed, the ci-tiny workflow with use_gpu: true);
+# checkpoint on the CPU, forces GPU vs CPU, deterministic mode, speed, the student compiled for the GPU and batched MD on it, the ci-tiny workflow with use_gpu: true);
 # needs a CUDA build of torch in $(VENV) (see README, "GPUs")
 gpu-check: env
 	$(VENV)/bin/python bench/gpu_check.py $(GPU_CHECK_ARGS)

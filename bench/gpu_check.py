@@ -13,7 +13,9 @@ Steps, each reported PASS or FAIL with its time and what it measured:
    (float32 round-off: max |ΔF| < 1e-4 eV/Å).
 7. ``deterministic``: two deterministic-mode trainings on the device give identical weights.
 8. ``speed``: student vs teacher on the device, both in float32, latency and throughput ratios.
-9. ``workflow``: the ci-tiny workflow with ``use_gpu: true`` and ``gpu_device: cuda`` (skip with
+9. ``export``: the trained PaiNN compiled for the device (AOTInductor), its forces equal to the eager model's on
+   64 structures in one batched call, and 55 steps of batched Langevin MD of those 64 structures on it.
+10. ``workflow``: the ci-tiny workflow with ``use_gpu: true`` and ``gpu_device: cuda`` (skip with
    ``--no-workflow``); every device job records the GPU.
 
 Exit status 0 when every step passed.  ``--device cpu`` runs the same steps on the CPU (what the test suite
@@ -209,6 +211,39 @@ def main(argv=None) -> int:
                 f"({res['speedup_latency']:.1f}x), throughput {res['speedup_throughput']:.1f}x, both float32")
 
     chk.step("speed", speed)
+
+    def export():
+        """The student compiled for this device (AOTInductor), equal to the eager model, and batched MD on it."""
+        from hessdistill.calculator import load_student
+        from hessdistill.data.store import StructureStore
+        from hessdistill.deployed import EagerProgram, Runner
+        from hessdistill.evaluation.batched_md import BatchedMD
+        from hessdistill.students.export import export_student, load_exported
+
+        model, _ = load_student(work / "painn" / "model.pt", device=dev)
+        t0 = time.perf_counter()
+        export_student(model, work / "student.pt2", device=dev)
+        t_export = time.perf_counter() - t0
+        exported = load_exported(work / "student.pt2", device=dev)
+        with StructureStore(st) as s:
+            pool = [s.atoms("test", i) for i in range(s.n_structures("test"))]
+        structs = (pool * (1 + 64 // len(pool)))[:64]
+        args = ([a.numbers for a in structs], [a.cell.array for a in structs], [a.pbc for a in structs])
+        e1, f1 = Runner(exported, *args, device=dev)([a.positions for a in structs])
+        e0, f0 = Runner(EagerProgram(model), *args, device=dev)([a.positions for a in structs])
+        df = float(np.abs(f1 - f0).max())
+        if df > 1e-4 * max(float(np.abs(f0).max()), 1e-2):
+            raise AssertionError(f"exported forces differ from eager by {df:.2e} eV/Å")
+        md = BatchedMD.from_atoms(exported, structs, device=dev, timestep_fs=1.0, temperature_K=300,
+                                  friction_per_fs=0.01, seed=0)
+        md.run(5)
+        t0 = time.perf_counter()
+        md.run(50)
+        rate = 50 * len(structs) / (time.perf_counter() - t0)
+        return (f"exported in {t_export:.0f} s, max |dF| {df:.1e} eV/Å vs eager; batched MD of {len(structs)} "
+                f"structures: {rate:.0f} structure-steps/s, {int(md.stable.sum())} stable")
+
+    chk.step("export", export)
 
     if not args.no_workflow:
         def workflow():

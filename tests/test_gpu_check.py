@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("environment", "labels", "train-painn", "train-gemnet-dT", "resume-cpu", "resume-on-cpu",
-         "forces-cpu-vs-cpu", "deterministic", "speed")
+         "forces-cpu-vs-cpu", "deterministic", "speed", "export")
 
 
 @pytest.mark.slow
