@@ -55,9 +55,7 @@ class VerletList:
         """``(i, j, shift)`` of every pair within the cutoff at ``positions`` (Å), numpy arrays."""
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-        pbc = np.asarray(pbc, dtype=bool).reshape(-1)
-        if pbc.size == 1:
-            pbc = np.repeat(pbc, 3)
+        pbc = np.broadcast_to(np.asarray(pbc, dtype=bool).reshape(-1), (3,))
         key = (positions.shape[0], cell.tobytes(), pbc.tobytes(),
                None if numbers is None else np.asarray(numbers).tobytes())
         self.calls += 1
@@ -66,8 +64,8 @@ class VerletList:
             self._key = key
             self._build(positions, cell, pbc)
         else:
-            moved = np.max(np.sum((positions - self._ref) ** 2, axis=1)) if len(positions) else 0.0
-            if moved > (0.5 * self.skin) ** 2:
+            d = positions - self._ref
+            if len(positions) and np.einsum("ij,ij->i", d, d).max() > (0.5 * self.skin) ** 2:
                 self._build(positions, cell, pbc)
         i, j, shift = self._cand
         vec = positions[j] - positions[i] + shift
