@@ -318,3 +318,43 @@ def test_speed_against_itself_and_a_slower_copy():
     t1, t2, t3 = (time_teacher(t, mols, repeats=3, warmup=1) for t in (fast, fast, slow))
     assert 0.5 < t1["latency_ms"] / t2["latency_ms"] < 2.0  # same model: ~1 (loose: shared machine)
     assert t3["latency_ms"] / t1["latency_ms"] > 2.0 and t1["throughput_structures_s"] > t3["throughput_structures_s"]
+
+
+# ----------------------------------------------------------------------------- curvature on the teacher's scale
+def test_curvature_errors_known_answers():
+    """Identical Hessians: zero errors; a Hessian scaled by 1.21: relative error 0.21 and every frequency 1.1x
+    (MAE 10 % of the teacher's mean); a mode pushed negative: one spurious imaginary mode and the atom it sits on
+    has the largest block error."""
+    from hessdistill.evaluation.vibrations import compare_frequencies
+
+    a = bulk("Cu", "fcc", a=3.6, cubic=True)
+    a.calc = EMT()
+    h = fd_hessian_fn(EMT(), step=1e-3)(a)
+    h = 0.5 * (h + h.T)
+    same = compare_frequencies(a, h, h)
+    assert same["hessian_rel_error"] == pytest.approx(0.0, abs=1e-12)
+    assert same["n_spurious_imaginary"] == 0 and same["freq_mae_rel"] == pytest.approx(0.0, abs=1e-12)
+    scaled = compare_frequencies(a, 1.21 * h, h)
+    assert scaled["hessian_rel_error"] == pytest.approx(0.21, rel=1e-9)
+    assert scaled["spectrum_rel_error"] == pytest.approx(0.21, rel=1e-9)
+    assert scaled["freq_mae_rel"] == pytest.approx(0.1, rel=1e-6)
+    # push the curvature along atom 0's x displacement far negative
+    bad = h.copy()
+    bad[0, 0] -= 3 * np.abs(h).max()
+    res = compare_frequencies(a, bad, h)
+    assert res["n_imaginary_teacher"] == 0 and res["n_spurious_imaginary"] == 1
+    assert res["hessian_rel_block_error_max"] > 3 * res["hessian_rel_block_error_mean"]
+    suite = frequency_suite([same, scaled, res])
+    assert suite["n_spurious_imaginary"] == 1 and suite["n_structures_with_spurious_imaginary"] == 1
+    assert suite["hessian_rel_error_se"] is not None and suite["freq_mae_rel"] > 0
+
+
+def test_relative_hessian_error_of_stored_rows():
+    from hessdistill.evaluation.accuracy import hessian_accuracy
+
+    a = molecule("H2O")
+    rows = np.arange(4)
+    h = fd_hessian_fn(EMT(), step=1e-3)(a)[rows]
+    res = hessian_accuracy(lambda atoms, idx: 1.1 * h, [a, a], [(rows, h), (rows, h)])
+    assert res["hessian_rel_error"] == pytest.approx(0.1, rel=1e-9)
+    assert res["hessian_rel_error_per_structure"] == pytest.approx([0.1, 0.1])

@@ -320,9 +320,14 @@ def _relax_structs(d, key):
     return [x.get("rmsd_A") for x in both]
 
 
-def _vib_runs(d):
+def _vib_runs(d, key="freq_mae_cm1"):
     runs = d.get("runs")
-    return None if runs is None else [x.get("freq_mae_cm1") for x in runs]
+    return None if runs is None else [x.get(key) for x in runs]
+
+
+def _hess_rel(d):
+    per = d.get("hessian_rel_error_per_structure")
+    return None if per is None else list(per)
 
 
 def fmt_stat(st: dict, digits: int = 2) -> str:
@@ -339,7 +344,8 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
     """MD stability, NVE drift, relaxation and frequency errors; averaged cells read 'mean ± s.e. (n structures)'."""
     header = ["subset", "teacher", "model", "MD stable", "mean survival (ps)", "|NVE drift| (meV/atom/ps)",
               "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
-              "Hessian MAE (meV/Å²)"]
+              "Hessian MAE (meV/Å²)", "rel. Hessian error (test rows)", "rel. Hessian error (relaxed)",
+              "freq. MAE / teacher mean freq.", "spurious imaginary modes"]
     rows, vals = [], []
     for r in records:
         n_st, n = r.get("md", "n_stable"), r.get("md", "n_structures")
@@ -349,12 +355,23 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
                  _stat(r, "relax", "rmsd_mean_A", lambda d: _relax_structs(d, "rmsd")),
                  {"mean": None, "se": None, "n": None} if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1",
                                                                                   _vib_runs)]
+        none = {"mean": None, "se": None, "n": None}
+        stats += [none if r.is_teacher else _stat(r, "test", "hessian_rel_error", _hess_rel),
+                  none if r.is_teacher else _stat(r, "vibrations", "hessian_rel_error",
+                                                  lambda d: _vib_runs(d, "hessian_rel_error")),
+                  none if r.is_teacher else _stat(r, "vibrations", "freq_mae_rel",
+                                                  lambda d: _vib_runs(d, "freq_mae_rel"))]
         hess = None if r.is_teacher else r.get("test", "hessian_mae_meV_A2")
+        spurious = None
+        if not r.is_teacher and r.get("vibrations", "n_spurious_imaginary") is not None:
+            spurious = (f"{r.get('vibrations', 'n_spurious_imaginary')} in "
+                        f"{r.get('vibrations', 'n_structures_with_spurious_imaginary')}/"
+                        f"{r.get('vibrations', 'n_structures')} structures")
         v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None, stats[0]["mean"],
              stats[1]["mean"], r.get("relax", "model_success_rate"), stats[2]["mean"], stats[3]["mean"],
-             stats[4]["mean"], hess]
+             stats[4]["mean"], hess, stats[5]["mean"], stats[6]["mean"], stats[7]["mean"], spurious]
         cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
-        for j, st in zip((4, 5, 7, 8, 9), stats):
+        for j, st in zip((4, 5, 7, 8, 9, 11, 12, 13), stats):
             cells[j] = fmt_stat(st, digits)
         rows.append(cells)
         vals.append(v)
@@ -364,14 +381,19 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
                      "NVE drift: stable runs only, each over >= 0.5 ps of logged NVE (runs that collapsed report "
                      "their time to collapse instead); relaxation errors: structures where both relaxations "
                      "converged.",
-                     "Lowest error per column in bold (students only); survival and success: highest."])
-    _mark_students(t, vals, records, low=(5, 7, 8, 9, 10), high=(4, 6))
+                     "Lowest error per column in bold (students only); survival and success: highest.",
+                     "Curvature on the teacher's scale: ||H_model - H_teacher||_F / ||H_teacher||_F over the stored "
+                     "teacher rows of the test structures, and over full Hessians at the teacher-relaxed "
+                     "structures of the vibrations evaluation; frequency MAE over the teacher's mean |frequency|; "
+                     "spurious imaginary modes: the model's modes below -20 cm⁻¹ beyond the teacher's."])
+    _mark_students(t, vals, records, low=(5, 7, 8, 9, 10, 11, 12, 13), high=(4, 6))
     return t
 
 
 SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_meV_atom", "force_mae_meV_A",
                    "hessian_mae_meV_A2", "speedup_latency", "speedup_throughput", "md_fraction_stable",
-                   "nve_drift_meV_atom_ps", "relax_success_rate", "freq_mae_cm1", "train_time_s", "epochs"]
+                   "nve_drift_meV_atom_ps", "relax_success_rate", "freq_mae_cm1", "hessian_rel_error",
+                   "hessian_rel_error_relaxed", "freq_mae_rel", "n_spurious_imaginary", "train_time_s", "epochs"]
 
 
 def summary_rows(records: list[Record]) -> list[dict]:
@@ -390,6 +412,10 @@ def summary_rows(records: list[Record]) -> list[dict]:
                                                    lambda d: _md_runs(d, "drift"))["mean"],
                     "relax_success_rate": r.get("relax", "model_success_rate"),
                     "freq_mae_cm1": None if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1", _vib_runs)["mean"],
+                    "hessian_rel_error": None if r.is_teacher else r.get("test", "hessian_rel_error"),
+                    "hessian_rel_error_relaxed": None if r.is_teacher else r.get("vibrations", "hessian_rel_error"),
+                    "freq_mae_rel": None if r.is_teacher else r.get("vibrations", "freq_mae_rel"),
+                    "n_spurious_imaginary": None if r.is_teacher else r.get("vibrations", "n_spurious_imaginary"),
                     "train_time_s": r.summary.get("train_time_s"), "epochs": r.summary.get("epochs")})
     return out
 

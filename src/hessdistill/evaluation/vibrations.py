@@ -117,19 +117,70 @@ def fd_hessian_fn(calc, *, step: float = 1e-3, order: int = 2) -> Callable:
     return hessian_fn
 
 
-def compare_frequencies(atoms, hessian_model, hessian_teacher, *, periodic: bool | None = None) -> dict:
-    """Frequencies of two Hessians of the same structure, compared mode by mode (both sorted)."""
+#: a mode counts as imaginary below -IMAGINARY_TOL_CM1 (smaller negative values are numerical noise of a
+#: relaxation to a finite force tolerance and of finite differences)
+IMAGINARY_TOL_CM1 = 20.0
+
+
+def vibrational_eigenvalues(atoms, hessian, *, periodic: bool | None = None) -> np.ndarray:
+    """Eigenvalues (eV/Å²/amu, ascending) of the mass-weighted Hessian with rigid-body modes projected out."""
+    mw = mass_weighted_hessian(atoms, hessian)
+    b = _complement_basis(rigid_body_basis(atoms, periodic=periodic))
+    return np.linalg.eigvalsh(b.T @ mw @ b) if b.shape[1] else np.zeros(0)
+
+
+def curvature_errors(atoms, hessian_model, hessian_teacher, *, periodic: bool | None = None) -> dict:
+    """How far a model's Hessian is from the teacher's, on the teacher's own scale.
+
+    - ``hessian_rel_error``: ||H_m - H_t||_F / ||H_t||_F (both symmetrised);
+    - ``hessian_rel_block_error_mean/max``: the same per atom, over its three rows (which atoms are wrong);
+    - ``spectrum_rel_error``: ||λ_m - λ_t|| / ||λ_t|| of the sorted mass-weighted vibrational eigenvalues;
+    - ``eigenvalues_model/teacher``: those spectra (eV/Å²/amu).
+    """
+    hm = 0.5 * (np.asarray(hessian_model, dtype=np.float64) + np.asarray(hessian_model, dtype=np.float64).T)
+    ht = 0.5 * (np.asarray(hessian_teacher, dtype=np.float64) + np.asarray(hessian_teacher, dtype=np.float64).T)
+    scale = max(float(np.linalg.norm(ht)), 1e-12)
+    blocks = [float(np.linalg.norm(hm[3 * i:3 * i + 3] - ht[3 * i:3 * i + 3])
+                    / max(float(np.linalg.norm(ht[3 * i:3 * i + 3])), 1e-12)) for i in range(len(atoms))]
+    lm = vibrational_eigenvalues(atoms, hm, periodic=periodic)
+    lt = vibrational_eigenvalues(atoms, ht, periodic=periodic)
+    return {
+        "hessian_rel_error": float(np.linalg.norm(hm - ht) / scale),
+        "hessian_rel_block_error_mean": float(np.mean(blocks)) if blocks else 0.0,
+        "hessian_rel_block_error_max": float(np.max(blocks)) if blocks else 0.0,
+        "spectrum_rel_error": float(np.linalg.norm(lm - lt) / max(float(np.linalg.norm(lt)), 1e-12)) if lt.size else 0.0,
+        "eigenvalues_model": [float(x) for x in lm],
+        "eigenvalues_teacher": [float(x) for x in lt],
+    }
+
+
+def compare_frequencies(atoms, hessian_model, hessian_teacher, *, periodic: bool | None = None,
+                        imaginary_tol_cm1: float = IMAGINARY_TOL_CM1) -> dict:
+    """Frequencies of two Hessians of the same structure, compared mode by mode (both sorted), with the curvature
+    errors of :func:`curvature_errors`.
+
+    ``freq_mae_rel``: the frequency MAE over the teacher's mean |frequency| (its own scale); ``n_imaginary_*``:
+    modes below -``imaginary_tol_cm1``; ``n_spurious_imaginary``: imaginary modes of the model beyond the
+    teacher's (a teacher minimum has none, so every imaginary mode of the model there is spurious).
+    """
     fm = harmonic_frequencies(atoms, hessian_model, periodic=periodic)
     ft = harmonic_frequencies(atoms, hessian_teacher, periodic=periodic)
     diff = np.abs(fm - ft)
+    n_im, n_it = int(np.sum(fm < -imaginary_tol_cm1)), int(np.sum(ft < -imaginary_tol_cm1))
+    mean_t = float(np.abs(ft).mean()) if ft.size else 0.0
     return {
         "freq_mae_cm1": float(diff.mean()) if diff.size else 0.0,
+        "freq_mae_rel": float(diff.mean() / mean_t) if diff.size and mean_t > 0 else None,
+        "teacher_mean_freq_cm1": mean_t,
         "freq_max_abs_cm1": float(diff.max()) if diff.size else 0.0,
         "n_modes": int(fm.size),
-        "n_imaginary_model": int(np.sum(fm < 0)),
-        "n_imaginary_teacher": int(np.sum(ft < 0)),
+        "n_imaginary_model": n_im,
+        "n_imaginary_teacher": n_it,
+        "n_spurious_imaginary": max(0, n_im - n_it),
+        "imaginary_tol_cm1": float(imaginary_tol_cm1),
         "model_cm1": [float(x) for x in fm],
         "teacher_cm1": [float(x) for x in ft],
+        **curvature_errors(atoms, hessian_model, hessian_teacher, periodic=periodic),
     }
 
 
@@ -193,5 +244,12 @@ def frequency_suite(runs) -> dict:
     from .md import mean_sem
 
     st = mean_sem([r.get("freq_mae_cm1") for r in runs])
+    rel = mean_sem([r.get("freq_mae_rel") for r in runs])
+    herr = mean_sem([r.get("hessian_rel_error") for r in runs])
+    ok = [r for r in runs if r.get("n_spurious_imaginary") is not None]
     return {"freq_mae_cm1": st["mean"], "freq_mae_se_cm1": st["se"], "freq_mae_n": st["n"],
+            "freq_mae_rel": rel["mean"], "freq_mae_rel_se": rel["se"],
+            "hessian_rel_error": herr["mean"], "hessian_rel_error_se": herr["se"],
+            "n_spurious_imaginary": sum(r["n_spurious_imaginary"] for r in ok),
+            "n_structures_with_spurious_imaginary": sum(1 for r in ok if r["n_spurious_imaginary"] > 0),
             "n_structures": len(runs), "n_failed": sum(1 for r in runs if r.get("error"))}
