@@ -164,7 +164,7 @@ def run_params(wildcards):
     return canon({k: v for k, v in _run_config(config, wildcards.subset, wildcards.run).items() if k != "device"})
 
 
-NEEDS_REFERENCE = ("vibrations", "relax", "speed")
+NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")  # as hessdistill.evaluate.NEEDS_REFERENCE
 
 
 def evaluation_params(wildcards):

@@ -57,6 +57,11 @@ rule report:
             caption="../report/fig_training.rst",
             category="Figures",
         ),
+        fig_phonons=report(
+            f"{REPORT_DIR}/fig_phonons.png",
+            caption="../report/fig_phonons.rst",
+            category="Figures",
+        ),
     log:
         f"{RESULTS}/logs/report/report.log",
     benchmark:

@@ -358,3 +358,47 @@ def test_relative_hessian_error_of_stored_rows():
     res = hessian_accuracy(lambda atoms, idx: 1.1 * h, [a, a], [(rows, h), (rows, h)])
     assert res["hessian_rel_error"] == pytest.approx(0.1, rel=1e-9)
     assert res["hessian_rel_error_per_structure"] == pytest.approx([0.1, 0.1])
+
+
+class _ScaledEMT(EMT):
+    """EMT with energies and forces scaled: force constants x s, every phonon frequency x sqrt(s)."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {k: (self.s * v if k in ("energy", "free_energy", "forces", "energies") else v)
+                        for k, v in self.results.items()}
+
+
+def test_phonons_known_answers():
+    """The teacher against itself: zero error; force constants x 1.21: frequencies x 1.1 everywhere on the mesh
+    (relative MAE 0.1); the model's band structure and DOS are reported beside the teacher's; molecules refused."""
+    from hessdistill.evaluation.phonons import phonon_comparison, phonon_suite
+
+    cu = bulk("Cu", "fcc", a=3.61)
+    same = phonon_comparison(cu, EMT(), EMT(), mesh=(4, 4, 4), band_points=5)
+    assert same["spacegroup"].startswith("Fm-3m") and same["freq_mae_cm1"] == pytest.approx(0.0, abs=1e-9)
+    assert same["n_imaginary_teacher"] == 0 and 100 < same["teacher_mean_freq_cm1"] < 250  # Cu: up to ~240 cm⁻¹
+    scaled = phonon_comparison(cu, _ScaledEMT(1.21), EMT(), relax=False, mesh=(4, 4, 4), band_points=5)
+    assert scaled["freq_mae_rel"] == pytest.approx(0.1, rel=1e-6)
+    fm = np.asarray(scaled["bands"]["model"]["frequencies_cm1"][0])
+    ft = np.asarray(scaled["bands"]["teacher"]["frequencies_cm1"][0])
+    np.testing.assert_allclose(fm, 1.1 * ft, atol=1e-6)
+    assert len(scaled["dos"]["model"]["dos"]) == len(scaled["dos"]["teacher"]["frequency_cm1"])
+    soft = phonon_comparison(cu, _ScaledEMT(-0.5), EMT(), relax=False, mesh=(4, 4, 4), band_points=5)
+    assert soft["n_spurious_imaginary"] > 0  # negative force constants: imaginary branches the teacher lacks
+    suite = phonon_suite([same, scaled, soft, phonon_comparison(molecule("H2O"), EMT(), EMT())])
+    assert suite["n_failed"] == 1 and suite["n_structures_with_spurious_imaginary"] == 1
+
+
+def test_phonon_structures_prefer_distinct_compounds():
+    from hessdistill.evaluate import phonon_structures
+
+    nacl = bulk("NaCl", "rocksalt", a=5.6)
+    cu = bulk("Cu", "fcc", a=3.61)
+    pool = [nacl.repeat(2), molecule("H2O"), nacl, cu.repeat(2), cu]
+    got = phonon_structures(pool, 3)
+    assert [len(a) for a in got] == [1, 2, 8]  # Cu and NaCl's smallest cells first, then the next smallest

@@ -14,7 +14,7 @@ job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 import torch  # noqa: E402
 
-from hessdistill.evaluate import _Subject, run_evaluations  # noqa: E402
+from hessdistill.evaluate import NEEDS_REFERENCE, _Subject, run_evaluations  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
 from hessdistill.workflow import job_device  # noqa: E402
 
@@ -26,7 +26,7 @@ device = p.get("device") or job_device(snakemake.config, w["evaluation"], subset
 inp = snakemake.input  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 ev = p["evaluation"]
-needs_reference = "reference_teacher" in p and ev in ("vibrations", "relax", "speed")
+needs_reference = "reference_teacher" in p and ev in NEEDS_REFERENCE
 
 
 def load_reference(dtype):

@@ -29,12 +29,29 @@ from .errors import HessdistillError
 
 log = logging.getLogger("hessdistill.evaluate")
 
-EVALUATIONS = ("test", "vibrations", "md", "relax", "speed")
+#: evaluations that compare with the reference teacher's own calculation (relaxations, Hessians, timings)
+NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")
+
+
+def phonon_structures(atoms, n: int) -> list:
+    """Up to ``n`` crystals for phonons: the smallest cell of each composition first (distinct compounds before
+    more cells of the same one), fully periodic structures only."""
+    crystals = sorted((a for a in atoms if a.pbc.all()), key=len)
+    first, rest, seen = [], [], set()
+    for a in crystals:
+        key = a.get_chemical_formula(mode="reduce")
+        (rest if key in seen else first).append(a)
+        seen.add(key)
+    return (first + rest)[:n]
+
+EVALUATIONS = ("test", "vibrations", "phonons", "md", "relax", "speed")
 
 DEFAULTS = {
     "split": "test",
     "test": {"max_hessian_structures": 50, "batch_size": 32, "parity_points": 2000},
     "vibrations": {"n_structures": 5, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
+    "phonons": {"n_structures": 2, "fmax": 1e-3, "max_steps": 500, "min_supercell_length": 8.0, "displacement": 0.01,
+                "mesh": [8, 8, 8], "band_points": 31},
     "md": {"n_structures": 5, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
            "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto",
            "keep_series": True, "min_energy_frames": 10, "min_energy_window_ps": 0.5, "bond_reference": "training"},
@@ -164,9 +181,9 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
     if not atoms:
         raise HessdistillError(f"split {split!r} of {structures} is empty: nothing to evaluate")
     ref = None
-    if any(e in evaluations for e in ("vibrations", "relax", "speed")):
+    if any(e in evaluations for e in NEEDS_REFERENCE):
         if reference_teacher is None:
-            raise HessdistillError("vibrations, relax and speed need the reference teacher (--reference-teacher)")
+            raise HessdistillError("vibrations, phonons, relax and speed need the reference teacher (--reference-teacher)")
         ref = reference_teacher if isinstance(reference_teacher, _Subject) else _Subject(teacher=reference_teacher,
                                                                                           device=subject.device)
     meta = {"model": subject.name, "kind": subject.kind, "n_params": subject.n_params, "structures": str(structures),
@@ -192,6 +209,15 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                                            teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
                     for a in pool]
             res = {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
+        elif ev == "phonons":
+            from .evaluation.phonons import phonon_comparison, phonon_suite
+
+            pool = phonon_structures(atoms, c["n_structures"])
+            kw = {k: v for k, v in c.items() if k != "n_structures"}
+            kw["mesh"] = tuple(kw["mesh"])
+            runs = [phonon_comparison(a, subject.calc, ref.calc, **kw) for a in pool]
+            res = {**phonon_suite(runs), "runs": runs,
+                   "note": None if pool else "no periodic structure in the split: no phonons"}
         elif ev == "md":
             from .evaluation.md import find_bonds, md_stability_suite, training_reference
 

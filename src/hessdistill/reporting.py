@@ -30,7 +30,7 @@ from .atomic import atomic_path, atomic_write_text
 
 TEACHER = "teacher"
 FIGURES = ("fig_accuracy_vs_speed.png", "fig_parity.png", "fig_md_energy.png", "fig_stability.png",
-           "fig_training.png")
+           "fig_training.png", "fig_phonons.png")
 TABLES = ("table_accuracy", "table_speed", "table_dynamics")
 
 
@@ -527,6 +527,44 @@ def fig_md_energy(records, path):
     _save_fig(fig, path)
 
 
+def fig_phonons(records, path):
+    """Per subset/teacher: the phonon bands of the first crystal of the phonons evaluation, teacher (black) and
+    every student, and their densities of states."""
+    plt = _plt()
+    groups = _groups(records)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(9.0, 3.6 * len(groups)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for (ax, ax_dos), (s, t) in zip(axes, groups):
+        drawn = False
+        colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+        for r in (r for r in records if r.subset == s and r.teacher == t and not r.is_teacher):
+            runs = [x for x in r.get("phonons", "runs", default=[]) or [] if not x.get("error")]
+            if not runs:
+                continue
+            first = runs[0]
+            sides = (("teacher", "k", f"teacher ({t})"),) if not drawn else ()
+            for side, colour, label in sides + (("model", next(colours), r.run),):
+                bands = first["bands"][side]
+                for k, (d, f) in enumerate(zip(bands["distances"], bands["frequencies_cm1"])):
+                    ax.plot(d, f, color=colour, lw=0.8, ls="--" if side == "teacher" else "-",
+                            label=label if k == 0 else None)
+                dos = first["dos"][side]
+                ax_dos.plot(dos["dos"], dos["frequency_cm1"], color=colour, lw=0.8,
+                            ls="--" if side == "teacher" else "-")
+            drawn = True
+            ax.set_title(f"phonons: {s} / {t}, {first['formula']} ({first.get('spacegroup', '')})", fontsize=9)
+        if not drawn:
+            _empty(ax, "no phonon evaluation (crystals only)")
+            ax_dos.set_axis_off()
+            continue
+        ax.axhline(0.0, color="0.6", lw=0.5)
+        ax.set_xlabel("wave vector (band path)")
+        ax.set_ylabel("frequency (cm⁻¹)")
+        ax.legend(fontsize=6)
+        ax_dos.set_xlabel("DOS")
+    _save_fig(fig, path)
+
+
 def fig_stability(records, path):
     plt = _plt()
     recs = [r for r in records if "md" in r.evals]
@@ -604,6 +642,7 @@ def write_report(paths, out_dir, *, runs_config=None, title="hessdistill report"
         fig_md_energy(records, out / FIGURES[2])
         fig_stability(records, out / FIGURES[3])
         fig_training(records, out / FIGURES[4])
+        fig_phonons(records, out / FIGURES[5])
     md = [f"# {title}", ""]
     for name, ts in tables.items():
         md += [t.to_markdown() for t in ts]
