@@ -345,7 +345,8 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
     header = ["subset", "teacher", "model", "MD stable", "mean survival (ps)", "|NVE drift| (meV/atom/ps)",
               "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
               "Hessian MAE (meV/Å²)", "rel. Hessian error (test rows)", "rel. Hessian error (relaxed)",
-              "freq. MAE / teacher mean freq.", "spurious imaginary modes"]
+              "freq. MAE / teacher mean freq.", "spurious imaginary modes", "phonons: MAE / teacher mean (mesh)",
+              "phonons: spurious imaginary (mesh)"]
     rows, vals = [], []
     for r in records:
         n_st, n = r.get("md", "n_stable"), r.get("md", "n_structures")
@@ -367,11 +368,20 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
             spurious = (f"{r.get('vibrations', 'n_spurious_imaginary')} in "
                         f"{r.get('vibrations', 'n_structures_with_spurious_imaginary')}/"
                         f"{r.get('vibrations', 'n_structures')} structures")
+        stats.append(none if r.is_teacher else _stat(r, "phonons", "freq_mae_rel",
+                                                     lambda d: [x.get("freq_mae_rel") for x in d.get("runs", [])
+                                                                if not x.get("error")] or None))
+        ph_spurious = None
+        if not r.is_teacher and r.get("phonons", "n_spurious_imaginary") is not None:
+            ph_spurious = (f"{r.get('phonons', 'n_spurious_imaginary')} in "
+                           f"{r.get('phonons', 'n_structures_with_spurious_imaginary')}/"
+                           f"{r.get('phonons', 'n_structures')} crystals")
         v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None, stats[0]["mean"],
              stats[1]["mean"], r.get("relax", "model_success_rate"), stats[2]["mean"], stats[3]["mean"],
-             stats[4]["mean"], hess, stats[5]["mean"], stats[6]["mean"], stats[7]["mean"], spurious]
+             stats[4]["mean"], hess, stats[5]["mean"], stats[6]["mean"], stats[7]["mean"], spurious,
+             stats[8]["mean"], ph_spurious]
         cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
-        for j, st in zip((4, 5, 7, 8, 9, 11, 12, 13), stats):
+        for j, st in zip((4, 5, 7, 8, 9, 11, 12, 13, 15), stats):
             cells[j] = fmt_stat(st, digits)
         rows.append(cells)
         vals.append(v)
@@ -385,8 +395,9 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
                      "Curvature on the teacher's scale: ||H_model - H_teacher||_F / ||H_teacher||_F over the stored "
                      "teacher rows of the test structures, and over full Hessians at the teacher-relaxed "
                      "structures of the vibrations evaluation; frequency MAE over the teacher's mean |frequency|; "
-                     "spurious imaginary modes: the model's modes below -20 cm⁻¹ beyond the teacher's."])
-    _mark_students(t, vals, records, low=(5, 7, 8, 9, 10, 11, 12, 13), high=(4, 6))
+                     "spurious imaginary modes: the model's modes below -20 cm⁻¹ beyond the teacher's; phonons: "
+                     "frequencies on a q-mesh of the teacher-relaxed crystals (phonopy)."])
+    _mark_students(t, vals, records, low=(5, 7, 8, 9, 10, 11, 12, 13, 15), high=(4, 6))
     return t
 
 
