@@ -360,3 +360,49 @@ def test_unknown_elements_fail_where_the_data_is_built(kind):
     with pytest.raises(HessdistillError, match=r"Si \(Z=14\)"):  # an unprepared batch: checked in the forward
         predict(small, [silicon()])
     assert atoms_to_data(ethanol(), CUT, student=small).prepared_for == small.data_tag
+
+
+def test_painn_curvature_stays_bounded_at_symmetric_structures():
+    """At a cubic perovskite the vector features vanish by symmetry; with the legacy norm eps (1e-8) the Hessian
+    there is dominated by sqrt(|v|^2 + eps)'s 1/sqrt(eps) curvature, with eps = 1 it is of the size of the Hessian
+    at a slightly distorted structure (where the features do not vanish)."""
+    import numpy as np
+    from ase import Atoms
+
+    from hessdistill.data.graphs import atoms_to_data, collate
+    from hessdistill.hessian import hessian_rows
+    from hessdistill.students import build_student
+
+    cubic = Atoms(["Sr", "Ti", "O", "O", "O"], scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5],
+                                                                  [0, .5, .5]], cell=np.eye(3) * 3.9, pbc=True)
+    distorted = cubic.copy()
+    distorted.positions += np.random.default_rng(0).normal(scale=0.05, size=(5, 3))
+
+    def hess_norm(model, atoms):
+        b = collate([atoms_to_data(atoms, model.cutoff, dtype=torch.float64)])
+        b.pos.requires_grad_(True)
+        _, f = model(b, create_graph=True)
+        return float(np.linalg.norm(hessian_rows(f, b.pos, np.arange(15)).detach().numpy()))
+
+    ratios = {}
+    for eps in (1e-8, 1.0):
+        torch.manual_seed(0)
+        m = build_student({"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.5,
+                           "vector_norm_eps": eps}).double()
+        ratios[eps] = hess_norm(m, cubic) / hess_norm(m, distorted)
+    assert ratios[1.0] < 3.0
+    assert ratios[1e-8] > 10 * ratios[1.0]
+
+
+def test_old_painn_checkpoints_keep_the_norm_they_were_trained_with(tmp_path):
+    from hessdistill.calculator import load_student
+    from hessdistill.students import build_student
+
+    m = build_student({"arch": "painn", "hidden": 8, "num_layers": 1, "num_rbf": 4, "cutoff": 4.0})
+    assert m.hparams["vector_norm_eps"] == 1.0
+    cfg = m.config()
+    del cfg["vector_norm_eps"]  # a checkpoint written before the parameter existed
+    torch.save({"format": "hessdistill.student", "student_config": cfg, "dtype": "float32",
+                "state_dict": m.state_dict()}, tmp_path / "old.pt")
+    old, _ = load_student(tmp_path / "old.pt")
+    assert old.hparams["vector_norm_eps"] == 1e-8

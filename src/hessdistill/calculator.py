@@ -89,6 +89,18 @@ def read_student_checkpoint(path) -> dict:
     raise HessdistillError(_compose(what, path=path, fix=_FIX_MODEL))
 
 
+def with_legacy_hparams(config: dict) -> dict:
+    """A checkpoint's student config with the values of hyper-parameters added after it was written (the
+    architecture module's ``LEGACY_HPARAMS``), so that an old checkpoint rebuilds the function it was trained as."""
+    import importlib
+
+    from .students.registry import STUDENTS
+
+    entry = STUDENTS.get(config.get("arch"))
+    legacy = getattr(importlib.import_module(entry[0]), "LEGACY_HPARAMS", {}) if entry else {}
+    return {**legacy, **config}
+
+
 def load_student(path, device="cpu"):
     """Rebuild a student from a ``model.pt``/``best.pt`` checkpoint written by the training loop.
 
@@ -98,7 +110,7 @@ def load_student(path, device="cpu"):
     from .students import build_student
 
     ck = read_student_checkpoint(path)
-    model = build_student(ck["student_config"])
+    model = build_student(with_legacy_hparams(ck["student_config"]))
     dtype = {"float32": torch.float32, "float64": torch.float64}[ck.get("dtype", "float32")]
     model = model.to(dtype=dtype)
     model.load_state_dict(ck["state_dict"])

@@ -52,6 +52,17 @@ from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
 from .layers import ElementEmbedding, GaussianRBF, PolynomialEnvelope, plain_embedding_init, safe_norm, scatter_sum
 
 
+#: eps of the vector norms sqrt(|V v|^2 + eps) fed to the update and gate MLPs.  At a symmetric structure (a
+#: relaxed crystal, a symmetric molecule) the vector features vanish by symmetry, and there the second derivative
+#: of sqrt(|x|^2 + eps) is 1/sqrt(eps): with the 1e-8 of the original implementation (and of this one before
+#: the parameter existed, which old checkpoints keep, see ``LEGACY_HPARAMS``) a student's Hessian, vibrations and
+#: phonons at equilibrium were dominated by that kink (relative Hessian errors of 3-6 at teacher-relaxed
+#: perovskites while forces were within 15 meV/Å).  eps = 1 (features are O(1)) keeps the norm's curvature O(1).
+VECTOR_NORM_EPS = 1.0
+#: hyper-parameters added after checkpoints were written, with the value those checkpoints were trained with
+LEGACY_HPARAMS = {"vector_norm_eps": 1e-8}
+
+
 class PaiNNMessage(nn.Module):
     def __init__(self, hidden: int, num_rbf: int):
         super().__init__()
@@ -92,9 +103,10 @@ class PaiNNMessage(nn.Module):
 
 
 class PaiNNUpdate(nn.Module):
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, norm_eps: float = 1.0):
         super().__init__()
         self.hidden = hidden
+        self.norm_eps = float(norm_eps)
         self.U = nn.Linear(hidden, hidden, bias=False)
         self.V = nn.Linear(hidden, hidden, bias=False)
         self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
@@ -103,7 +115,7 @@ class PaiNNUpdate(nn.Module):
         F = self.hidden
         uv = self.U(v)  # (N, 3, F): Linear mixes the feature axis, the Cartesian one is untouched (equivariant)
         vv = self.V(v)
-        a = self.mlp(torch.cat([s, safe_norm(vv, dim=1)], dim=-1))
+        a = self.mlp(torch.cat([s, safe_norm(vv, dim=1, eps=self.norm_eps)], dim=-1))
         a_vv, a_sv, a_ss = torch.split(a, F, dim=-1)
         dv = a_vv.unsqueeze(1) * uv
         ds = a_ss + a_sv * torch.sum(uv * vv, dim=1)
@@ -113,9 +125,10 @@ class PaiNNUpdate(nn.Module):
 class GatedEquivariantBlock(nn.Module):
     """(s (N, F_in), v (N, 3, F_in)) -> (s (N, F_out), v (N, 3, F_out)) (Schütt et al. 2021, Fig. 3)."""
 
-    def __init__(self, f_in: int, f_out: int, scalar_activation: bool):
+    def __init__(self, f_in: int, f_out: int, scalar_activation: bool, norm_eps: float = 1.0):
         super().__init__()
         self.f_out = f_out
+        self.norm_eps = float(norm_eps)
         self.W1 = nn.Linear(f_in, f_in, bias=False)
         self.W2 = nn.Linear(f_in, f_out, bias=False)
         self.mlp = nn.Sequential(nn.Linear(2 * f_in, f_in), nn.SiLU(), nn.Linear(f_in, 2 * f_out))
@@ -124,7 +137,7 @@ class GatedEquivariantBlock(nn.Module):
     def forward(self, s, v):
         v1 = self.W1(v)
         v2 = self.W2(v)
-        x = self.mlp(torch.cat([s, safe_norm(v1, dim=1)], dim=-1))
+        x = self.mlp(torch.cat([s, safe_norm(v1, dim=1, eps=self.norm_eps)], dim=-1))
         s_out, gate = torch.split(x, self.f_out, dim=-1)
         if self.scalar_activation:
             s_out = nn.functional.silu(s_out)
@@ -147,10 +160,13 @@ class PaiNN(Student):
         embedding_init: dict | None = None,
         avg_num_neighbors: float = 1.0,
         envelope_exponent: int = 5,
+        vector_norm_eps: float = VECTOR_NORM_EPS,
     ):
         super().__init__(cutoff=cutoff, direct_forces=direct_forces)
         if hidden < 2 or num_layers < 1:
             raise HessdistillError(f"PaiNN: need hidden >= 2 and num_layers >= 1 (got {hidden}, {num_layers})")
+        if not vector_norm_eps > 0:
+            raise HessdistillError(f"PaiNN: vector_norm_eps must be > 0, got {vector_norm_eps}")
         if avg_num_neighbors <= 0:
             raise HessdistillError(f"PaiNN: avg_num_neighbors must be > 0, got {avg_num_neighbors}")
         self.hparams = {
@@ -163,6 +179,7 @@ class PaiNN(Student):
             "embedding_init": plain_embedding_init(embedding_init),
             "avg_num_neighbors": float(avg_num_neighbors),
             "envelope_exponent": int(envelope_exponent),
+            "vector_norm_eps": float(vector_norm_eps),
         }
         self.hidden = int(hidden)
         self.avg_num_neighbors = float(avg_num_neighbors)
@@ -170,12 +187,13 @@ class PaiNN(Student):
         self.rbf = GaussianRBF(int(num_rbf), self.cutoff)
         self.envelope = PolynomialEnvelope(self.cutoff, int(envelope_exponent))
         self.messages = nn.ModuleList(PaiNNMessage(self.hidden, int(num_rbf)) for _ in range(num_layers))
-        self.updates = nn.ModuleList(PaiNNUpdate(self.hidden) for _ in range(num_layers))
+        self.updates = nn.ModuleList(PaiNNUpdate(self.hidden, vector_norm_eps) for _ in range(num_layers))
         half = max(self.hidden // 2, 1)
         self.energy_head = nn.Sequential(nn.Linear(self.hidden, half), nn.SiLU(), nn.Linear(half, 1))
         if self.direct_forces:
             self.force_head = nn.ModuleList(
-                [GatedEquivariantBlock(self.hidden, half, True), GatedEquivariantBlock(half, 1, False)]
+                [GatedEquivariantBlock(self.hidden, half, True, vector_norm_eps),
+                 GatedEquivariantBlock(half, 1, False, vector_norm_eps)]
             )
 
     @property
