@@ -402,3 +402,14 @@ def test_phonon_structures_prefer_distinct_compounds():
     pool = [nacl.repeat(2), molecule("H2O"), nacl, cu.repeat(2), cu]
     got = phonon_structures(pool, 3)
     assert [len(a) for a in got] == [1, 2, 8]  # Cu and NaCl's smallest cells first, then the next smallest
+
+
+def test_phonons_of_a_rattled_frame_are_those_of_the_crystal():
+    from hessdistill.evaluation.phonons import idealized, phonon_comparison
+
+    frame = bulk("Cu", "fcc", a=3.61, cubic=True)
+    frame.positions += np.random.default_rng(0).normal(scale=0.02, size=frame.positions.shape)
+    ideal = idealized(frame, 0.1)
+    assert len(ideal) == 1  # the primitive fcc cell
+    res = phonon_comparison(frame, EMT(), EMT(), mesh=(4, 4, 4), band_points=5)
+    assert res["spacegroup"].startswith("Fm-3m") and res["n_imaginary_teacher"] == 0

@@ -51,7 +51,7 @@ DEFAULTS = {
     "test": {"max_hessian_structures": 50, "batch_size": 32, "parity_points": 2000},
     "vibrations": {"n_structures": 5, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
     "phonons": {"n_structures": 2, "fmax": 1e-3, "max_steps": 500, "min_supercell_length": 8.0, "displacement": 0.01,
-                "mesh": [8, 8, 8], "band_points": 31},
+                "mesh": [8, 8, 8], "band_points": 31, "symmetrize": 0.1},
     "md": {"n_structures": 5, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
            "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto",
            "keep_series": True, "min_energy_frames": 10, "min_energy_window_ps": 0.5, "bond_reference": "training"},

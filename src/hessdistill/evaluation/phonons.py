@@ -2,8 +2,9 @@
 
 Protocol for one periodic structure (``phonon_comparison``):
 
-1. relax the atomic positions with the teacher at fixed cell (the phonons of a minimum; a strained cell stays
-   strained), then find its symmetry (spglib through phonopy, ``symprec``);
+1. idealize the structure to its primitive cell at tolerance ``symmetrize`` (Å), relax the atomic positions with
+   the teacher at fixed cell (the phonons of a minimum; a strained cell stays strained), then find its symmetry
+   (spglib through phonopy, ``symprec``);
 2. build phonopy's supercell (the smallest diagonal repetition whose three lengths are at least
    ``min_supercell_length`` Å) and its symmetry-reduced finite displacements (``displacement`` Å, ± pairs); the
    *same* displaced supercells are given to the teacher and to the model, so their force constants differ only by
@@ -60,12 +61,28 @@ def _collect(ph, mesh, band_points):
         "dos": np.asarray(dos["total_dos"]).tolist()}
 
 
+def idealized(atoms, symprec: float):
+    """The standardized primitive cell of ``atoms`` with its symmetry found at tolerance ``symprec`` (Å) and
+    imposed (spglib); ``atoms`` itself when spglib finds nothing."""
+    import spglib
+    from ase import Atoms
+
+    cell = (np.asarray(atoms.cell.array), atoms.get_scaled_positions(), atoms.numbers)
+    std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
+    if std is None:
+        return atoms.copy()
+    lattice, scaled, numbers = std
+    return Atoms(numbers=numbers, cell=lattice, scaled_positions=scaled, pbc=True)
+
+
 def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fmax: float = 1e-3,
                       max_steps: int = 500, min_supercell_length: float = 8.0, displacement: float = 0.01,
-                      mesh=(8, 8, 8), band_points: int = 31, symprec: float = 1e-3,
+                      mesh=(8, 8, 8), band_points: int = 31, symprec: float = 1e-3, symmetrize: float = 0.1,
                       imaginary_tol_cm1: float = 20.0) -> dict:
     """Model vs teacher phonons of one crystal (see the module docstring); never raises for a failed teacher
-    relaxation (reported in ``error``)."""
+    relaxation (reported in ``error``).  ``symmetrize`` > 0: the structure is first replaced by its idealized
+    primitive cell at that tolerance (Å; a thermal or rattled frame of a cubic perovskite becomes the cubic cell,
+    a strained one the tetragonal cell), so that the phonons are those of the crystal, not of one snapshot."""
     from phonopy import Phonopy
 
     from .vibrations import relax_structure
@@ -73,7 +90,8 @@ def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fm
     if not np.all(atoms.pbc):
         return {"error": "phonons need a structure periodic in all three directions", "n_atoms": len(atoms)}
     info = {"converged": None, "steps": 0, "error": None}
-    work = atoms.copy()
+    work = idealized(atoms, symmetrize) if symmetrize > 0 else atoms.copy()
+    atoms = work
     if relax:
         work, info = relax_structure(atoms, teacher_calc, fmax=fmax, max_steps=max_steps)
     out = {"n_atoms": len(atoms), "formula": atoms.get_chemical_formula(), "teacher_relax_converged": info["converged"],
