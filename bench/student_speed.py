@@ -72,19 +72,6 @@ def timed(fn, repeats, warmup=3, budget_s=0.5):
     return statistics.median(ts)
 
 
-class Walk:
-    def __init__(self, x, seed):
-        self.x0 = np.array(x, dtype=float)
-        self.x = self.x0.copy()
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self):
-        self.x = self.x + self.rng.normal(scale=0.005, size=self.x.shape)
-        if np.abs(self.x - self.x0).max() > 0.1:
-            self.x = self.x0.copy()
-        return self.x
-
-
 def matmul_rate(repeats=20):
     a, b = torch.randn(512, 512), torch.randn(512, 512)
     t = timed(lambda: a @ b, repeats, warmup=5)
@@ -145,6 +132,7 @@ def main(argv=None) -> int:
 
     from hessdistill.calculator import StudentCalculator, load_student
     from hessdistill.deployed import EagerProgram, Runner
+    from hessdistill.evaluation.speed import Walk
     from hessdistill.neighbours import VerletList
     from hessdistill.students import build_student
     from hessdistill.students.export import export_student, load_exported
@@ -181,7 +169,7 @@ def main(argv=None) -> int:
         cells.append(a)
 
     def student_step(k, a):
-        walk = Walk(a.positions, 2)
+        walk = Walk(a, 0.005, seed=2)
         if k == "ase-calc":
             calc, c = StudentCalculator(model, device=args.device), a.copy()
 
@@ -193,7 +181,7 @@ def main(argv=None) -> int:
         return lambda: runner(walk())
 
     def teacher_step(a):
-        walk, b = Walk(a.positions, 1), a.copy()
+        walk, b = Walk(a, 0.005, seed=1), a.copy()
 
         def step():
             b.positions = walk()
@@ -234,7 +222,7 @@ def main(argv=None) -> int:
             batch.append(a)
         runner = Runner(programs["aoti"], [a.numbers for a in batch], [a.cell.array for a in batch],
                         [a.pbc for a in batch], device=args.device)
-        walks = [Walk(a.positions, k) for k, a in enumerate(batch)]
+        walks = [Walk(a, 0.005, seed=k) for k, a in enumerate(batch)]
         t_s = timed(lambda: runner([w() for w in walks]), args.repeats)
         t_t = timed(lambda: teacher.energy_forces_batched(batch), max(3, args.repeats // 2), warmup=2)
         print(f"  {len(batch[0]):4d} atoms x {args.batch}: student {args.batch / t_s:9.1f}  teacher "

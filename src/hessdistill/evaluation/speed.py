@@ -44,7 +44,7 @@ def _median_time(fn, repeats, warmup, device):
     return statistics.median(ts), ts
 
 
-class _Walk:
+class Walk:
     """Positions of a structure performing a small random walk (one step per call)."""
 
     def __init__(self, atoms, step_A: float, seed: int):
@@ -80,7 +80,7 @@ def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
 
     def make_call(a, k):
         runner = Runner(program, [a.numbers], [a.cell.array], [a.pbc], skin=skin, device=device)
-        walk = _Walk(a, step_A, seed=k)
+        walk = Walk(a, step_A, seed=k)
         return lambda: runner(walk())
 
     rows = _latency_rows(make_call, lat_structs, repeats, warmup, device)
@@ -89,7 +89,7 @@ def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
     for c, chunk in enumerate(chunks):
         runner = Runner(program, [a.numbers for a in chunk], [a.cell.array for a in chunk], [a.pbc for a in chunk],
                         skin=skin, device=device)
-        walks = [_Walk(a, step_A, seed=1000 * c + k) for k, a in enumerate(chunk)]
+        walks = [Walk(a, step_A, seed=1000 * c + k) for k, a in enumerate(chunk)]
         calls.append(lambda r=runner, w=walks: r([x() for x in w]))
     for call in calls:  # warm-up of every batch shape
         for _ in range(max(warmup, 1)):
@@ -112,7 +112,7 @@ def time_teacher(teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
 
     def make_call(a, k):
         b = a.copy()
-        walk = _Walk(a, step_A, seed=k)
+        walk = Walk(a, step_A, seed=k)
 
         def call():
             b.positions = walk()
