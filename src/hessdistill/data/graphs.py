@@ -36,27 +36,15 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..errors import StructureError
+from ..neighbours import VerletList
 
 
 def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full neighbour list within ``cutoff`` Å: (i, j, Cartesian shift of j) with vec = r_j - r_i + shift."""
-    from vesin import NeighborList
+    """Full neighbour list within ``cutoff`` Å: (i, j, Cartesian shift of j) with vec = r_j - r_i + shift.
 
-    pos = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if pbc.any():
-        cell = np.asarray(atoms.cell.array, dtype=np.float64)
-        if abs(np.linalg.det(cell)) < 1e-9:
-            raise StructureError("periodic structure with a degenerate cell",
-                                 fix="give the structure a full 3x3 cell or set pbc=False")
-    else:
-        cell = np.zeros((3, 3))
-    nl = NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, s = nl.compute(points=pos, box=cell, periodic=pbc.tolist() if pbc.any() else False, quantities="ijS")
-    shift = s.astype(np.float64) @ cell
-    order = np.lexsort((j, i))  # deterministic edge order
-    return i[order].astype(np.int64), j[order].astype(np.int64), shift[order]
+    One fresh search (a :class:`~hessdistill.neighbours.VerletList` without skin), pairs sorted by (i, j).
+    """
+    return VerletList(cutoff, skin=0.0).pairs(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
 INC, MAX = "__inc", "__max"  # suffixes of an extra's batching offset and of a size reduced to its batch maximum
