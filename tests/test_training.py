@@ -453,3 +453,31 @@ def test_a_checkpoint_resumes_on_another_device_and_records_where_it_ran(stores,
     assert s["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and s["deterministic"] is True
     assert s["float32_matmul_precision"] == "highest" and s["tf32"] is False
     torch.use_deterministic_algorithms(False)
+
+
+def test_cosine_schedule_decays_over_the_budget_epochs_or_wall_time(stores, tmp_path):
+    """lr_schedule: cosine ends at min_lr when the epoch budget is spent, and follows the wall-time budget when
+    that is the nearer one; an unknown schedule is refused by name."""
+    from hessdistill.errors import HessdistillError
+    from hessdistill.training import train
+    from hessdistill.training.loop import TrainConfig, budget_fraction, cosine_lr
+
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-5, max_epochs=10, max_time_s=100.0)
+    assert cosine_lr(cfg, 0.0) == pytest.approx(1e-3) and cosine_lr(cfg, 1.0) == pytest.approx(1e-5)
+    assert cosine_lr(cfg, 0.5) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert budget_fraction(cfg, 2, 10.0) == pytest.approx(0.2)    # epochs are further along
+    assert budget_fraction(cfg, 2, 50.0) == pytest.approx(0.5)    # wall time is further along
+    assert budget_fraction(cfg, 20, 500.0) == 1.0
+    st, lab, hes = stores
+    out = train(run_cfg(max_epochs=4, lr_schedule="cosine", lr=1e-3, min_lr=1e-5, batch_size=4), st, tmp_path / "c",
+                labels=lab, hessians=hes, progress=False)
+    assert out["epochs"] == 4
+    import csv
+
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "c" / "log.csv"))]
+    # logged after each epoch's last step (3 steps per epoch over 12 structures): fractions 2/3/4, 5/12, ..., 11/12
+    expected = [cosine_lr(TrainConfig(lr=1e-3, min_lr=1e-5, max_epochs=4), (e + 2 / 3) / 4) for e in range(4)]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(HessdistillError, match="lr_schedule"):
+        TrainConfig.from_dict({"lr_schedule": "linear"})

@@ -50,6 +50,21 @@ METHODS = ("undistilled", "hessian", "hessian-projection", "n2n", "a2a", "teache
 OPTIMIZER_OPTIONS = {"foreach": True}
 
 
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+def budget_fraction(cfg, epoch: float, elapsed_s: float) -> float:
+    """How much of the run's budget is spent, in [0, 1]: the larger of the epoch and wall-time fractions."""
+    frac = epoch / max(cfg.max_epochs, 1)
+    if cfg.max_time_s:
+        frac = max(frac, elapsed_s / cfg.max_time_s)
+    return min(max(frac, 0.0), 1.0)
+
+
+def cosine_lr(cfg, frac: float) -> float:
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * frac))
+
+
 @dataclass
 class TrainConfig:
     student: dict = field(default_factory=lambda: {"arch": "painn"})
@@ -65,6 +80,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 2e-6
     amsgrad: bool = True
+    #: "plateau" (the paper's ReduceLROnPlateau on the val force MAE: lr_factor, lr_patience) or "cosine": lr
+    #: decays from lr to min_lr along half a cosine over the run's budget, measured per step as the larger of
+    #: the fraction of max_epochs done and of max_time_s spent (so a wall-time-limited run ends at min_lr)
+    lr_schedule: str = "plateau"
     lr_factor: float = 0.8
     lr_patience: int = 5
     min_lr: float = 1e-6
@@ -95,6 +114,8 @@ class TrainConfig:
         cfg = cls(**d)
         if cfg.method not in METHODS:
             raise HessdistillError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise HessdistillError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         return cfg
 
 
@@ -284,7 +305,12 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         collate.set_position(epoch, 0)
         weights.hessian = state["lambda_h"]
         sums, n_batches, finite = {}, 0, []
+        n_steps = max(1, -(-len(order) // cfg.batch_size))
         for b0 in range(0, len(order), cfg.batch_size):
+            if cfg.lr_schedule == "cosine":
+                frac = budget_fraction(cfg, epoch + b0 / cfg.batch_size / n_steps, time.perf_counter() - t_start)
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(cfg, frac)
             batch = _to_device(collate([train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]), device)
             total, terms, per_slot = compute_loss(model, batch, weights, projection=projection,
                                                   squared_hessian=cfg.method == "hessian-projection",
@@ -306,7 +332,8 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         if finite and not bool(torch.stack(finite).all()):  # the epoch's one host sync for this check
             _raise_non_finite(torch.stack(finite), order, cfg, train_ds, epoch, sums)
         val = evaluate(ema.shadow, val_loader, device)
-        sched.step(val["force_mae_meV_A"])
+        if cfg.lr_schedule == "plateau":
+            sched.step(val["force_mae_meV_A"])
         if (schedule_at is not None and not state["lambda_h_halved"] and state["lambda_h"] > 0
                 and val["force_mae_meV_A"] <= schedule_at):
             state["lambda_h"] *= cfg.hessian_schedule_factor
