@@ -48,6 +48,26 @@ def test_perovskites_are_labelled_by_the_teacher_and_deterministic(teacher):
     assert not np.array_equal(c[0].positions, a[0].positions)
 
 
+def test_relaxation_series_descend_towards_the_teachers_minimum(teacher):
+    """n_relax_series: frames along a teacher FIRE relaxation, energies falling and forces shrinking, each series
+    its own trajectory group; deterministic; counted by estimate_calls."""
+    from hessdistill.data.builtin import estimate_calls
+
+    s = tiny(n_trajectories=0, n_rattle_series=0, n_relax_series=2, frames_per_trajectory=4, relax_every=3)
+    a = generate(teacher, s)
+    assert len(a) == 8 and {x.info["sampling"] for x in a} == {"relax"}
+    assert {x.info["trajectory"] for x in a} == {"relax0000", "relax0001"}
+    assert estimate_calls(s) == 2 * (1 + 3 * 4)
+    for r in ("relax0000", "relax0001"):
+        series = [x for x in a if x.info["trajectory"] == r]
+        e = [x.get_potential_energy() for x in series]
+        fmax = [np.abs(x.get_forces()).max() for x in series]
+        assert e[-1] < e[0] and fmax[-1] < 0.5 * fmax[0]
+        assert np.array_equal(series[0].cell.array, series[-1].cell.array)  # fixed cell
+    b = generate(teacher, s)
+    assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b))
+
+
 def test_molecules_family(teacher):
     s = GeneratorSettings(family="molecules", compositions=("H2O", "CH4"), n_trajectories=2, n_rattle_series=1,
                           frames_per_trajectory=2, sample_every=1, equilibration_steps=1)

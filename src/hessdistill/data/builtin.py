@@ -6,7 +6,8 @@ Two families, so that both materials and molecules are covered with no download 
     cubic ABO3 perovskite oxides (SrTiO3, BaTiO3, CaTiO3, SrZrO3, BaZrO3, KNbO3, KTaO3, SrHfO3) in cells of
     5, 10, 20 and 40 atoms (1x1x1, 2x1x1, 2x2x1, 2x2x2 supercells of the 5-atom cell), under isotropic and
     uniaxial strain, sampled by short teacher-driven Langevin MD at several temperatures plus randomly
-    rattled and sheared cells.  A materials-science subset the shipped-weights models (CHGNet, SevenNet-0;
+    rattled and sheared cells, and optionally teacher relaxation paths (``n_relax_series``).  A
+    materials-science subset the shipped-weights models (CHGNet, SevenNet-0;
     both trained on MPtrj, which holds these compounds) cover well, and the paper's "perovskites" subset in
     miniature.
 ``molecules``
@@ -15,7 +16,7 @@ Two families, so that both materials and molecules are covered with no download 
 
 Every structure carries teacher labels (energy, forces) and ``info`` entries: ``family``, ``parent`` (the
 composition/cell it came from), ``trajectory`` (a group id: all frames of one MD run or one rattle series;
-use it to group splits and avoid leakage), ``sampling`` ("md" or "rattle"), ``temperature_K``, ``strain``
+use it to group splits and avoid leakage), ``sampling`` ("md", "rattle" or "relax"), ``temperature_K``, ``strain``
 and ``frame``.  The store records ``labels = "teacher:<name>"`` and the generator settings.
 
 The generator is deterministic for a given seed, settings and teacher (numpy ``default_rng`` streams per
@@ -35,6 +36,7 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.collections import g2
 from ase.md.langevin import Langevin
+from ase.optimize import FIRE
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from ..errors import HessdistillError
@@ -82,6 +84,12 @@ class GeneratorSettings:
     shear_sigma: float = 0.015
     max_atoms: int = 40
     compositions: tuple = field(default_factory=tuple)  # empty: all of the family
+    #: relaxation series: the teacher relaxes (FIRE, fixed cell) a rattled, strained parent and every
+    #: `relax_every`-th step is kept, frames_per_trajectory per series: the near-equilibrium structures where
+    #: harmonic frequencies and phonons are evaluated
+    n_relax_series: int = 0
+    relax_rattle_sigma: float = 0.1
+    relax_every: int = 3
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -91,7 +99,8 @@ class GeneratorSettings:
 def estimate_calls(s: GeneratorSettings) -> int:
     """Teacher force calls the generator makes (its cost, in units of one energy+forces call)."""
     md = s.n_trajectories * (1 + s.equilibration_steps + s.sample_every * s.frames_per_trajectory)
-    return md + s.n_rattle_series * s.frames_per_trajectory
+    relax = s.n_relax_series * (1 + s.relax_every * s.frames_per_trajectory)
+    return md + s.n_rattle_series * s.frames_per_trajectory + relax
 
 
 def _parents(s: GeneratorSettings) -> list[tuple[str, Atoms]]:
@@ -191,6 +200,24 @@ def generate(teacher, settings: GeneratorSettings | None = None, *, progress=Non
                 "family": s.family, "parent": pname, "trajectory": f"rattle{r:04d}", "sampling": "rattle",
                 "temperature_K": 0.0, "strain": eps, "frame": frame,
             }))
+        if progress:
+            progress(len(out))
+    # relaxation series: FIRE with the teacher from a rattled, strained parent; a frame every relax_every steps
+    for r in range(s.n_relax_series):
+        rng = np.random.default_rng([s.seed, 3, r])
+        pname, parent = parents[int(master.integers(len(parents)))]
+        atoms, eps = _strain(parent, rng, s.strains)
+        atoms.positions += rng.normal(scale=s.relax_rattle_sigma, size=atoms.positions.shape)
+        atoms.calc = calc
+        opt = FIRE(atoms, logfile=None)
+        for frame in range(s.frames_per_trajectory):
+            e = atoms.get_potential_energy()
+            f = atoms.get_forces()
+            out.append(_labelled(atoms, e, f, {
+                "family": s.family, "parent": pname, "trajectory": f"relax{r:04d}", "sampling": "relax",
+                "temperature_K": 0.0, "strain": eps, "frame": frame,
+            }))
+            opt.run(fmax=1e-4, steps=s.relax_every)
         if progress:
             progress(len(out))
     log.info("built-in %s dataset: %d structures from %d teacher calls in %.1f s", s.family, len(out),
