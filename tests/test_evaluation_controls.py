@@ -404,6 +404,22 @@ def test_phonon_structures_prefer_distinct_compounds():
     assert [len(a) for a in got] == [1, 2, 8]  # Cu and NaCl's smallest cells first, then the next smallest
 
 
+def test_vibration_structures_come_from_distinct_trajectories_first():
+    from hessdistill.evaluate import spread_structures
+
+    pool = []
+    for t, count in (("md0", 3), ("md1", 1), ("rattle0", 2)):
+        for f in range(count):
+            a = molecule("H2O")
+            a.info.update(trajectory=t, frame=f)
+            pool.append(a)
+    loose = molecule("CH4")  # no trajectory recorded: its own group
+    got = spread_structures(pool + [loose], 5)
+    assert [(a.info.get("trajectory"), a.info.get("frame")) for a in got] == [
+        ("md0", 0), ("md1", 0), ("rattle0", 0), (None, None), ("md0", 1)]
+    assert len(spread_structures(pool, 50)) == 6 and spread_structures(pool, 0) == []
+
+
 def test_phonons_of_a_rattled_frame_are_those_of_the_crystal():
     from hessdistill.evaluation.phonons import idealized, phonon_comparison
 

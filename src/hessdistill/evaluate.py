@@ -44,6 +44,21 @@ def phonon_structures(atoms, n: int) -> list:
         seen.add(key)
     return (first + rest)[:n]
 
+def spread_structures(atoms, n: int) -> list:
+    """Up to ``n`` structures from distinct groups first: the first frame of each trajectory (``info
+    ["trajectory"]``; structures without one are their own group), in order of appearance, then the second
+    frame of each, and so on.  Consecutive frames of one MD run relax to the same minimum, so taking the first
+    ``n`` of a split grouped by trajectory would measure one structure ``n`` times."""
+    groups: dict = {}
+    for k, a in enumerate(atoms):
+        groups.setdefault(a.info.get("trajectory", f"#{k}"), []).append(a)
+    out, depth = [], 0
+    while len(out) < n and any(len(g) > depth for g in groups.values()):
+        out += [g[depth] for g in groups.values() if len(g) > depth][: n - len(out)]
+        depth += 1
+    return out
+
+
 EVALUATIONS = ("test", "vibrations", "phonons", "md", "relax", "speed")
 
 DEFAULTS = {
@@ -204,7 +219,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
         elif ev == "vibrations":
             from .evaluation.vibrations import frequency_suite, vibrational_comparison
 
-            pool = [a for a in atoms if not (c["molecules_only"] and a.pbc.any())][: c["n_structures"]]
+            pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
             runs = [vibrational_comparison(a, subject.calc, ref.calc, model_hessian_fn=subject.hessian,
                                            teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
                     for a in pool]
