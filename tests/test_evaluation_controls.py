@@ -420,6 +420,26 @@ def test_vibration_structures_come_from_distinct_trajectories_first():
     assert len(spread_structures(pool, 50)) == 6 and spread_structures(pool, 0) == []
 
 
+def test_phonons_of_a_two_species_crystal_match_its_hessian_at_gamma():
+    """Cu3Au (L1_2, EMT): phonopy's supercells list atoms by primitive atom, not in Atoms.repeat order, so the
+    species must follow phonopy's order.  At Gamma the force constants folded over the supercell are the
+    primitive cell's own Hessian: the frequencies must agree, with three acoustic zeros (with the species
+    scrambled the acoustic modes came out at -16 cm^-1 here, and most modes of cubic perovskites imaginary)."""
+    from hessdistill.evaluation.phonons import THZ_TO_CM1, force_constants
+    from hessdistill.evaluation.vibrations import eigenvalues_to_cm1, fd_hessian_fn, mass_weighted_hessian
+
+    a = bulk("Cu", "fcc", a=3.75, cubic=True)
+    a.symbols[0] = "Au"
+    ph = force_constants(a, EMT(), [2, 2, 2], displacement=0.005)
+    ph.run_qpoints([[0, 0, 0]])
+    gamma = np.sort(ph.get_qpoints_dict()["frequencies"][0] * THZ_TO_CM1)
+    h = fd_hessian_fn(EMT(), step=0.005)(a)
+    direct = np.sort(eigenvalues_to_cm1(np.linalg.eigvalsh(mass_weighted_hessian(a, h))))
+    assert np.allclose(gamma[:3], 0.0, atol=1.0)
+    np.testing.assert_allclose(gamma[3:], direct[3:], rtol=0.02, atol=1.0)
+    assert gamma[3] > 20.0  # a stable crystal: real optical modes
+
+
 def test_phonons_of_a_rattled_frame_are_those_of_the_crystal():
     from hessdistill.evaluation.phonons import idealized, phonon_comparison
 

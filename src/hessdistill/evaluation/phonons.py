@@ -35,15 +35,34 @@ def supercell_repeats(atoms, min_length: float) -> list[int]:
     return [max(1, int(np.ceil(min_length / float(length)))) for length in atoms.cell.lengths()]
 
 
-def _forces(calc, supercells, template):
+def supercell_atoms(sc):
+    """An ASE structure from a phonopy supercell, atom for atom in phonopy's order (all images of primitive atom
+    0, then of atom 1, ...: not the order of ``Atoms.repeat``, so species must come from ``sc`` itself)."""
+    from ase import Atoms
+
+    return Atoms(symbols=list(sc.symbols), cell=np.asarray(sc.cell), scaled_positions=np.asarray(sc.scaled_positions),
+                 pbc=True)
+
+
+def _forces(calc, supercells):
     out = []
     for sc in supercells:
-        a = template.copy()
-        a.set_cell(sc.cell)
-        a.set_scaled_positions(sc.scaled_positions)
+        a = supercell_atoms(sc)
         a.calc = calc
         out.append(np.asarray(a.get_forces(), dtype=np.float64))
     return out
+
+
+def force_constants(atoms, calc, reps, *, displacement: float = 0.01, symprec: float = 1e-3, supercells=None):
+    """A phonopy object with the force constants of ``calc`` for ``atoms`` in a diag(``reps``) supercell (finite
+    displacements, plus and minus); ``supercells``: displaced supercells to reuse (another model's)."""
+    from phonopy import Phonopy
+
+    ph = Phonopy(_phonopy_atoms(atoms), supercell_matrix=np.diag(reps), symprec=symprec)
+    ph.generate_displacements(distance=displacement, is_plusminus=True)
+    ph.forces = _forces(calc, supercells if supercells is not None else ph.supercells_with_displacements)
+    ph.produce_force_constants()
+    return ph
 
 
 def _collect(ph, mesh, band_points):
@@ -83,8 +102,6 @@ def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fm
     relaxation (reported in ``error``).  ``symmetrize`` > 0: the structure is first replaced by its idealized
     primitive cell at that tolerance (Å; a thermal or rattled frame of a cubic perovskite becomes the cubic cell,
     a strained one the tetragonal cell), so that the phonons are those of the crystal, not of one snapshot."""
-    from phonopy import Phonopy
-
     from .vibrations import relax_structure
 
     if not np.all(atoms.pbc):
@@ -102,16 +119,10 @@ def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fm
     plain = work.copy()
     plain.calc = None
     reps = supercell_repeats(plain, min_supercell_length)
-    phs = {}
-    for name in ("teacher", "model"):
-        ph = Phonopy(_phonopy_atoms(plain), supercell_matrix=np.diag(reps), symprec=symprec)
-        ph.generate_displacements(distance=displacement, is_plusminus=True)
-        phs[name] = ph
+    phs = {"teacher": force_constants(plain, teacher_calc, reps, displacement=displacement, symprec=symprec)}
     supercells = phs["teacher"].supercells_with_displacements
-    template = plain.repeat(reps)
-    for name, calc in (("teacher", teacher_calc), ("model", model_calc)):
-        phs[name].forces = _forces(calc, supercells, template)
-        phs[name].produce_force_constants()
+    phs["model"] = force_constants(plain, model_calc, reps, displacement=displacement, symprec=symprec,
+                                   supercells=supercells)
     ft, bands_t, dos_t = _collect(phs["teacher"], mesh, band_points)
     fm, bands_m, dos_m = _collect(phs["model"], mesh, band_points)
     diff = np.abs(fm - ft)
