@@ -138,3 +138,29 @@ def test_dynamics_table_shows_mean_se_n_and_averages_drift_over_stable_runs_only
     assert row["mean survival (ps)"] == "0.67 ± 0.33 (3)"
     assert row["freq. MAE (cm⁻¹)"] == "3.00 ± 1.00 (2)" and row["relax ΔE vs teacher (meV/atom)"] == "5.00 (1)"
     assert t.raw[0][5] == pytest.approx(0.2) and "±" in t.to_latex().replace(r"$\pm$", "±")
+
+
+def test_phonon_figure_has_one_legend_entry_per_model_and_named_path_points(tmp_path, monkeypatch):
+    """Bands are drawn branch by branch; the legend must still list the teacher and each student once, and the
+    band path's ticks carry phonopy's point names, "X|R" where the path jumps."""
+    import matplotlib
+
+    from hessdistill import reporting
+
+    matplotlib.use("Agg")
+    bands = {"distances": [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]],
+             "frequencies_cm1": [[[0.0, 100.0, 200.0]] * 3] * 3,
+             "labels": ["G", "X", "R", "M", "G"], "connections": [True, False, False]}
+    dos = {"frequency_cm1": [0.0, 100.0, 200.0], "dos": [0.0, 1.0, 0.5]}
+    run = {"formula": "SrTiO3", "spacegroup": "Pm-3m (221)", "bands": {"teacher": bands, "model": bands},
+           "dos": {"teacher": dos, "model": dos}}
+    paths = []
+    for name in ("undistilled", "hessian"):
+        paths.append(_write(tmp_path / "results" / "s1" / "runs" / "T" / name / "eval" / "phonons.json",
+                            {"n_structures": 1, "runs": [run]}))
+    seen = {}
+    monkeypatch.setattr(reporting, "_save_fig", lambda fig, path: seen.update(fig=fig))
+    reporting.fig_phonons(collect(paths), tmp_path / "fig.png")
+    ax = seen["fig"].axes[0]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["hessian", "teacher (T)", "undistilled"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["G", "X", "R|M", "G"]

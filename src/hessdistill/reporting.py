@@ -538,6 +538,27 @@ def fig_md_energy(records, path):
     _save_fig(fig, path)
 
 
+def _band_ticks(ax, bands):
+    """Ticks at the band path's segment ends, labelled with its high-symmetry points ("X|R" where the path jumps)
+    when phonopy named them (``labels``: each segment's start, its end, and a new start after every jump;
+    ``connections``: whether each segment continues into the next)."""
+    segments = [d for d in bands["distances"] if len(d)]
+    ends = [float(d[0]) for d in segments] + [float(segments[-1][-1])] if segments else []
+    names = list(bands.get("labels") or [])
+    joins = list(bands.get("connections") or [])
+    ticks = []
+    if len(joins) == len(segments) and len(names) == len(segments) + 1 + joins[:-1].count(False):
+        it = iter(names)
+        ticks.append(next(it))
+        for k in range(len(segments)):
+            end = next(it)
+            ticks.append(end if k == len(segments) - 1 or joins[k] else f"{end}|{next(it)}")
+    ax.set_xticks(ends)
+    ax.set_xticklabels(ticks if len(ticks) == len(ends) else [""] * len(ends))
+    for x in ends[1:-1]:
+        ax.axvline(x, color="0.85", lw=0.5)
+
+
 def fig_phonons(records, path):
     """Per subset/teacher: the phonon bands of the first crystal of the phonons evaluation, teacher (black) and
     every student, and their densities of states."""
@@ -557,8 +578,11 @@ def fig_phonons(records, path):
             for side, colour, label in sides + (("model", next(colours), r.run),):
                 bands = first["bands"][side]
                 for k, (d, f) in enumerate(zip(bands["distances"], bands["frequencies_cm1"])):
-                    ax.plot(d, f, color=colour, lw=0.8, ls="--" if side == "teacher" else "-",
-                            label=label if k == 0 else None)
+                    lines = ax.plot(d, f, color=colour, lw=0.8, ls="--" if side == "teacher" else "-")
+                    if k == 0 and lines:  # one legend entry per model, not one per branch
+                        lines[0].set_label(label)
+                if side == "teacher":
+                    _band_ticks(ax, bands)
                 dos = first["dos"][side]
                 ax_dos.plot(dos["dos"], dos["frequency_cm1"], color=colour, lw=0.8,
                             ls="--" if side == "teacher" else "-")

@@ -76,6 +76,7 @@ def _collect(ph, mesh, band_points):
         "distances": [np.asarray(d).tolist() for d in bands["distances"]],
         "frequencies_cm1": [(np.asarray(f) * THZ_TO_CM1).tolist() for f in bands["frequencies"]],
         "labels": list(getattr(ph.band_structure, "labels", None) or []),
+        "connections": [bool(c) for c in getattr(ph.band_structure, "path_connections", None) or []],
     }, {"frequency_cm1": (np.asarray(dos["frequency_points"]) * THZ_TO_CM1).tolist(),
         "dos": np.asarray(dos["total_dos"]).tolist()}
 
