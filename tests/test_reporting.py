@@ -130,9 +130,11 @@ def test_dynamics_table_shows_mean_se_n_and_averages_drift_over_stable_runs_only
                                                                           {"freq_mae_cm1": 4.0}]}),
              _write(d / "relax.json", {"model_success_rate": 1.0, "energy_error_mae_meV_atom": 5.0,
                                        "structures": [{"model_converged": True, "teacher_converged": True,
-                                                       "energy_error_meV_atom": -5.0, "rmsd_A": 0.1}]})]
+                                                       "energy_error_meV_atom": -5.0, "rmsd_A": 0.1}]}),
+             _write(d.parent / "summary.json", {"method": "hessian", "train_time_s": 150.4})]
     t = dynamics_table(collect(paths, {}))
     row = dict(zip(t.header, t.rows[0]))
+    assert row["train time (s)"] == "150.40"  # the wall time beside the errors: students compared at equal budgets
     assert row["MD stable"] == "2/3"
     assert row["|NVE drift| (meV/atom/ps)"] == "0.20 ± 0.10 (2)"  # the collapsed run's 785 is not averaged in
     assert row["mean survival (ps)"] == "0.67 ± 0.33 (3)"

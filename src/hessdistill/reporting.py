@@ -346,7 +346,7 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
               "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
               "Hessian MAE (meV/Å²)", "rel. Hessian error (test rows)", "rel. Hessian error (relaxed)",
               "freq. MAE / teacher mean freq.", "spurious imaginary modes", "phonons: MAE / teacher mean (mesh)",
-              "phonons: spurious imaginary (mesh)"]
+              "phonons: spurious imaginary (mesh)", "train time (s)"]
     rows, vals = [], []
     for r in records:
         n_st, n = r.get("md", "n_stable"), r.get("md", "n_structures")
@@ -379,7 +379,7 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
         v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None, stats[0]["mean"],
              stats[1]["mean"], r.get("relax", "model_success_rate"), stats[2]["mean"], stats[3]["mean"],
              stats[4]["mean"], hess, stats[5]["mean"], stats[6]["mean"], stats[7]["mean"], spurious,
-             stats[8]["mean"], ph_spurious]
+             stats[8]["mean"], ph_spurious, None if r.is_teacher else (r.summary or {}).get("train_time_s")]
         cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
         for j, st in zip((4, 5, 7, 8, 9, 11, 12, 13, 15), stats):
             cells[j] = fmt_stat(st, digits)
@@ -396,7 +396,8 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
                      "teacher rows of the test structures, and over full Hessians at the teacher-relaxed "
                      "structures of the vibrations evaluation; frequency MAE over the teacher's mean |frequency|; "
                      "spurious imaginary modes: the model's modes below -20 cm⁻¹ beyond the teacher's; phonons: "
-                     "frequencies on a q-mesh of the teacher-relaxed crystals (phonopy)."])
+                     "frequencies on a q-mesh of the teacher-relaxed crystals (phonopy).",
+                     "Train time: the student's training wall time (compare students at equal budgets)."])
     _mark_students(t, vals, records, low=(5, 7, 8, 9, 10, 11, 12, 13, 15), high=(4, 6))
     return t
 
