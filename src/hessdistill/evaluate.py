@@ -44,6 +44,7 @@ def phonon_structures(atoms, n: int) -> list:
         seen.add(key)
     return (first + rest)[:n]
 
+
 def spread_structures(atoms, n: int) -> list:
     """Up to ``n`` structures from distinct groups first: the first frame of each trajectory (``info
     ["trajectory"]``; structures without one are their own group), in order of appearance, then the second

@@ -379,7 +379,7 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
         v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None, stats[0]["mean"],
              stats[1]["mean"], r.get("relax", "model_success_rate"), stats[2]["mean"], stats[3]["mean"],
              stats[4]["mean"], hess, stats[5]["mean"], stats[6]["mean"], stats[7]["mean"], spurious,
-             stats[8]["mean"], ph_spurious, None if r.is_teacher else (r.summary or {}).get("train_time_s")]
+             stats[8]["mean"], ph_spurious, None if r.is_teacher else r.summary.get("train_time_s")]
         cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
         for j, st in zip((4, 5, 7, 8, 9, 11, 12, 13, 15), stats):
             cells[j] = fmt_stat(st, digits)

@@ -36,8 +36,8 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.collections import g2
 from ase.md.langevin import Langevin
-from ase.optimize import FIRE
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.optimize import FIRE
 
 from ..errors import HessdistillError
 
