@@ -481,3 +481,28 @@ def test_cosine_schedule_decays_over_the_budget_epochs_or_wall_time(stores, tmp_
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     with pytest.raises(HessdistillError, match="lr_schedule"):
         TrainConfig.from_dict({"lr_schedule": "linear"})
+
+
+def test_hessian_phase_ends_at_its_fraction_of_the_budget(stores, tmp_path):
+    """hessian_until: 0.75 of a 4-epoch budget trains epochs 1-3 with the Hessian term and epoch 4 without it
+    (λ_H = 0, no Hessian loss computed), judged on the budget of the current call after a resume (2 epochs
+    first, then extended to 4); refused outside (0, 1] by name."""
+    import csv
+
+    from hessdistill.errors import HessdistillError
+    from hessdistill.training import train
+    from hessdistill.training.loop import TrainConfig
+
+    st, lab, hes = stores
+    out = tmp_path / "h"
+    kw = dict(hessian_until=0.75, weights={"hessian": 7.0})
+    first = train(run_cfg(max_epochs=2, **kw), st, out, labels=lab, hessians=hes, progress=False)
+    assert first["hessian_phase_end_epoch"] is None and first["lambda_h_final"] == 7.0
+    s = train(run_cfg(max_epochs=4, **kw), st, out, labels=lab, hessians=hes, progress=False)
+    assert s["resumed_from_epoch"] == 2 and s["hessian_phase_end_epoch"] == 3 and s["lambda_h_final"] == 0.0
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [float(r["lambda_h"]) for r in rows] == [7.0, 7.0, 7.0, 0.0]
+    assert [bool(r["train_hessian"]) for r in rows] == [True, True, True, False]
+    for bad in (0.0, 1.5):
+        with pytest.raises(HessdistillError, match="hessian_until"):
+            TrainConfig.from_dict({"hessian_until": bad})

@@ -97,6 +97,10 @@ class TrainConfig:
     #: absolute alternative (meV/Å): halve λ_H once the val force MAE <= this; needed when the reference labels
     #: are the teacher's own (then the teacher's val MAE is 0 and the paper's rule never fires)
     hessian_schedule_force_mae: float | None = None
+    #: end of the Hessian phase, as a fraction of the budget (budget_fraction): from the first epoch that starts
+    #: at or past it λ_H = 0, and the remaining steps cost what an undistilled step costs (no double backprop);
+    #: 1.0 (default) keeps the Hessian term to the end
+    hessian_until: float = 1.0
     energy_source: str = "reference"
     seed: int = 0
     device: str = "auto"
@@ -114,6 +118,8 @@ class TrainConfig:
         cfg = cls(**d)
         if cfg.method not in METHODS:
             raise HessdistillError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
+        if not 0.0 < cfg.hessian_until <= 1.0:
+            raise HessdistillError(f"hessian_until must be in (0, 1] (a fraction of the budget), got {cfg.hessian_until}")
         if cfg.lr_schedule not in LR_SCHEDULES:
             raise HessdistillError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         return cfg
@@ -303,6 +309,12 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         model.train()
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_ds))
         collate.set_position(epoch, 0)
+        if (state["lambda_h"] > 0 and cfg.hessian_until < 1.0
+                and budget_fraction(cfg, epoch, time.perf_counter() - t_start) >= cfg.hessian_until):
+            state["lambda_h"] = 0.0
+            state["hessian_phase_end_epoch"] = epoch
+            log.info("end of the Hessian phase (hessian_until %.2f of the budget) at epoch %d: lambda_H -> 0",
+                     cfg.hessian_until, epoch)
         weights.hessian = state["lambda_h"]
         sums, n_batches, finite = {}, 0, []
         n_steps = max(1, -(-len(order) // cfg.batch_size))
@@ -367,6 +379,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     summary = {"epochs": state["epoch"], "steps": state["steps"], "best_val_force_mae_meV_A": state["best_val"],
                "teacher_val_force_mae_meV_A": teacher_mae, "lambda_h_final": state["lambda_h"],
                "lambda_h_schedule_threshold_meV_A": schedule_at, "lambda_h_halved": state["lambda_h_halved"],
+               "hessian_phase_end_epoch": state.get("hessian_phase_end_epoch"),
                "n_params": model.n_params, "train_time_s": state["elapsed_s"], "method": cfg.method,
                "resumed_from_epoch": resumed_from, **device_record(device),
                "student": model.config() | {"embedding_init": "teacher table" if "embedding_init" in student_cfg else None}}
