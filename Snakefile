@@ -19,6 +19,8 @@
 #   {subset}/runs/{teacher}/{run}/model.pt (+log.csv, summary.json)     rule train_run
 #   {subset}/runs/{teacher}/{run}/eval/{evaluation}.json rule evaluate_run
 #   {subset}/teachers/{teacher}/eval/{evaluation}.json   rule evaluate_teacher (the teacher as a pseudo-run)
+#   {subset}/teachers/{teacher}/vibrations_minima.h5     rule teacher_minima (teacher-relaxed structures and the
+#                                                        teacher's Hessians there, shared by vibrations evaluations)
 #   report/summary.csv, report/summary.md                rule report
 #   logs/..., benchmarks/...                             one log and one benchmark file per job
 #

@@ -29,6 +29,7 @@ CODE_VERSION = {
     "teachers": 1,
     "train": 1,
     "evaluate": 2,
+    "minima": 1,
     "report": 3,
 }
 _FAMILY_SCRIPT = {
@@ -37,6 +38,7 @@ _FAMILY_SCRIPT = {
     "teachers": "label_teacher.py",
     "train": "train_run.py",
     "evaluate": "evaluate.py",
+    "minima": "teacher_minima.py",
     "report": "report.py",
 }
 CODE = {
@@ -184,6 +186,27 @@ def evaluation_params(wildcards):
         p["teacher_dtype"] = ev["teacher_dtype"]
         p["reference_teacher"] = {k: t[k] for k in ("model", "options", "vjp_method")}
     return canon(p)
+
+
+def minima_params(wildcards):
+    """What decides the teacher minima of the vibrations evaluation: the split, the relaxation part of the
+    vibrations protocol, the teacher and its dtype.  A student setting or another evaluation never reruns them."""
+    from hessdistill.evaluate import MINIMA_KEYS
+
+    ev = config["evaluation"]
+    protocol = evaluation_protocol(config, wildcards.subset, "vibrations")
+    t = config["teachers"][wildcards.teacher]
+    return canon({"split": ev["split"], "protocol": {k: v for k, v in protocol.items() if k in MINIMA_KEYS},
+                  "teacher_dtype": ev["teacher_dtype"],
+                  "reference_teacher": {k: t[k] for k in ("model", "options", "vjp_method")}})
+
+
+def minima_input(wildcards):
+    """The vibrations evaluation reads the teacher's minima (relaxed once per subset and teacher); the others
+    need none."""
+    if wildcards.evaluation != "vibrations":
+        return []
+    return f"{teacher_dir(wildcards.subset, wildcards.teacher)}/vibrations_minima.h5"
 
 
 # ---------------------------------------------------------------- conda environments (--sdm conda)

@@ -1,4 +1,6 @@
 # evaluate each run, and each teacher as a pseudo-run, through the same protocols: one job per evaluation.
+# The vibrations evaluations share the teacher's minima: relaxed and its Hessians taken once per subset and
+# teacher (rule teacher_minima), not once per student.
 # test/vibrations/relax always run on CPU; md and speed are separate rules so they alone request a GPU when
 # use_gpu is set.
 
@@ -18,6 +20,7 @@ for _name, _evs, _kind, _family in (
             structures=f"{RESULTS}/{{subset}}/data/structures.h5",
             labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
             hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+            minima=minima_input,
         output:
             f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/eval/{{evaluation}}.json",
         wildcard_constraints:
@@ -50,6 +53,7 @@ for _name, _evs, _kind, _family in (
             structures=f"{RESULTS}/{{subset}}/data/structures.h5",
             labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
             hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+            minima=minima_input,
         output:
             f"{RESULTS}/{{subset}}/teachers/{{teacher}}/eval/{{evaluation}}.json",
         wildcard_constraints:
@@ -68,3 +72,24 @@ for _name, _evs, _kind, _family in (
             teacher_env
         script:
             "../workflow_scripts/evaluate.py"
+
+
+rule teacher_minima:
+    input:
+        structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+    output:
+        f"{RESULTS}/{{subset}}/teachers/{{teacher}}/vibrations_minima.h5",
+    log:
+        f"{RESULTS}/logs/teacher_minima/{{subset}}/{{teacher}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/teacher_minima/{{subset}}/{{teacher}}.tsv"
+    params:
+        minima=minima_params,
+        code=CODE["minima"],
+    threads: family_threads("evaluate_teacher")
+    resources:
+        **family_resources("evaluate_teacher"),
+    conda:
+        teacher_env
+    script:
+        "../workflow_scripts/teacher_minima.py"

@@ -65,6 +65,60 @@ def test_student_and_teacher_through_same_protocols(setup):
     assert stu["speed"]["kind"] == "student" and tea["test"]["kind"] == "teacher"
 
 
+def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup, tmp_path, monkeypatch):
+    """The teacher's relaxations and Hessians are made once (make_minima) and every model is compared at them: the
+    result equals a vibrations evaluation that relaxes by itself, and the teacher is not called again."""
+    from hessdistill.evaluate import make_minima
+    from hessdistill.evaluation.vibrations import load_minima
+
+    d, st, teacher = setup
+    ref = _Subject(teacher=teacher)
+    cfg = {"vibrations": {"n_structures": 2, "fmax": 1e-2}}
+    meta = make_minima(ref, st, tmp_path / "minima.h5", config=cfg)
+    records, made = load_minima(tmp_path / "minima.h5")
+    assert len(records) == 2 and made == {k: meta[k] for k in made} and meta["n_failed"] == 0
+    assert meta["split"] == "test" and meta["fmax"] == 1e-2 and meta["teacher_dtype"] == "float64"
+    for rec in records:  # relaxed by the teacher: below fmax, and the stored Hessian is the teacher's there
+        e, f = teacher.energy_forces(rec["atoms"])
+        assert np.abs(f).max() < 1e-2 + 1e-9
+        n = 3 * len(rec["atoms"])
+        np.testing.assert_allclose(rec["hessian"], ref.rows_fn(rec["atoms"], np.arange(n)), atol=1e-8)
+    alone = run_evaluations(_Subject(model_path=d / "model.pt"), st, tmp_path / "a", evaluations=["vibrations"],
+                            reference_teacher=ref, config=cfg)["vibrations"]
+
+    def no_teacher_calls(*a, **k):
+        raise AssertionError("the teacher was asked for a Hessian although the minima carry it")
+
+    monkeypatch.setattr(ref, "rows_fn", no_teacher_calls)
+    monkeypatch.setattr(ref, "hessian", no_teacher_calls)
+    shared = run_evaluations(_Subject(model_path=d / "model.pt"), st, tmp_path / "b", evaluations=["vibrations"],
+                             reference_teacher=ref, config=cfg, minima=tmp_path / "minima.h5")["vibrations"]
+    for key in ("freq_mae_cm1", "hessian_rel_error", "n_spurious_imaginary", "n_structures"):
+        assert shared[key] == pytest.approx(alone[key], rel=1e-9, abs=1e-9), key
+    tea = run_evaluations(ref, st, tmp_path / "t", evaluations=["vibrations"], reference_teacher=ref, config=cfg,
+                          minima=tmp_path / "minima.h5")["vibrations"]
+    assert tea["freq_mae_cm1"] == 0.0 and tea["n_spurious_imaginary"] == 0
+    with pytest.raises(HessdistillError, match=r"minima\.h5 were made with another protocol \(fmax: 0\.01 there, 0\.001 here\)"):
+        run_evaluations(_Subject(model_path=d / "model.pt"), st, tmp_path / "c", evaluations=["vibrations"],
+                        reference_teacher=ref, config={"vibrations": {"n_structures": 2, "fmax": 1e-3}},
+                        minima=tmp_path / "minima.h5")
+    with pytest.raises(HessdistillError, match="not a teacher-minima file"):
+        load_minima(d / "l.h5")
+
+
+def test_cli_makes_and_uses_minima(setup, tmp_path):
+    d, st, _ = setup
+    m = tmp_path / "m.h5"
+    assert main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(tmp_path),
+                 "--make-minima", str(m)]) == 0
+    assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path / "o"),
+                 "--reference-teacher", "torch:toy_models:morse", "--evaluations", "vibrations",
+                 "--minima", str(m)]) == 0
+    assert json.loads((tmp_path / "o" / "vibrations.json").read_text())["n_structures"] == 4
+    assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path),
+                 "--make-minima", str(m)]) == 2
+
+
 def test_cli_and_config_errors(setup, capsys):
     d, st, _ = setup
     assert main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(d / "cli"),

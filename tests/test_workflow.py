@@ -170,6 +170,19 @@ def test_changing_one_protocol_reruns_only_that_evaluation(completed):
 
 
 @pytest.mark.slow
+def test_the_teachers_minima_are_made_once_and_rerun_only_with_the_relaxation_protocol(completed):
+    """Every vibrations evaluation reads one minima file per subset and teacher; a relaxation setting reruns it and
+    the vibrations evaluations, a student setting or the teacher's labelling dtype never does."""
+    minima = f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5"
+    assert (completed / minima.split(": ")[1]).exists()
+    cfg = base_config()
+    cfg["evaluation"]["protocol"]["vibrations"]["fmax"] = 0.02
+    expected = {minima, f"evaluate_teacher: {R}/teachers/chgnet/eval/vibrations.json"}
+    expected |= {f"evaluate_run: {R}/runs/chgnet/{r}/eval/vibrations.json" for r in ("tiny-undistilled", "tiny-hessian")}
+    assert dry_run(completed, cfg) == expected | REPORT
+
+
+@pytest.mark.slow
 def test_changing_the_teacher_dtype_reruns_labels_and_after_not_the_subset(completed):
     cfg = base_config()
     cfg["teachers"]["chgnet"]["dtype"] = "float64"

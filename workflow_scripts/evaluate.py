@@ -50,5 +50,6 @@ else:
     reference = subject if needs_reference else None
 res = run_evaluations(subject, inp.structures, Path(snakemake.output[0]).parent, evaluations=[ev],  # noqa: F821
                       labels=inp.labels, hessians=inp.hessians, reference_teacher=reference,
-                      config={"split": p["split"], ev: p["protocol"]})
+                      config={"split": p["split"], ev: p["protocol"]},
+                      minima=inp.minima if ev == "vibrations" else None)
 print(json.dumps({k: v for k, v in res[ev].items() if isinstance(v, (int, float, str))}, indent=1, default=str))

@@ -183,8 +183,63 @@ class _Subject:
         return self._loader(dtype)
 
 
+#: the vibrations protocol keys that decide the teacher minima (the rest of the evaluation can change freely)
+MINIMA_KEYS = ("n_structures", "fmax", "max_steps", "molecules_only")
+
+
+def minima_protocol(c: dict, split: str, ref: _Subject) -> dict:
+    """What decides the teacher minima: the split, the teacher (name and dtype) and the relaxation protocol."""
+    from .teachers.base import dtype_name
+
+    return {"split": split, "teacher": ref.name, "teacher_dtype": dtype_name(ref.teacher.dtype),
+            **{k: c[k] for k in MINIMA_KEYS}}
+
+
+def teacher_minima(ref: _Subject, atoms, c: dict) -> list:
+    """The teacher's half of the vibrations protocol on a split: the structures spread over trajectories, each
+    relaxed by the teacher, with the teacher's float64-or-as-loaded Hessian there."""
+    from .evaluation.vibrations import teacher_minimum
+
+    pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
+    return [teacher_minimum(a, ref.calc, teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
+            for a in pool]
+
+
+def check_minima(made: dict, c: dict, split: str, ref: _Subject, path) -> None:
+    """Refuse minima made for another split, teacher or relaxation protocol than this evaluation's."""
+    want = minima_protocol(c, split, ref)
+    have = {k: made.get(k) for k in want}
+    if have != want:
+        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+        raise HessdistillError(f"teacher minima {path} were made with another protocol ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
+                               "remake them (rule teacher_minima, or python -m hessdistill.evaluate --make-minima) "
+                               "or evaluate without --minima")
+
+
+def make_minima(reference: _Subject, structures, out_path, *, config=None) -> dict:
+    """Relax the vibrations pool of ``structures`` with the reference teacher and store the minima and its Hessians
+    (:func:`hessdistill.evaluation.vibrations.save_minima`); returns the meta written beside them."""
+    from .data.store import StructureStore
+    from .evaluation.vibrations import save_minima
+
+    cfg = merge_config(config)
+    split = cfg["split"]
+    with StructureStore(structures) as st:
+        atoms = [st.atoms(split, i) for i in range(st.n_structures(split))]
+    if not atoms:
+        raise HessdistillError(f"split {split!r} of {structures} is empty: no structure to relax for vibrations")
+    t0 = time.perf_counter()
+    records = teacher_minima(reference, atoms, cfg["vibrations"])
+    meta = {**minima_protocol(cfg["vibrations"], split, reference), "structures": str(structures),
+            "n_failed": sum(1 for r in records if r["hessian"] is None), "wall_s": time.perf_counter() - t0}
+    save_minima(out_path, records, meta)
+    return meta
+
+
 def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALUATIONS, labels=None, hessians=None,
-                    reference_teacher=None, config=None) -> dict:
+                    reference_teacher=None, config=None, minima=None) -> dict:
+    """Run ``evaluations`` of ``subject``; one JSON per evaluation in ``out_dir``.  ``minima``: a teacher-minima
+    file (:func:`make_minima`) that vibrations uses in place of relaxing with the teacher again."""
     from .data.store import StructureStore
     from .evaluation import write_json
 
@@ -218,12 +273,16 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                                        max_hessian_structures=c["max_hessian_structures"],
                                        parity_points=c["parity_points"])
         elif ev == "vibrations":
-            from .evaluation.vibrations import frequency_suite, vibrational_comparison
+            from .evaluation.vibrations import compare_at_minimum, frequency_suite, load_minima
 
-            pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
-            runs = [vibrational_comparison(a, subject.calc, ref.calc, model_hessian_fn=subject.hessian,
-                                           teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
-                    for a in pool]
+            if minima is not None:  # the teacher's relaxations and Hessians, made once for every model
+                records, made = load_minima(minima)
+                check_minima(made, c, split, ref, minima)
+            else:
+                records = teacher_minima(ref, atoms, c)
+            # the teacher against itself: its Hessian is the one in the record (no second, identical Hessian)
+            model_fn = (lambda a, rec: rec["hessian"]) if subject is ref else (lambda a, rec: subject.hessian(a))
+            runs = [compare_at_minimum(rec, model_hessian_fn=lambda a, rec=rec: model_fn(a, rec)) for rec in records]
             res = {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
         elif ev == "phonons":
             from .evaluation.phonons import phonon_comparison, phonon_suite
@@ -302,6 +361,9 @@ def main(argv=None) -> int:
     p.add_argument("--evaluations", nargs="+", default=list(EVALUATIONS))
     p.add_argument("--config", help="YAML/JSON overriding evaluation protocol settings")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--minima", help="teacher minima (minima.h5) for vibrations, made once by --make-minima")
+    p.add_argument("--make-minima", metavar="PATH",
+                   help="only relax the vibrations structures with --teacher and write them and its Hessians to PATH")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .data.prepare import load_spec
@@ -309,12 +371,17 @@ def main(argv=None) -> int:
     try:
         cfg = load_spec(args.config) if args.config else None
         subject = _Subject(model_path=args.model, teacher=args.teacher, device=args.device, dtype=args.teacher_dtype)
+        if args.make_minima:
+            if subject.kind != "teacher":
+                raise HessdistillError("--make-minima relaxes with a teacher: pass --teacher NAME, not --model")
+            print(json.dumps(make_minima(subject, args.structures, args.make_minima, config=cfg), default=str))
+            return 0
         ref = None
         if args.reference_teacher:
             ref = subject if args.teacher == args.reference_teacher else _Subject(
                 teacher=args.reference_teacher, device=args.device, dtype=args.teacher_dtype)
         res = run_evaluations(subject, args.structures, args.out, evaluations=args.evaluations, labels=args.labels,
-                              hessians=args.hessians, reference_teacher=ref, config=cfg)
+                              hessians=args.hessians, reference_teacher=ref, config=cfg, minima=args.minima)
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -195,6 +195,52 @@ def relax_structure(atoms, calc, *, fmax: float = 1e-3, max_steps: int = 2000, o
     return work, info
 
 
+def teacher_minimum(atoms, teacher_calc, *, teacher_hessian_fn: Callable | None = None, fmax: float = 1e-3,
+                    max_steps: int = 2000, optimizer: str = "BFGS", fd_step: float = 1e-3, relax: bool = True) -> dict:
+    """The teacher's half of the vibrations protocol: relax ``atoms`` with the teacher (fixed cell) and take the
+    teacher's Hessian there.  Returns ``{"atoms", "hessian", "info"}``: the relaxed structure (no calculator), the
+    float64 Hessian (None when the relaxation failed) and the relaxation record.  It costs a relaxation and a full
+    Hessian of the teacher; :func:`save_minima` keeps it so that every student is compared at the same minima
+    without redoing it."""
+    if relax:
+        relaxed, info = relax_structure(atoms, teacher_calc, fmax=fmax, max_steps=max_steps, optimizer=optimizer)
+    else:
+        relaxed, info = atoms.copy(), {"converged": None, "steps": 0, "fmax_eV_A": None, "error": None}
+    plain = relaxed.copy()  # Hessian functions get a structure without a calculator attached
+    plain.calc = None
+    record = {"atoms": plain, "hessian": None,
+              "info": {"converged": info["converged"], "steps": info["steps"], "fmax_eV_A": info["fmax_eV_A"],
+                       "error": info["error"]}}
+    if not info.get("error"):
+        th = teacher_hessian_fn or fd_hessian_fn(teacher_calc, step=fd_step)
+        record["hessian"] = np.asarray(th(plain), dtype=np.float64)
+    return record
+
+
+def compare_at_minimum(record: dict, *, model_calc=None, model_hessian_fn: Callable | None = None,
+                       fd_step: float = 1e-3, periodic: bool | None = None) -> dict:
+    """The model's half: its Hessian at a teacher minimum (:func:`teacher_minimum`) against the teacher's."""
+    atoms, info = record["atoms"], record["info"]
+    out = {
+        "teacher_relax_converged": info["converged"],
+        "teacher_relax_steps": info["steps"],
+        "teacher_relax_fmax_eV_A": info["fmax_eV_A"],
+        "teacher_relax_error": info["error"],
+        "n_atoms": len(atoms),
+        "formula": atoms.get_chemical_formula(),
+    }
+    if info.get("error") or record["hessian"] is None:
+        out["error"] = f"teacher relaxation failed: {info['error']}"
+        return out
+    if model_hessian_fn is None and model_calc is None:
+        raise ValueError("compare_at_minimum needs model_hessian_fn or model_calc")
+    mh = model_hessian_fn or fd_hessian_fn(model_calc, step=fd_step)
+    plain = atoms.copy()
+    out.update(compare_frequencies(plain, np.asarray(mh(plain)), record["hessian"], periodic=periodic))
+    out["error"] = None
+    return out
+
+
 def vibrational_comparison(
     atoms,
     model_calc,
@@ -215,27 +261,69 @@ def vibrational_comparison(
     A teacher relaxation that does not reach ``fmax`` is reported (``teacher_relax_converged``), and the
     comparison is still made at the final geometry.
     """
-    if relax:
-        relaxed, info = relax_structure(atoms, teacher_calc, fmax=fmax, max_steps=max_steps, optimizer=optimizer)
-    else:
-        relaxed, info = atoms.copy(), {"converged": None, "steps": 0, "fmax_eV_A": None, "error": None}
-    out = {
-        "teacher_relax_converged": info["converged"],
-        "teacher_relax_steps": info["steps"],
-        "teacher_relax_fmax_eV_A": info["fmax_eV_A"],
-        "teacher_relax_error": info["error"],
-        "n_atoms": len(atoms),
-        "formula": relaxed.get_chemical_formula(),
-    }
-    if info.get("error"):
-        out["error"] = f"teacher relaxation failed: {info['error']}"
-        return out
-    mh = model_hessian_fn or fd_hessian_fn(model_calc, step=fd_step)
-    th = teacher_hessian_fn or fd_hessian_fn(teacher_calc, step=fd_step)
-    plain = relaxed.copy()  # Hessian functions get a structure without a calculator attached
-    out.update(compare_frequencies(plain, np.asarray(mh(plain)), np.asarray(th(plain)), periodic=periodic))
-    out["error"] = None
-    return out
+    record = teacher_minimum(atoms, teacher_calc, teacher_hessian_fn=teacher_hessian_fn, fmax=fmax,
+                             max_steps=max_steps, optimizer=optimizer, fd_step=fd_step, relax=relax)
+    return compare_at_minimum(record, model_calc=model_calc, model_hessian_fn=model_hessian_fn, fd_step=fd_step,
+                              periodic=periodic)
+
+
+MINIMA_FORMAT = "hessdistill.teacher_minima"
+
+
+def save_minima(path, records, meta: dict) -> None:
+    """Write teacher minima (:func:`teacher_minimum` records) to HDF5, atomically.  ``meta`` (JSON-able: the
+    protocol, split, teacher and dtype they were made with) is stored so that a reader can refuse minima made
+    for another protocol."""
+    import json
+
+    import h5py
+
+    from ..atomic import atomic_path
+
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["format"] = MINIMA_FORMAT
+            f.attrs["format_version"] = 1
+            f.attrs["meta"] = json.dumps(meta, sort_keys=True, default=str)
+            f.attrs["n_records"] = len(records)
+            for i, rec in enumerate(records):
+                g = f.create_group(f"{i:05d}")
+                a = rec["atoms"]
+                g["numbers"] = np.asarray(a.numbers, dtype=np.int64)
+                g["positions"] = np.asarray(a.positions, dtype=np.float64)
+                g["cell"] = np.asarray(a.cell.array, dtype=np.float64)
+                g["pbc"] = np.asarray(a.pbc, dtype=bool)
+                if rec["hessian"] is not None:
+                    g["hessian"] = np.asarray(rec["hessian"], dtype=np.float64)
+                g.attrs["info"] = json.dumps(rec["info"], sort_keys=True, default=str)
+
+
+def load_minima(path) -> tuple[list[dict], dict]:
+    """Read :func:`save_minima`'s file: (records, meta)."""
+    import json
+
+    import h5py
+    from ase import Atoms
+
+    from ..errors import HessdistillError
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise HessdistillError(f"cannot read teacher minima {path}: {exc}; remake it (rule teacher_minima)") from exc
+    with f:
+        if f.attrs.get("format") != MINIMA_FORMAT:
+            raise HessdistillError(f"{path} is not a teacher-minima file (format {f.attrs.get('format')!r}); "
+                                   "pass the minima.h5 written by rule teacher_minima")
+        meta = json.loads(f.attrs["meta"])
+        records = []
+        for i in range(int(f.attrs["n_records"])):
+            g = f[f"{i:05d}"]
+            atoms = Atoms(numbers=g["numbers"][()], positions=g["positions"][()], cell=g["cell"][()],
+                          pbc=g["pbc"][()])
+            records.append({"atoms": atoms, "hessian": g["hessian"][()] if "hessian" in g else None,
+                            "info": json.loads(g.attrs["info"])})
+    return records, meta
 
 
 def frequency_suite(runs) -> dict:
