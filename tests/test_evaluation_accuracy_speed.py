@@ -45,6 +45,12 @@ def test_accuracy_against_manual_numbers():
     assert res["teacher_force_mae_meV_A"] == pytest.approx(0.0, abs=1e-9)
     assert res["ref_energy_mae_meV_atom_se"] == pytest.approx(0.0, abs=1e-9)
     assert res["n_structures"] == 5
+    # on the reference's scale: each atom's error is (2, 2, 2) meV/Å, so the pooled ratio is 2√3 / mean |F_ref|
+    f_ref = np.concatenate([a.get_forces() for a in atoms])
+    mean_ref = 1e3 * np.linalg.norm(f_ref, axis=1).mean()
+    assert res["ref_mean_abs_force_meV_A"] == pytest.approx(mean_ref)
+    assert res["ref_force_rel_error"] == pytest.approx(2.0 * np.sqrt(3) / mean_ref)
+    assert res["teacher_force_rel_error"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_student_predictor_matches_calculator_and_hessian_mae_is_zero_for_itself():

@@ -26,6 +26,7 @@ def _tree(tmp_path, with_speed=True):
         d = tmp_path / "results" / subset / "runs" / "T" / run
         paths.append(_write(d / "eval" / "test.json", {
             "n_params": 1000, "teacher_energy_mae_meV_atom": e, "teacher_force_mae_meV_A": f,
+            "teacher_force_rel_error": f / 200.0,
             "hessian_mae_meV_A2": 10 * f,
             "parity": {"against": "teacher", "force_pred_eV_A": [0.1, 0.2, -0.3], "force_target_eV_A": [0.1, 0.25, -0.2],
                        "energy_per_atom_pred_eV": [-1.0], "energy_per_atom_target_eV": [-1.01]}}))
@@ -44,7 +45,8 @@ def _tree(tmp_path, with_speed=True):
         paths.append(_write(d / "summary.json", {"method": run, "train_time_s": 12.5, "epochs": 2}))
         t = tmp_path / "results" / subset / "teachers" / "T" / "eval"
         paths.append(_write(t / "test.json", {"n_params": 99999, "ref_energy_mae_meV_atom": 0.5,
-                                              "ref_force_mae_meV_A": 0.7, "teacher_force_mae_meV_A": 0.0}))
+                                              "ref_force_mae_meV_A": 0.7, "teacher_force_mae_meV_A": 0.0,
+                                              "ref_force_rel_error": 0.01}))
     return sorted(set(paths))
 
 
@@ -61,14 +63,15 @@ def test_collect_identifies_runs_and_teachers_and_orders_teacher_first(tmp_path)
 def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_path):
     recs = collect(_tree(tmp_path), {"undistilled": {}, "hessian": {}})
     (t,) = accuracy_tables(recs, digits=1)
-    assert t.header[3:] == ["s1: E MAE (meV/atom)", "s1: F MAE (meV/Å)", "s2: E MAE (meV/atom)", "s2: F MAE (meV/Å)"]
+    assert t.header[3:] == ["s1: E MAE (meV/atom)", "s1: F MAE (meV/Å)", "s1: |ΔF| / |F| (%)",
+                            "s2: E MAE (meV/atom)", "s2: F MAE (meV/Å)", "s2: |ΔF| / |F| (%)"]
     labels = [r[0] for r in t.rows]
     assert labels == ["Teacher (T)", "undistilled", "hessian"] and t.rows[0][2] == "99,999"
-    assert t.rows[0][3:] == ["0.5", "0.7", "0.5", "0.7"]  # teacher vs the reference labels
-    # s1: hessian best on both; s2: undistilled best on both; the teacher (lower) is never marked
-    assert t.best == {(2, 3), (2, 4), (1, 5), (1, 6)}
+    assert t.rows[0][3:] == ["0.5", "0.7", "1.0", "0.5", "0.7", "1.0"]  # teacher vs the reference labels
+    # s1: hessian best on all three; s2: undistilled best on all three; the teacher (lower) is never marked
+    assert t.best == {(2, 3), (2, 4), (2, 5), (1, 6), (1, 7), (1, 8)}
     md = t.to_markdown()
-    assert "| hessian | hessian | 1,000 | **2.0** | **20.0** | 1.5 | 12.0 |" in md
+    assert "| hessian | hessian | 1,000 | **2.0** | **20.0** | **10.0** | 1.5 | 12.0 | 6.0 |" in md
     rows = list(csv.DictReader(io.StringIO(t.to_csv())))
     assert rows[2]["s1: F MAE (meV/Å)"] == "20.0" and rows[2]["best_s1: F MAE (meV/Å)"] == "1"
     assert rows[1]["params"] == "1000"  # raw values in the CSV, not "1,000"

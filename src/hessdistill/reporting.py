@@ -204,7 +204,7 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
                 runs.append(r.run)
         header = ["model", "method", "params"]
         for s in subsets:
-            header += [f"{s}: E MAE (meV/atom)", f"{s}: F MAE (meV/Å)"]
+            header += [f"{s}: E MAE (meV/atom)", f"{s}: F MAE (meV/Å)", f"{s}: |ΔF| / |F| (%)"]
             if paper and s in paper:
                 header.append(f"{s}: paper E / F")
         rows, vals, raw = [], [], []
@@ -217,14 +217,15 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
             for s in subsets:
                 r = row_recs.get(s)
                 if r is None:
-                    e = f_ = None
-                elif r.is_teacher:  # the teacher against the reference labels (0 when they are its own labels)
-                    e, f_ = r.get("test", "ref_energy_mae_meV_atom"), r.get("test", "ref_force_mae_meV_A")
-                else:
-                    e, f_ = r.get("test", "teacher_energy_mae_meV_atom"), r.get("test", "teacher_force_mae_meV_A")
-                row += [fmt(e, digits), fmt(f_, digits)]
-                v += [e, f_]
-                rv += [e, f_]
+                    e = f_ = rel = None
+                else:  # the teacher against the reference labels (0 when they are its own labels)
+                    key = "ref_" if r.is_teacher else "teacher_"
+                    e, f_ = r.get("test", f"{key}energy_mae_meV_atom"), r.get("test", f"{key}force_mae_meV_A")
+                    rel = r.get("test", f"{key}force_rel_error")
+                    rel = None if rel is None else 100.0 * rel
+                row += [fmt(e, digits), fmt(f_, digits), fmt(rel, 1)]
+                v += [e, f_, rel]
+                rv += [e, f_, rel]
                 if paper and s in paper:
                     row.append(str(paper[s].get(run, "paper: not available")))
                     v.append(None)
@@ -235,7 +236,10 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
         t = Table(f"Test accuracy against the teacher ({teacher}): energy MAE per atom and force MAE per component",
                   header, rows, notes=["Best student value per column in bold. The teacher row is measured against "
                                        "the subset's reference labels (zero where the reference labels are the "
-                                       "teacher's own)."], raw=raw)
+                                       "teacher's own).",
+                                       "|ΔF| / |F|: the mean norm of the force error over all test atoms divided by "
+                                       "the mean norm of the target forces (the error on the target's own scale)."],
+                  raw=raw)
         _mark_best(t, vals, skip_rows={i for i, run in enumerate(runs) if run == TEACHER})
         tables.append(t)
     return tables
@@ -403,6 +407,7 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
 
 
 SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_meV_atom", "force_mae_meV_A",
+                   "force_rel_error",
                    "hessian_mae_meV_A2", "speedup_latency", "speedup_throughput", "md_fraction_stable",
                    "nve_drift_meV_atom_ps", "relax_success_rate", "freq_mae_cm1", "hessian_rel_error",
                    "hessian_rel_error_relaxed", "freq_mae_rel", "n_spurious_imaginary", "train_time_s", "epochs"]
@@ -416,6 +421,7 @@ def summary_rows(records: list[Record]) -> list[dict]:
                     "params": r.get("test", "n_params"),
                     "energy_mae_meV_atom": r.get("test", f"{key}energy_mae_meV_atom"),
                     "force_mae_meV_A": r.get("test", f"{key}force_mae_meV_A"),
+                    "force_rel_error": r.get("test", f"{key}force_rel_error"),
                     "hessian_mae_meV_A2": None if r.is_teacher else r.get("test", "hessian_mae_meV_A2"),
                     "speedup_latency": None if r.is_teacher else r.get("speed", "speedup_latency"),
                     "speedup_throughput": None if r.is_teacher else r.get("speed", "speedup_throughput"),

@@ -91,6 +91,13 @@ def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
     # the paper's force MAE is per component over all atoms: weight structures by their size
     n = np.array([len(a) for a in atoms_list])
     out[f"{prefix}force_mae_meV_A_all_components"] = float(np.sum(np.array(f_comp) * n) / n.sum()) if len(n) else math.nan
+    # on the reference's own scale: the mean |ΔF| over all atoms over the mean |F| (vector norms), pooled
+    if len(n):
+        ref_norm = np.concatenate([np.linalg.norm(np.asarray(fr, dtype=np.float64), axis=1) for fr in f_ref])
+        err_norm = np.concatenate([np.linalg.norm(np.asarray(fp, dtype=np.float64) - fr, axis=1)
+                                   for fp, fr in zip(f_pred, f_ref)])
+        out[f"{prefix}mean_abs_force_meV_A"] = 1e3 * float(ref_norm.mean())
+        out[f"{prefix}force_rel_error"] = float(err_norm.sum() / ref_norm.sum()) if ref_norm.sum() > 0 else math.nan
     return out
 
 
