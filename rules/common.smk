@@ -60,6 +60,8 @@ def _family_defaults():
 
 RES = {k: {**v, **config["resources"].get(k, {})} for k, v in _family_defaults().items()}
 EVALUATIONS = list(config["evaluation"]["evaluations"])
+_teacher_evs = config["evaluation"]["evaluate_teachers"]  # true: all, false: none, or a list
+TEACHER_EVALUATIONS = [e for e in EVALUATIONS if _teacher_evs is True or (isinstance(_teacher_evs, list) and e in _teacher_evs)]
 GPU_EVALUATIONS = ("md", "speed")
 
 
@@ -90,10 +92,9 @@ def all_eval_outputs():
     out = []
     for s, t, r in combos():
         out += [f"{run_dir(s, t, r)}/eval/{ev}.json" for ev in EVALUATIONS]
-    if config["evaluation"]["evaluate_teachers"]:
-        for s in config["subsets"]:
-            for t in config["teachers"]:
-                out += [f"{teacher_dir(s, t)}/eval/{ev}.json" for ev in EVALUATIONS]
+    for s in config["subsets"]:
+        for t in config["teachers"]:
+            out += [f"{teacher_dir(s, t)}/eval/{ev}.json" for ev in TEACHER_EVALUATIONS]
     return out
 
 
@@ -224,7 +225,8 @@ def teacher_env(wildcards):
 
 
 def prepare_env(wildcards):
-    """The built-in generator runs the CHGNet teacher; file sources need only the core."""
+    """The built-in generator runs its teacher (CHGNet or SevenNet: the teacher environment); file sources need only
+    the core."""
     name = config["subsets"][wildcards.subset]["source"]["name"]
     return _env("teacher.yaml" if name == "builtin" else "core.yaml")
 

@@ -129,8 +129,9 @@ def test_dynamics_table_shows_mean_se_n_and_averages_drift_over_stable_runs_only
             {"stable": False, "time_to_collapse_ps": 0.005, "simulated_time_ps": 0.005, "drift_meV_atom_ps": 785.0}]
     paths = [_write(d / "md.json", {"n_structures": 3, "n_stable": 2, "mean_abs_drift_meV_atom_ps": 261.8,
                                     "runs": runs}),
-             _write(d / "vibrations.json", {"freq_mae_cm1": 3.0, "runs": [{"freq_mae_cm1": 2.0},
-                                                                          {"freq_mae_cm1": 4.0}]}),
+             _write(d / "vibrations.json", {"freq_mae_cm1": 3.0, "runs": [{"freq_mae_cm1": 2.0, "freq_mae_rel": 0.01},
+                                                                          {"freq_mae_cm1": 4.0, "freq_mae_rel": 0.02}]}),
+             _write(d / "test.json", {"hessian_rel_error_per_structure": [0.02, 0.03]}),
              _write(d / "relax.json", {"model_success_rate": 1.0, "energy_error_mae_meV_atom": 5.0,
                                        "structures": [{"model_converged": True, "teacher_converged": True,
                                                        "energy_error_meV_atom": -5.0, "rmsd_A": 0.1}]}),
@@ -143,6 +144,9 @@ def test_dynamics_table_shows_mean_se_n_and_averages_drift_over_stable_runs_only
     assert row["mean survival (ps)"] == "0.67 ± 0.33 (3)"
     assert row["freq. MAE (cm⁻¹)"] == "3.00 ± 1.00 (2)" and row["relax ΔE vs teacher (meV/atom)"] == "5.00 (1)"
     assert t.raw[0][5] == pytest.approx(0.2) and "±" in t.to_latex().replace(r"$\pm$", "±")
+    # errors on the teacher's scale read in per cent
+    assert row["rel. Hessian error, test rows (%)"] == "2.50 ± 0.50 (2)"
+    assert row["freq. MAE / teacher mean freq. (%)"] == "1.50 ± 0.50 (2)"
 
 
 def test_phonon_figure_has_one_legend_entry_per_model_and_named_path_points(tmp_path, monkeypatch):

@@ -554,6 +554,12 @@ def _evaluation_problems(config: dict) -> list[str]:
     evaluation, subsets = _mapping(config.get("evaluation")), list(_mapping(config.get("subsets")))
     protocols = {"evaluation.protocol": _mapping(evaluation.get("protocol"))}
     out = []
+    teachers_evs = evaluation.get("evaluate_teachers")
+    if isinstance(teachers_evs, list):
+        for ev in teachers_evs:
+            if ev not in (evaluation.get("evaluations") or []):
+                out.append(_msg("evaluation.evaluate_teachers", f"{_show(ev)} is not in evaluation.evaluations",
+                                f"use some of: {', '.join(evaluation.get('evaluations') or [])} (or add it there)"))
     for s, p in _mapping(evaluation.get("subset_protocol")).items():
         if s not in subsets:
             out.append(_bad_choice(f"evaluation.subset_protocol.{s}", s, subsets, "subset"))

@@ -348,8 +348,8 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
     """MD stability, NVE drift, relaxation and frequency errors; averaged cells read 'mean ± s.e. (n structures)'."""
     header = ["subset", "teacher", "model", "MD stable", "mean survival (ps)", "|NVE drift| (meV/atom/ps)",
               "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
-              "Hessian MAE (meV/Å²)", "rel. Hessian error (test rows)", "rel. Hessian error (relaxed)",
-              "freq. MAE / teacher mean freq.", "spurious imaginary modes", "phonons: MAE / teacher mean (mesh)",
+              "Hessian MAE (meV/Å²)", "rel. Hessian error, test rows (%)", "rel. Hessian error, relaxed (%)",
+              "freq. MAE / teacher mean freq. (%)", "spurious imaginary modes", "phonons: MAE / teacher mean, mesh (%)",
               "phonons: spurious imaginary (mesh)", "train time (s)"]
     rows, vals = [], []
     for r in records:
@@ -375,6 +375,8 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
         stats.append(none if r.is_teacher else _stat(r, "phonons", "freq_mae_rel",
                                                      lambda d: [x.get("freq_mae_rel") for x in d.get("runs", [])
                                                                 if not x.get("error")] or None))
+        for k in (5, 6, 7, 8):  # errors on the teacher's scale, in per cent
+            stats[k] = {**stats[k], **{q: None if stats[k][q] is None else 100.0 * stats[k][q] for q in ("mean", "se")}}
         ph_spurious = None
         if not r.is_teacher and r.get("phonons", "n_spurious_imaginary") is not None:
             ph_spurious = (f"{r.get('phonons', 'n_spurious_imaginary')} in "
