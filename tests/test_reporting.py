@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import json
 
 import pytest
@@ -72,6 +73,9 @@ def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_pa
     assert t.best == {(2, 3), (2, 4), (2, 5), (1, 6), (1, 7), (1, 8)}
     md = t.to_markdown()
     assert "| hessian | hessian | 1,000 | **2.0** | **20.0** | **10.0** | 1.5 | 12.0 | 6.0 |" in md
+    # a '|' inside a cell is escaped: every line of the table has the same number of cell separators
+    assert r"s1: \|ΔF\| / \|F\| (%)" in md
+    assert len({len(re.findall(r"(?<!\\)\|", line)) for line in md.splitlines() if line.startswith("| ")}) == 1
     rows = list(csv.DictReader(io.StringIO(t.to_csv())))
     assert rows[2]["s1: F MAE (meV/Å)"] == "20.0" and rows[2]["best_s1: F MAE (meV/Å)"] == "1"
     assert rows[1]["params"] == "1000"  # raw values in the CSV, not "1,000"

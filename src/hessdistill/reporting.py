@@ -114,9 +114,14 @@ class Table:
     raw: list | None = None
 
     def to_markdown(self) -> str:
-        out = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        def cell(text) -> str:  # a '|' inside a cell (|NVE drift|, |ΔF| / |F|) would end the cell
+            return str(text).replace("|", "\\|")
+
+        out = [f"### {self.title}", "", "| " + " | ".join(cell(h) for h in self.header) + " |",
+               "|" + "---|" * len(self.header)]
         for i, row in enumerate(self.rows):
-            cells = [f"**{c}**" if (i, j) in self.best and c not in ("", "-") else str(c) for j, c in enumerate(row)]
+            cells = [f"**{cell(c)}**" if (i, j) in self.best and c not in ("", "-") else cell(c)
+                     for j, c in enumerate(row)]
             out.append("| " + " | ".join(cells) + " |")
         out += [""] + [f"{n}" for n in self.notes]
         return "\n".join(out) + "\n"
@@ -237,8 +242,9 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
                   header, rows, notes=["Best student value per column in bold. The teacher row is measured against "
                                        "the subset's reference labels (zero where the reference labels are the "
                                        "teacher's own).",
-                                       "|ΔF| / |F|: the mean norm of the force error over all test atoms divided by "
-                                       "the mean norm of the target forces (the error on the target's own scale)."],
+                                       "Force error on the target's own scale, |ΔF| / |F|: the mean norm of the "
+                                       "force error over all test atoms divided by the mean norm of the target "
+                                       "forces."],
                   raw=raw)
         _mark_best(t, vals, skip_rows={i for i, run in enumerate(runs) if run == TEACHER})
         tables.append(t)
