@@ -24,16 +24,19 @@ def job_counts(output: str) -> dict[str, int]:
 
 # name -> (data files present in data_dir, expected job counts)
 EXPECTED = {
-    # 3 subsets x (8 runs) + 3 s-ablation runs on one subset = 27 trainings; 5 evaluations per run and teacher
+    # 3 subsets x (8 runs) + 3 s-ablation runs on one subset = 27 trainings; 5 evaluations per run and teacher;
+    # one teacher_minima per subset and teacher (shared by the vibrations evaluations)
     "spice": (["train_large_neut_no_bad_clean.xyz", "test_large_neut_all.xyz"],
               {"prepare_subset": 3, "label_teacher": 3, "train_run": 27, "evaluate_run": 81,
-               "evaluate_run_md_speed": 54, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "report": 1}),
+               "evaluate_run_md_speed": 54, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3, "report": 1}),
     "mptrj": (["MPtrj_2022.9_full.json", "bandgap_gt5_mp_ids.txt"],
               {"prepare_subset": 3, "label_teacher": 3, "train_run": 18, "evaluate_run": 54,
-               "evaluate_run_md_speed": 36, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "report": 1}),
+               "evaluate_run_md_speed": 36, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3,
+               "report": 1}),
     # MD22 files absent: the download rule fetches both (URLs from SOURCES)
     "md22": ([], {"download_source": 2, "prepare_subset": 2, "label_teacher": 2, "train_run": 8, "evaluate_run": 24,
-                  "evaluate_run_md_speed": 16, "evaluate_teacher": 6, "evaluate_teacher_md_speed": 4, "report": 1}),
+                  "evaluate_run_md_speed": 16, "evaluate_teacher": 6, "evaluate_teacher_md_speed": 4,
+                  "teacher_minima": 2, "report": 1}),
 }
 
 
@@ -94,4 +97,5 @@ def test_offline_analogue_config_dry_runs_with_the_expected_jobs(tmp_path):
     counts = job_counts(out)
     counts.pop("all", None)
     assert counts == {"prepare_subset": 1, "label_teacher": 1, "train_run": 8, "evaluate_run": 24,
-                      "evaluate_run_md_speed": 16, "evaluate_teacher": 3, "evaluate_teacher_md_speed": 2, "report": 1}
+                      "evaluate_run_md_speed": 16, "evaluate_teacher": 3, "evaluate_teacher_md_speed": 2,
+                      "teacher_minima": 1, "report": 1}

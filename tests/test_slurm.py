@@ -89,8 +89,8 @@ def test_every_job_went_through_slurm_and_gpu_families_asked_for_a_gpu(runs):
     rules = set(jobs.values())
     # report is a localrule (cheap, on the submitting node); everything else is a Slurm job
     assert rules == {"prepare_subset", "label_teacher", "train_run", "evaluate_run", "evaluate_run_md_speed",
-                     "evaluate_teacher", "evaluate_teacher_md_speed"}, rules
-    assert len(jobs) == 19, jobs  # 21 jobs less `all` and the local report
+                     "evaluate_teacher", "evaluate_teacher_md_speed", "teacher_minima"}, rules
+    assert len(jobs) == 20, jobs  # 22 jobs less `all` and the local report
     for jobid, rule in jobs.items():
         info = _show_job(jobid)
         assert "JobState=COMPLETED" in info, info
