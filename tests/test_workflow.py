@@ -106,9 +106,22 @@ def test_schema_typo_fails_naming_the_key(tmp_path):
 
 def test_dry_run_plans_the_whole_dag(tmp_path):
     jobs = dry_run(tmp_path, base_config())
-    expected = ({f"prepare_subset: {R}/data/structures.h5", f"label_teacher: {R}/teachers/chgnet/labels.h5"}
+    expected = ({f"prepare_subset: {R}/data/structures.h5", f"label_teacher: {R}/teachers/chgnet/labels.h5",
+                 f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5"}
                 | run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
     assert jobs == expected
+
+
+def test_teacher_evaluations_can_be_chosen(tmp_path):
+    """evaluate_teachers as a list: the teacher pseudo-run gets only those evaluations; the students all of them."""
+    cfg = base_config()
+    cfg["evaluation"]["evaluate_teachers"] = ["test", "speed"]
+    jobs = dry_run(tmp_path, cfg)
+    teacher = {j for j in jobs if "/teachers/chgnet/eval/" in j}
+    assert teacher == {f"evaluate_teacher: {R}/teachers/chgnet/eval/test.json",
+                       f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/speed.json"}
+    assert run_jobs("tiny-hessian") <= jobs
+    assert f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5" in jobs  # the students' vibrations need it
 
 
 @pytest.mark.slow
