@@ -14,8 +14,7 @@ job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 import torch  # noqa: E402
 
-from hessdistill.evaluate import NEEDS_REFERENCE, _Subject, run_evaluations  # noqa: E402
-from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.evaluate import NEEDS_REFERENCE, _Subject, run_evaluations, teacher_from_spec  # noqa: E402
 from hessdistill.workflow import job_device  # noqa: E402
 
 p = snakemake.params.evaluation  # noqa: F821
@@ -30,11 +29,7 @@ needs_reference = "reference_teacher" in p and ev in NEEDS_REFERENCE
 
 
 def load_reference(dtype):
-    t = p["reference_teacher"]
-    teacher = load_teacher(t["model"], device=device, dtype=dtype, **t["options"])
-    if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
-        teacher.vjp_method = t["vjp_method"]
-    return teacher
+    return teacher_from_spec(p["reference_teacher"], device=device, dtype=dtype)
 
 
 def teacher_subject():

@@ -14,18 +14,14 @@ job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 import torch  # noqa: E402
 
-from hessdistill.evaluate import _Subject, make_minima  # noqa: E402
-from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.evaluate import _Subject, make_minima, teacher_from_spec  # noqa: E402
 from hessdistill.workflow import job_device  # noqa: E402
 
 p = snakemake.params.minima  # noqa: F821
 w = dict(snakemake.wildcards.items())  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 device = job_device(snakemake.config, "vibrations", subset=w["subset"], teacher=w["teacher"])  # noqa: F821
-t = p["reference_teacher"]
-teacher = load_teacher(t["model"], device=device, dtype=p["teacher_dtype"], **t["options"])
-if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
-    teacher.vjp_method = t["vjp_method"]
+teacher = teacher_from_spec(p["reference_teacher"], device=device, dtype=p["teacher_dtype"])
 meta = make_minima(_Subject(teacher=teacher, device=device), snakemake.input.structures,  # noqa: F821
                    snakemake.output[0], config={"split": p["split"], "vibrations": p["protocol"]})  # noqa: F821
 print(json.dumps(meta, indent=1, default=str))

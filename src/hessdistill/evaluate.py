@@ -183,6 +183,17 @@ class _Subject:
         return self._loader(dtype)
 
 
+def teacher_from_spec(spec: dict, *, device="cpu", dtype="float64"):
+    """The reference teacher a workflow job compares with, from its params (``{"model", "options", "vjp_method"}``,
+    the teacher's config entry): loaded on ``device`` in ``dtype``, with its Hessian-row route where it has one."""
+    from .teachers import load_teacher
+
+    teacher = load_teacher(spec["model"], device=device, dtype=dtype, **spec.get("options", {}))
+    if hasattr(teacher, "vjp_method") and spec.get("vjp_method"):  # autograd teachers: Hessian-row route
+        teacher.vjp_method = spec["vjp_method"]
+    return teacher
+
+
 #: the vibrations protocol keys that decide the teacher minima (the rest of the evaluation can change freely)
 MINIMA_KEYS = ("n_structures", "fmax", "max_steps", "molecules_only")
 
