@@ -292,8 +292,8 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
             else:
                 records = teacher_minima(ref, atoms, c)
             # the teacher against itself: its Hessian is the one in the record (no second, identical Hessian)
-            model_fn = (lambda a, rec: rec["hessian"]) if subject is ref else (lambda a, rec: subject.hessian(a))
-            runs = [compare_at_minimum(rec, model_hessian_fn=lambda a, rec=rec: model_fn(a, rec)) for rec in records]
+            runs = [compare_at_minimum(rec, model_hessian_fn=(lambda a, h=rec["hessian"]: h) if subject is ref
+                                       else subject.hessian) for rec in records]
             res = {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
         elif ev == "phonons":
             from .evaluation.phonons import phonon_comparison, phonon_suite

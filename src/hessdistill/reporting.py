@@ -340,6 +340,11 @@ def _hess_rel(d):
     return None if per is None else list(per)
 
 
+def _percent(st: dict) -> dict:
+    """A fraction's ``{"mean", "se", "n"}`` in per cent."""
+    return {**st, **{q: None if st[q] is None else 100.0 * st[q] for q in ("mean", "se")}}
+
+
 def fmt_stat(st: dict, digits: int = 2) -> str:
     """'mean ± se (n)'; 'mean (n)' for a single value; the bare mean when n is unknown; '-' without a mean."""
     if st["mean"] is None:
@@ -367,22 +372,21 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
                  {"mean": None, "se": None, "n": None} if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1",
                                                                                   _vib_runs)]
         none = {"mean": None, "se": None, "n": None}
-        stats += [none if r.is_teacher else _stat(r, "test", "hessian_rel_error", _hess_rel),
-                  none if r.is_teacher else _stat(r, "vibrations", "hessian_rel_error",
-                                                  lambda d: _vib_runs(d, "hessian_rel_error")),
-                  none if r.is_teacher else _stat(r, "vibrations", "freq_mae_rel",
-                                                  lambda d: _vib_runs(d, "freq_mae_rel"))]
+        # errors on the teacher's scale, in per cent
+        stats += [none if r.is_teacher else _percent(_stat(r, "test", "hessian_rel_error", _hess_rel)),
+                  none if r.is_teacher else _percent(_stat(r, "vibrations", "hessian_rel_error",
+                                                           lambda d: _vib_runs(d, "hessian_rel_error"))),
+                  none if r.is_teacher else _percent(_stat(r, "vibrations", "freq_mae_rel",
+                                                           lambda d: _vib_runs(d, "freq_mae_rel")))]
         hess = None if r.is_teacher else r.get("test", "hessian_mae_meV_A2")
         spurious = None
         if not r.is_teacher and r.get("vibrations", "n_spurious_imaginary") is not None:
             spurious = (f"{r.get('vibrations', 'n_spurious_imaginary')} in "
                         f"{r.get('vibrations', 'n_structures_with_spurious_imaginary')}/"
                         f"{r.get('vibrations', 'n_structures')} structures")
-        stats.append(none if r.is_teacher else _stat(r, "phonons", "freq_mae_rel",
-                                                     lambda d: [x.get("freq_mae_rel") for x in d.get("runs", [])
-                                                                if not x.get("error")] or None))
-        for k in (5, 6, 7, 8):  # errors on the teacher's scale, in per cent
-            stats[k] = {**stats[k], **{q: None if stats[k][q] is None else 100.0 * stats[k][q] for q in ("mean", "se")}}
+        stats.append(none if r.is_teacher else _percent(_stat(r, "phonons", "freq_mae_rel",
+                                                              lambda d: [x.get("freq_mae_rel") for x in d.get("runs", [])
+                                                                         if not x.get("error")] or None)))
         ph_spurious = None
         if not r.is_teacher and r.get("phonons", "n_spurious_imaginary") is not None:
             ph_spurious = (f"{r.get('phonons', 'n_spurious_imaginary')} in "

@@ -82,7 +82,8 @@ def _stats(per_structure: list[float]) -> tuple[float, float]:
 def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
     e_err = [1e3 * abs(ep - er) / len(a) for a, ep, er in zip(atoms_list, e_pred, e_ref)]
     f_comp = [1e3 * float(np.abs(fp - fr).mean()) for fp, fr in zip(f_pred, f_ref)]
-    f_l2 = [1e3 * float(np.linalg.norm(fp - fr, axis=1).mean()) for fp, fr in zip(f_pred, f_ref)]
+    err_norms = [np.linalg.norm(np.asarray(fp, dtype=np.float64) - fr, axis=1) for fp, fr in zip(f_pred, f_ref)]
+    f_l2 = [1e3 * float(e.mean()) for e in err_norms]
     out = {}
     for key, vals in (("energy_mae_meV_atom", e_err), ("force_mae_meV_A", f_comp), ("force_l2mae_meV_A", f_l2)):
         mean, se = _stats(vals)
@@ -94,8 +95,7 @@ def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
     # on the reference's own scale: the mean |ΔF| over all atoms over the mean |F| (vector norms), pooled
     if len(n):
         ref_norm = np.concatenate([np.linalg.norm(np.asarray(fr, dtype=np.float64), axis=1) for fr in f_ref])
-        err_norm = np.concatenate([np.linalg.norm(np.asarray(fp, dtype=np.float64) - fr, axis=1)
-                                   for fp, fr in zip(f_pred, f_ref)])
+        err_norm = np.concatenate(err_norms)
         out[f"{prefix}mean_abs_force_meV_A"] = 1e3 * float(ref_norm.mean())
         out[f"{prefix}force_rel_error"] = float(err_norm.sum() / ref_norm.sum()) if ref_norm.sum() > 0 else math.nan
     return out

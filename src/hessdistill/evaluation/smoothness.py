@@ -88,11 +88,10 @@ def main(argv=None) -> int:
     from ..data.store import StructureStore
     from ..teachers import load_teacher
 
-    store = StructureStore(args.structures)
+    with StructureStore(args.structures) as store:
+        atoms_list = [store.atoms(args.split, k) for k in range(min(args.n_structures, store.n_structures(args.split)))]
     teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype)
-    n_split = store.n_structures(args.split)
-    for k in range(min(args.n_structures, n_split)):
-        atoms = store.atoms(args.split, k)
+    for k, atoms in enumerate(atoms_list):
         res = hessian_roughness(teacher.hessian, atoms, span=args.span, n=args.points, window=args.window, seed=k)
         print(json.dumps({"teacher": args.teacher, "split": args.split, "index": k,
                           "formula": atoms.get_chemical_formula(), **res}), flush=True)

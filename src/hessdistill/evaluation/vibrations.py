@@ -206,8 +206,7 @@ def teacher_minimum(atoms, teacher_calc, *, teacher_hessian_fn: Callable | None 
         relaxed, info = relax_structure(atoms, teacher_calc, fmax=fmax, max_steps=max_steps, optimizer=optimizer)
     else:
         relaxed, info = atoms.copy(), {"converged": None, "steps": 0, "fmax_eV_A": None, "error": None}
-    plain = relaxed.copy()  # Hessian functions get a structure without a calculator attached
-    plain.calc = None
+    plain = relaxed.copy()  # Atoms.copy() drops the calculator: Hessian functions get a plain structure
     record = {"atoms": plain, "hessian": None,
               "info": {"converged": info["converged"], "steps": info["steps"], "fmax_eV_A": info["fmax_eV_A"],
                        "error": info["error"]}}
