@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hessdistill.reporting import FIGURES, Table, accuracy_tables, collect, fmt, write_report
+from hessdistill.reporting import FIGURES, Table, accuracy_tables, collect, fmt, size_sweep, write_report
 
 pytest.importorskip("matplotlib")
 
@@ -26,8 +26,9 @@ def _tree(tmp_path, with_speed=True):
     for (subset, run), (e, f) in errs.items():
         d = tmp_path / "results" / subset / "runs" / "T" / run
         paths.append(_write(d / "eval" / "test.json", {
-            "n_params": 1000, "teacher_energy_mae_meV_atom": e, "teacher_force_mae_meV_A": f,
-            "teacher_force_rel_error": f / 200.0,
+            "n_params": 1000, "ref_energy_mae_meV_atom": e, "ref_force_mae_meV_A": f, "ref_force_rel_error": f / 200.0,
+            "teacher_energy_mae_meV_atom": e / 2, "teacher_force_mae_meV_A": f / 2,
+            "teacher_force_rel_error": f / 400.0,
             "hessian_mae_meV_A2": 10 * f,
             "parity": {"against": "teacher", "force_pred_eV_A": [0.1, 0.2, -0.3], "force_target_eV_A": [0.1, 0.25, -0.2],
                        "energy_per_atom_pred_eV": [-1.0], "energy_per_atom_target_eV": [-1.01]}}))
@@ -63,7 +64,8 @@ def test_collect_identifies_runs_and_teachers_and_orders_teacher_first(tmp_path)
 
 def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_path):
     recs = collect(_tree(tmp_path), {"undistilled": {}, "hessian": {}})
-    (t,) = accuracy_tables(recs, digits=1)
+    t, vs_teacher = accuracy_tables(recs, digits=1)
+    assert t.title.startswith("Table 1: test accuracy against the reference labels")
     assert t.header[3:] == ["s1: E MAE (meV/atom)", "s1: F MAE (meV/Å)", "s1: |ΔF| / |F| (%)",
                             "s2: E MAE (meV/atom)", "s2: F MAE (meV/Å)", "s2: |ΔF| / |F| (%)"]
     labels = [r[0] for r in t.rows]
@@ -81,11 +83,17 @@ def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_pa
     assert rows[1]["params"] == "1000"  # raw values in the CSV, not "1,000"
     tex = t.to_latex()
     assert r"\textbf{20.0}" in tex and r"meV/\AA{}" in tex and tex.count(r"\\") >= 4
+    # the second group: the students against the teacher, no teacher row, its own best marks
+    assert vs_teacher.title.startswith("Test accuracy against the teacher (T)")
+    assert [r[0] for r in vs_teacher.rows] == ["undistilled", "hessian"]
+    assert vs_teacher.rows[1][3:] == ["1.0", "10.0", "5.0", "0.8", "6.0", "3.0"]
+    assert vs_teacher.best == {(1, 3), (1, 4), (1, 5), (0, 6), (0, 7), (0, 8)}
 
 
 def test_accuracy_table_prints_paper_numbers_beside_ours(tmp_path):
     recs = collect(_tree(tmp_path), {})
-    (t,) = accuracy_tables(recs, paper={"s1": {"hessian": "1.2 / 8.5", "teacher": "0.65 / 6.6"}})
+    t, vs_teacher = accuracy_tables(recs, paper={"s1": {"hessian": "1.2 / 8.5", "teacher": "0.65 / 6.6"}})
+    assert "s1: paper E / F" not in vs_teacher.header  # the paper's numbers are against the reference labels
     col = t.header.index("s1: paper E / F")
     assert [r[0] for r in t.rows][1:] == ["hessian", "undistilled"]  # no runs config: by name
     assert [r[col] for r in t.rows] == ["0.65 / 6.6", "1.2 / 8.5", "paper: not available"]
@@ -110,6 +118,13 @@ def test_write_report_with_missing_evaluations_writes_dashes_and_every_file(tmp_
     assert dyn[1]["best_mean survival (ps)"] == "1" and dyn[2]["best_mean survival (ps)"] == "0"
     md = (out / "summary.md").read_text()
     assert md.startswith("# T report") and "![parity](fig_parity.png)" in md
+    # summary.csv: the paper's metric (against the reference labels) first, against the teacher apart
+    rows = {(r["subset"], r["run"]): r for r in csv.DictReader((out / "summary.csv").open())}
+    h = rows[("s1", "hessian")]
+    assert float(h["force_mae_meV_A"]) == 20.0 and float(h["teacher_force_mae_meV_A"]) == 10.0
+    assert float(h["energy_mae_meV_atom"]) == 2.0 and float(h["teacher_energy_mae_meV_atom"]) == 1.0
+    t = rows[("s1", "teacher")]
+    assert float(t["force_mae_meV_A"]) == 0.7 and t["teacher_force_mae_meV_A"] == ""
     assert not list(out.glob("*.tmp*"))
 
 
@@ -177,3 +192,26 @@ def test_phonon_figure_has_one_legend_entry_per_model_and_named_path_points(tmp_
     ax = seen["fig"].axes[0]
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["hessian", "teacher (T)", "undistilled"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["G", "X", "R|M", "G"]
+
+
+def test_size_sweep_groups_students_of_several_sizes_per_method(tmp_path):
+    paths = []
+    for n, f_und, f_hes in ((48622, 24.2, 26.6), (672918, 11.3, 5.6), (283702, 11.2, 8.2)):
+        for method, f in (("undistilled", f_und), ("hessian", f_hes)):
+            d = tmp_path / "results" / "mono" / "runs" / "T" / f"{method}-{n}"
+            paths.append(_write(d / "eval" / "test.json", {"n_params": n, "ref_force_mae_meV_A": f}))
+            paths.append(_write(d / "eval" / "speed.json", {"speedup_throughput": 1e7 / n}))
+            paths.append(_write(d / "summary.json", {"method": method}))
+    d = tmp_path / "results" / "mono" / "runs" / "T" / "n2n"  # one size only: not a sweep
+    paths.append(_write(d / "eval" / "test.json", {"n_params": 672918, "ref_force_mae_meV_A": 12.0}))
+    paths.append(_write(d / "summary.json", {"method": "n2n"}))
+    recs = collect(paths)
+    sweeps = size_sweep(recs)
+    assert list(sweeps) == [("mono", "T")] and sorted(sweeps[("mono", "T")]) == ["hessian", "undistilled"]
+    hes = sweeps[("mono", "T")]["hessian"]
+    assert [p[0] for p in hes] == [48622, 283702, 672918] and [p[1] for p in hes] == [26.6, 8.2, 5.6]
+    assert hes[0][2] == pytest.approx(1e7 / 48622) and hes[0][3] == "hessian-48622"
+    out = tmp_path / "report"
+    write_report(paths, out)
+    assert (out / "fig_size_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert size_sweep([r for r in recs if r.method == "n2n"]) == {}

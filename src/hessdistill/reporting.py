@@ -4,14 +4,18 @@ Input: the ``eval/{test,speed,md,relax,vibrations}.json`` files of every student
 (``results/{subset}/runs/{teacher}/{run}/eval/*.json``, ``results/{subset}/teachers/{teacher}/eval/*.json``)
 and each run's ``log.csv``/``summary.json``.  Output (one folder):
 
-* ``table_accuracy.{md,csv,tex}``: the paper's Table 1 layout, one table per teacher: rows teacher, then one
-  row per run (method), columns per subset "energy MAE / force MAE" against the teacher, the best student
-  value of every column marked (bold in md/tex, ``best_*`` columns in csv); optional paper numbers beside.
+* ``table_accuracy.{md,csv,tex}``: the paper's Table 1 layout, per teacher: rows teacher, then one row per run
+  (method), columns per subset energy MAE, force MAE and |ΔF| / |F|.  The first table is the paper's metric,
+  every row against the subset's reference labels (the teacher row: the teacher's own error against them),
+  with the paper's numbers beside where recovered; the second, apart, the students against the teacher.  The
+  best student value of every column is marked (bold in md/tex, ``best_*`` columns in csv).
 * ``table_speed``: parameters, MD-step latency, batched throughput and the speed-ups against the teacher.
 * ``table_dynamics``: MD stability (fraction stable, survival time), NVE drift (stable runs only), relaxation
   success and errors, harmonic-frequency MAE, Hessian MAE; averages as "mean ± s.e. (n structures)".
-* figures (PNG): force MAE vs speed-up, force parity per run, NVE total-energy traces, MD stability,
-  training curves.
+* figures (PNG): force MAE against the reference labels vs speed-up (the teacher's own error as a line), the
+  student-size sweep (force MAE vs parameters and vs speed-up, one line per method, when a subset has runs of
+  one architecture at several sizes), force parity per run, NVE total-energy traces, MD stability, training
+  curves, phonons.
 * ``summary.csv``/``summary.md``: one flat row per run (every metric), and an index of the above.
 
 Every writer is atomic (temp file, then rename).  Missing evaluations leave "-" cells, never a failure.
@@ -30,7 +34,7 @@ from .atomic import atomic_path, atomic_write_text
 
 TEACHER = "teacher"
 FIGURES = ("fig_accuracy_vs_speed.png", "fig_parity.png", "fig_md_energy.png", "fig_stability.png",
-           "fig_training.png", "fig_phonons.png")
+           "fig_training.png", "fig_phonons.png", "fig_size_sweep.png")
 TABLES = ("table_accuracy", "table_speed", "table_dynamics")
 
 
@@ -195,10 +199,22 @@ def _row_label(r: Record) -> str:
     return f"Teacher ({r.teacher})" if r.is_teacher else r.run
 
 
+#: the two groups of the accuracy table: key prefix in test.json, title, whether the teacher has a row
+ACCURACY_GROUPS = (
+    ("ref_", "Table 1: test accuracy against the reference labels ({teacher} as teacher): energy MAE per atom "
+             "and force MAE per component", True),
+    ("teacher_", "Test accuracy against the teacher ({teacher}): energy MAE per atom and force MAE per component",
+     False),
+)
+
+
 def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None = None) -> list[Table]:
-    """The paper's Table 1 layout: per teacher, rows = teacher + runs, columns = subsets, cell 'E / F' (MAE vs
-    the teacher's labels; the teacher row against the reference labels where they differ from its own).
-    ``paper``: optional {subset: {run or "teacher": "E / F" string}} printed in a column beside ours."""
+    """The paper's Table 1 layout, two groups per teacher: rows = teacher + runs, columns = subsets, cells
+    'E MAE', 'F MAE', '|ΔF| / |F|'.  First the paper's metric, every row against the subset's reference labels
+    (DFT for SPICE/MPtrj/MD22; the teacher row is the teacher's own error against them); then, clearly apart,
+    the students against the teacher's predictions (what distillation transfers).
+    ``paper``: optional {subset: {run or "teacher": "E / F" string}} printed beside the first group only (the
+    paper's numbers are against the reference labels)."""
     tables = []
     for teacher in sorted({r.teacher for r in records}):
         recs = [r for r in records if r.teacher == teacher]
@@ -207,48 +223,57 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
         for r in recs:
             if r.run not in runs:
                 runs.append(r.run)
-        header = ["model", "method", "params"]
-        for s in subsets:
-            header += [f"{s}: E MAE (meV/atom)", f"{s}: F MAE (meV/Å)", f"{s}: |ΔF| / |F| (%)"]
-            if paper and s in paper:
-                header.append(f"{s}: paper E / F")
-        rows, vals, raw = [], [], []
-        for run in runs:
-            row_recs = {r.subset: r for r in recs if r.run == run}
-            any_rec = next(iter(row_recs.values()))
-            row = [_row_label(any_rec), any_rec.method, fmt(any_rec.get("test", "n_params"))]
-            v = [None, None, None]
-            rv = [row[0], row[1], any_rec.get("test", "n_params")]
-            for s in subsets:
-                r = row_recs.get(s)
-                if r is None:
-                    e = f_ = rel = None
-                else:  # the teacher against the reference labels (0 when they are its own labels)
-                    key = "ref_" if r.is_teacher else "teacher_"
-                    e, f_ = r.get("test", f"{key}energy_mae_meV_atom"), r.get("test", f"{key}force_mae_meV_A")
-                    rel = r.get("test", f"{key}force_rel_error")
-                    rel = None if rel is None else 100.0 * rel
-                row += [fmt(e, digits), fmt(f_, digits), fmt(rel, 1)]
-                v += [e, f_, rel]
-                rv += [e, f_, rel]
-                if paper and s in paper:
-                    row.append(str(paper[s].get(run, "paper: not available")))
-                    v.append(None)
-                    rv.append(row[-1])
-            rows.append(row)
-            vals.append(v)
-            raw.append(rv)
-        t = Table(f"Test accuracy against the teacher ({teacher}): energy MAE per atom and force MAE per component",
-                  header, rows, notes=["Best student value per column in bold. The teacher row is measured against "
-                                       "the subset's reference labels (zero where the reference labels are the "
-                                       "teacher's own).",
-                                       "Force error on the target's own scale, |ΔF| / |F|: the mean norm of the "
-                                       "force error over all test atoms divided by the mean norm of the target "
-                                       "forces."],
-                  raw=raw)
-        _mark_best(t, vals, skip_rows={i for i, run in enumerate(runs) if run == TEACHER})
-        tables.append(t)
+        for key, title, with_teacher in ACCURACY_GROUPS:
+            group_paper = paper if with_teacher else None
+            group_runs = [run for run in runs if with_teacher or run != TEACHER]
+            tables.append(_accuracy_table(recs, group_runs, subsets, key, title.format(teacher=teacher), digits,
+                                          group_paper))
     return tables
+
+
+def _accuracy_table(recs, runs, subsets, key, title, digits, paper) -> Table:
+    header = ["model", "method", "params"]
+    for s in subsets:
+        header += [f"{s}: E MAE (meV/atom)", f"{s}: F MAE (meV/Å)", f"{s}: |ΔF| / |F| (%)"]
+        if paper and s in paper:
+            header.append(f"{s}: paper E / F")
+    rows, vals, raw = [], [], []
+    for run in runs:
+        row_recs = {r.subset: r for r in recs if r.run == run}
+        any_rec = next(iter(row_recs.values()))
+        row = [_row_label(any_rec), any_rec.method, fmt(any_rec.get("test", "n_params"))]
+        v = [None, None, None]
+        rv = [row[0], row[1], any_rec.get("test", "n_params")]
+        for s in subsets:
+            r = row_recs.get(s)
+            e = f_ = rel = None
+            if r is not None:
+                e, f_ = r.get("test", f"{key}energy_mae_meV_atom"), r.get("test", f"{key}force_mae_meV_A")
+                rel = r.get("test", f"{key}force_rel_error")
+                rel = None if rel is None else 100.0 * rel
+            row += [fmt(e, digits), fmt(f_, digits), fmt(rel, 1)]
+            v += [e, f_, rel]
+            rv += [e, f_, rel]
+            if paper and s in paper:
+                row.append(str(paper[s].get(run, "paper: not available")))
+                v.append(None)
+                rv.append(row[-1])
+        rows.append(row)
+        vals.append(v)
+        raw.append(rv)
+    notes = ["Best student value per column in bold.",
+             "Force error on the target's own scale, |ΔF| / |F|: the mean norm of the force error over all test "
+             "atoms divided by the mean norm of the target forces."]
+    if key == "ref_":
+        notes.insert(1, "Every row against the subset's reference labels, as the paper's Table 1; the teacher row "
+                        "is the teacher's own error against them (zero where the reference labels are the "
+                        "teacher's own, as in the built-in datasets generated by the teacher).")
+    else:
+        notes.insert(1, "Students against the teacher's own energies and forces on the same test structures: how "
+                        "much of the teacher distillation transferred (not the paper's metric).")
+    t = Table(title, header, rows, notes=notes, raw=raw)
+    _mark_best(t, vals, skip_rows={i for i, run in enumerate(runs) if run == TEACHER})
+    return t
 
 
 def _by_size(r: Record) -> str | None:
@@ -419,7 +444,7 @@ def dynamics_table(records: list[Record], digits: int = 2) -> Table:
 
 
 SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_meV_atom", "force_mae_meV_A",
-                   "force_rel_error",
+                   "force_rel_error", "teacher_energy_mae_meV_atom", "teacher_force_mae_meV_A", "teacher_force_rel_error",
                    "hessian_mae_meV_A2", "speedup_latency", "speedup_throughput", "md_fraction_stable",
                    "nve_drift_meV_atom_ps", "relax_success_rate", "freq_mae_cm1", "hessian_rel_error",
                    "hessian_rel_error_relaxed", "freq_mae_rel", "n_spurious_imaginary", "train_time_s", "epochs"]
@@ -427,13 +452,16 @@ SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_m
 
 def summary_rows(records: list[Record]) -> list[dict]:
     out = []
+    """One flat row per run.  The accuracy columns are the paper's (against the reference labels, the teacher's own
+    error in its row); the ``teacher_*`` columns are the students against the teacher (empty in the teacher row)."""
     for r in records:
-        key = "ref_" if r.is_teacher else "teacher_"
+        vs_teacher = {f"teacher_{k}": None if r.is_teacher else r.get("test", f"teacher_{k}")
+                      for k in ("energy_mae_meV_atom", "force_mae_meV_A", "force_rel_error")}
         out.append({"subset": r.subset, "teacher": r.teacher, "run": r.run, "method": r.method,
                     "params": r.get("test", "n_params"),
-                    "energy_mae_meV_atom": r.get("test", f"{key}energy_mae_meV_atom"),
-                    "force_mae_meV_A": r.get("test", f"{key}force_mae_meV_A"),
-                    "force_rel_error": r.get("test", f"{key}force_rel_error"),
+                    "energy_mae_meV_atom": r.get("test", "ref_energy_mae_meV_atom"),
+                    "force_mae_meV_A": r.get("test", "ref_force_mae_meV_A"),
+                    "force_rel_error": r.get("test", "ref_force_rel_error"), **vs_teacher,
                     "hessian_mae_meV_A2": None if r.is_teacher else r.get("test", "hessian_mae_meV_A2"),
                     "speedup_latency": None if r.is_teacher else r.get("speed", "speedup_latency"),
                     "speedup_throughput": None if r.is_teacher else r.get("speed", "speedup_throughput"),
@@ -482,12 +510,22 @@ def _empty(ax, text):
     ax.set_yticks([])
 
 
+def _teacher_ref_force(records, subset, teacher):
+    """The teacher's own force MAE against the reference labels (None when missing or zero: its own labels)."""
+    for r in records:
+        if r.subset == subset and r.teacher == teacher and r.is_teacher:
+            v = r.get("test", "ref_force_mae_meV_A")
+            return v if v else None
+    return None
+
+
 def fig_accuracy_vs_speed(records, path):
+    """Force MAE against the reference labels (the paper's accuracy axis) vs batched-throughput speed-up."""
     plt = _plt()
     groups = _groups(records)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
     for ax, (s, t) in zip(axes[0], groups):
-        pts = [(r.get("speed", "speedup_throughput"), r.get("test", "teacher_force_mae_meV_A"), r)
+        pts = [(r.get("speed", "speedup_throughput"), r.get("test", "ref_force_mae_meV_A"), r)
                for r in records if r.subset == s and r.teacher == t and not r.is_teacher]
         pts = [p for p in pts if p[0] is not None and p[1] is not None]
         if not pts:
@@ -495,11 +533,58 @@ def fig_accuracy_vs_speed(records, path):
         for x, y, r in pts:
             ax.scatter(x, y, s=40, label=f"{r.run} ({r.method})")
             ax.annotate(r.run, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        teacher_f = _teacher_ref_force(records, s, t)
+        if pts and teacher_f is not None:
+            ax.axhline(teacher_f, color="0.4", ls="--", lw=1, label=f"teacher ({t}), 1x")
         ax.set_xlabel("speed-up vs teacher (batched throughput)")
-        ax.set_ylabel("test force MAE vs teacher (meV/Å)")
+        ax.set_ylabel("test force MAE vs reference labels (meV/Å)")
         ax.set_title(f"{s} / {t}", fontsize=10)
         if pts:
             ax.legend(fontsize=7)
+    _save_fig(fig, path)
+
+
+def size_sweep(records) -> dict:
+    """{(subset, teacher): {method: [(n_params, force MAE vs reference, throughput speed-up or None, run)]}} for
+    the methods with students of at least two sizes (the paper's speed-vs-accuracy figure), sorted by size."""
+    out = {}
+    for s, t in _groups(records):
+        by_method = {}
+        for r in records:
+            if r.subset != s or r.teacher != t or r.is_teacher:
+                continue
+            n, f = r.get("test", "n_params"), r.get("test", "ref_force_mae_meV_A")
+            if n is not None and f is not None:
+                by_method.setdefault(r.method, []).append((int(n), float(f), r.get("speed", "speedup_throughput"), r.run))
+        sweeps = {m: sorted(v) for m, v in by_method.items() if len({p[0] for p in v}) >= 2}
+        if sweeps:
+            out[(s, t)] = sweeps
+    return out
+
+
+def fig_size_sweep(records, path):
+    """Force MAE against the reference labels vs student size, one line per method, speed-ups annotated."""
+    plt = _plt()
+    sweeps = size_sweep(records)
+    groups = list(sweeps) or [None]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.6), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        if g is None:
+            _empty(ax, "no size sweep: every method has students of one size")
+            continue
+        for method, pts in sweeps[g].items():
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+            for n, f, sp, _ in pts:
+                if sp is not None:
+                    ax.annotate(f"{sp:.0f}x", (n, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        teacher_f = _teacher_ref_force(records, *g)
+        if teacher_f is not None:
+            ax.axhline(teacher_f, color="0.4", ls="--", lw=1, label=f"teacher ({g[1]})")
+        ax.set_xscale("log")
+        ax.set_xlabel("student parameters (speed-up vs teacher annotated)")
+        ax.set_ylabel("test force MAE vs reference labels (meV/Å)")
+        ax.set_title(f"{g[0]} / {g[1]}", fontsize=10)
+        ax.legend(fontsize=7)
     _save_fig(fig, path)
 
 
@@ -697,6 +782,7 @@ def write_report(paths, out_dir, *, runs_config=None, title="hessdistill report"
         fig_stability(records, out / FIGURES[3])
         fig_training(records, out / FIGURES[4])
         fig_phonons(records, out / FIGURES[5])
+        fig_size_sweep(records, out / FIGURES[6])
     md = [f"# {title}", ""]
     for name, ts in tables.items():
         md += [t.to_markdown() for t in ts]
