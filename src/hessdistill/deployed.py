@@ -22,6 +22,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from .errors import HessdistillError
 from .neighbours import VerletList
 from .students.export import _energy_forces_fn, _Graph, compute_extras, extras_spec, is_exported, load_exported
+from .students.layers import cap_can_bite
 
 
 class EagerProgram:
@@ -91,6 +92,7 @@ class Runner:
         self.cell_t = torch.as_tensor(np.stack(self.cells), dtype=dt, device=self.device)
         self._edges = None
         self._extra = None
+        self._cap_bites = False  # whether the student's neighbour cap may drop some of the current pairs
         self.dtype = dt
 
     def _pairs(self, pos):
@@ -119,11 +121,15 @@ class Runner:
         if edge_index.shape[1] == 0:
             raise HessdistillError("no atom has a neighbour within the student's cutoff "
                                    f"({self.program.cutoff} Å)\n  fix: check the structure's geometry and cell")
-        if self._extra is None:
+        # the extras depend on the pairs only, except where a neighbour cap (max_neighbors) can drop some of them:
+        # then which neighbours are the nearest depends on the positions, and they are recomputed at every call
+        if self._extra is None or self._cap_bites:
             g = _Graph(pos=pos_t, z=self.z, edge_index=edge_index, edge_shift=shift, batch=self.batch,
                        natoms=self.natoms, cell=self.cell_t)
             extra, sizes = compute_extras(self.program.spec, g)
             self._extra = [*extra, *[torch.zeros(s, dtype=torch.int8, device=self.device) for s in sizes]]
+            spec = self.program.spec or {}
+            self._cap_bites = cap_can_bite(edge_index, int(pos_t.shape[0]), spec.get("max_neighbors"))
         kw = {"cell": self.cell_t} if getattr(self.program, "wants_cell", False) else {}
         energy, forces = self.program.raw(pos_t, self.z, edge_index, shift, self.batch, self.natoms, *self._extra,
                                           **kw)

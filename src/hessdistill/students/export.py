@@ -14,9 +14,9 @@ faster than eager PyTorch, TorchScript about as fast as eager; ``aoti`` is there
 
 The exported program takes plain tensors: ``pos`` (N, 3), ``z`` (N,), ``edge_index`` (2, E), ``edge_shift``
 (E, 3), ``batch`` (N,), ``natoms`` (M,) and, for students whose forward needs precomputed topology (GemNet's
-triplets), those extras; it returns energies (M,) and forces (N, 3) in eV and eV/Å.  The file carries a JSON
-header (``HEADER``): architecture, cutoff, dtype, the extras and how to compute them, the elements the student
-accepts, and a digest of the checkpoint it came from.  :mod:`hessdistill.deployed` runs it as an ASE calculator.
+triplets, the edges kept by a PaiNN's ``max_neighbors`` cap), those extras; it returns energies (M,) and forces
+(N, 3) in eV and eV/Å.  The file carries a JSON header (``HEADER``): architecture, cutoff, dtype, the extras and
+how to compute them, the elements the student accepts, and a digest of the checkpoint it came from.  :mod:`hessdistill.deployed` runs it as an ASE calculator.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ def extras_spec(model: Student) -> dict | None:
                 "size_keys": ["gemnet_kmax"],
                 # the extras whose length is a new size (swap and counts have the kept edges' length)
                 "independent": ["gemnet_edge", "gemnet_trip_in"]}
+    if model.arch == "painn" and getattr(model, "max_neighbors", None) is not None:
+        # the neighbour cap: the kept edges are computed by the runtime (the same function as in training)
+        return {"kind": "neighbor_cap", "cutoff": model.cutoff, "max_neighbors": model.max_neighbors,
+                "keys": ["painn_edge"], "size_keys": [], "independent": ["painn_edge"]}
     if model.arch in ("painn", "schnet"):
         return None
     raise HessdistillError(f"export supports the PaiNN, SchNet and GemNet students, not {model.arch!r}\n"
@@ -68,6 +72,10 @@ def compute_extras(spec: dict | None, graph) -> tuple[list[torch.Tensor], list[i
 
         ex = topology_extras(graph, spec["cutoff"], spec["max_neighbors"])
         return [ex[k] for k in spec["keys"]], [int(ex[k]) for k in spec["size_keys"]]
+    if spec["kind"] == "neighbor_cap":
+        from .layers import capped_edges
+
+        return [capped_edges(graph, spec["cutoff"], spec["max_neighbors"], who="PaiNN")[0]], []
     raise HessdistillError(f"unknown extras kind {spec['kind']!r} in an exported student")
 
 

@@ -76,9 +76,10 @@ Linear(F_t -> emb_size_atom), with bias).
 ``max_neighbors``: after restricting the batch's neighbour list to ``cutoff``, each atom keeps its
 ``max_neighbors`` nearest neighbours, plus any tied with the last one (distance^2 within a relative 1e-6,
 so symmetric crystals keep whole shells and the result does not depend on atom order); the kept set is then
-made symmetric (an edge is kept if it or its reverse was kept), because GemNet needs every edge's reverse.  Like
-any neighbour cap this is discontinuous in the geometry when it is active (a neighbour changing rank at
-the boundary); ``max_neighbors=None`` disables it.  For molecules at 5 Å it rarely matters.
+made symmetric (an edge is kept if it or its reverse was kept), because GemNet needs every edge's reverse
+(:func:`.layers.capped_edges`, shared with PaiNN's ``max_neighbors``).  Like any neighbour cap this is
+discontinuous in the geometry when it is active (a neighbour changing rank at the boundary);
+``max_neighbors=None`` disables it.  For molecules at 5 Å it rarely matters.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ from torch import nn
 from ..data.graphs import edge_vectors
 from ..errors import HessdistillError
 from .base import AtomwiseOutput, Student, element_names, host_numbers
-from .layers import ElementEmbedding, GaussianRBF, PolynomialEnvelope, plain_embedding_init, scatter_sum
+from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, nearest_mask,  # noqa: F401
+                     plain_embedding_init, reverse_edges, scatter_sum)
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
@@ -278,40 +280,6 @@ def legendre_sph(x: torch.Tensor, num_spherical: int) -> torch.Tensor:
     return torch.stack([p * math.sqrt((2 * l + 1) / (4 * math.pi)) for l, p in enumerate(ps)], dim=-1)
 
 
-def reverse_edges(batch, idx_i, idx_j, shift) -> torch.Tensor:
-    """Index of the reverse edge (j, i, -S) of every edge (i, j, S), matching integer cell shifts S."""
-    device = idx_i.device
-    n_edges = idx_i.shape[0]
-    if n_edges == 0:
-        return idx_i.clone()
-    with torch.no_grad():
-        cell = getattr(batch, "cell", None)
-        if cell is None:  # no cells at all: molecules only, every shift must be zero
-            cell = torch.zeros(int(batch.natoms.shape[0]), 3, 3, device=device)
-        cell = cell.reshape(-1, 3, 3).to(torch.float64)
-        det = torch.linalg.det(cell)
-        ok = det.abs() > 1e-9
-        eye = torch.eye(3, dtype=torch.float64, device=device).expand_as(cell)
-        inv = torch.linalg.inv(torch.where(ok[:, None, None], cell, eye))
-        struct = batch.batch[idx_i]
-        frac = torch.einsum("ex,exy->ey", shift.detach().to(torch.float64), inv[struct])
-        s_int = torch.round(frac).to(torch.long)
-        s_int = torch.where(ok[struct][:, None], s_int, torch.zeros_like(s_int))
-        if bool((~ok[struct] & (shift.detach().abs().sum(-1) > 0)).any()):
-            raise HessdistillError("GemNet: an edge has an image shift but its structure has no invertible cell")
-        key = torch.cat([idx_i[:, None], idx_j[:, None], s_int], dim=1)
-        rkey = torch.cat([idx_j[:, None], idx_i[:, None], -s_int], dim=1)
-        _, inverse = torch.unique(torch.cat([key, rkey]), dim=0, return_inverse=True)
-        table = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=device)
-        table[inverse[:n_edges]] = torch.arange(n_edges, device=device)
-        swap = table[inverse[n_edges:]]
-        if bool((swap < 0).any()):
-            raise HessdistillError(
-                "GemNet needs a symmetric (full) neighbour list: some edge has no reverse edge",
-                )
-    return swap
-
-
 def triplets(idx_i: torch.Tensor, n_atoms: int):
     """All ordered pairs (e_in, e_out) of distinct edges with the same first atom (vectorised, deterministic).
 
@@ -357,20 +325,6 @@ def padded_index(values: torch.Tensor, id_out: torch.Tensor, slot: torch.Tensor,
     return table.scatter_(0, id_out * kmax + slot, values).view(n_edges, kmax)
 
 
-def nearest_mask(idx_i, d2, n_atoms: int, k: int):
-    """Mask of the ``k`` nearest edges of every atom, ties at the last distance included."""
-    deg = torch.bincount(idx_i, minlength=n_atoms)
-    if int(deg.max()) <= k:
-        return torch.ones_like(idx_i, dtype=torch.bool)
-    order = torch.argsort(d2, stable=True)
-    order = order[torch.argsort(idx_i[order], stable=True)]  # grouped by atom, ascending distance
-    ptr = torch.cumsum(deg, 0) - deg
-    full = deg > k
-    thr = torch.full((n_atoms,), float("inf"), dtype=d2.dtype, device=d2.device)
-    thr[full] = d2[order[ptr[full] + k - 1]]
-    return d2 <= thr[idx_i] * (1.0 + 1e-6)
-
-
 def topology(batch, cutoff: float, max_neighbors: int | None):
     """GemNet's graph of a batch (``edge_index``, ``edge_shift``, ``pos``, ``batch``, ``natoms``, ``cell``):
     the edges kept (within cutoff, the ``max_neighbors`` nearest, symmetric), their reverse, and the triplets.
@@ -378,24 +332,9 @@ def topology(batch, cutoff: float, max_neighbors: int | None):
     Returns ``sel, idx_i, idx_j, swap, id_in, id_out, slot``.  Weights play no part: the runtime of exported
     students calls this too.
     """
-    idx_i, idx_j = batch.edge_index
     n_atoms = batch.pos.shape[0]
     with torch.no_grad():
-        vec = edge_vectors(batch).detach()
-        d2 = torch.sum(vec * vec, dim=-1)
-        keep = d2 < cutoff**2
-        sel = torch.nonzero(keep).squeeze(-1)
-        idx_i, idx_j = idx_i[sel], idx_j[sel]
-        shift = batch.edge_shift[sel]
-        swap = reverse_edges(batch, idx_i, idx_j, shift)
-        if max_neighbors is not None and idx_i.numel():
-            near = nearest_mask(idx_i, d2[sel], n_atoms, int(max_neighbors))
-            near = near | near[swap]  # keep the graph symmetric
-            if not bool(near.all()):
-                sub = torch.nonzero(near).squeeze(-1)
-                new_id = torch.cumsum(near.long(), 0) - 1
-                swap = new_id[swap[sub]]
-                sel, idx_i, idx_j = sel[sub], idx_i[sub], idx_j[sub]
+        sel, idx_i, idx_j, swap = capped_edges(batch, cutoff, max_neighbors, who="GemNet")
         id_in, id_out, slot = triplets(idx_i, n_atoms)
     return sel, idx_i, idx_j, swap, id_in, id_out, slot
 

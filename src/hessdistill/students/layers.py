@@ -12,6 +12,8 @@ differentiated twice (forces, then Hessian rows by double backprop):
   Hessians are continuous when a pair enters or leaves the neighbour list.
 * :class:`ElementEmbedding` — a learned per-element table, or (``embedding_init``, the "a2a" hook) a
   trainable linear map applied to a frozen per-element table taken from a teacher.
+* :func:`capped_edges` — the neighbour cap ``max_neighbors`` of GemNet and PaiNN (nearest k within the cutoff,
+  ties kept, symmetrised), with :func:`reverse_edges` and :func:`nearest_mask`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.graphs import edge_vectors
 from ..errors import HessdistillError
 from .base import MAX_Z, element_names
 
@@ -153,3 +156,88 @@ def plain_embedding_init(embedding_init):
     numbers = [int(z) for z in torch.as_tensor(embedding_init["numbers"]).reshape(-1).tolist()]
     table = torch.as_tensor(embedding_init["table"], dtype=torch.float64).tolist()
     return {"numbers": numbers, "table": table}
+
+
+# ----------------------------------------------------------------------------- neighbour cap (GemNet, PaiNN)
+def reverse_edges(batch, idx_i, idx_j, shift, who: str = "GemNet") -> torch.Tensor:
+    """Index of the reverse edge (j, i, -S) of every edge (i, j, S), matching integer cell shifts S."""
+    device = idx_i.device
+    n_edges = idx_i.shape[0]
+    if n_edges == 0:
+        return idx_i.clone()
+    with torch.no_grad():
+        cell = getattr(batch, "cell", None)
+        if cell is None:  # no cells at all: molecules only, every shift must be zero
+            cell = torch.zeros(int(batch.natoms.shape[0]), 3, 3, device=device)
+        cell = cell.reshape(-1, 3, 3).to(torch.float64)
+        det = torch.linalg.det(cell)
+        ok = det.abs() > 1e-9
+        eye = torch.eye(3, dtype=torch.float64, device=device).expand_as(cell)
+        inv = torch.linalg.inv(torch.where(ok[:, None, None], cell, eye))
+        struct = batch.batch[idx_i]
+        frac = torch.einsum("ex,exy->ey", shift.detach().to(torch.float64), inv[struct])
+        s_int = torch.round(frac).to(torch.long)
+        s_int = torch.where(ok[struct][:, None], s_int, torch.zeros_like(s_int))
+        if bool((~ok[struct] & (shift.detach().abs().sum(-1) > 0)).any()):
+            raise HessdistillError(f"{who}: an edge has an image shift but its structure has no invertible cell")
+        key = torch.cat([idx_i[:, None], idx_j[:, None], s_int], dim=1)
+        rkey = torch.cat([idx_j[:, None], idx_i[:, None], -s_int], dim=1)
+        _, inverse = torch.unique(torch.cat([key, rkey]), dim=0, return_inverse=True)
+        table = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=device)
+        table[inverse[:n_edges]] = torch.arange(n_edges, device=device)
+        swap = table[inverse[n_edges:]]
+        if bool((swap < 0).any()):
+            raise HessdistillError(f"{who} needs a symmetric (full) neighbour list: some edge has no reverse edge")
+    return swap
+
+
+def nearest_mask(idx_i, d2, n_atoms: int, k: int):
+    """Mask of the ``k`` nearest edges of every atom, ties at the last distance included."""
+    deg = torch.bincount(idx_i, minlength=n_atoms)
+    if int(deg.max()) <= k:
+        return torch.ones_like(idx_i, dtype=torch.bool)
+    order = torch.argsort(d2, stable=True)
+    order = order[torch.argsort(idx_i[order], stable=True)]  # grouped by atom, ascending distance
+    ptr = torch.cumsum(deg, 0) - deg
+    full = deg > k
+    thr = torch.full((n_atoms,), float("inf"), dtype=d2.dtype, device=d2.device)
+    thr[full] = d2[order[ptr[full] + k - 1]]
+    return d2 <= thr[idx_i] * (1.0 + 1e-6)
+
+
+def capped_edges(batch, cutoff: float, max_neighbors: int | None, who: str = "GemNet"):
+    """The edges of ``batch`` (``edge_index``, ``edge_shift``, ``pos``, ``batch``, ``natoms``, optional ``cell``)
+    kept by a neighbour cap: those within ``cutoff``, then each atom's ``max_neighbors`` nearest plus any tied
+    with the last one (distance^2 within a relative 1e-6: symmetric crystals keep whole shells, the result does
+    not depend on atom order), then made symmetric (an edge is kept if it or its reverse was kept).
+    ``max_neighbors=None``: every edge within ``cutoff``.
+
+    Returns ``sel`` (indices into the batch's edges, ascending), the kept ``idx_i``, ``idx_j`` and ``swap`` (the
+    position of each kept edge's reverse among the kept ones).  No gradients; weights play no part (the runtime
+    of exported students calls this too).  Host syncs: data-dependent sizes.
+    """
+    idx_i, idx_j = batch.edge_index
+    n_atoms = batch.pos.shape[0]
+    with torch.no_grad():
+        vec = edge_vectors(batch).detach()
+        d2 = torch.sum(vec * vec, dim=-1)
+        sel = torch.nonzero(d2 < cutoff**2).squeeze(-1)
+        idx_i, idx_j = idx_i[sel], idx_j[sel]
+        swap = reverse_edges(batch, idx_i, idx_j, batch.edge_shift[sel], who)
+        if max_neighbors is not None and idx_i.numel():
+            near = nearest_mask(idx_i, d2[sel], n_atoms, int(max_neighbors))
+            near = near | near[swap]  # keep the graph symmetric
+            if not bool(near.all()):
+                sub = torch.nonzero(near).squeeze(-1)
+                new_id = torch.cumsum(near.long(), 0) - 1
+                swap = new_id[swap[sub]]
+                sel, idx_i, idx_j = sel[sub], idx_i[sub], idx_j[sub]
+    return sel, idx_i, idx_j, swap
+
+
+def cap_can_bite(edge_index: torch.Tensor, n_atoms: int, max_neighbors: int | None) -> bool:
+    """Whether a neighbour cap of ``max_neighbors`` can drop any of these edges (some atom has more of them); a
+    host sync.  While it cannot, the kept set depends on the edges only, not on the positions."""
+    if max_neighbors is None or edge_index.shape[1] == 0:
+        return False
+    return int(torch.bincount(edge_index[0], minlength=n_atoms).max()) > int(max_neighbors)

@@ -28,6 +28,13 @@ paper).  With a 12 Å cutoff dense crystals have hundreds of neighbours; setting
 count of the training set keeps activations O(1).  It is a hyper-parameter (stored in the config), not a
 parameter.
 
+``max_neighbors`` (None = off, the default): each atom keeps its nearest ``max_neighbors`` neighbours within the
+cutoff, plus any tied with the last one, and the kept set is made symmetric: the cap of GemNet
+(:func:`.layers.capped_edges`); the authors' release configs use 50 (SPICE) and 20 (MPtrj).  The kept edges are
+computed once per structure where the data is built for the student (:meth:`PaiNN.graph_extras`, host side) or
+in the forward for other batches, and by the runtime of exported students (``hessdistill.students.export``).
+Like any cap it is discontinuous in the geometry where it is active (a neighbour changing rank at the boundary).
+
 Parameter counts (default config: hidden 128, 4 layers, 128 rbf, 119-row embedding)::
 
     conservative (energy head only):            946,689
@@ -49,7 +56,8 @@ from torch import nn
 from ..data.graphs import edge_vectors
 from ..errors import HessdistillError
 from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
-from .layers import ElementEmbedding, GaussianRBF, PolynomialEnvelope, plain_embedding_init, safe_norm, scatter_sum
+from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, plain_embedding_init, safe_norm,
+                     scatter_sum)
 
 
 #: eps of the vector norms sqrt(|V v|^2 + eps) fed to the update and gate MLPs.  At a symmetric structure (a
@@ -161,6 +169,7 @@ class PaiNN(Student):
         avg_num_neighbors: float = 1.0,
         envelope_exponent: int = 5,
         vector_norm_eps: float = VECTOR_NORM_EPS,
+        max_neighbors: int | None = None,
     ):
         super().__init__(cutoff=cutoff, direct_forces=direct_forces)
         if hidden < 2 or num_layers < 1:
@@ -169,6 +178,8 @@ class PaiNN(Student):
             raise HessdistillError(f"PaiNN: vector_norm_eps must be > 0, got {vector_norm_eps}")
         if avg_num_neighbors <= 0:
             raise HessdistillError(f"PaiNN: avg_num_neighbors must be > 0, got {avg_num_neighbors}")
+        if max_neighbors is not None and (isinstance(max_neighbors, bool) or int(max_neighbors) < 1):
+            raise HessdistillError(f"PaiNN: max_neighbors must be >= 1 or None, got {max_neighbors}")
         self.hparams = {
             "hidden": int(hidden),
             "num_layers": int(num_layers),
@@ -180,7 +191,9 @@ class PaiNN(Student):
             "avg_num_neighbors": float(avg_num_neighbors),
             "envelope_exponent": int(envelope_exponent),
             "vector_norm_eps": float(vector_norm_eps),
+            "max_neighbors": None if max_neighbors is None else int(max_neighbors),
         }
+        self.max_neighbors = self.hparams["max_neighbors"]
         self.hidden = int(hidden)
         self.avg_num_neighbors = float(avg_num_neighbors)
         self.embedding = ElementEmbedding(self.hidden, int(num_elements), self.hparams["embedding_init"])
@@ -203,9 +216,30 @@ class PaiNN(Student):
     def check_numbers(self, numbers) -> None:
         self.embedding.check(host_numbers(numbers), "PaiNN")
 
+    def data_config(self) -> dict:
+        cfg = super().data_config()
+        if self.max_neighbors is not None:  # the kept edges depend on these (uncapped: the tag is unchanged)
+            cfg |= {"cutoff": self.cutoff, "max_neighbors": self.max_neighbors}
+        return cfg
+
+    def graph_extras(self, data) -> dict:
+        """With ``max_neighbors``: the indices of the structure's edges kept by the cap (``painn_edge``)."""
+        if self.max_neighbors is None:
+            return {}
+        from ..data.graphs import collate
+
+        sel = capped_edges(collate([data]), self.cutoff, self.max_neighbors, who="PaiNN")[0]
+        return {"painn_edge": (sel, data.edge_index.shape[1])}
+
     def atomwise(self, batch) -> AtomwiseOutput:
         i, j = batch.edge_index
         vec = edge_vectors(batch)
+        if self.max_neighbors is not None:
+            if self.prepared(batch):
+                sel = batch.painn_edge
+            else:
+                sel = capped_edges(batch, self.cutoff, self.max_neighbors, who="PaiNN")[0]
+            i, j, vec = i[sel], j[sel], vec[sel]
         r = torch.sqrt(torch.sum(vec * vec, dim=-1))
         unit = vec / r.unsqueeze(-1)
         fcut = self.envelope(r).unsqueeze(-1)

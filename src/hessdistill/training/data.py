@@ -20,7 +20,9 @@ tensors of shape (s_max, ΣN, 3):
 - ``hess_target``: the teacher's force-Jacobian rows J_T = -H_T restricted to each structure's atoms
   (row sampling) or the teacher's VJP vᵀJ_T (projection);
 
-plus ``hess_weight`` (s_max, ΣN): 1/s_m on the atoms of structure m for its slots k < s_m, 0 elsewhere.
+plus ``hess_weight`` (s_max, ΣN): 1/s_m on the atoms of structure m for its slots k < s_m, 0 elsewhere, and, for
+projections only, ``hess_absmax`` (M,): the largest |entry| of each structure's stored Hessian (what the loss's
+outlier guard compares with its threshold; for row sampling it reads the sampled rows from ``hess_target``).
 Draws come from ``numpy.random.default_rng([seed, epoch, step])``, so a resumed run draws the same rows as
 an uninterrupted one.
 """
@@ -220,6 +222,7 @@ class HessianCollate:
         cot = np.zeros((s_max, n_total, 3))
         target = np.zeros((s_max, n_total, 3))
         weight = np.zeros((s_max, n_total))
+        absmax = np.zeros(len(items))
         for m, d in enumerate(items):
             idx, rows = self.ds.hessians[int(d.idx)]
             a0, a1 = offsets[m], offsets[m + 1]
@@ -235,6 +238,7 @@ class HessianCollate:
                     v = rng.choice([-1.0, 1.0], size=(s_m, 3 * n_m))
                 cot[:s_m, a0:a1] = v.reshape(s_m, n_m, 3)
                 target[:s_m, a0:a1] = (v @ full).reshape(s_m, n_m, 3)
+                absmax[m] = np.abs(jt).max() if jt.size else 0.0
             else:
                 s_m = min(self.s, len(idx))
                 if self.weighting in ("row_norm", "error"):
@@ -253,6 +257,8 @@ class HessianCollate:
         batch.hess_cot = torch.as_tensor(cot, dtype=dt)
         batch.hess_target = torch.as_tensor(target, dtype=dt)
         batch.hess_weight = torch.as_tensor(weight, dtype=dt)
+        if self.weighting == "projection":
+            batch.hess_absmax = torch.as_tensor(absmax, dtype=dt)
         return batch
 
     def feedback(self, slot_errors: np.ndarray) -> None:

@@ -39,7 +39,7 @@ from ..devices import device_record, resolve_device
 from ..errors import HessdistillError
 from ..students import build_student
 from .data import DistillDataset, HessianCollate
-from .losses import LossWeights, compute_loss
+from .losses import N2N_REDUCTIONS, LossWeights, compute_loss
 
 log = logging.getLogger("hessdistill.train")
 
@@ -80,6 +80,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 2e-6
     amsgrad: bool = True
+    #: AdamW's eps (torch's default 1e-8; the authors' release configs use 1e-7)
+    adam_eps: float = 1e-8
     #: "plateau" (the paper's ReduceLROnPlateau on the val force MAE: lr_factor, lr_patience) or "cosine": lr
     #: decays from lr to min_lr along half a cosine over the run's budget, measured per step as the larger of
     #: the fraction of max_epochs done and of max_time_s spent (so a wall-time-limited run ends at min_lr)
@@ -88,6 +90,9 @@ class TrainConfig:
     lr_patience: int = 5
     min_lr: float = 1e-6
     ema_decay: float = 0.999
+    #: warm the EMA decay up as min(ema_decay, (1 + t) / (10 + t)) (ours); False: the fixed ema_decay from the
+    #: first update (the official EMA)
+    ema_warmup: bool = True
     grad_clip: float = 10.0
     max_epochs: int = 100
     max_time_s: float | None = None
@@ -101,6 +106,14 @@ class TrainConfig:
     #: at or past it λ_H = 0, and the remaining steps cost what an undistilled step costs (no double backprop);
     #: 1.0 (default) keeps the Hessian term to the end
     hessian_until: float = 1.0
+    #: outlier guard of the official Hessian loss: a structure whose sampled teacher Hessian rows have an entry
+    #: |H| > this (eV/Å²; the release uses 1e4) has its Hessian term multiplied by hessian_outlier_weight; None = off.
+    #: The structures so down-weighted are counted per epoch (log column hessian_outliers) and per run (summary)
+    hessian_outlier_threshold: float | None = None
+    hessian_outlier_weight: float = 1e-8
+    #: n2n loss: "sum_features" (squared error summed over the teacher's feature dimension, averaged over atoms:
+    #: the official form, for which λ_n2n = 1000 was set) or "mean" (averaged over features too: F_t times weaker)
+    n2n_reduction: str = "sum_features"
     energy_source: str = "reference"
     seed: int = 0
     device: str = "auto"
@@ -122,6 +135,15 @@ class TrainConfig:
             raise HessdistillError(f"hessian_until must be in (0, 1] (a fraction of the budget), got {cfg.hessian_until}")
         if cfg.lr_schedule not in LR_SCHEDULES:
             raise HessdistillError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
+        if cfg.n2n_reduction not in N2N_REDUCTIONS:
+            raise HessdistillError(f"unknown n2n_reduction {cfg.n2n_reduction!r}; choose one of {N2N_REDUCTIONS}")
+        if not cfg.adam_eps > 0:
+            raise HessdistillError(f"adam_eps must be > 0, got {cfg.adam_eps}")
+        if cfg.hessian_outlier_threshold is not None and not cfg.hessian_outlier_threshold > 0:
+            raise HessdistillError("hessian_outlier_threshold must be > 0 (eV/Å²) or None, got "
+                                   f"{cfg.hessian_outlier_threshold}")
+        if not 0.0 <= cfg.hessian_outlier_weight <= 1.0:
+            raise HessdistillError(f"hessian_outlier_weight must be in [0, 1], got {cfg.hessian_outlier_weight}")
         return cfg
 
 
@@ -141,13 +163,15 @@ def method_weights(cfg: TrainConfig) -> LossWeights:
 class EMA:
     """Exponential moving average of the parameters (and a copy of buffers).
 
-    The decay warms up as min(decay, (1 + t) / (10 + t)) over the t-th update, so that short runs are not
-    dominated by the random initial weights (with a fixed 0.999, 70% of the average after 350 steps would
-    still be the initialisation).
+    With ``warmup`` (default) the decay warms up as min(decay, (1 + t) / (10 + t)) over the t-th update, so
+    that short runs are not dominated by the random initial weights (with a fixed 0.999, 70% of the average
+    after 350 steps would still be the initialisation).  ``warmup=False``: the fixed decay from the first
+    update, as the official EMA.
     """
 
-    def __init__(self, model, decay):
+    def __init__(self, model, decay, warmup: bool = True):
         self.decay = float(decay)
+        self.warmup = bool(warmup)
         self.num_updates = 0
         self.shadow = copy.deepcopy(model)
         for p in self.shadow.parameters():
@@ -157,7 +181,7 @@ class EMA:
     def update(self, model):
         """shadow <- d shadow + (1 - d) params, as one fused multi-tensor kernel (not two per parameter)."""
         self.num_updates += 1
-        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates)) if self.warmup else self.decay
         torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         buffers = list(self.shadow.buffers())
         if buffers:
@@ -254,10 +278,11 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         t_dim = train_ds.node_feats[0].shape[1]
         projection = torch.nn.Linear(model.feature_dim, t_dim).to(device=device, dtype=dtype)
         params += list(projection.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad, **OPTIMIZER_OPTIONS)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad, eps=cfg.adam_eps,
+                            **OPTIMIZER_OPTIONS)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience,
                                                        min_lr=cfg.min_lr)
-    ema = EMA(model, cfg.ema_decay)
+    ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
     collate = HessianCollate(train_ds, rows_per_structure=cfg.rows_per_structure,
                              weighting="projection" if cfg.method == "hessian-projection" else cfg.row_weighting,
                              seed=cfg.seed, probe=cfg.probe)
@@ -316,7 +341,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             log.info("end of the Hessian phase (hessian_until %.2f of the budget) at epoch %d: lambda_H -> 0",
                      cfg.hessian_until, epoch)
         weights.hessian = state["lambda_h"]
-        sums, n_batches, finite = {}, 0, []
+        sums, n_batches, finite, outliers = {}, 0, [], 0
         n_steps = max(1, -(-len(order) // cfg.batch_size))
         for b0 in range(0, len(order), cfg.batch_size):
             if cfg.lr_schedule == "cosine":
@@ -326,7 +351,9 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             batch = _to_device(collate([train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]), device)
             total, terms, per_slot = compute_loss(model, batch, weights, projection=projection,
                                                   squared_hessian=cfg.method == "hessian-projection",
-                                                  vjp_method=cfg.vjp_method)
+                                                  vjp_method=cfg.vjp_method, n2n_reduction=cfg.n2n_reduction,
+                                                  hessian_outlier_threshold=cfg.hessian_outlier_threshold,
+                                                  hessian_outlier_weight=cfg.hessian_outlier_weight)
             finite.append(torch.isfinite(total.detach()))
             opt.zero_grad(set_to_none=True)
             total.backward()
@@ -336,6 +363,8 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
             if per_slot is not None and collate.weighting == "error":  # the only sampler that needs them
                 collate.feedback(per_slot.cpu().numpy())
             # accumulate on the device; converted once per epoch (no host sync per step)
+            if "hessian_outliers" in terms:  # a count of structures, summed over the epoch (not averaged)
+                outliers = outliers + terms.pop("hessian_outliers")
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             sums["total"] = sums.get("total", 0.0) + total.detach()
@@ -357,6 +386,13 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         row = {"epoch": epoch + 1, "steps": state["steps"], "lr": opt.param_groups[0]["lr"], "lambda_h": state["lambda_h"],
                **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
                **{f"val_{k}": v for k, v in val.items()}, "elapsed_s": state["elapsed_s"]}
+        if cfg.hessian_outlier_threshold is not None:  # never silent: structures whose Hessian term was down-weighted
+            row["hessian_outliers"] = int(outliers)
+            state["hessian_outliers"] = state.get("hessian_outliers", 0) + int(outliers)
+            if outliers:
+                log.info("epoch %d: %d structure-step(s) with a teacher Hessian entry above %g eV/Å² had their "
+                         "Hessian term multiplied by %g", epoch + 1, int(outliers), cfg.hessian_outlier_threshold,
+                         cfg.hessian_outlier_weight)
         state["log"].append(row)
         improved = val["force_mae_meV_A"] < state["best_val"]
         if improved:
@@ -380,6 +416,7 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
                "teacher_val_force_mae_meV_A": teacher_mae, "lambda_h_final": state["lambda_h"],
                "lambda_h_schedule_threshold_meV_A": schedule_at, "lambda_h_halved": state["lambda_h_halved"],
                "hessian_phase_end_epoch": state.get("hessian_phase_end_epoch"),
+               "hessian_outliers": state.get("hessian_outliers") if cfg.hessian_outlier_threshold is not None else None,
                "n_params": model.n_params, "train_time_s": state["elapsed_s"], "method": cfg.method,
                "resumed_from_epoch": resumed_from, **device_record(device),
                "student": model.config() | {"embedding_init": "teacher table" if "embedding_init" in student_cfg else None}}

@@ -11,7 +11,14 @@
   whose expectation over Gaussian/Rademacher probes is the squared Frobenius error ||J_S - J_T||²_F;
 - L_Egrad: for direct-force students, mean over atoms of ||-dE_S/dx - F_ref||₂ (λ_Eg = 5 where used);
 - L_TF: teacher-forces l2mae ||F_S - F_T||₂ (λ_TF = 100 in the teacher-forces baseline);
-- L_n2n: MSE between a linear projection of the student's final node features and the teacher's (λ = 1000).
+- L_n2n: squared error between a linear projection of the student's final node features and the teacher's,
+  summed over the feature dimension and averaged over atoms (``n2n_reduction="sum_features"``, the official
+  form: fairchem's MSE on an atom-level target; λ = 1000 was set for it), or averaged over features too
+  (``"mean"``: feature_dim times weaker at the same λ).
+
+Outlier guard (``outlier_threshold``, off by default): as in the official Hessian loss, a structure whose
+sampled teacher Hessian rows have an entry of magnitude above the threshold (1e4 eV/Å² in the release) has its
+Hessian term multiplied by ``outlier_weight`` (1e-8); see :func:`hessian_outliers`.
 
 :func:`student_jacobian_rows` is exposed on its own so tests can compare it with a brute-force Hessian.
 """
@@ -55,13 +62,39 @@ def student_jacobian_rows(forces, pos, cotangents, *, create_graph=True, method=
     return torch.stack(rows)
 
 
-def hessian_loss(forces, batch, *, squared=False, method="loop"):
-    """The Hessian term and the per-(slot, structure) errors (s_max, M) used for error-weighted sampling."""
+def hessian_outliers(batch, threshold: float) -> torch.Tensor:
+    """(M,) bool: structures whose sampled teacher Hessian rows have an entry with |H| > ``threshold`` (eV/Å²).
+
+    For row sampling the rows are ``hess_target`` (J_T = -H on the structure's atoms) where ``hess_weight`` > 0;
+    for random projections (whose targets are vᵀJ_T, not entries) the collate's ``hess_absmax`` (the max over
+    the structure's whole stored Hessian) is used.  Device ops only: no host sync.
+    """
+    absmax = getattr(batch, "hess_absmax", None)
+    if absmax is None:
+        used = (batch.hess_weight > 0).to(batch.hess_target.dtype)  # (s, ΣN): sampled slots of each structure
+        per_atom = (batch.hess_target.abs().amax(-1) * used).amax(0)  # (ΣN,)
+        m = int(batch.natoms.shape[0])
+        absmax = per_atom.new_zeros(m).scatter_reduce(0, batch.batch, per_atom, reduce="amax", include_self=True)
+    return absmax > threshold
+
+
+def hessian_loss(forces, batch, *, squared=False, method="loop", outlier_threshold=None, outlier_weight=1e-8):
+    """The Hessian term and the per-(slot, structure) errors (s_max, M) used for error-weighted sampling.
+
+    ``outlier_threshold`` (eV/Å², None = off): the term of every structure flagged by :func:`hessian_outliers`
+    is multiplied by ``outlier_weight`` (the official loss's guard against teacher Hessian outliers).
+    """
     g = student_jacobian_rows(forces, batch.pos, batch.hess_cot, method=method)
     diff = g - batch.hess_target
     err = (diff * diff).sum(-1) if squared else torch.linalg.vector_norm(diff, dim=-1)  # (s, ΣN)
     n_total = forces.shape[0]
-    loss = (err * batch.hess_weight).sum() / n_total
+    weight = batch.hess_weight
+    if outlier_threshold is not None:
+        flags = hessian_outliers(batch, outlier_threshold)
+        scale = torch.where(flags, torch.full_like(flags, outlier_weight, dtype=err.dtype),
+                            torch.ones_like(flags, dtype=err.dtype))
+        weight = weight * scale[batch.batch]
+    loss = (err * weight).sum() / n_total
     m = int(batch.natoms.shape[0])
     per_slot = torch.zeros(err.shape[0], m, dtype=err.dtype, device=err.device).index_add(1, batch.batch, err.detach())
     return loss, per_slot
@@ -72,12 +105,27 @@ def energy_gradient_loss(energy, pos, f_ref):
     return force_l2mae(-g, f_ref)
 
 
-def n2n_loss(student_features, projection, teacher_features):
-    return torch.mean((projection(student_features) - teacher_features) ** 2)
+N2N_REDUCTIONS = ("sum_features", "mean")
 
 
-def compute_loss(model, batch, weights: LossWeights, *, projection=None, squared_hessian=False, vjp_method="loop"):
-    """All active terms for one batch. Returns (total, dict of detached terms, per-slot Hessian errors or None)."""
+def n2n_loss(student_features, projection, teacher_features, reduction: str = "sum_features"):
+    """Squared error of the projected student features against the teacher's (ΣN, F_t): summed over features
+    and averaged over atoms (``"sum_features"``, the official n2n loss) or averaged over both (``"mean"``)."""
+    sq = (projection(student_features) - teacher_features) ** 2
+    if reduction == "sum_features":
+        return sq.sum(-1).mean()
+    if reduction == "mean":
+        return sq.mean()
+    raise ValueError(f"n2n reduction must be one of {N2N_REDUCTIONS}, got {reduction!r}")
+
+
+def compute_loss(model, batch, weights: LossWeights, *, projection=None, squared_hessian=False, vjp_method="loop",
+                 n2n_reduction="sum_features", hessian_outlier_threshold=None, hessian_outlier_weight=1e-8):
+    """All active terms for one batch. Returns (total, dict of detached terms, per-slot Hessian errors or None).
+
+    With a ``hessian_outlier_threshold`` the terms also hold ``hessian_outliers``: the number of this batch's
+    structures whose Hessian term was down-weighted (a count, not a loss term; a device tensor, no host sync).
+    """
     need_h = weights.hessian > 0 and hasattr(batch, "hess_cot")
     need_graph = need_h or weights.energy_grad > 0
     want_feats = weights.n2n > 0
@@ -100,11 +148,15 @@ def compute_loss(model, batch, weights: LossWeights, *, projection=None, squared
         terms["energy_grad"] = energy_gradient_loss(energy, batch.pos, batch.forces)
         total = total + weights.energy_grad * terms["energy_grad"]
     if want_feats:
-        terms["n2n"] = n2n_loss(out[2], projection, batch.teacher_features)
+        terms["n2n"] = n2n_loss(out[2], projection, batch.teacher_features, n2n_reduction)
         total = total + weights.n2n * terms["n2n"]
     per_slot = None
     if need_h:
-        terms["hessian"], per_slot = hessian_loss(forces, batch, squared=squared_hessian, method=vjp_method)
+        terms["hessian"], per_slot = hessian_loss(forces, batch, squared=squared_hessian, method=vjp_method,
+                                                  outlier_threshold=hessian_outlier_threshold,
+                                                  outlier_weight=hessian_outlier_weight)
         total = total + weights.hessian * terms["hessian"]
+        if hessian_outlier_threshold is not None:
+            terms["hessian_outliers"] = hessian_outliers(batch, hessian_outlier_threshold).sum()
     # no finiteness check here: that would be a host sync every step; the loop checks once per epoch
     return total, {k: v.detach() for k, v in terms.items()}, per_slot
