@@ -20,6 +20,12 @@ The subset specification (YAML or JSON; in the workflow it is one entry of the c
       group_by: null            # an info key (mp_id, smiles, trajectory) kept whole in one split
       carve_test_from_train: false   # MPtrj protocol: test of size |val| carved out of train
 
+The paper's MPtrj subsets split per frame (``group_by`` unset), 85/15, then carve a test split of |val|
+frames from train; ``group_by: mp_id`` is the leak-free alternative (see :mod:`hessdistill.data.splits`).
+The paper's MPtrj perovskites: ``selectors: [{space_group: {number: 221}}]`` (every frame of every Pm-3m
+material; see :mod:`hessdistill.data.subsets`).  Selector provenance (for ``space_group``: spglib version,
+symprec, angle tolerance, the frame analysed per material) is stored in the ``selection_report`` attribute.
+
 ``name: builtin`` generates the built-in offline dataset (``options``: ``family``, ``teacher``, ``dtype``,
 ``device`` and any :class:`~hessdistill.data.builtin.GeneratorSettings` field) instead of reading a file.
 
@@ -169,6 +175,10 @@ def main(argv=None) -> int:
     print(f"wrote {report['store']}: {report['splits']} (selected {sel['n_selected']} of {sel['n_input']})")
     for s in sel["selectors"]:
         print(f"  [{s['index']}] {s['selector']}: kept {s['kept']} of {s['seen']}")
+        if "spglib_version" in s:  # space_group: how the space groups were found (also in the store's selection_report)
+            extra = f", {s['n_materials_kept']} of {s['n_materials']} materials (frame: {s['frame']})" if "n_materials" in s else ""
+            print(f"      spglib {s['spglib_version']}, symprec {s['symprec']} Å, angle_tolerance {s['angle_tolerance']}, "
+                  f"per {s['per']}{extra}")
     return 0
 
 

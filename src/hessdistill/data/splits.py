@@ -6,9 +6,17 @@ The paper's protocols (official code: unseeded ``random.shuffle``; here everythi
 
       make_splits(train_pool, fractions={"train": 0.85, "val": 0.15}, seed=0)
 
-* MPtrj: an existing train/val pair, then a test split of size |val| carved out of train::
+* MPtrj: per frame, 85/15 train/val, then a test split of |val| frames carved out of train (so about
+  70/15/15); in a subset specification
+  ``split: {fractions: {train: 0.85, val: 0.15}, seed: 0, carve_test_from_train: true}``::
 
-      carve_test_from_train({"train": tr, "val": va}, seed=42)
+      tv = make_splits(frames, fractions={"train": 0.85, "val": 0.15}, seed=0)
+      carve_test_from_train(tv, seed=0)
+
+  Grouping by material (``group_by: mp_id``) is the leak-free option: the frames of one MPtrj material are
+  snapshots of the same relaxation trajectory and nearly duplicate each other, so a per-frame split puts
+  almost the same structure in train and in val/test and makes test errors look better than they are on
+  unseen materials; with ``group_by`` every material lies whole in one split.
 
 Rules common to all functions here:
 

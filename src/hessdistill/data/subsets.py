@@ -27,8 +27,28 @@ Kinds (``SELECTORS`` holds the one-line descriptions used in error messages):
   sha256 (and the number of ids), which the workflow stores in the output's attributes; give
   ``sha256: <hex>`` in the spec to fail when the file changes.
 * ``perovskite: true`` (options ``cubic_only``, ``anions``, tolerances, ``symmetry``): ABX3 with
-  corner-sharing BX6 octahedra; the rule is documented at :func:`perovskite_check`.  The paper's MPtrj
-  perovskites are the cubic Pm-3m ones: ``{"perovskite": {"cubic_only": true}}``.
+  corner-sharing BX6 octahedra; the rule is documented at :func:`perovskite_check`.  A geometric
+  alternative to ``space_group``, not what the paper used.
+* ``space_group: {number: 221}`` (or ``{symbol: Pm-3m}``, ``space_group: Pm-3m``, a list of numbers or
+  symbols): the space group found by spglib (:mod:`hessdistill.data.spacegroup`).  **The paper's MPtrj
+  "perovskites" subset is every frame of every material whose space group is Pm-3m (No. 221), whatever
+  its composition** (CsCl-type and Cu3Au-type cubic materials included)::
+
+      {"space_group": {"number": 221}}      # per: material, key: mp_id, frame: lowest_energy, symprec: 0.1
+
+  Options: ``symprec`` (Å, default 0.1: the tolerance the Materials Project assigns space groups with;
+  MPtrj frames are relaxation snapshots, slightly distorted from the ideal structure, and spglib's own
+  default of 1e-5 Å would find almost none of them cubic), ``angle_tolerance`` (degrees, default -1 =
+  spglib's default), ``per: material`` (default: decide once per ``info[key]``, ``key`` default
+  ``mp_id``, and keep or drop all frames of the material together) or ``per: frame`` (every frame on its
+  own), ``frame: lowest_energy`` (default) or ``last``: which frame of a material is analysed (see
+  :class:`_SpaceGroup`; MP's space group is that of the relaxed structure, the end of the relaxation),
+  ``missing: error|drop`` (structures without ``info[key]``).  With ``per: material`` the decision is made
+  on the whole input, before the other selectors run, so their order does not change which frame
+  represents a material.  Structures not periodic in all three directions have no space group (never
+  kept).  The report records ``spglib_version``, ``symprec``, ``angle_tolerance``, ``per``, the space
+  groups asked for, a histogram of those found, and per material the frame used and its space group
+  (``materials: {mp_id: [frame_id, number]}``); the prepared store keeps it in ``selection_report``.
 * ``min_atoms`` / ``max_atoms``, ``max_force`` (max per-atom |F| in eV/Å; needs labels),
   ``max_energy_per_atom`` (eV/atom; needs labels), ``neutral`` (total charge 0, from ``info["charge"]``
   or ``info["total_charge"]``; ``missing: error|keep|drop``), ``formula_in`` / ``reduced_formula_in``
@@ -97,6 +117,8 @@ SELECTORS = {
     "spice_group": "SPICE group name(s), matched against info config_type or subset",
     "id_list": "<file> or {file, key (default mp_id), sha256}: ids frozen in a file, one per line, # comments",
     "perovskite": "true/false or {cubic_only, anions, ...}: ABX3 with corner-sharing BX6 octahedra",
+    "space_group": "{number: 221} or {symbol: Pm-3m} (spglib; symprec, angle_tolerance, per: material|frame, key, "
+                   "frame: lowest_energy|last)",
     "min_atoms": "<int>: at least this many atoms",
     "max_atoms": "<int>: at most this many atoms",
     "max_force": "<eV/Å>: largest per-atom force norm at most this (needs labels)",
@@ -397,6 +419,13 @@ class Selector:
         """Boolean mask over all structures of a store split, or None when not vectorised."""
         return None
 
+    def prepare(self, n: int, frame_at) -> None:
+        """Called once with the whole input (``frame_at(i)`` for ``i < n``) before any ``keep``.
+
+        Selectors that decide per group of structures (``space_group`` with ``per: material``) look at
+        the whole input here, so their decision does not depend on the selectors before them.
+        """
+
     def report_extra(self) -> dict:
         return {}
 
@@ -608,6 +637,186 @@ class _Perovskite(Selector):
         return {"symmetry": self.options["symmetry"]}
 
 
+class _SpaceGroup(Selector):
+    """``space_group``: spglib's space group of a structure (``per: frame``) or of a material (``per: material``).
+
+    With ``per: material`` every structure is grouped by ``info[key]`` (``mp_id``) over the whole input
+    (in :meth:`prepare`), one representative frame per material is analysed, and all frames of the
+    material are kept or dropped together.  The representative (``frame``):
+
+    * ``lowest_energy`` (default): the frame with the lowest energy per atom (the energy label; for MPtrj
+      the MP2020-corrected total energy, comparable across a material's GGA and GGA+U tasks); ties go to
+      the larger ``(calc_id, ionic_step)`` of the MPtrj frame id, then to the later frame.  The end point of
+      a relaxation is its lowest-energy frame, and MP reports the space group of the relaxed structure.
+    * ``last``: the largest ``(calc_id, ionic_step)`` parsed from ``info["frame_id"]``
+      (``"<task id>-<calc id>-<ionic step>"``); when a material has several tasks this does not say which
+      task is the final one (ties go to the later frame in the input), hence not the default.
+    """
+
+    kind = "space_group"
+
+    def __init__(self, spec, where, numbers, symprec, angle_tolerance, per, key, frame_rule, missing):
+        super().__init__(spec, where)
+        self.numbers = frozenset(numbers)
+        self.targets = tuple(numbers)
+        self.symprec = symprec
+        self.angle_tolerance = angle_tolerance
+        self.per = per
+        self.key = key
+        self.frame_rule = frame_rule
+        self.missing = missing
+        self.decisions: dict | None = None  # material -> (frame label, space group number or None)
+        self.counts: Counter = Counter()
+
+    def _space_group(self, frame):
+        from .spacegroup import space_group
+
+        try:
+            return space_group(frame.atoms(), symprec=self.symprec, angle_tolerance=self.angle_tolerance)[0]
+        except Exception as exc:  # spglib raises on e.g. a singular cell
+            raise _frame_error(frame, f"{self.where} space_group: spglib failed on this structure ({exc})",
+                               "drop such structures with a selector before this one") from None
+
+    def _material(self, frame):
+        info = frame.info
+        if self.key not in info:
+            if self.missing == "drop":
+                return None
+            have = sorted(str(k) for k in info)
+            raise _frame_error(frame, f"{self.where} space_group (per: material): atoms.info has no key "
+                                      f"{self.key!r} to group frames into materials (it has: {have})",
+                               "use per: frame for sources without materials, set key: <info key>, "
+                               "or add 'missing: drop' to drop such structures")
+        value = info[self.key]
+        return value.item() if isinstance(value, np.generic) else value
+
+    @staticmethod
+    def _frame_label(frame):
+        info = frame.info
+        for k in ("frame_id", "structure_id"):
+            if k in info:
+                return str(info[k])
+        return int(frame.index)
+
+    def _rank(self, frame):
+        """Sort key of a candidate representative: the largest wins."""
+        from .spacegroup import mptrj_frame_order
+
+        order = mptrj_frame_order(frame.info.get("frame_id"))
+        if self.frame_rule == "last":
+            if order is None:
+                raise _frame_error(frame, f"{self.where} space_group (frame: last): info['frame_id'] "
+                                          f"{frame.info.get('frame_id')!r} is not an MPtrj frame id "
+                                          "'<task id>-<calc id>-<ionic step>'",
+                                   "use frame: lowest_energy (needs energies) for this source")
+            return (order, frame.index)
+        e = frame.energy()
+        if e is None:
+            raise _frame_error(frame, f"{self.where} space_group (frame: lowest_energy) needs an energy to pick "
+                                      "each material's relaxed frame, but the structure has none",
+                               "label the structures, or use frame: last (MPtrj frame ids)")
+        return (-e / max(frame.n_atoms, 1), order or (-1, -1), frame.index)
+
+    def prepare(self, n, frame_at):
+        self.counts = Counter()
+        if self.per != "material":
+            return
+        best: dict = {}
+        for i in range(n):
+            frame = frame_at(i)
+            material = self._material(frame)
+            if material is None:
+                continue
+            rank = self._rank(frame)
+            if material not in best or rank > best[material][0]:
+                best[material] = (rank, i)
+        decisions = {}
+        for material, (_, i) in best.items():
+            frame = frame_at(i)
+            decisions[material] = (self._frame_label(frame), self._space_group(frame))
+        self.decisions = decisions
+        self.counts = Counter(number for _, number in decisions.values())
+
+    def keep(self, frame):
+        if self.per == "frame":
+            number = self._space_group(frame)
+            self.counts[number] += 1
+            return number in self.numbers
+        if self.decisions is None:
+            raise _frame_error(frame, f"{self.where} space_group (per: material) was asked about a structure "
+                                      "before it saw the whole input",
+                               "apply it through select/select_indices/select_store")
+        material = self._material(frame)
+        if material is None:
+            return False
+        decision = self.decisions.get(material)
+        if decision is None:  # not in the input given to prepare
+            raise _frame_error(frame, f"{self.where} space_group: material {material!r} was not in the input")
+        return decision[1] in self.numbers
+
+    def report_extra(self):
+        from .spacegroup import spglib_version
+
+        out = {"space_groups": list(self.targets), "symprec": self.symprec, "angle_tolerance": self.angle_tolerance,
+               "spglib_version": spglib_version(), "per": self.per,
+               "space_group_counts": {("none" if k is None else str(k)): int(v)
+                                      for k, v in sorted(self.counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))}}
+        if self.per == "material" and self.decisions is not None:
+            out.update({"key": self.key, "frame": self.frame_rule, "n_materials": len(self.decisions),
+                        "n_materials_kept": sum(1 for _, num in self.decisions.values() if num in self.numbers),
+                        # material -> [frame used, space group number found (null: none)]
+                        "materials": {str(m): [f, num] for m, (f, num) in self.decisions.items()}})
+        return out
+
+
+def _space_group_selector(jspec, where, a) -> _SpaceGroup:
+    try:
+        from .spacegroup import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, space_group_numbers
+        import spglib  # noqa: F401
+    except ImportError:
+        raise _err(where, "space_group needs the spglib package, which is not installed",
+                   fix="pip install spglib (phonopy, a hessdistill dependency, brings it)") from None
+    if "number" in a and "symbol" in a:
+        raise _err(where, "space_group: give number or symbol, not both",
+                   fix="e.g. {space_group: {number: 221}} or {space_group: {symbol: Pm-3m}}")
+    numbers, symbols = [], []
+    if "number" in a:
+        for v in _as_list(a["number"], where, "space_group number"):
+            n = _as_int(v, where, "space_group number", minimum=1)
+            if n > 230:
+                raise _err(where, f"space_group number must be 1..230, got {n}", fix="e.g. number: 221 (Pm-3m)")
+            numbers.append(n)
+    else:
+        symbols = _as_str_list(a["symbol"], where, "space_group symbol")
+    if not numbers and not symbols:
+        raise _err(where, "space_group: the list of space groups is empty")
+    targets, unknown = space_group_numbers(numbers, symbols)
+    if unknown:
+        from .spacegroup import symbol_table
+
+        close = difflib.get_close_matches(unknown[0].replace(" ", ""), list(symbol_table()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _err(where, f"space_group: unknown space group symbol {unknown[0]!r}{hint}",
+                   fix="give the Hermann-Mauguin symbol as spglib writes it (e.g. Pm-3m, Fm-3m, P4mm, Pnma) "
+                       "or the number (e.g. number: 221)")
+    symprec = _as_float(a.get("symprec", DEFAULT_SYMPREC), where, "space_group: symprec (Å)", positive=True)
+    angle = a.get("angle_tolerance", DEFAULT_ANGLE_TOLERANCE)
+    angle = _as_float(angle, where, "space_group: angle_tolerance")
+    if not (angle == -1.0 or 0.0 < angle < 90.0):
+        raise _err(where, f"space_group: angle_tolerance must be in (0, 90) degrees or -1 (spglib's default), got {angle}",
+                   fix="remove it to use spglib's default, or give e.g. angle_tolerance: 5")
+    per = _as_choice(a.get("per", "material"), where, "space_group: per", ("material", "frame"))
+    key = a.get("key", "mp_id")
+    if not isinstance(key, str) or not key:
+        raise _err(where, f"space_group: key must be a non-empty atoms.info key, got {key!r}")
+    frame_rule = _as_choice(a.get("frame", "lowest_energy"), where, "space_group: frame", ("lowest_energy", "last"))
+    missing = _as_choice(a.get("missing", "error"), where, "space_group: missing", ("error", "drop"))
+    if per == "frame" and any(k in a for k in ("key", "frame", "missing")):
+        raise _err(where, f"space_group: {sorted(k for k in ('key', 'frame', 'missing') if k in a)} only apply "
+                          "to per: material", fix="remove them, or use per: material")
+    return _SpaceGroup(jspec, where, targets, symprec, angle, per, key, frame_rule, missing)
+
+
 class _AnyOf(Selector):
     kind = "any_of"
 
@@ -617,6 +826,10 @@ class _AnyOf(Selector):
 
     def keep(self, frame):
         return any(c.keep(frame) for c in self.children)
+
+    def prepare(self, n, frame_at):
+        for c in self.children:
+            c.prepare(n, frame_at)
 
     def mask_arrays(self, arrays):
         masks = [c.mask_arrays(arrays) for c in self.children]
@@ -646,6 +859,9 @@ class _Not(Selector):
 
     def keep(self, frame):
         return not self.child.keep(frame)
+
+    def prepare(self, n, frame_at):
+        self.child.prepare(n, frame_at)
 
     def mask_arrays(self, arrays):
         m = self.child.mask_arrays(arrays)
@@ -697,6 +913,8 @@ _OPTIONS = {  # kind -> (primary argument or None, allowed argument names, value
     "perovskite": ("match", {"match", "cubic_only", "anions", "bond_tol", "a_site_tol", "a_site_coordination",
                              "octahedron_angle_tol", "link_angle_tol", "cubic_length_tol", "cubic_angle_tol",
                              "symmetry", "symprec"}, True),
+    "space_group": ("number", {"number", "symbol", "symprec", "angle_tolerance", "per", "key", "frame", "missing"},
+                    True),
     "min_atoms": ("value", {"value"}, False),
     "max_atoms": ("value", {"value"}, False),
     "max_force": ("value", {"value"}, False),
@@ -714,6 +932,8 @@ def _args(kind, value, siblings, where) -> dict:
     primary, allowed, dict_form = _OPTIONS[kind]
     if isinstance(value, Mapping) and dict_form:
         args = {str(k): v for k, v in value.items()}
+    elif kind == "space_group" and isinstance(value, str):
+        args = {"symbol": value}
     elif primary is None:
         raise _err(where, f"{kind} takes a mapping {SELECTORS[kind]}, got {value!r} ({type(value).__name__})")
     else:
@@ -730,6 +950,12 @@ def _args(kind, value, siblings, where) -> dict:
     required = [primary] if primary else sorted(allowed - {"missing"})
     for name in required:
         if name not in args:
+            if kind == "space_group":
+                if "symbol" not in args:
+                    raise _err(where, "space_group: give the space group as number (e.g. 221) or symbol "
+                                      "(e.g. Pm-3m)", fix="write {space_group: {number: 221}} or "
+                                                          "{space_group: {symbol: Pm-3m}}")
+                continue
             if kind in ("perovskite", "neutral") and name in ("match", "value"):
                 args[name] = True
                 continue
@@ -835,6 +1061,8 @@ def _parse(spec, where, base_dir) -> Selector:
         return _Formula(jspec, where, kind, frozenset(comps))
     if kind == "perovskite":
         return _Perovskite(jspec, where, _as_bool(a.pop("match"), where, "perovskite"), _perovskite_options(a, where))
+    if kind == "space_group":
+        return _space_group_selector(jspec, where, a)
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -919,6 +1147,8 @@ def _run(chain: SelectorChain, n: int, frame_at, *, arrays=None, source=None, al
         raise EmptySelectionError(f"selection{src} is empty: the input holds no structures",
                                   source=source, report=report)
     idx = np.arange(n, dtype=np.int64)
+    for sel in chain.selectors:
+        sel.prepare(n, frame_at)
     for k, sel in enumerate(chain.selectors):
         seen = len(idx)
         mask = sel.mask_arrays(arrays) if arrays is not None else None
@@ -961,7 +1191,8 @@ def select(atoms_list, selectors, *, source=None, base_dir=None, allow_empty=Fal
     ``selected`` holds the kept ``ase.Atoms`` themselves (not copies) in input order.  ``report`` is a
     JSON-able dict: ``source``, ``n_input``, ``n_selected`` and ``selectors``, one entry per top-level
     selector with ``index``, ``selector`` (kind), ``spec``, ``seen`` and ``kept`` (``id_list`` adds
-    ``file``, ``sha256``, ``n_ids``; ``perovskite`` the ``symmetry`` method).  Raises
+    ``file``, ``sha256``, ``n_ids``; ``perovskite`` the ``symmetry`` method; ``space_group`` spglib's version,
+    the tolerances and the frame used per material).  Raises
     :class:`EmptySelectionError` when nothing is left (unless ``allow_empty``) and
     :class:`SelectorError` for a malformed spec or a structure a selector cannot judge.
     """
