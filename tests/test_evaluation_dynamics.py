@@ -436,3 +436,20 @@ def test_training_reference_is_the_mean_over_frames_of_the_same_composition():
     expected = np.mean([bond_lengths(f.positions, f.cell, bonds) for f in frames], axis=0)
     assert np.allclose(lengths, expected, atol=1e-12)
     assert training_reference(start, [other], bonds) == (None, 0)
+
+
+def test_paper_md_rule_checks_bonds_at_the_logged_frames_only():
+    """The paper's rule as protocol keys: bond_reference training, check_every = log_every (checks at logged
+    frames only), criterion bonds, max_deviation 0.5 Å."""
+    from hessdistill.evaluate import merge_config
+
+    c = merge_config({"md": {"check_every": 10, "log_every": 10, "criterion": "bonds", "bond_reference": "training"}})
+    assert c["md"]["check_every"] == 10 and merge_config(None)["md"]["check_every"] == 1
+    dimer = Atoms("Ar2", positions=[[0, 0, 0], [R_MIN, 0, 0]])
+    every = run_md(dimer, Pull(force=5.0), steps=400, temperature_K=10, seed=0, log_every=10, check_every=1)
+    logged = run_md(dimer, Pull(force=5.0), steps=400, temperature_K=10, seed=0, log_every=10, check_every=10)
+    assert every["collapsed"] and logged["collapsed"]
+    step_every = round(every["time_to_collapse_ps"] * 1000)
+    step_logged = round(logged["time_to_collapse_ps"] * 1000)
+    assert step_logged % 10 == 0 and step_every <= step_logged < step_every + 10
+    assert step_every % 10 != 0  # the checks really differ (else this test could not tell them apart)

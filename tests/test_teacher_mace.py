@@ -337,3 +337,25 @@ def test_element_embeddings(teacher):
         row = teacher.model.node_embedding(onehot).numpy()[0]
     np.testing.assert_allclose(table[ZS.index(8)], row, atol=1e-14)
     assert np.abs(table).max() > 0 and len({tuple(r) for r in np.round(table, 12)}) == len(ZS)
+
+
+# ---------------------------------------------------------------------------------------------- batched mode
+def test_batched_equals_one_at_a_time(teacher):
+    """The speed protocol times the teacher in its batched mode: a mixed list (molecule in a box, isolated
+    molecule, crystals and a slab of different sizes) in one MACE call equals one structure at a time."""
+    assert teacher.batched is True
+    boxed = _molecule()
+    boxed.center(vacuum=5.0)
+    boxed.pbc = True
+    atoms = [boxed, _crystal_primitive(), _molecule(), _crystal_cubic(), _slab()]
+    e_b, f_b = teacher.energy_forces_batched(atoms)
+    e_1, f_1 = teacher.energy_forces(atoms)
+    assert e_b.shape == (len(atoms),) and [f.shape for f in f_b] == [(len(a), 3) for a in atoms]
+    np.testing.assert_allclose(e_b, e_1, rtol=1e-10, atol=1e-9)
+    for fb, f1 in zip(f_b, f_1):
+        np.testing.assert_allclose(fb, f1, rtol=1e-9, atol=1e-9)
+    # a molecule in a box larger than r_max is the free molecule; every other structure differs
+    assert e_b[0] == pytest.approx(e_b[2], abs=1e-9)
+    assert len({round(float(e), 6) for e in e_b}) == len(atoms) - 1
+    e_r, _ = teacher.energy_forces_batched(atoms[::-1])
+    np.testing.assert_allclose(e_r[::-1], e_b, rtol=1e-10, atol=1e-9)

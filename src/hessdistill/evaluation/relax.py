@@ -16,6 +16,16 @@ aggregate:
 Means over structures come with their standard error (``*_se_*``) and count (``n_compared``: structures where
 both relaxations converged; success rates are over ``n_structures``).
 
+``perturb: 0`` starts from the unperturbed test structures themselves (the paper's protocol).
+
+With a ``reference_calc`` (the paper's DFT re-scoring; any ASE calculator, see
+:func:`hessdistill.teachers.calculator.reference_calculator`), each final geometry -- the model's, and the
+teacher's -- is re-scored by it: ``{model,teacher}_ref_energy_eV`` (and ``_eV_atom``), and the mean and max
+per-atom reference |F| there (``{model,teacher}_ref_fmean_eV_A``, ``_ref_fmax_eV_A``).  The summary gives their
+means over converged structures (``{model,teacher}_ref_energy_mean_eV_atom``, ``{model,teacher}_ref_fmean_eV_A``
+with ``_se`` and ``_n``); E_ref(distilled) - E_ref(undistilled) per structure is formed by the report, which has
+both runs.  Geometries are re-scored only where their positions are finite (whether converged or not).
+
 Failures (calculator exceptions, NaN, non-convergence) are recorded, never raised.
 """
 
@@ -130,6 +140,30 @@ def _teacher_energy(atoms, teacher_calc):
         return None, f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
+def reference_score(atoms, reference_calc) -> dict:
+    """Energy (total, per atom) and mean / max per-atom |F| of ``reference_calc`` at ``atoms``; all None and an
+    ``error`` when the positions are not finite or the calculator fails.  Never raises."""
+    out = {"energy_eV": None, "energy_eV_atom": None, "fmean_eV_A": None, "fmax_eV_A": None, "error": None}
+    if not np.all(np.isfinite(atoms.get_positions())):
+        out["error"] = "non-finite positions"
+        return out
+    try:
+        work = atoms.copy()
+        work.calc = reference_calc
+        e = float(work.get_potential_energy())
+        f = np.linalg.norm(np.asarray(work.get_forces(), dtype=np.float64), axis=1)
+    except Exception as exc:  # noqa: BLE001
+        out["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return out
+    if not (np.isfinite(e) and np.all(np.isfinite(f))):
+        out["error"] = "non-finite reference energy or forces"
+        return out
+    n = max(len(atoms), 1)
+    out.update(energy_eV=e, energy_eV_atom=e / n, fmean_eV_A=float(f.mean()) if f.size else 0.0,
+               fmax_eV_A=float(f.max()) if f.size else 0.0)
+    return out
+
+
 def _mean(values):
     v = [x for x in values if x is not None]
     return float(np.mean(v)) if v else None
@@ -145,8 +179,12 @@ def relax_comparison(
     max_steps: int = 500,
     perturb: float = 0.05,
     seed: int = 0,
+    reference_calc=None,
+    reference_info: dict | None = None,
 ) -> dict:
-    """Relax each (perturbed) start with the model and with the teacher and compare the results."""
+    """Relax each (perturbed; ``perturb=0``: as given) start with the model and with the teacher and compare the
+    results; with ``reference_calc``, re-score both final geometries with it (``reference_info``: its name,
+    options and version, recorded as ``reference_calculator``)."""
     _optimizer_class(optimizer)  # fail fast on a bad name: that is a usage error, not a model failure
     records = []
     for i, start in enumerate(starts):
@@ -179,6 +217,14 @@ def relax_comparison(
             rec["rmsd_A"] = structure_rmsd(relaxed["teacher"], relaxed["model"])
         else:
             rec["comparison_error"] = "a relaxation produced non-finite results"
+        if reference_calc is not None:
+            for who in ("model", "teacher"):
+                sc = reference_score(relaxed[who], reference_calc)
+                rec[f"{who}_ref_energy_eV"] = sc["energy_eV"]
+                rec[f"{who}_ref_energy_eV_atom"] = sc["energy_eV_atom"]
+                rec[f"{who}_ref_fmean_eV_A"] = sc["fmean_eV_A"]
+                rec[f"{who}_ref_fmax_eV_A"] = sc["fmax_eV_A"]
+                rec[f"{who}_ref_error"] = sc["error"]
         records.append(rec)
 
     n_total = len(records)
@@ -188,6 +234,19 @@ def relax_comparison(
 
     mae = mean_sem([abs(x) for x in ee])
     rmsd = mean_sem([r["rmsd_A"] for r in both])
+    ref = {}
+    if reference_calc is not None:
+        ref["reference_calculator"] = dict(reference_info or {"name": type(reference_calc).__name__})
+        for who in ("model", "teacher"):  # over the structures this one converged
+            done = [r for r in records if r[f"{who}_converged"]]
+            # (summary stem, unit, per-structure column): written as stem+unit (mean), stem_se+unit, stem_n
+            for stem, unit, col in (("ref_energy_mean", "_eV_atom", "ref_energy_eV_atom"),
+                                    ("ref_fmean", "_eV_A", "ref_fmean_eV_A"),
+                                    ("ref_fmax_mean", "_eV_A", "ref_fmax_eV_A")):
+                st = mean_sem([r[f"{who}_{col}"] for r in done])
+                ref[f"{who}_{stem}{unit}"] = st["mean"]
+                ref[f"{who}_{stem}_se{unit}"] = st["se"]
+                ref[f"{who}_{stem}_n"] = st["n"]
     return {
         "optimizer": optimizer.upper(),
         "fmax_eV_A": float(fmax),
@@ -209,10 +268,13 @@ def relax_comparison(
         "rmsd_se_A": rmsd["se"],
         "rmsd_n": rmsd["n"],
         "rmsd_max_A": max((r["rmsd_A"] for r in both if r["rmsd_A"] is not None), default=None),
+        **ref,
         "failures": [
             {"index": r["index"], "model_error": r["model_error"], "teacher_error": r["teacher_error"],
-             "comparison_error": r["comparison_error"]}
+             "comparison_error": r["comparison_error"],
+             **({"reference_error": r["model_ref_error"] or r["teacher_ref_error"]} if reference_calc is not None else {})}
             for r in records if r["model_error"] or r["teacher_error"] or r["comparison_error"]
+            or (reference_calc is not None and (r["model_ref_error"] or r["teacher_ref_error"]))
         ],
         "structures": records,
     }

@@ -8,8 +8,12 @@ Two figures per model:
   neighbour search only when some atom moved past half the skin.  Median of ``repeats`` calls after ``warmup``
   calls *on that size*: no timing includes a first call on a new shape.
 - **throughput**: the structures in batches of ``batch_size`` (the paper's protocol, batch 32), structures/s,
-  atoms/s and the paper's "ns/day" = structures/s x 0.0864 (one structure per 1 fs step).  Every batch is warmed
-  up before the timed passes.
+  atoms/s and the paper's "ns/day" = structures/s x 0.0864 (one structure per 1 fs step).  Two warm-up rules:
+  by default (``warmup_batches=None``) every batch is called ``warmup`` times before the timed passes (median of
+  ``repeats // 2`` passes over all batches); with ``warmup_batches=k`` (the paper's: k = 3) the batches are run
+  once, in order, with no other warm-up, and the first k are left out of the timing (throughput over the
+  structures of the remaining batches, so n_structures must exceed k x batch_size).  ``warmup`` then still warms
+  up the latency calls only.
 
 Students run on the fast path a user runs (:mod:`hessdistill.deployed`: an exported program or the eager model on
 plain tensors, Verlet lists, no torch-geometric batch per step).  Teachers run through their adapters, batched in
@@ -70,8 +74,43 @@ def _latency_rows(make_call, structures, repeats, warmup, device):
     return rows
 
 
+def _check_warmup_batches(warmup_batches, n_batches, batch_size):
+    if warmup_batches is not None and not 0 <= int(warmup_batches) < n_batches:
+        raise ValueError(f"speed: warmup_batches {warmup_batches} leaves no timed batch of {n_batches}; use at least "
+                         f"n_structures = {(int(warmup_batches) + 1) * batch_size} (batches of {batch_size})")
+
+
+def _throughput(calls, chunks, warmup, warmup_batches, repeats, device) -> dict:
+    """Throughput timing of the batch ``calls`` (see the module docstring for the two warm-up rules)."""
+    if warmup_batches is None:
+        for call in calls:  # warm-up of every batch shape
+            for _ in range(max(warmup, 1)):
+                call()
+
+        def many():
+            for call in calls:
+                call()
+
+        thr, thr_all = _median_time(many, max(1, repeats // 2), 0, device)
+        return {"seconds": thr, "n_structures": sum(len(c) for c in chunks), "n_atoms":
+                sum(len(a) for c in chunks for a in c), "warmup_rule": f"every batch called {max(warmup, 1)}x first",
+                "passes_s": thr_all}
+    k = int(warmup_batches)
+    per_batch = []
+    for j, call in enumerate(calls):  # one pass in order; the first k batches are the warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        call()
+        _sync(device)
+        per_batch.append(time.perf_counter() - t0)
+    timed = chunks[k:]
+    return {"seconds": sum(per_batch[k:]), "n_structures": sum(len(c) for c in timed),
+            "n_atoms": sum(len(a) for c in timed for a in c), "warmup_rule": f"first {k} batches skipped",
+            "batch_s": per_batch}
+
+
 def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu", latency_structures=None,
-                 skin: float = 0.5, step_A: float = 0.005) -> dict:
+                 skin: float = 0.5, step_A: float = 0.005, warmup_batches: int | None = None) -> dict:
     """Latency per size and batched throughput of ``student`` (exported file, checkpoint, Student or program)."""
     from ..deployed import Runner, load_program
 
@@ -85,28 +124,21 @@ def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
 
     rows = _latency_rows(make_call, lat_structs, repeats, warmup, device)
     chunks = [atoms_list[i:i + batch_size] for i in range(0, len(atoms_list), batch_size)]
+    _check_warmup_batches(warmup_batches, len(chunks), batch_size)
     calls = []
     for c, chunk in enumerate(chunks):
         runner = Runner(program, [a.numbers for a in chunk], [a.cell.array for a in chunk], [a.pbc for a in chunk],
                         skin=skin, device=device)
         walks = [Walk(a, step_A, seed=1000 * c + k) for k, a in enumerate(chunk)]
         calls.append(lambda r=runner, w=walks: r([x() for x in w]))
-    for call in calls:  # warm-up of every batch shape
-        for _ in range(max(warmup, 1)):
-            call()
-
-    def many():
-        for call in calls:
-            call()
-
-    out = _summarise(rows, many, atoms_list, repeats, device)
+    out = _summarise(rows, _throughput(calls, chunks, warmup, warmup_batches, repeats, device), atoms_list, repeats)
     out |= {"path": type(program).__name__, "export_format": getattr(program, "meta", {}).get("export_format", "eager"),
             "skin_A": skin}
     return out
 
 
 def time_teacher(teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu", latency_structures=None,
-                 step_A: float = 0.005) -> dict:
+                 step_A: float = 0.005, warmup_batches: int | None = None) -> dict:
     """Latency per size and batched throughput of a teacher (its batched mode where it has one)."""
     lat_structs = list(latency_structures or atoms_list[:1])
 
@@ -121,32 +153,26 @@ def time_teacher(teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
 
     rows = _latency_rows(make_call, lat_structs, repeats, warmup, device)
     chunks = [list(atoms_list[i:i + batch_size]) for i in range(0, len(atoms_list), batch_size)]
+    _check_warmup_batches(warmup_batches, len(chunks), batch_size)
     batched = getattr(teacher, "energy_forces_batched", None)
 
     def run_chunk(chunk):
         return batched(chunk) if batched is not None else teacher.energy_forces(chunk)
 
-    for chunk in chunks:  # warm-up of every batch shape
-        for _ in range(max(warmup, 1)):
-            run_chunk(chunk)
-
-    def many():
-        for chunk in chunks:
-            run_chunk(chunk)
-
-    out = _summarise(rows, many, atoms_list, repeats, device)
+    calls = [lambda c=chunk: run_chunk(c) for chunk in chunks]
+    out = _summarise(rows, _throughput(calls, chunks, warmup, warmup_batches, repeats, device), atoms_list, repeats)
     out["batched"] = bool(getattr(teacher, "batched", False))
     return out
 
 
-def _summarise(rows, many, atoms_list, repeats, device):
-    thr, thr_all = _median_time(many, max(1, repeats // 2), 0, device)
-    n_atoms = sum(len(a) for a in atoms_list)
-    sps = len(atoms_list) / thr
+def _summarise(rows, thr, atoms_list, repeats):
+    sps = thr["n_structures"] / thr["seconds"]
     return {"latency_ms": rows[0]["latency_ms"], "latency_ms_all": rows[0]["latency_ms_all"],
             "latency_n_atoms": rows[0]["n_atoms"], "latency_by_size": rows,
-            "throughput_structures_s": sps, "throughput_atoms_s": n_atoms / thr, "ns_per_day": sps * 0.0864,
-            "n_structures": len(atoms_list), "repeats": repeats}
+            "throughput_structures_s": sps, "throughput_atoms_s": thr["n_atoms"] / thr["seconds"],
+            "ns_per_day": sps * 0.0864, "n_structures": len(atoms_list), "repeats": repeats,
+            "throughput_n_structures": thr["n_structures"], "throughput_warmup": thr["warmup_rule"],
+            **{k: thr[k] for k in ("batch_s", "passes_s") if k in thr}}
 
 
 def latency_sizes(atoms_list, *, large_atoms: int = 0) -> list:
@@ -175,7 +201,7 @@ def supercell(atoms, min_atoms: int):
 
 
 def speed_comparison(student, teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu",
-                     latency_structures=None, skin: float = 0.5) -> dict:
+                     latency_structures=None, skin: float = 0.5, warmup_batches: int | None = None) -> dict:
     """Both models on the same structures in one process; ratios > 1 mean the student is faster.
 
     ``speedup_latency`` is the ratio on the first latency structure; ``speedup_latency_by_size`` has one per size.
@@ -185,9 +211,9 @@ def speed_comparison(student, teacher, atoms_list, *, batch_size=32, repeats=5, 
     student = load_program(student, device=device)
     lat = list(latency_structures or atoms_list[:1])
     s = time_student(student, atoms_list, batch_size=batch_size, repeats=repeats, warmup=warmup, device=device,
-                     latency_structures=lat, skin=skin)
+                     latency_structures=lat, skin=skin, warmup_batches=warmup_batches)
     t = time_teacher(teacher, atoms_list, batch_size=batch_size, repeats=repeats, warmup=warmup, device=device,
-                     latency_structures=lat)
+                     latency_structures=lat, warmup_batches=warmup_batches)
     by_size = [{"n_atoms": rs["n_atoms"], "formula": rs["formula"], "student_ms": rs["latency_ms"],
                 "teacher_ms": rt["latency_ms"], "speedup": rt["latency_ms"] / rs["latency_ms"]}
                for rs, rt in zip(s["latency_by_size"], t["latency_by_size"])]

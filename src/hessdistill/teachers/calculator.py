@@ -1,9 +1,13 @@
-"""Any hessdistill teacher as an ASE calculator (energy, forces), e.g. for teacher-driven MD or relaxation."""
+"""Any hessdistill teacher as an ASE calculator (energy, forces), e.g. for teacher-driven MD or relaxation; and
+:func:`reference_calculator`, the calculator that re-scores relaxed geometries (the paper's DFT re-scoring)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..errors import TeacherError
 from .base import Teacher
 
 
@@ -20,3 +24,104 @@ class TeacherCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         e, f = self.teacher.energy_forces(self.atoms)
         self.results = {"energy": float(e), "free_energy": float(e), "forces": f}
+
+
+# ------------------------------------------------------------------------------------------------ reference
+#: the config key a reference calculator is read from (named in every error)
+REFERENCE_KEY = "evaluation.protocol.relax.reference_calculator"
+
+
+@dataclass
+class ReferenceCalculator:
+    """A calculator that re-scores geometries (the paper's DFT re-scoring of relaxed structures)."""
+
+    calc: Calculator
+    name: str
+    options: dict
+    version: str
+
+    def metadata(self) -> dict:
+        return {"name": self.name, "options": dict(self.options), "version": self.version}
+
+
+def _dist_version(module: str) -> str:
+    """Version of the installed distribution that provides top-level ``module`` (else its ``__version__``)."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    top = module.split(".")[0]
+    for dist in packages_distributions().get(top, []) + [top]:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    try:
+        return str(getattr(importlib.import_module(top), "__version__", "unknown"))
+    except ImportError:
+        return "unknown"
+
+
+def _reference_error(problem: str, fix: str, key: str = REFERENCE_KEY) -> TeacherError:
+    return TeacherError(f"{key}: {problem}\n  fix: {fix}")
+
+
+def reference_calculator(spec, *, device="cpu", dtype="float64", key: str = REFERENCE_KEY) -> ReferenceCalculator:
+    """The ASE calculator named by ``spec``: ``{"model": NAME, "options": {...}}`` or a bare NAME, in the
+    language of teacher names (:func:`~hessdistill.teachers.load_teacher`).
+
+    ``ase:<module>:<Class>``: the plain ASE calculator ``Class(**options)`` (energies and forces only: no finite
+    differences), e.g. ``{"model": "ase:tblite.ase:TBLite", "options": {"method": "GFN2-xTB"}}`` for GFN2-xTB.
+    Any other name (``chgnet``, ``sevenn``, ``mace-off:large``, ``torch:<module>:<factory>``, ...): that teacher,
+    loaded on ``device`` (CPU by default: a relaxation job has no GPU) in ``dtype``, wrapped in
+    :class:`TeacherCalculator`.  Raises :class:`~hessdistill.errors.TeacherError` naming ``key`` and the fix.
+    """
+    import importlib
+
+    from ..errors import HessdistillError
+    from .registry import FORMS, load_teacher
+
+    forms = ", ".join(f[0] for f in FORMS.values())
+    if isinstance(spec, str):
+        spec = {"model": spec}
+    if not isinstance(spec, dict) or set(spec) - {"model", "options"}:
+        raise _reference_error(f"expected {{model: NAME, options: {{...}}}}, got {spec!r}",
+                               "write e.g. {model: 'ase:tblite.ase:TBLite', options: {method: GFN2-xTB}}", key)
+    name, options = spec.get("model"), dict(spec.get("options") or {})
+    if not isinstance(name, str) or not name:
+        raise _reference_error(f"model must be a non-empty name, got {name!r}", f"use one of the forms {forms}", key)
+    prefix, _, rest = name.partition(":")
+    if prefix not in FORMS:
+        raise _reference_error(f"unknown calculator {name!r}", f"use one of the forms {forms}", key)
+    if prefix == "ase":
+        module, _, cls = rest.partition(":")
+        if not module or not cls:
+            raise _reference_error(f"{name!r} is incomplete", "write ASE calculators as ase:<module>:<Class>, "
+                                   "e.g. ase:tblite.ase:TBLite", key)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise _reference_error(f"cannot import module {module!r} of {name!r} ({exc})",
+                                   f"install the package that provides it in the evaluation job's environment "
+                                   f"(e.g. pip install {module.split('.')[0]}), or set {key} to null", key) from exc
+        klass = getattr(mod, cls, None)
+        if klass is None or not isinstance(klass, type):
+            raise _reference_error(f"module {module!r} has no calculator class {cls!r}",
+                                   f"name a class of {module} (ase:<module>:<Class>)", key)
+        try:
+            calc = klass(**options)
+        except Exception as exc:  # noqa: BLE001 - constructors reject options in many ways
+            raise _reference_error(f"cannot build {name} with options {options} ({type(exc).__name__}: {exc})",
+                                   f"fix {key}.options to what {module}.{cls} accepts", key) from exc
+        if not isinstance(calc, Calculator) and not hasattr(calc, "get_potential_energy"):
+            raise _reference_error(f"{name} is not an ASE calculator", "name an ASE calculator class", key)
+        return ReferenceCalculator(calc, name, options, _dist_version(module))
+    try:
+        teacher = load_teacher(name, device=device, dtype=dtype, **options)
+    except HessdistillError as exc:
+        raise _reference_error(f"cannot load {name!r}: {exc}",
+                               f"install what it needs in the evaluation job's environment, fix the name or "
+                               f"options (forms: {forms}), or set {key} to null", key) from exc
+    except TypeError as exc:
+        raise _reference_error(f"bad options {sorted(options)} for {name!r} ({exc})",
+                               f"fix {key}.options", key) from exc
+    return ReferenceCalculator(TeacherCalculator(teacher), teacher.name, options, str(teacher.version))

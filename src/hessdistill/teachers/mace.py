@@ -237,13 +237,17 @@ class MACETeacher(AutogradTeacher):
             )
         return default[0]
 
-    def _batch(self, atoms) -> dict:
-        """MACE's input dict for one structure (same path as MACECalculator._atoms_to_batch, no padding)."""
+    def _graph(self, atoms):
         keyspec = mace_data.KeySpecification(info_keys=dict(_INFO_KEYS), arrays_keys=dict(_ARRAYS_KEYS))
         with _default_dtype(self.dtype):
             config = mace_data.config_from_atoms(atoms, key_specification=keyspec, head_name=self.head)
-            graph = mace_data.AtomicData.from_config(config, z_table=self.z_table, cutoff=self.r_max, heads=self.heads)
-        batch = torch_geometric.Batch.from_data_list([graph]).to(self.device)
+            return mace_data.AtomicData.from_config(config, z_table=self.z_table, cutoff=self.r_max, heads=self.heads)
+
+    def _batch(self, atoms) -> dict:
+        """MACE's input dict for one structure, or for a list in one batch (same path as
+        MACECalculator._atoms_to_batch and mace's own evaluation loader, no padding)."""
+        graphs = [self._graph(a) for a in atoms] if isinstance(atoms, (list, tuple)) else [self._graph(atoms)]
+        batch = torch_geometric.Batch.from_data_list(graphs).to(self.device)
         d = batch.to_dict()
         for key, value in d.items():
             if torch.is_tensor(value) and torch.is_floating_point(value):
@@ -270,6 +274,30 @@ class MACETeacher(AutogradTeacher):
             # tie them to the positions so that VJPs return zeros instead of failing
             forces = forces + 0.0 * pos
         return ForwardResult(positions=pos, energy=energy, forces=forces)
+
+    #: a list goes through MACE in one call: AtomicData graphs collated into one torch_geometric batch, as
+    #: mace's own evaluation (``mace_eval_configs``: a DataLoader of AtomicData) does
+    batched = True
+
+    def energy_forces_batched(self, atoms_list):
+        """Energies (M,) and forces (list of (N_m, 3)) of a list in one MACE call (per-graph energies, forces by
+        one autograd pass over the batch)."""
+        atoms_list = list(atoms_list)
+        for i, a in enumerate(atoms_list):
+            self.check_atoms(a, index=i)
+        if not atoms_list:
+            return np.zeros(0), []
+        d = self._batch(atoms_list)
+        out = self.model(d, training=False, compute_force=True, compute_stress=False, compute_virials=False)
+        if out.get("energy") is None or out.get("forces") is None:
+            raise TeacherError(f"teacher {self.name!r}: the model returned no energy/forces ({type(self.model).__name__})")
+        energy = out["energy"].detach().reshape(-1).to(torch.float64).cpu().numpy()
+        counts = [len(a) for a in atoms_list]
+        if energy.shape != (len(atoms_list),):
+            raise TeacherError(f"teacher {self.name!r}: batched MACE gave energies of shape {energy.shape} for "
+                               f"{len(atoms_list)} structures")
+        flat = out["forces"].detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
+        return energy, np.split(flat, np.cumsum(counts)[:-1])
 
     # ------------------------------------------------------------------ features for distillation baselines
     def _scalar_columns(self, n_feats: int) -> torch.Tensor:

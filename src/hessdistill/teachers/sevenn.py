@@ -342,6 +342,43 @@ class SevenNetTeacher(AutogradTeacher):
             feats = captured[0].index_select(-1, cols)
         return ForwardResult(positions=pos, energy=energy, forces=forces, node_features=feats)
 
+    #: a list goes through SevenNet in one call, as sevenn batches graphs itself (``sevenn inference``,
+    #: ``sevenn.torchsim``): per-structure graphs collated by torch_geometric, the model in batch mode
+    batched = True
+
+    def energy_forces_batched(self, atoms_list):
+        """Energies (M,) and forces (list of (N_m, 3)) of a list in one SevenNet call: each structure's graph as
+        :meth:`forward` builds it, collated into one torch_geometric batch (edge indices offset per graph), the
+        model switched to batch mode (per-graph energies; forces scattered from the edge gradients) for the call."""
+        from torch_geometric.loader.dataloader import Collater
+
+        atoms_list = list(atoms_list)
+        for i, a in enumerate(atoms_list):
+            self.check_atoms(a, index=i)
+        if not atoms_list:
+            return np.zeros(0), []
+        with torch.enable_grad():
+            graphs = [self._graph(a, torch.tensor(a.get_positions(), dtype=self.dtype, device=self.device,
+                                                   requires_grad=True)) for a in atoms_list]
+            batch = Collater([], follow_batch=None, exclude_keys=None)(graphs)
+            with self._lock:
+                self.model.set_is_batch_data(True)
+                self._force_module.train(False)
+                try:
+                    out = self.model(batch)
+                finally:
+                    self.model.set_is_batch_data(False)
+        counts = [len(a) for a in atoms_list]
+        energy = out[KEY.PRED_TOTAL_ENERGY].detach().reshape(-1).to(torch.float64).cpu().numpy()
+        if energy.shape != (len(atoms_list),):
+            raise TeacherError(f"teacher {self.name!r}: batched SevenNet gave energies of shape {energy.shape} for "
+                               f"{len(atoms_list)} structures; the adapter must be updated for sevenn {_sevenn_version()}")
+        if KEY.PRED_FORCE in out and out[KEY.PRED_FORCE] is not None:
+            flat = out[KEY.PRED_FORCE].detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
+        else:  # no edge in the whole batch: nothing depends on positions
+            flat = np.zeros((sum(counts), 3))
+        return energy, np.split(flat, np.cumsum(counts)[:-1])
+
     def node_features(self, atoms: Atoms) -> np.ndarray:
         """0e node features entering SevenNet's readout (last interaction block output), (N, F), float64.
 
