@@ -13,7 +13,7 @@ from hessdistill.codehash import code_hash  # noqa: E402  (see CODE below)
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
 from hessdistill.workflow import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
-from hessdistill.config_check import check_workflow_config
+from hessdistill.config_check import check_label_shards, check_workflow_config
 
 check_workflow_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 
@@ -160,7 +160,38 @@ def download_params(wildcards):
 # The device is not a param of labels and training (its results do not depend on it beyond round-off): the
 # job scripts compute it with hessdistill.workflow.job_device, so moving them to a GPU reruns nothing.
 def teacher_params(wildcards):
-    return canon(config["teachers"][wildcards.teacher])
+    # without `shards` (rules/teachers.smk): how the labelling is cut into jobs does not change the labels
+    return canon({k: v for k, v in config["teachers"][wildcards.teacher].items() if k != "shards"})
+
+
+# Sharded labelling (rules/teachers.smk): teachers.<name>.shards: N > 1 runs N label_teacher_shard jobs and one
+# label_teacher_merge job instead of label_teacher (hessdistill.label_shards).  N is a param of those jobs only.
+def label_shards(teacher):
+    """teachers.<name>.shards: 1 (absent) for the single label_teacher job."""
+    return int(config["teachers"][teacher].get("shards", 1))
+
+
+SHARDED_TEACHERS = [t for t in config["teachers"] if label_shards(t) > 1]
+UNSHARDED_TEACHERS = [t for t in config["teachers"] if t not in SHARDED_TEACHERS]
+# more shards than the structures of an existing store: a ConfigError at start, before any job (shards < 1 is a
+# schema error above; a store made later is checked by the shard jobs)
+check_label_shards(config, {s: structures_path(s) for s in config["subsets"]})
+# the shard and merge scripts' code, under the labelling family's manual version switch
+CODE_LABEL_SHARDS = {
+    name: {"version": CODE_VERSION["teachers"],
+           "source": code_hash([os.path.join(workflow.basedir, "workflow_scripts", f"{name}.py")])}
+    for name in ("label_teacher_shard", "label_teacher_merge")
+}
+
+
+def label_shard_params(wildcards):
+    return label_shards(wildcards.teacher)
+
+
+def label_shard_files(wildcards):
+    """The summaries of every shard of this subset x teacher (the merge job's inputs)."""
+    d = teacher_dir(wildcards.subset, wildcards.teacher)
+    return [f"{d}/label_shards/{k}.json" for k in range(label_shards(wildcards.teacher))]
 
 
 def run_params(wildcards):

@@ -286,3 +286,43 @@ def test_node_features_resume_and_refuse_mixing(tmp_path, chgnet_teacher):
         if not k.endswith("wall_time"):
             assert np.array_equal(da[k], db[k]) and da[k].dtype == db[k].dtype, k
     assert aa["node_feature_dim"] == 64 and aa["node_features"] == ab["node_features"]
+
+
+def test_hessian_blocks_are_written_one_structure_at_a_time(tmp_path):
+    """write_hessians takes callables and calls each once, in order; the file equals the one from arrays; and the
+    labelling job hands it one chunk's values at a time (each chunk file's values read once)."""
+    from hessdistill.data.labels import write_hessians
+    from hessdistill.label import _ChunkBlocks
+
+    rng = np.random.default_rng(0)
+    n_atoms = [3, 5, 4]
+    row_index = [np.arange(2), np.arange(15), np.array([0, 7])]
+    rows = [rng.normal(size=(len(i), 3 * n)) for i, n in zip(row_index, n_atoms)]
+    calls = []
+
+    def lazy(k):
+        def f():
+            calls.append(k)
+            return rows[k]
+        return f
+
+    d = {"n_atoms": n_atoms, "row_index": row_index, "structure_content_hash": "x"}
+    write_hessians(tmp_path / "a.h5", {"train": {**d, "rows": rows}}, {"teacher": "t"}, "float32")
+    write_hessians(tmp_path / "b.h5", {"train": {**d, "rows": [lazy(k) for k in range(3)]}}, {"teacher": "t"}, "float32")
+    assert calls == [0, 1, 2]
+    a, _ = read_all(tmp_path / "a.h5")
+    b, _ = read_all(tmp_path / "b.h5")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+    class CountingNpz(dict):
+        reads = 0
+
+        def __getitem__(self, key):
+            CountingNpz.reads += key == "values"
+            return dict.__getitem__(self, key)
+
+    npz = CountingNpz(values=np.arange(12.0))
+    blocks = _ChunkBlocks(npz, 2)
+    assert blocks.block(0, 6, (2, 3)).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert blocks.block(6, 6, (2, 3))[1, 2] == 11.0
+    assert CountingNpz.reads == 1 and blocks.values is None  # read once, released after the last block

@@ -22,7 +22,8 @@ import yaml
 
 from test_workflow import ROOT, base_config, snakemake
 
-GPU_RULES = {"label_teacher", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed"}
+# label_teacher_shard: teachers.<name>.shards > 1 (label_teacher_merge is a CPU job)
+GPU_RULES = {"label_teacher", "label_teacher_shard", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed"}
 FAMILIES = ("prepare", "label", "train", "evaluate", "evaluate_device", "evaluate_teacher",
             "evaluate_teacher_device", "report")
 
@@ -68,7 +69,10 @@ def runs(slurm, tmp_path_factory):
     cfg = slurm_config()
     wd_slurm = tmp_path_factory.mktemp("slurm")
     wd_local = tmp_path_factory.mktemp("local")
-    res = snakemake(wd_slurm, cfg, "--profile", str(ROOT / "profiles" / "slurm"),
+    # through Slurm the labelling is sharded (2 shard jobs + a merge job): the comparison with the local, unsharded
+    # run below checks that the merged labels are the single job's
+    cfg_slurm = {**cfg, "teachers": {t: {**spec, "shards": 2} for t, spec in cfg["teachers"].items()}}
+    res = snakemake(wd_slurm, cfg_slurm, "--profile", str(ROOT / "profiles" / "slurm"),
                     "--slurm-init-seconds-before-status-checks", "3",
                     "--slurm-logdir", str(wd_slurm / "slurm-logs"), timeout=1500)
     out = res.stdout + res.stderr
@@ -88,9 +92,10 @@ def test_every_job_went_through_slurm_and_gpu_families_asked_for_a_gpu(runs):
     jobs = _jobs_by_rule(runs["output"])
     rules = set(jobs.values())
     # report is a localrule (cheap, on the submitting node); everything else is a Slurm job
-    assert rules == {"prepare_subset", "label_teacher", "train_run", "evaluate_run", "evaluate_run_md_speed",
-                     "evaluate_teacher", "evaluate_teacher_md_speed", "teacher_minima"}, rules
-    assert len(jobs) == 20, jobs  # 22 jobs less `all` and the local report
+    assert rules == {"prepare_subset", "label_teacher_shard", "label_teacher_merge", "train_run", "evaluate_run",
+                     "evaluate_run_md_speed", "evaluate_teacher", "evaluate_teacher_md_speed", "teacher_minima"}, rules
+    assert list(jobs.values()).count("label_teacher_shard") == 2
+    assert len(jobs) == 22, jobs  # 24 jobs less `all` and the local report
     for jobid, rule in jobs.items():
         info = _show_job(jobid)
         assert "JobState=COMPLETED" in info, info

@@ -22,11 +22,21 @@ the teacher's element embedding table (file-level ``element_numbers``, ``element
 the same forward pass as the labels where the teacher can capture them.  The manifest records the option (and
 F), so parts computed with and without features are never mixed.  Teachers without node features (ASE
 finite-difference, plain torch models) refuse the option with a clear error.
+
+Sharded labelling (workflow key ``teachers.<name>.shards: N``, an integer >= 1, at most the number of structures
+of the subset; absent or 1: this single job, unchanged).  With N > 1 the workflow runs N ``label_teacher_shard``
+jobs and one ``label_teacher_merge`` job instead (:mod:`hessdistill.label_shards`): shard k labels the structures
+at global positions g = k mod N of the store (all splits in order), saving each structure atomically in a cache
+keyed by the labelling inputs (teacher, structure content hashes, rows, seed, dtypes, node features) and its
+split and index, ``results/{subset}/teachers/{teacher}/label_cache/<digest>/``; a shard takes the structures
+already there, so a killed shard resumes and a new N recomputes nothing.  The merge writes labels.h5 and
+hessians.h5 with arrays bitwise identical to this job's (file attribute ``label_shards`` = N added).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -46,6 +56,24 @@ from .devices import device_record
 log = logging.getLogger("hessdistill.label")
 
 _SPLIT_SALT = {}
+
+
+class _ChunkBlocks:
+    """The Hessian blocks of one chunk file, handed to the writer one structure at a time: the chunk's values are
+    read once, when its first block is written, and released after its last (``npz["values"]`` reads the whole
+    array on every access, and a slice of it would keep that copy alive)."""
+
+    def __init__(self, npz, n_blocks: int):
+        self.npz, self.left, self.values = npz, n_blocks, None
+
+    def block(self, start: int, size: int, shape: tuple) -> np.ndarray:
+        if self.values is None:
+            self.values = self.npz["values"]
+        out = self.values[start : start + size].reshape(shape)
+        self.left -= 1
+        if self.left == 0:
+            self.values = None
+        return out
 
 
 def _split_key(split: str) -> int:
@@ -209,12 +237,14 @@ def run_labelling(
             row_index, rows = [], []
             for c in chunks:
                 ro = np.concatenate([[0], np.cumsum(c["row_counts"])])
+                c_atoms, c_index = c["n_atoms"], c["row_index"]
+                blocks = _ChunkBlocks(c, len(c_atoms))
                 vo = 0
-                for j, n in enumerate(c["n_atoms"]):
-                    idx = c["row_index"][ro[j] : ro[j + 1]]
+                for j, n in enumerate(c_atoms):
+                    idx = c_index[ro[j] : ro[j + 1]]
                     size = len(idx) * 3 * int(n)
                     row_index.append(idx)
-                    rows.append(c["values"][vo : vo + size].reshape(len(idx), 3 * int(n)))
+                    rows.append(functools.partial(blocks.block, vo, size, (len(idx), 3 * int(n))))
                     vo += size
             per_split_h[split] = {"n_atoms": n_atoms, "row_index": row_index, "rows": rows,
                                   "structure_content_hash": manifest["structures_content_hash"][split]}

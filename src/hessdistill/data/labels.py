@@ -28,7 +28,9 @@ Hessians file (``format = "hessdistill.hessians"``), one group per split:
 The stored quantity is the Hessian H = d²E/dx² in eV/Å² (NOT the force Jacobian dF/dx = -H).  For
 direct-force teachers (file attribute ``conservative = False``) the rows are rows of -dF/dx and H is not
 symmetric.  File attributes record the teacher, its version and dtype, the storage dtype, how rows were
-chosen (``rows_per_structure``: "full" or k, ``row_seed``) and units.
+chosen (``rows_per_structure``: "full" or k, ``row_seed``) and units.  Files merged from sharded labelling jobs
+(``teachers.<name>.shards`` > 1, :mod:`hessdistill.label_shards`) also carry ``label_shards`` (the number of
+shards); their datasets are those of the single job.
 """
 
 from __future__ import annotations
@@ -202,7 +204,9 @@ def write_labels(path, per_split: dict, attrs: dict, element_embeddings=None) ->
 
 
 def write_hessians(path, per_split: dict, attrs: dict, dtype) -> None:
-    """Write a Hessians file. ``per_split[split]`` holds n_atoms, row_index (list of arrays), rows (list of (R,3N))."""
+    """Write a Hessians file. ``per_split[split]`` holds n_atoms, row_index (list of arrays), rows (list of (R,3N)
+    arrays, or of callables returning one: read one structure at a time, so that full Hessians of thousands of
+    large structures (MD22's nanotube: 10 MB each) never sit in memory together)."""
     from ..atomic import atomic_path
 
     dtype = np.dtype(dtype)
@@ -220,9 +224,18 @@ def write_hessians(path, per_split: dict, attrs: dict, dtype) -> None:
                 g.create_dataset("value_offsets", data=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
                 idx = np.concatenate(d["row_index"]) if len(counts) else np.zeros(0)
                 g.create_dataset("row_index", data=idx.astype(np.int32))
-                vals = np.concatenate([np.asarray(r, dtype=dtype).reshape(-1) for r in d["rows"]]) if len(counts) else np.zeros(0, dtype)
-                # chunked so one structure's block can be read without touching the rest
-                g.create_dataset("values", data=vals, chunks=(min(max(len(vals), 1), 1 << 16),) if len(vals) else None)
+                total = int(sizes.sum())
+                # chunked so one structure's block can be read without touching the rest; written block by block
+                ds = g.create_dataset("values", shape=(total,), dtype=dtype,
+                                      chunks=(min(max(total, 1), 1 << 16),) if total else None)
+                start = 0
+                for r, size in zip(d["rows"], sizes):
+                    block = np.asarray(r() if callable(r) else r, dtype=dtype).reshape(-1)
+                    if block.size != size:
+                        raise StoreError(f"{path}: split {split}: a block of {block.size} values where {size} were expected")
+                    if size:
+                        ds[start:start + size] = block
+                    start += int(size)
                 g.attrs["structure_content_hash"] = d["structure_content_hash"]
                 g.attrs["n_structures"] = len(n_atoms)
 
