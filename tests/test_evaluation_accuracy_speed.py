@@ -98,3 +98,64 @@ def test_speed_comparison_reports_both_and_ratios():
     assert res["student"]["throughput_structures_s"] > 0 and res["teacher"]["n_structures"] == 6
     assert res["speedup_latency"] == pytest.approx(res["teacher"]["latency_ms"] / res["student"]["latency_ms"])
     assert res["teacher"]["ns_per_day"] == pytest.approx(res["teacher"]["throughput_structures_s"] * 0.0864)
+
+
+class _ColdStartTeacher:
+    """A batched teacher whose first 3 batch calls are slow (a cold start), later ones fast; counts calls."""
+
+    batched = True
+    name = "cold"
+
+    def __init__(self):
+        self.batch_calls = []
+
+    def energy_forces(self, atoms):
+        return 0.0, np.zeros((len(atoms), 3))
+
+    def energy_forces_batched(self, atoms_list):
+        import time
+
+        self.batch_calls.append(len(atoms_list))
+        time.sleep(0.1 if len(self.batch_calls) <= 3 else 0.005)
+        return np.zeros(len(atoms_list)), [np.zeros((len(a), 3)) for a in atoms_list]
+
+
+def test_speed_paper_warmup_skips_the_first_batches():
+    from hessdistill.evaluate import merge_config
+    from hessdistill.evaluation.speed import time_teacher
+
+    assert merge_config(None)["speed"]["warmup_batches"] is None
+    assert merge_config({"speed": {"warmup_batches": 3}})["speed"]["warmup_batches"] == 3
+    structs = mols(10)
+    # the paper's rule: one pass over the 5 batches of 2, the first 3 (the slow cold start) untimed
+    t = _ColdStartTeacher()
+    res = time_teacher(t, structs, batch_size=2, repeats=3, warmup=1, warmup_batches=3)
+    assert t.batch_calls == [2] * 5  # no other warm-up of the batches, one pass
+    assert res["throughput_n_structures"] == 4 and len(res["batch_s"]) == 5
+    assert res["throughput_structures_s"] == pytest.approx(4 / sum(res["batch_s"][3:]))
+    assert res["throughput_structures_s"] > 4 / 0.1  # the slow batches are not in it
+    assert res["throughput_warmup"] == "first 3 batches skipped"
+    # the default rule warms up every batch (here the 3 slow calls) and times whole passes
+    t = _ColdStartTeacher()
+    res = time_teacher(t, structs, batch_size=2, repeats=3, warmup=1)
+    assert len(t.batch_calls) == 5 + 5 * max(1, 3 // 2) and res["throughput_n_structures"] == 10
+    with pytest.raises(ValueError, match="n_structures = 8"):
+        time_teacher(_ColdStartTeacher(), structs[:6], batch_size=2, warmup_batches=3)
+
+
+def test_offset_free_energy_error_removes_a_per_element_shift_fitted_on_another_split():
+    from ase.build import molecule
+
+    from hessdistill.evaluation.accuracy import element_offsets, offset_free_energy_mae
+
+    rng = np.random.default_rng(0)
+    mols = [molecule(n) for n in ("H2O", "CH4", "NH3", "CH3OH", "C2H6", "HCOOH", "CH3CN", "H2O2")]
+    shift = {1: -0.10, 6: 0.30, 7: -0.25, 8: 0.70}  # another zero of energy per element
+    e_ref = rng.normal(size=len(mols))
+    noise = rng.normal(scale=1e-3, size=len(mols))  # the model's true error, eV
+    e_model = [e - sum(shift[int(z)] for z in a.numbers) + x for a, e, x in zip(mols, e_ref, noise)]
+    off = element_offsets(mols[:6], e_model[:6], e_ref[:6])
+    assert off == pytest.approx(shift, abs=5e-3)
+    res = offset_free_energy_mae(mols[:6], e_model[:6], e_ref[:6], mols[6:], e_model[6:], e_ref[6:])
+    raw = np.mean([1e3 * abs(m - r) / len(a) for a, m, r in zip(mols[6:], e_model[6:], e_ref[6:])])
+    assert raw > 50 and res["ref_energy_mae_offset_free_meV_atom"] < 3

@@ -215,3 +215,19 @@ def test_size_sweep_groups_students_of_several_sizes_per_method(tmp_path):
     write_report(paths, out)
     assert (out / "fig_size_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert size_sweep([r for r in recs if r.method == "n2n"]) == {}
+
+
+def test_teacher_energy_error_without_the_offset_is_noted_under_table_1(tmp_path):
+    paths = _tree(tmp_path)
+    t = tmp_path / "results" / "s1" / "teachers" / "T" / "eval" / "test.json"
+    d = json.loads(t.read_text())
+    d.update({"ref_energy_mae_meV_atom": 403.0, "ref_energy_mae_offset_free_meV_atom": 1.25,
+              "ref_energy_offsets_eV": {"8": -0.687}, "ref_energy_offset_mean_meV_atom": -412.2,
+              "ref_energy_offsets_fitted_on": "train"})
+    t.write_text(json.dumps(d))
+    table, vs_teacher = accuracy_tables(collect(paths))
+    note = [n for n in table.notes if n.startswith("Teacher on s1")]
+    assert note == ["Teacher on s1: energy MAE 1.25 meV/atom after per-element offsets fitted on the train split "
+                    "(on average -412.2 meV/atom on the test structures): the part of its energy error that is not "
+                    "a different zero of energy."]
+    assert not any(n.startswith("Teacher on") for n in vs_teacher.notes)

@@ -160,9 +160,39 @@ def hessian_accuracy(hessian_rows_fn, atoms_list, hessians) -> dict:
             "hessian_rel_error_per_structure": rel}
 
 
+def element_offsets(atoms_list, e_model, e_ref) -> dict[int, float]:
+    """Per-element energies {Z: eV} that best map a model's total energies onto the reference's (least squares of
+    E_ref - E_model on the element counts): what two levels of theory with different zeros of energy differ by
+    (e.g. CHGNet's MP2020-corrected energies against SevenNet-0's raw PBE ones, or a foundation model against
+    DFT with another pseudopotential set)."""
+    zs = sorted({int(z) for a in atoms_list for z in a.numbers})
+    counts = np.array([[np.count_nonzero(a.numbers == z) for z in zs] for a in atoms_list], dtype=np.float64)
+    diff = np.asarray(e_ref, dtype=np.float64) - np.asarray(e_model, dtype=np.float64)
+    coef, *_ = np.linalg.lstsq(counts, diff, rcond=None)
+    return {z: float(c) for z, c in zip(zs, coef)}
+
+
+def offset_free_energy_mae(atoms_fit, e_model_fit, e_ref_fit, atoms, e_model, e_ref) -> dict:
+    """The model's per-atom energy MAE against the reference after per-element offsets fitted on another split
+    (``*_fit``, e.g. the training split): the error that is not a difference in the zero of energy."""
+    off = element_offsets(atoms_fit, e_model_fit, e_ref_fit)
+    shifted = [float(e) + sum(off.get(int(z), 0.0) for z in a.numbers) for a, e in zip(atoms, e_model)]
+    mean, se = _stats([1e3 * abs(es - er) / len(a) for a, es, er in zip(atoms, shifted, e_ref)])
+    shift = [1e3 * (es - float(e)) / len(a) for a, es, e in zip(atoms, shifted, e_model)]
+    return {"ref_energy_mae_offset_free_meV_atom": mean, "ref_energy_mae_offset_free_meV_atom_se": se,
+            # per element (with one composition only their combination is determined) and their mean per atom
+            "ref_energy_offsets_eV": {str(z): v for z, v in off.items()},
+            "ref_energy_offset_mean_meV_atom": float(np.mean(shift)) if shift else math.nan}
+
+
 def accuracy_from_stores(predict, structures, *, split="test", labels=None, hessians=None, hessian_rows_fn=None,
-                         max_hessian_structures: int | None = None, parity_points: int = 2000) -> dict:
-    """:func:`accuracy` on one split of a structure store, with teacher labels/Hessians from their stores."""
+                         max_hessian_structures: int | None = None, parity_points: int = 2000,
+                         offsets_from: str | None = None) -> dict:
+    """:func:`accuracy` on one split of a structure store, with teacher labels/Hessians from their stores.
+
+    ``offsets_from``: for a teacher evaluated against reference labels of another level of theory, the split
+    (e.g. "train") on which per-element energy offsets between the teacher's energies in ``labels`` and the
+    reference are fitted; adds ``ref_energy_mae_offset_free_meV_atom`` (see :func:`offset_free_energy_mae`)."""
     from ..data.labels import HessianStore, LabelStore
     from ..data.store import StructureStore
 
@@ -181,7 +211,21 @@ def accuracy_from_stores(predict, structures, *, split="test", labels=None, hess
             if split in h.splits:
                 n = h.n_structures(split) if max_hessian_structures is None else min(max_hessian_structures, h.n_structures(split))
                 hs = [h.rows(split, i) for i in range(n)]
-    res = accuracy(predict, atoms, reference=has_ref, teacher_labels=tl, parity_points=parity_points)
+    preds = []
+
+    def predict_once(atoms_list):  # the test predictions, kept for the offset-free energy error
+        preds.append(predict(atoms_list))
+        return preds[-1]
+
+    res = accuracy(predict_once, atoms, reference=has_ref, teacher_labels=tl, parity_points=parity_points)
+    if offsets_from is not None and has_ref and labels is not None:
+        with StructureStore(structures) as st, LabelStore(labels) as ls:
+            if st.has_labels(offsets_from) and offsets_from in ls.splits and st.n_structures(offsets_from):
+                fit = [st.atoms(offsets_from, i) for i in range(st.n_structures(offsets_from))]
+                res.update(offset_free_energy_mae(fit, ls.arrays(offsets_from)["energy"],
+                                                  [a.get_potential_energy() for a in fit], atoms,
+                                                  preds[-1][0], [a.get_potential_energy() for a in atoms]))
+                res["ref_energy_offsets_fitted_on"] = offsets_from
     if hs:
         res.update(hessian_accuracy(hessian_rows_fn, atoms[:len(hs)], hs))
     res["split"] = split
