@@ -572,6 +572,10 @@ def _evaluation_problems(config: dict) -> list[str]:
                 out.append(_bad_choice(f"{where}.md.ensemble", section["ensemble"], md.ENSEMBLES, "ensemble"))
             if "criterion" in section and section["criterion"] not in md.CRITERIA:
                 out.append(_bad_choice(f"{where}.md.criterion", section["criterion"], md.CRITERIA, "criterion"))
+    for where, p in protocols.items():  # the relaxations' re-scoring calculator: named as teachers are
+        rc = _mapping(p.get("relax")).get("reference_calculator")
+        if isinstance(rc, dict) and "model" in rc:
+            out += _teacher_model_problems(rc["model"], f"{where}.relax.reference_calculator.model")
     return out
 
 
@@ -608,3 +612,50 @@ def check_workflow_config(config: dict, schema_path) -> None:
     if _SKIPPED:
         print(f"note: some config checks were skipped here ({'; '.join(sorted(set(_SKIPPED.values())))}); "
               f"the jobs check their own settings", file=sys.stderr)
+
+
+# ====================================================================== sharded teacher labelling
+def label_shard_problems(config: dict, structure_counts: dict) -> list[str]:
+    """``teachers.<name>.shards`` against the number of structures of each subset (``structure_counts``:
+    {subset: structures in all splits}, for the subsets whose structure store exists already)."""
+    out = []
+    for t, spec in _mapping(config.get("teachers")).items():
+        n = _mapping(spec).get("shards", 1)
+        if type(n) is not int or n < 1:
+            out.append(_msg(f"teachers.{t}.shards", f"{_show(n)} is not valid: expected an integer >= 1",
+                            "set it to the number of labelling jobs per subset (1, the default: one job)"))
+            continue
+        for s, m in structure_counts.items():
+            if m is not None and n > m:
+                out.append(_msg(f"teachers.{t}.shards", f"{n} shards, but subset {s!r} has only {m} structures to label",
+                                f"set teachers.{t}.shards to at most {m} (1: one labelling job)"))
+    return out
+
+
+def stored_structure_counts(paths: dict) -> dict:
+    """{subset: number of structures in all splits} of the structure stores of ``paths`` ({subset: path}) that
+    exist (h5py only: no torch on the submitting node); the others are left out."""
+    h5py = _optional("h5py")
+    out = {}
+    if h5py is None:
+        return out
+    for s, p in paths.items():
+        if not Path(p).is_file():
+            continue
+        try:
+            with h5py.File(p, "r") as f:
+                out[s] = sum(int(g["n_atoms"].shape[0]) for g in f.values() if isinstance(g, h5py.Group) and "n_atoms" in g)
+        except (OSError, KeyError):
+            continue  # unreadable: the jobs report it
+    return out
+
+
+def check_label_shards(config: dict, structure_paths: dict) -> None:
+    """Raise :class:`ConfigError` when a teacher's ``shards`` is < 1 or exceeds the structures of a subset whose
+    store exists (``structure_paths``: {subset: path}); the shard jobs check stores made later themselves."""
+    sharded = any(_mapping(spec).get("shards", 1) != 1 for spec in _mapping(config.get("teachers")).values())
+    if not sharded:
+        return
+    problems = label_shard_problems(config, stored_structure_counts(structure_paths))
+    if problems:
+        raise _error(problems)
