@@ -24,17 +24,18 @@ def job_counts(output: str) -> dict[str, int]:
 
 # name -> (data files present in data_dir, expected job counts)
 EXPECTED = {
-    # 3 subsets x (8 runs) + 3 s-ablation runs on one subset = 27 trainings; 5 evaluations per run and teacher;
-    # one teacher_minima per subset and teacher (shared by the vibrations evaluations)
+    # 3 subsets x 11 runs + 6 s-ablation runs on one subset + 6 size-sweep runs on another = 45 trainings; 3 CPU
+    # evaluations (test, vibrations, relax) and 2 GPU ones (md, speed) per run and teacher; one teacher_minima per
+    # subset and teacher (shared by the vibrations evaluations)
     "spice": (["train_large_neut_no_bad_clean.xyz", "test_large_neut_all.xyz"],
-              {"prepare_subset": 3, "label_teacher": 3, "train_run": 27, "evaluate_run": 81,
-               "evaluate_run_md_speed": 54, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3, "report": 1}),
+              {"prepare_subset": 3, "label_teacher_shard": 24, "label_teacher_merge": 3, "train_run": 45, "evaluate_run": 135,
+               "evaluate_run_md_speed": 90, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3, "report": 1}),
     "mptrj": (["MPtrj_2022.9_full.json", "bandgap_gt5_mp_ids.txt"],
-              {"prepare_subset": 3, "label_teacher": 3, "train_run": 18, "evaluate_run": 54,
-               "evaluate_run_md_speed": 36, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3,
+              {"prepare_subset": 3, "label_teacher_shard": 24, "label_teacher_merge": 3, "train_run": 24, "evaluate_run": 72,
+               "evaluate_run_md_speed": 48, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3,
                "report": 1}),
     # MD22 files absent: the download rule fetches both (URLs from SOURCES)
-    "md22": ([], {"download_source": 2, "prepare_subset": 2, "label_teacher": 2, "train_run": 8, "evaluate_run": 24,
+    "md22": ([], {"download_source": 2, "prepare_subset": 2, "label_teacher_shard": 8, "label_teacher_merge": 2, "train_run": 8, "evaluate_run": 24,
                   "evaluate_run_md_speed": 16, "evaluate_teacher": 6, "evaluate_teacher_md_speed": 4,
                   "teacher_minima": 2, "report": 1}),
 }
@@ -63,8 +64,10 @@ def test_paper_settings_per_subset():
     assert run_config(spice, "solvated-amino-acids", "gemnet-hessian")["rows_per_structure"] == 1
     assert run_config(spice, "iodine", "gemnet-hessian")["weights"] == {"energy": 5, "forces": 100, "hessian": 400}
     assert "paper_table" not in run_config(spice, "iodine", "gemnet-hessian")
-    ablation = {r for s, _, r in combos(spice) if r.startswith("gemnet-hessian-s")}
-    assert ablation == {"gemnet-hessian-s4", "gemnet-hessian-s10", "gemnet-hessian-s15"}
+    ablation = {r for s, _, r in combos(spice) if r.split("-")[-1] in ("s4", "s10", "s15")}
+    assert ablation == {f"{a}-hessian-{s}" for a in ("gemnet", "painn") for s in ("s4", "s10", "s15")}
+    sweep = {r for s, _, r in combos(spice) if r.endswith("k")}
+    assert len(sweep) == 6 and all(s == "monomers" for s, _, r in combos(spice) if r in sweep)
     assert all(s == "solvated-amino-acids" for s, _, r in combos(spice) if r in ablation)
     assert evaluation_protocol(spice, "solvated-amino-acids", "md")["ensemble"] == "nvt"
     assert evaluation_protocol(spice, "monomers", "md")["ensemble"] == "nve"
