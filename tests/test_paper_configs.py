@@ -102,3 +102,19 @@ def test_offline_analogue_config_dry_runs_with_the_expected_jobs(tmp_path):
     assert counts == {"prepare_subset": 1, "label_teacher": 1, "train_run": 8, "evaluate_run": 24,
                       "evaluate_run_md_speed": 16, "evaluate_teacher": 3, "evaluate_teacher_md_speed": 2,
                       "teacher_minima": 1, "report": 1}
+
+
+def test_offline_table1_config_learns_reference_labels_from_another_model_than_the_teacher(tmp_path):
+    cfg = yaml.safe_load((ROOT / "configs" / "offline-table1.yaml").read_text())
+    (subset,) = cfg["subsets"].values()
+    (teacher,) = cfg["teachers"].values()
+    assert subset["source"]["options"]["teacher"] == "chgnet" and teacher["model"] == "sevenn"  # reference != teacher
+    assert {r["method"] for r in cfg["runs"].values()} == {"undistilled", "hessian", "n2n", "teacher-forces"}
+    res = snakemake(tmp_path, cfg, "-n")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    counts.pop("all", None)
+    assert counts == {"prepare_subset": 1, "label_teacher": 1, "train_run": 4, "evaluate_run": 8,
+                      "evaluate_run_md_speed": 4, "evaluate_teacher": 1, "evaluate_teacher_md_speed": 1,
+                      "teacher_minima": 1, "report": 1}
