@@ -22,6 +22,16 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, flags=re.M)}
 
 
+def dry_run_counts(tmp_path, cfg) -> dict[str, int]:
+    """Jobs per rule of a dry run of ``cfg`` (without `all`), which must succeed."""
+    res = snakemake(tmp_path, cfg, "-n")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    counts.pop("all", None)
+    return counts
+
+
 # name -> (data files present in data_dir, expected job counts)
 EXPECTED = {
     # 3 subsets x 11 runs + 6 s-ablation runs on one subset + 6 size-sweep runs on another = 45 trainings; 3 CPU
@@ -50,12 +60,7 @@ def test_paper_config_dry_runs_with_the_expected_jobs(name, tmp_path):
         (data / f).write_text("")
     cfg = load(name)
     cfg["data_dir"] = str(data)
-    res = snakemake(tmp_path, cfg, "-n")
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-3000:]
-    counts = job_counts(out)
-    counts.pop("all", None)
-    assert counts == expected
+    assert dry_run_counts(tmp_path, cfg) == expected
 
 
 def test_paper_settings_per_subset():
@@ -94,14 +99,9 @@ def test_canon_is_order_and_type_insensitive():
 
 def test_offline_analogue_config_dry_runs_with_the_expected_jobs(tmp_path):
     cfg = yaml.safe_load((ROOT / "configs" / "offline-analogue.yaml").read_text())
-    res = snakemake(tmp_path, cfg, "-n")
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-3000:]
-    counts = job_counts(out)
-    counts.pop("all", None)
-    assert counts == {"prepare_subset": 1, "label_teacher": 1, "train_run": 8, "evaluate_run": 24,
-                      "evaluate_run_md_speed": 16, "evaluate_teacher": 3, "evaluate_teacher_md_speed": 2,
-                      "teacher_minima": 1, "report": 1}
+    assert dry_run_counts(tmp_path, cfg) == {"prepare_subset": 1, "label_teacher": 1, "train_run": 8,
+                                             "evaluate_run": 24, "evaluate_run_md_speed": 16, "evaluate_teacher": 3,
+                                             "evaluate_teacher_md_speed": 2, "teacher_minima": 1, "report": 1}
 
 
 def test_offline_table1_config_learns_reference_labels_from_another_model_than_the_teacher(tmp_path):
@@ -110,11 +110,6 @@ def test_offline_table1_config_learns_reference_labels_from_another_model_than_t
     (teacher,) = cfg["teachers"].values()
     assert subset["source"]["options"]["teacher"] == "chgnet" and teacher["model"] == "sevenn"  # reference != teacher
     assert {r["method"] for r in cfg["runs"].values()} == {"undistilled", "hessian", "n2n", "teacher-forces"}
-    res = snakemake(tmp_path, cfg, "-n")
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-3000:]
-    counts = job_counts(out)
-    counts.pop("all", None)
-    assert counts == {"prepare_subset": 1, "label_teacher": 1, "train_run": 4, "evaluate_run": 8,
-                      "evaluate_run_md_speed": 4, "evaluate_teacher": 1, "evaluate_teacher_md_speed": 1,
-                      "teacher_minima": 1, "report": 1}
+    assert dry_run_counts(tmp_path, cfg) == {"prepare_subset": 1, "label_teacher": 1, "train_run": 4,
+                                             "evaluate_run": 8, "evaluate_run_md_speed": 4, "evaluate_teacher": 1,
+                                             "evaluate_teacher_md_speed": 1, "teacher_minima": 1, "report": 1}

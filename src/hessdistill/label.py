@@ -88,6 +88,49 @@ def rows_for(n_atoms: int, rows_per_structure, row_seed: int, split: str, index:
     return hess.sample_rows(n_atoms, k, seed=row_seed, structure_key=(_split_key(split) << 32) + int(index))
 
 
+def label_settings(store, structures, teacher, *, splits=None, hessian_splits=None, hessians=True,
+                   rows_per_structure="full", row_seed: int = 0, storage_dtype=None, node_features=False) -> dict:
+    """The checked labelling settings as the manifest that names them: teacher metadata, the content hash of each
+    labelled split, splits, Hessian splits, rows per structure ("full" or a positive int), row seed, storage dtype
+    and (only when on) node-feature info.  Shared by the single job and the sharded one
+    (:mod:`hessdistill.label_shards`), so both accept and refuse the same inputs."""
+    if rows_per_structure not in (None, "full"):
+        try:
+            rows_per_structure = int(rows_per_structure)
+        except (TypeError, ValueError):
+            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure!r}") from None
+        if rows_per_structure <= 0:
+            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure}")
+    else:
+        rows_per_structure = "full"
+    all_splits = list(store.splits)
+    splits = list(splits) if splits else all_splits
+    for s in splits:
+        if s not in all_splits:
+            raise StoreError(f"has no split {s!r} (splits: {', '.join(all_splits)})", path=structures,
+                             fix="choose splits that exist in the structure store")
+    hessian_splits = [] if not hessians else (list(hessian_splits) if hessian_splits else list(splits))
+    for s in hessian_splits:
+        if s not in splits:
+            raise HessdistillError(f"Hessian split {s!r} is not among the labelled splits {splits}")
+    meta = teacher.metadata()
+    storage_dtype = np.dtype(storage_dtype or ("float64" if meta["teacher_dtype"] == "float64" else "float32"))
+    manifest = {
+        "teacher": meta,
+        "structures_content_hash": {s: store.content_hash(s) for s in splits},
+        "splits": splits,
+        "hessian_splits": hessian_splits,
+        "rows_per_structure": rows_per_structure,
+        "row_seed": int(row_seed),
+        "storage_dtype": storage_dtype.name,
+    }
+    if node_features:
+        # only present when on, so manifests of runs without features are unchanged (and still resumable);
+        # switching the option either way changes the manifest and is refused on resume
+        manifest["node_features"] = _feature_info(teacher)
+    return manifest
+
+
 def run_labelling(
     structures,
     teacher,
@@ -115,52 +158,21 @@ def run_labelling(
 
     labels_out = Path(labels_out)
     hessians_out = Path(hessians_out) if hessians_out else None
-    if rows_per_structure not in (None, "full"):
-        try:
-            rows_per_structure = int(rows_per_structure)
-        except (TypeError, ValueError):
-            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure!r}") from None
-        if rows_per_structure <= 0:
-            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure}")
-    else:
-        rows_per_structure = "full"
     if chunk_size <= 0:
         raise HessdistillError(f"chunk size must be positive, got {chunk_size}")
-
-    store = StructureStore(structures)
-    all_splits = list(store.splits)
-    splits = list(splits) if splits else all_splits
-    for s in splits:
-        if s not in all_splits:
-            raise StoreError(f"has no split {s!r} (splits: {', '.join(all_splits)})", path=structures,
-                             fix="choose splits that exist in the structure store")
-    hessian_splits = [] if hessians_out is None else (list(hessian_splits) if hessian_splits else list(splits))
-    for s in hessian_splits:
-        if s not in splits:
-            raise HessdistillError(f"Hessian split {s!r} is not among the labelled splits {splits}")
     if hessian_splits and hessians_out is None:
         raise HessdistillError("Hessian splits given but no Hessian output file (--hessians-out)")
-    storage_dtype = np.dtype(storage_dtype or ("float64" if teacher.metadata()["teacher_dtype"] == "float64" else "float32"))
 
-    meta = teacher.metadata()
-    node_features = bool(node_features)
-    feature_info = None
-    if node_features:
-        feature_info = _feature_info(teacher)
-    manifest = {
-        "teacher": meta,
-        "structures_content_hash": {s: store.content_hash(s) for s in splits},
-        "splits": splits,
-        "hessian_splits": hessian_splits,
-        "rows_per_structure": rows_per_structure,
-        "row_seed": int(row_seed),
-        "storage_dtype": storage_dtype.name,
-        "chunk_size": int(chunk_size),
-    }
-    if node_features:
-        # only present when on, so manifests of runs without features are unchanged (and still resumable);
-        # switching the option either way changes the manifest and is refused on resume
-        manifest["node_features"] = feature_info
+    store = StructureStore(structures)
+    manifest = label_settings(store, structures, teacher, splits=splits, hessian_splits=hessian_splits,
+                              hessians=hessians_out is not None, rows_per_structure=rows_per_structure,
+                              row_seed=row_seed, storage_dtype=storage_dtype, node_features=node_features)
+    manifest["chunk_size"] = int(chunk_size)
+    splits, hessian_splits = manifest["splits"], manifest["hessian_splits"]
+    rows_per_structure, storage_dtype = manifest["rows_per_structure"], np.dtype(manifest["storage_dtype"])
+    node_features = "node_features" in manifest
+    feature_info = manifest.get("node_features")
+    meta = manifest["teacher"]
     parts = labels_out.parent / (labels_out.name + ".parts")
     _prepare_parts(parts, manifest)
 

@@ -41,8 +41,8 @@ import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
 from .data.labels import write_hessians, write_labels
-from .errors import HessdistillError, StoreError
-from .label import _check_features, _check_finite, _doc_line, _feature_info, rows_for
+from .errors import HessdistillError
+from .label import _check_features, _check_finite, _doc_line, label_settings, rows_for
 
 log = logging.getLogger("hessdistill.label_shards")
 
@@ -81,43 +81,11 @@ def shard_assignment(counts: dict, n_shards: int, key: str = "shards") -> list[l
 # ---------------------------------------------------------------- settings and the cache key
 def _settings(store, teacher, splits, hessian_splits, hessians, rows_per_structure, row_seed, storage_dtype,
               node_features, structures):
-    """Validated settings and the cache manifest, as hessdistill.label.run_labelling derives them."""
-    if rows_per_structure not in (None, "full"):
-        try:
-            rows_per_structure = int(rows_per_structure)
-        except (TypeError, ValueError):
-            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure!r}") from None
-        if rows_per_structure <= 0:
-            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure}")
-    else:
-        rows_per_structure = "full"
-    all_splits = list(store.splits)
-    splits = list(splits) if splits else all_splits
-    for s in splits:
-        if s not in all_splits:
-            raise StoreError(f"has no split {s!r} (splits: {', '.join(all_splits)})", path=structures,
-                             fix="choose splits that exist in the structure store")
-    hessian_splits = [] if not hessians else (list(hessian_splits) if hessian_splits else list(splits))
-    for s in hessian_splits:
-        if s not in splits:
-            raise HessdistillError(f"Hessian split {s!r} is not among the labelled splits {splits}")
-    meta = teacher.metadata()
-    storage_dtype = np.dtype(storage_dtype or ("float64" if meta["teacher_dtype"] == "float64" else "float32"))
-    node_features = bool(node_features)
-    feature_info = _feature_info(teacher) if node_features else None
-    manifest = {
-        "format": CACHE_FORMAT,
-        "teacher": meta,
-        "structures_content_hash": {s: store.content_hash(s) for s in splits},
-        "splits": splits,
-        "hessian_splits": hessian_splits,
-        "rows_per_structure": rows_per_structure,
-        "row_seed": int(row_seed),
-        "storage_dtype": storage_dtype.name,
-    }
-    if node_features:
-        manifest["node_features"] = feature_info
-    return manifest
+    """Validated settings and the cache manifest: hessdistill.label.label_settings plus the cache format."""
+    return {"format": CACHE_FORMAT, **label_settings(store, structures, teacher, splits=splits,
+                                                     hessian_splits=hessian_splits, hessians=hessians,
+                                                     rows_per_structure=rows_per_structure, row_seed=row_seed,
+                                                     storage_dtype=storage_dtype, node_features=node_features)}
 
 
 def manifest_digest(manifest: dict) -> str:
