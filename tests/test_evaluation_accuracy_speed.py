@@ -159,3 +159,31 @@ def test_offset_free_energy_error_removes_a_per_element_shift_fitted_on_another_
     res = offset_free_energy_mae(mols[:6], e_model[:6], e_ref[:6], mols[6:], e_model[6:], e_ref[6:])
     raw = np.mean([1e3 * abs(m - r) / len(a) for a, m, r in zip(mols[6:], e_model[6:], e_ref[6:])])
     assert raw > 50 and res["ref_energy_mae_offset_free_meV_atom"] < 3
+
+
+def test_teacher_test_evaluation_reports_its_error_without_a_zero_of_energy_offset(tmp_path):
+    """A reference with another zero of energy (+0.5 eV per H, -1 eV per O): the teacher's raw energy MAE is the
+    offset, the offset-free one (per-element offsets fitted on train) is ~0; no train split: no such key."""
+    from hessdistill.data.store import write_structures
+    from hessdistill.label import run_labelling
+
+    teacher = load_teacher("torch:toy_models:morse", dtype="float64")
+    shift = {1: 0.5, 6: 0.0, 7: 0.0, 8: -1.0}
+    rng = np.random.default_rng(3)
+    splits = {}
+    for split, n in (("train", 8), ("test", 4)):
+        mols = []
+        for i in range(n):
+            a = molecule(["H2O", "CH4", "NH3", "CH3OH"][i % 4])
+            a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+            e, f = teacher.energy_forces(a)
+            a.calc = SinglePointCalculator(a, energy=e + sum(shift[int(z)] for z in a.numbers), forces=f)
+            mols.append(a)
+        splits[split] = mols
+    st = write_structures(tmp_path / "s.h5", splits, labels="reference")
+    run_labelling(st, teacher, tmp_path / "l.h5", progress=False)
+    predict = calculator_predictor(TeacherCalculator(teacher))
+    res = accuracy_from_stores(predict, st, labels=tmp_path / "l.h5", offsets_from="train")
+    assert res["ref_energy_mae_meV_atom"] > 50 and res["ref_energy_mae_offset_free_meV_atom"] < 1e-6
+    assert res["ref_energy_offsets_fitted_on"] == "train" and res["ref_force_mae_meV_A"] < 1e-9
+    assert "ref_energy_mae_offset_free_meV_atom" not in accuracy_from_stores(predict, st, labels=tmp_path / "l.h5")

@@ -220,7 +220,8 @@ def accuracy_from_stores(predict, structures, *, split="test", labels=None, hess
     res = accuracy(predict_once, atoms, reference=has_ref, teacher_labels=tl, parity_points=parity_points)
     if offsets_from is not None and has_ref and labels is not None:
         with StructureStore(structures) as st, LabelStore(labels) as ls:
-            if st.has_labels(offsets_from) and offsets_from in ls.splits and st.n_structures(offsets_from):
+            if (offsets_from in st.splits and offsets_from in ls.splits and st.n_structures(offsets_from)
+                    and st.has_labels(offsets_from)):
                 fit = [st.atoms(offsets_from, i) for i in range(st.n_structures(offsets_from))]
                 res.update(offset_free_energy_mae(fit, ls.arrays(offsets_from)["energy"],
                                                   [a.get_potential_energy() for a in fit], atoms,
