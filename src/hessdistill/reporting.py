@@ -522,9 +522,9 @@ SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_m
 
 
 def summary_rows(records: list[Record]) -> list[dict]:
-    out = []
     """One flat row per run.  The accuracy columns are the paper's (against the reference labels, the teacher's own
     error in its row); the ``teacher_*`` columns are the students against the teacher (empty in the teacher row)."""
+    out = []
     for r in records:
         vs_teacher = {f"teacher_{k}": None if r.is_teacher else r.get("test", f"teacher_{k}")
                       for k in ("energy_mae_meV_atom", "force_mae_meV_A", "force_rel_error")}
