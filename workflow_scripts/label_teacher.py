@@ -14,7 +14,7 @@ job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 import torch  # noqa: E402
 
 from hessdistill.label import run_labelling  # noqa: E402
-from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.teachers import teacher_from_spec  # noqa: E402
 from hessdistill.workflow import job_device  # noqa: E402
 
 t = snakemake.params.teacher  # noqa: F821
@@ -22,9 +22,7 @@ w = snakemake.wildcards  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 # not a param (a device change reruns nothing); "auto" resolves to cuda where the job sees a GPU, else cpu
 device = job_device(snakemake.config, "label", subset=w.subset, teacher=w.teacher)  # noqa: F821
-teacher = load_teacher(t["model"], device=device, dtype=t["dtype"], **t["options"])
-if hasattr(teacher, "vjp_method"):  # autograd teachers: Hessian-row route
-    teacher.vjp_method = t["vjp_method"]
+teacher = teacher_from_spec(t, device=device, dtype=t["dtype"])
 summary = run_labelling(
     snakemake.input.structures,  # noqa: F821
     teacher,

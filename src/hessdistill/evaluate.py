@@ -190,14 +190,11 @@ class _Subject:
 
 
 def teacher_from_spec(spec: dict, *, device="cpu", dtype="float64"):
-    """The reference teacher a workflow job compares with, from its params (``{"model", "options", "vjp_method"}``,
-    the teacher's config entry): loaded on ``device`` in ``dtype``, with its Hessian-row route where it has one."""
-    from .teachers import load_teacher
+    """The reference teacher a workflow job compares with, from its params (the teacher's config entry):
+    :func:`hessdistill.teachers.teacher_from_spec` on ``device`` (default cpu) in ``dtype`` (default float64)."""
+    from .teachers import teacher_from_spec as load
 
-    teacher = load_teacher(spec["model"], device=device, dtype=dtype, **spec.get("options", {}))
-    if hasattr(teacher, "vjp_method") and spec.get("vjp_method"):  # autograd teachers: Hessian-row route
-        teacher.vjp_method = spec["vjp_method"]
-    return teacher
+    return load(spec, device=device, dtype=dtype)
 
 
 #: the vibrations protocol keys that decide the teacher minima (the rest of the evaluation can change freely)

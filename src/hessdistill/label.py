@@ -60,15 +60,16 @@ _SPLIT_SALT = {}
 
 class _ChunkBlocks:
     """The Hessian blocks of one chunk file, handed to the writer one structure at a time: the chunk's values are
-    read once, when its first block is written, and released after its last (``npz["values"]`` reads the whole
-    array on every access, and a slice of it would keep that copy alive)."""
+    read once, when its first block is written, and released after its last; the file is open only while it is
+    read (a merge of thousands of one-structure files would otherwise hold thousands of open files)."""
 
-    def __init__(self, npz, n_blocks: int):
-        self.npz, self.left, self.values = npz, n_blocks, None
+    def __init__(self, path, n_blocks: int):
+        self.path, self.left, self.values = path, n_blocks, None
 
     def block(self, start: int, size: int, shape: tuple) -> np.ndarray:
         if self.values is None:
-            self.values = self.npz["values"]
+            with np.load(self.path) as z:
+                self.values = z["values"]
         out = self.values[start : start + size].reshape(shape)
         self.left -= 1
         if self.left == 0:
@@ -86,6 +87,42 @@ def _split_key(split: str) -> int:
 def rows_for(n_atoms: int, rows_per_structure, row_seed: int, split: str, index: int) -> np.ndarray:
     k = None if rows_per_structure in (None, "full") else int(rows_per_structure)
     return hess.sample_rows(n_atoms, k, seed=row_seed, structure_key=(_split_key(split) << 32) + int(index))
+
+
+def assemble_split(paths, content_hash: str, feature_info: dict | None, hessians: bool):
+    """One split's arrays from its chunk files (paths, in order; a chunk holds one or more structures): the labels
+    dict for :func:`~hessdistill.data.labels.write_labels` and, with ``hessians``, the Hessians dict for
+    :func:`~hessdistill.data.labels.write_hessians` whose blocks are read one structure at a time
+    (:class:`_ChunkBlocks`), else None.  Shared by the single job and the sharded merge."""
+    chunks = []
+    for p in paths:  # everything but the Hessian values, which can be large
+        with np.load(p) as z:
+            chunks.append({k: z[k] for k in z.files if k != "values"})
+    n_atoms = np.concatenate([c["n_atoms"] for c in chunks]) if chunks else np.zeros(0, np.int64)
+    labels = {
+        "energy": np.concatenate([c["energy"] for c in chunks]) if chunks else np.zeros(0),
+        "forces": np.concatenate([c["forces"] for c in chunks]) if chunks else np.zeros((0, 3)),
+        "n_atoms": n_atoms,
+        "wall_time": np.concatenate([c["wall_time"] for c in chunks]) if chunks else np.zeros(0),
+        "structure_content_hash": content_hash,
+    }
+    if feature_info is not None:
+        labels["node_features"] = (np.concatenate([c["node_features"] for c in chunks]) if chunks
+                                   else np.zeros((0, feature_info["dim"]), np.float32))
+    if not hessians:
+        return labels, None
+    row_index, rows = [], []
+    for p, c in zip(paths, chunks):
+        ro = np.concatenate([[0], np.cumsum(c["row_counts"])])
+        blocks = _ChunkBlocks(p, len(c["n_atoms"]))
+        vo = 0
+        for j, n in enumerate(c["n_atoms"]):
+            idx = c["row_index"][ro[j] : ro[j + 1]]
+            size = len(idx) * 3 * int(n)
+            row_index.append(idx)
+            rows.append(functools.partial(blocks.block, vo, size, (len(idx), 3 * int(n))))
+            vo += size
+    return labels, {"n_atoms": n_atoms, "row_index": row_index, "rows": rows, "structure_content_hash": content_hash}
 
 
 def label_settings(store, structures, teacher, *, splits=None, hessian_splits=None, hessians=True,
@@ -231,35 +268,11 @@ def run_labelling(
 
     per_split_labels, per_split_h = {}, {}
     for split in splits:
-        chunks = [np.load(p) for p in sorted(parts.glob(f"{split}-*.npz"))]
-        n_atoms = np.concatenate([c["n_atoms"] for c in chunks]) if chunks else np.zeros(0, np.int64)
-        per_split_labels[split] = {
-            "energy": np.concatenate([c["energy"] for c in chunks]) if chunks else np.zeros(0),
-            "forces": np.concatenate([c["forces"] for c in chunks]) if chunks else np.zeros((0, 3)),
-            "n_atoms": n_atoms,
-            "wall_time": np.concatenate([c["wall_time"] for c in chunks]) if chunks else np.zeros(0),
-            "structure_content_hash": manifest["structures_content_hash"][split],
-        }
-        if node_features:
-            dim = feature_info["dim"]
-            per_split_labels[split]["node_features"] = (
-                np.concatenate([c["node_features"] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
-            )
-        if split in hessian_splits:
-            row_index, rows = [], []
-            for c in chunks:
-                ro = np.concatenate([[0], np.cumsum(c["row_counts"])])
-                c_atoms, c_index = c["n_atoms"], c["row_index"]
-                blocks = _ChunkBlocks(c, len(c_atoms))
-                vo = 0
-                for j, n in enumerate(c_atoms):
-                    idx = c_index[ro[j] : ro[j + 1]]
-                    size = len(idx) * 3 * int(n)
-                    row_index.append(idx)
-                    rows.append(functools.partial(blocks.block, vo, size, (len(idx), 3 * int(n))))
-                    vo += size
-            per_split_h[split] = {"n_atoms": n_atoms, "row_index": row_index, "rows": rows,
-                                  "structure_content_hash": manifest["structures_content_hash"][split]}
+        per_split_labels[split], h = assemble_split(sorted(parts.glob(f"{split}-*.npz")), manifest["structures_content_hash"][split], feature_info,
+                                                    split in hessian_splits)
+        if h is not None:
+            per_split_h[split] = h
+        n_atoms = per_split_labels[split]["n_atoms"]
         if len(n_atoms) != store.n_structures(split):
             raise HessdistillError(f"internal error: split {split} assembled {len(n_atoms)} of {store.n_structures(split)} structures")
 

@@ -42,7 +42,7 @@ import numpy as np
 from .atomic import atomic_path, atomic_write_text
 from .data.labels import write_hessians, write_labels
 from .errors import HessdistillError
-from .label import _check_features, _check_finite, _doc_line, label_settings, rows_for
+from .label import _check_features, _check_finite, _doc_line, assemble_split, label_settings, rows_for
 
 log = logging.getLogger("hessdistill.label_shards")
 
@@ -247,33 +247,11 @@ def merge_label_shards(structures, shard_summaries, labels_out, hessians_out=Non
             if not path.exists():
                 raise HessdistillError(f"structure {i} of split {split!r} is missing from {cache_dir}\n"
                                        f"  fix: rerun the shard jobs (snakemake reruns them when their log shows a failure)")
-            chunks.append(np.load(path))
-        # from here on as hessdistill.label.run_labelling assembles its chunks
-        n_atoms = np.concatenate([c["n_atoms"] for c in chunks]) if chunks else np.zeros(0, np.int64)
-        per_split_labels[split] = {
-            "energy": np.concatenate([c["energy"] for c in chunks]) if chunks else np.zeros(0),
-            "forces": np.concatenate([c["forces"] for c in chunks]) if chunks else np.zeros((0, 3)),
-            "n_atoms": n_atoms,
-            "wall_time": np.concatenate([c["wall_time"] for c in chunks]) if chunks else np.zeros(0),
-            "structure_content_hash": manifest["structures_content_hash"][split],
-        }
-        if feature_info is not None:
-            per_split_labels[split]["node_features"] = (
-                np.concatenate([c["node_features"] for c in chunks]) if chunks
-                else np.zeros((0, feature_info["dim"]), np.float32))
-        if split in hessian_splits:
-            row_index, rows = [], []
-            for c in chunks:
-                ro = np.concatenate([[0], np.cumsum(c["row_counts"])])
-                vo = 0
-                for j, n in enumerate(c["n_atoms"]):
-                    idx = c["row_index"][ro[j] : ro[j + 1]]
-                    size = len(idx) * 3 * int(n)
-                    row_index.append(idx)
-                    rows.append(c["values"][vo : vo + size].reshape(len(idx), 3 * int(n)))
-                    vo += size
-            per_split_h[split] = {"n_atoms": n_atoms, "row_index": row_index, "rows": rows,
-                                  "structure_content_hash": manifest["structures_content_hash"][split]}
+            chunks.append(path)
+        per_split_labels[split], h = assemble_split(chunks, manifest["structures_content_hash"][split],
+                                                    feature_info, split in hessian_splits)
+        if h is not None:
+            per_split_h[split] = h
 
     meta = manifest["teacher"]
     attrs = {**meta, "structures": str(structures), **_merged_record([s["computed_on"] for s in sums]),

@@ -82,3 +82,12 @@ def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
             raise TeacherError(f"teacher {name!r}: torch teachers are named 'torch:<module>:<factory>'")
         return TorchModelTeacher.from_factory(module, factory, device=device, dtype=dtype, **options)
     raise TeacherError(f"unknown teacher {name!r}; known forms: {', '.join(f[0] for f in FORMS.values())}")
+
+
+def teacher_from_spec(spec: dict, *, device=None, dtype="float64") -> Teacher:
+    """A teacher from its workflow config entry (``{"model", "options", "vjp_method", ...}``), on ``device`` in
+    ``dtype``, with its Hessian-row route where it has one: what the labelling, minima and evaluation jobs load."""
+    teacher = load_teacher(spec["model"], device=device, dtype=dtype, **(spec.get("options") or {}))
+    if hasattr(teacher, "vjp_method") and spec.get("vjp_method"):  # autograd teachers: Hessian-row route
+        teacher.vjp_method = spec["vjp_method"]
+    return teacher
