@@ -134,6 +134,7 @@ def test_relax_job_records_the_reference(tmp_path):
     assert res["protocol"]["reference_calculator"] == GFN2 and res["perturb_A"] == 0.0
     assert res["reference_calculator"]["name"] == "ase:tblite.ase:TBLite"
     assert res["structures"][0]["model_ref_energy_eV"] is not None
+    assert "teacher_ref_energy_eV" not in res["structures"][0]  # the teacher's geometry: its own job re-scores it
     assert (tmp_path / "t" / "relax.json").exists()
     bad = {"relax": {"n_structures": 1, "reference_calculator": {"model": "ase:no_such_pkg:X"}}}
     with pytest.raises(TeacherError, match="reference_calculator"):

@@ -336,7 +336,8 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                 from .teachers.calculator import reference_calculator
 
                 rc = reference_calculator(c["reference_calculator"])
-                kw |= {"reference_calc": rc.calc, "reference_info": rc.metadata()}
+                # the teacher's geometries are re-scored once, by the teacher's own relax evaluation (there the model)
+                kw |= {"reference_calc": rc.calc, "reference_info": rc.metadata(), "rescore_teacher": False}
             res = relax_comparison(atoms[: c["n_structures"]], subject.calc, ref.calc, **kw)
         else:  # speed
             from .evaluation.speed import latency_sizes, speed_comparison, time_teacher

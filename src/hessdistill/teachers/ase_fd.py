@@ -25,6 +25,23 @@ from ..errors import TeacherError
 from .base import Teacher
 
 
+def distribution_version(module: str) -> str:
+    """Version of the installed distribution that provides top-level ``module`` (else its ``__version__``:
+    tblite, for one, has none)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    top = module.split(".")[0]
+    for dist in packages_distributions().get(top, []) + [top]:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    try:
+        return str(getattr(importlib.import_module(top), "__version__", "unknown"))
+    except ImportError:
+        return "unknown"
+
+
 class ASETeacher(Teacher):
     hessian_method = "finite-difference"
 
@@ -51,8 +68,7 @@ class ASETeacher(Teacher):
         self.order = int(order)
         self.conservative = bool(conservative)
         self.name = f"ase:{module}:{cls}"
-        top = module.split(".")[0]
-        self.version = getattr(importlib.import_module(top), "__version__", "unknown")
+        self.version = distribution_version(module)
         self.options = {"step": self.step, "order": self.order, **calc_kwargs}
 
     def _forces(self, atoms, positions=None):

@@ -44,23 +44,6 @@ class ReferenceCalculator:
         return {"name": self.name, "options": dict(self.options), "version": self.version}
 
 
-def _dist_version(module: str) -> str:
-    """Version of the installed distribution that provides top-level ``module`` (else its ``__version__``)."""
-    import importlib
-    from importlib.metadata import PackageNotFoundError, packages_distributions, version
-
-    top = module.split(".")[0]
-    for dist in packages_distributions().get(top, []) + [top]:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            continue
-    try:
-        return str(getattr(importlib.import_module(top), "__version__", "unknown"))
-    except ImportError:
-        return "unknown"
-
-
 def _reference_error(problem: str, fix: str, key: str = REFERENCE_KEY) -> TeacherError:
     return TeacherError(f"{key}: {problem}\n  fix: {fix}")
 
@@ -75,8 +58,6 @@ def reference_calculator(spec, *, device="cpu", dtype="float64", key: str = REFE
     loaded on ``device`` (CPU by default: a relaxation job has no GPU) in ``dtype``, wrapped in
     :class:`TeacherCalculator`.  Raises :class:`~hessdistill.errors.TeacherError` naming ``key`` and the fix.
     """
-    import importlib
-
     from ..errors import HessdistillError
     from .registry import FORMS, load_teacher
 
@@ -97,24 +78,18 @@ def reference_calculator(spec, *, device="cpu", dtype="float64", key: str = REFE
         if not module or not cls:
             raise _reference_error(f"{name!r} is incomplete", "write ASE calculators as ase:<module>:<Class>, "
                                    "e.g. ase:tblite.ase:TBLite", key)
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            raise _reference_error(f"cannot import module {module!r} of {name!r} ({exc})",
-                                   f"install the package that provides it in the evaluation job's environment "
-                                   f"(e.g. pip install {module.split('.')[0]}), or set {key} to null", key) from exc
-        klass = getattr(mod, cls, None)
-        if klass is None or not isinstance(klass, type):
-            raise _reference_error(f"module {module!r} has no calculator class {cls!r}",
-                                   f"name a class of {module} (ase:<module>:<Class>)", key)
-        try:
-            calc = klass(**options)
-        except Exception as exc:  # noqa: BLE001 - constructors reject options in many ways
-            raise _reference_error(f"cannot build {name} with options {options} ({type(exc).__name__}: {exc})",
-                                   f"fix {key}.options to what {module}.{cls} accepts", key) from exc
+        from .ase_fd import ASETeacher
+
+        try:  # the calculator as the ASE teacher builds it; its finite differences are not used here
+            ase_teacher = ASETeacher(module, cls, calculator_kwargs=options)
+        except TeacherError as exc:
+            raise _reference_error(str(exc), f"install the package that provides {module} in the evaluation job's "
+                                   f"environment, name one of its calculator classes and the options it accepts, "
+                                   f"or set {key} to null", key) from exc
+        calc = ase_teacher.calc
         if not isinstance(calc, Calculator) and not hasattr(calc, "get_potential_energy"):
             raise _reference_error(f"{name} is not an ASE calculator", "name an ASE calculator class", key)
-        return ReferenceCalculator(calc, name, options, _dist_version(module))
+        return ReferenceCalculator(calc, name, options, ase_teacher.version)
     try:
         teacher = load_teacher(name, device=device, dtype=dtype, **options)
     except HessdistillError as exc:

@@ -78,19 +78,23 @@ def hessian_outliers(batch, threshold: float) -> torch.Tensor:
     return absmax > threshold
 
 
-def hessian_loss(forces, batch, *, squared=False, method="loop", outlier_threshold=None, outlier_weight=1e-8):
+def hessian_loss(forces, batch, *, squared=False, method="loop", outlier_threshold=None, outlier_weight=1e-8,
+                 outliers=None):
     """The Hessian term and the per-(slot, structure) errors (s_max, M) used for error-weighted sampling.
 
     ``outlier_threshold`` (eV/Å², None = off): the term of every structure flagged by :func:`hessian_outliers`
-    is multiplied by ``outlier_weight`` (the official loss's guard against teacher Hessian outliers).
+    is multiplied by ``outlier_weight`` (the official loss's guard against teacher Hessian outliers); a caller
+    that has the flags already passes them as ``outliers``.
     """
     g = student_jacobian_rows(forces, batch.pos, batch.hess_cot, method=method)
     diff = g - batch.hess_target
     err = (diff * diff).sum(-1) if squared else torch.linalg.vector_norm(diff, dim=-1)  # (s, ΣN)
     n_total = forces.shape[0]
     weight = batch.hess_weight
-    if outlier_threshold is not None:
-        flags = hessian_outliers(batch, outlier_threshold)
+    if outliers is None and outlier_threshold is not None:
+        outliers = hessian_outliers(batch, outlier_threshold)
+    if outliers is not None:
+        flags = outliers
         scale = torch.where(flags, torch.full_like(flags, outlier_weight, dtype=err.dtype),
                             torch.ones_like(flags, dtype=err.dtype))
         weight = weight * scale[batch.batch]
@@ -152,11 +156,11 @@ def compute_loss(model, batch, weights: LossWeights, *, projection=None, squared
         total = total + weights.n2n * terms["n2n"]
     per_slot = None
     if need_h:
+        flags = None if hessian_outlier_threshold is None else hessian_outliers(batch, hessian_outlier_threshold)
         terms["hessian"], per_slot = hessian_loss(forces, batch, squared=squared_hessian, method=vjp_method,
-                                                  outlier_threshold=hessian_outlier_threshold,
-                                                  outlier_weight=hessian_outlier_weight)
+                                                  outlier_weight=hessian_outlier_weight, outliers=flags)
         total = total + weights.hessian * terms["hessian"]
-        if hessian_outlier_threshold is not None:
-            terms["hessian_outliers"] = hessian_outliers(batch, hessian_outlier_threshold).sum()
+        if flags is not None:
+            terms["hessian_outliers"] = flags.sum()
     # no finiteness check here: that would be a host sync every step; the loop checks once per epoch
     return total, {k: v.detach() for k, v in terms.items()}, per_slot
