@@ -125,16 +125,16 @@ def _label_structure(store, teacher, structures, split, i, manifest, feature_inf
         e, f, h = teacher.labels(atoms, rows=sel)
     wall = time.perf_counter() - t0
     _check_finite(e, f, h, structures, split, i, teacher.name)
-    payload = {"energy": np.asarray([e]), "forces": np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1, 3)]),
+    payload = {"energy": np.asarray([e]), "forces": np.asarray(f, dtype=np.float64).reshape(-1, 3),
                "n_atoms": np.asarray([len(atoms)]), "wall_time": np.asarray([wall])}
     if feature_info is not None:
         x = _check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name)
-        payload["node_features"] = np.concatenate([x]).astype(np.float32, copy=False)
+        payload["node_features"] = np.asarray(x, dtype=np.float32)
     if want_h:
         rows = np.asarray(h, dtype=storage_dtype)
         payload["row_counts"] = np.array([len(sel)])
-        payload["row_index"] = np.concatenate([sel])
-        payload["values"] = np.concatenate([rows.reshape(-1)])
+        payload["row_index"] = np.asarray(sel)
+        payload["values"] = rows.reshape(-1)
     return payload
 
 
