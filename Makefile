@@ -37,7 +37,7 @@ demo: env
 
 # the Hessian engine alone: CHGNet full Hessians of 12 structures, checked (about 20 s)
 hessian-demo: env
-	$(VENV)/bin/python -m hessdistill.demo --out results/demo
+	$(VENV)/bin/python -m hessdistill.jobs.demo --out results/demo
 
 test: test-main test-mace
 

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     dev = args.device
     chk = Check()
 
-    from hessdistill.devices import device_record, resolve_device
+    from hessdistill.core.devices import device_record, resolve_device
 
     def environment():
         rec = device_record(resolve_device(dev))
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     def labels():
         from hessdistill.data.builtin import GeneratorSettings, build_store
         from hessdistill.data.labels import LabelStore
-        from hessdistill.label import run_labelling
+        from hessdistill.jobs.label import run_labelling
         from hessdistill.teachers import load_teacher
 
         teacher = load_teacher("chgnet", device=dev, dtype="float32")
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     chk.step("resume-on-cpu", resume_on_cpu)
 
     def forces_agree():
-        from hessdistill.calculator import StudentCalculator
+        from hessdistill.students.calculator import StudentCalculator
         from hessdistill.data.store import StructureStore
 
         with StructureStore(st) as s:
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     chk.step("deterministic", deterministic)
 
     def speed():
-        from hessdistill.calculator import load_student
+        from hessdistill.students.calculator import load_student
         from hessdistill.data.store import StructureStore
         from hessdistill.evaluation.speed import speed_comparison
         from hessdistill.teachers import load_teacher
@@ -214,9 +214,9 @@ def main(argv=None) -> int:
 
     def export():
         """The student compiled for this device (AOTInductor), equal to the eager model, and batched MD on it."""
-        from hessdistill.calculator import load_student
+        from hessdistill.students.calculator import load_student
         from hessdistill.data.store import StructureStore
-        from hessdistill.deployed import EagerProgram, Runner
+        from hessdistill.students.deployed import EagerProgram, Runner
         from hessdistill.evaluation.batched_md import BatchedMD
         from hessdistill.students.export import export_student, load_exported
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from ase.build import bulk, molecule
 
-from hessdistill import hessian as hess
+from hessdistill.core import hessian as hess
 from hessdistill.teachers import load_teacher
 
 

@@ -107,7 +107,7 @@ class MacCounter(torch.utils._python_dispatch.TorchDispatchMode):
 
 def model_macs(model, atoms):
     """(matmul, pointwise) multiply-adds of one energy+forces evaluation (forward and force backward)."""
-    from hessdistill.data.graphs import atoms_to_data, collate
+    from hessdistill.core.graphs import atoms_to_data, collate
 
     b = collate([atoms_to_data(atoms, model.cutoff, dtype=torch.float32, student=model)])
     b.pos.requires_grad_(True)
@@ -130,10 +130,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from hessdistill.calculator import StudentCalculator, load_student
-    from hessdistill.deployed import EagerProgram, Runner
+    from hessdistill.students.calculator import StudentCalculator, load_student
+    from hessdistill.students.deployed import EagerProgram, Runner
     from hessdistill.evaluation.speed import Walk
-    from hessdistill.neighbours import VerletList
+    from hessdistill.core.neighbours import VerletList
     from hessdistill.students import build_student
     from hessdistill.students.export import export_student, load_exported
     from hessdistill.teachers import load_teacher

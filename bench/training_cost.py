@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from ase.build import bulk, molecule
 
-from hessdistill.data.graphs import atoms_to_data, collate
+from hessdistill.core.graphs import atoms_to_data, collate
 from hessdistill.students import build_student
 from hessdistill.training.losses import LossWeights, compute_loss
 

@@ -47,7 +47,7 @@ def measure(repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from hessdistill.data.graphs import atoms_to_data, collate
+    from hessdistill.core.graphs import atoms_to_data, collate
     from hessdistill.students import build_student
     from hessdistill.training.losses import LossWeights, compute_loss
 

@@ -8,19 +8,19 @@ try:
     import hessdistill  # noqa: F401
 except ImportError:  # running Snakemake from an env without the package: use this checkout's src/
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from hessdistill.codehash import code_hash  # noqa: E402  (see CODE below)
+from hessdistill.core.codehash import code_hash  # noqa: E402  (see CODE below)
 
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
-from hessdistill.workflow import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
-from hessdistill.config_check import check_label_shards, check_workflow_config
+from hessdistill.workflow.params import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
+from hessdistill.workflow.config_check import check_label_shards, check_workflow_config
 
 check_workflow_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 
 # Code tracking.  Snakemake's own `code` trigger compares a script's modification time (a `touch` or a `git
 # checkout` back and forth would recompute teacher Hessians) and never sees the library; the profiles turn it
 # off (rerun-triggers in profiles/default and profiles/slurm) and each rule gets, as a param, a content hash of
-# its script and of every hessdistill module the script imports (hessdistill.codehash: syntax trees without
+# its script and of every hessdistill module the script imports (hessdistill.core.codehash: syntax trees without
 # docstrings, so comments and formatting change nothing).  CODE_VERSION is a manual switch on top: bump a
 # family's number to rerun it for a reason the code hash cannot see (e.g. a new version of a teacher package).
 CODE_VERSION = {
@@ -114,7 +114,7 @@ REPORT_OUTPUTS = [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md
 
 # ---------------------------------------------------------------- params (canonical config sub-trees)
 def wildcard_device(kind, wildcards):
-    """The device of this job (hessdistill.workflow.job_device): a run's own device, else gpu_device for GPU job
+    """The device of this job (hessdistill.workflow.params.job_device): a run's own device, else gpu_device for GPU job
     kinds when use_gpu is set, else cpu."""
     w = dict(wildcards.items())
     return job_device(config, kind, subset=w.get("subset"), teacher=w.get("teacher"), run=w.get("run"))
@@ -158,14 +158,14 @@ def download_params(wildcards):
 
 
 # The device is not a param of labels and training (its results do not depend on it beyond round-off): the
-# job scripts compute it with hessdistill.workflow.job_device, so moving them to a GPU reruns nothing.
+# job scripts compute it with hessdistill.workflow.params.job_device, so moving them to a GPU reruns nothing.
 def teacher_params(wildcards):
     # without `shards` (rules/teachers.smk): how the labelling is cut into jobs does not change the labels
     return canon({k: v for k, v in config["teachers"][wildcards.teacher].items() if k != "shards"})
 
 
 # Sharded labelling (rules/teachers.smk): teachers.<name>.shards: N > 1 runs N label_teacher_shard jobs and one
-# label_teacher_merge job instead of label_teacher (hessdistill.label_shards).  N is a param of those jobs only.
+# label_teacher_merge job instead of label_teacher (hessdistill.jobs.label_shards).  N is a param of those jobs only.
 def label_shards(teacher):
     """teachers.<name>.shards: 1 (absent) for the single label_teacher job."""
     return int(config["teachers"][teacher].get("shards", 1))
@@ -198,7 +198,7 @@ def run_params(wildcards):
     return canon({k: v for k, v in _run_config(config, wildcards.subset, wildcards.run).items() if k != "device"})
 
 
-NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")  # as hessdistill.evaluate.NEEDS_REFERENCE
+NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")  # as hessdistill.jobs.evaluate.NEEDS_REFERENCE
 
 
 def evaluation_params(wildcards):
@@ -223,7 +223,7 @@ def evaluation_params(wildcards):
 def minima_params(wildcards):
     """What decides the teacher minima of the vibrations evaluation: the split, the relaxation part of the
     vibrations protocol, the teacher and its dtype.  A student setting or another evaluation never reruns them."""
-    from hessdistill.evaluate import MINIMA_KEYS
+    from hessdistill.jobs.evaluate import MINIMA_KEYS
 
     ev = config["evaluation"]
     protocol = evaluation_protocol(config, wildcards.subset, "vibrations")

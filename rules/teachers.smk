@@ -1,6 +1,6 @@
 # teacher energies/forces (every split) + Hessian rows (chosen splits), one job per subset x teacher; or, with
 # teachers.<name>.shards: N > 1, N label_teacher_shard jobs + one label_teacher_merge job writing the same files
-# (hessdistill.label_shards: work is cached per structure, so a killed shard or a new N recomputes nothing)
+# (hessdistill.jobs.label_shards: work is cached per structure, so a killed shard or a new N recomputes nothing)
 
 
 rule label_teacher:

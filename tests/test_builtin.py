@@ -9,7 +9,7 @@ pytest.importorskip("chgnet")
 
 from hessdistill.data.builtin import MOLECULES, GeneratorSettings, build_store, estimate_calls, generate  # noqa: E402
 from hessdistill.data.store import StructureStore  # noqa: E402
-from hessdistill.errors import HessdistillError  # noqa: E402
+from hessdistill.core.errors import HessdistillError  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
 
 

@@ -8,8 +8,8 @@ from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 from ase import units
 
-from hessdistill.calculator import StudentCalculator, load_student
-from hessdistill.errors import HessdistillError
+from hessdistill.students.calculator import StudentCalculator, load_student
+from hessdistill.core.errors import HessdistillError
 
 
 def model(direct=False):
@@ -148,7 +148,7 @@ def test_best_pt_is_a_student_file(tmp_path):
 
 @pytest.mark.parametrize("kind", ["text", "truncated", "last.pt"])
 def test_evaluate_cli_reports_bad_model_files(tmp_path, capsys, kind):
-    from hessdistill.evaluate import main
+    from hessdistill.jobs.evaluate import main
 
     path, problem = _bad_file(kind, tmp_path)
     assert main(["--model", str(path), "--structures", str(tmp_path / "s.h5"), "--out", str(tmp_path / "o")]) == 2

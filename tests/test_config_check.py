@@ -1,4 +1,4 @@
-"""hessdistill.config_check: every config value checked at workflow start, with short messages (config key + fix).
+"""hessdistill.workflow.config_check: every config value checked at workflow start, with short messages (config key + fix).
 
 Unit tests of each check on configs/ci-tiny.yaml with one bad value, then a few Snakemake dry runs: a bad value
 fails in a few lines naming the key, and `--config use_gpu=true` (a string for Snakemake) is accepted.
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hessdistill import config_check as cc
-from hessdistill.config_check import (ConfigError, check_workflow_config, coerce_cli_values, fill_defaults,
+from hessdistill.workflow import config_check as cc
+from hessdistill.workflow.config_check import (ConfigError, check_workflow_config, coerce_cli_values, fill_defaults,
                                       load_schema, schema_problems, semantic_problems)
-from hessdistill.errors import HessdistillError
+from hessdistill.core.errors import HessdistillError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from hessdistill.devices import resolve_device
-from hessdistill.errors import HessdistillError
+from hessdistill.core.devices import resolve_device
+from hessdistill.core.errors import HessdistillError
 
 
 def test_cpu_and_auto():

@@ -10,7 +10,7 @@ import pytest
 
 from hessdistill.data.download import fetch, plan
 from hessdistill.data.sources import ChecksumError
-from hessdistill.errors import HessdistillError
+from hessdistill.core.errors import HessdistillError
 
 PAYLOAD = b"".join(f"{i} some structure line\n".encode() for i in range(20000))
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

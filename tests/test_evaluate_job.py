@@ -8,8 +8,8 @@ import torch
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from hessdistill.evaluate import _Subject, main, merge_config, run_evaluations
-from hessdistill.errors import HessdistillError
+from hessdistill.jobs.evaluate import _Subject, main, merge_config, run_evaluations
+from hessdistill.core.errors import HessdistillError
 from hessdistill.students.registry import STUDENTS
 
 STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
@@ -22,7 +22,7 @@ SMALL = {"vibrations": {"n_structures": 1, "fmax": 1e-2}, "md": {"n_structures":
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from hessdistill.data.store import write_structures
-    from hessdistill.label import run_labelling
+    from hessdistill.jobs.label import run_labelling
     from hessdistill.teachers import load_teacher
     from toy_models import ToyStudent
 
@@ -68,7 +68,7 @@ def test_student_and_teacher_through_same_protocols(setup):
 def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup, tmp_path, monkeypatch):
     """The teacher's relaxations and Hessians are made once (make_minima) and every model is compared at them: the
     result equals a vibrations evaluation that relaxes by itself, and the teacher is not called again."""
-    from hessdistill.evaluate import make_minima
+    from hessdistill.jobs.evaluate import make_minima
     from hessdistill.evaluation.vibrations import load_minima
 
     d, st, teacher = setup

@@ -54,7 +54,7 @@ def test_accuracy_against_manual_numbers():
 
 
 def test_student_predictor_matches_calculator_and_hessian_mae_is_zero_for_itself():
-    from hessdistill.calculator import StudentCalculator
+    from hessdistill.students.calculator import StudentCalculator
 
     m = toy()
     atoms = mols(4)
@@ -75,7 +75,7 @@ def test_student_predictor_matches_calculator_and_hessian_mae_is_zero_for_itself
 
 def test_accuracy_from_stores(tmp_path):
     from hessdistill.data.store import write_structures
-    from hessdistill.label import run_labelling
+    from hessdistill.jobs.label import run_labelling
 
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
     atoms = mols(6)
@@ -121,7 +121,7 @@ class _ColdStartTeacher:
 
 
 def test_speed_paper_warmup_skips_the_first_batches():
-    from hessdistill.evaluate import merge_config
+    from hessdistill.jobs.evaluate import merge_config
     from hessdistill.evaluation.speed import time_teacher
 
     assert merge_config(None)["speed"]["warmup_batches"] is None
@@ -165,7 +165,7 @@ def test_teacher_test_evaluation_reports_its_error_without_a_zero_of_energy_offs
     """A reference with another zero of energy (+0.5 eV per H, -1 eV per O): the teacher's raw energy MAE is the
     offset, the offset-free one (per-element offsets fitted on train) is ~0; no train split: no such key."""
     from hessdistill.data.store import write_structures
-    from hessdistill.label import run_labelling
+    from hessdistill.jobs.label import run_labelling
 
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
     shift = {1: 0.5, 6: 0.0, 7: 0.0, 8: -1.0}

@@ -395,7 +395,7 @@ def test_phonons_known_answers():
 
 
 def test_phonon_structures_prefer_distinct_compounds():
-    from hessdistill.evaluate import phonon_structures
+    from hessdistill.jobs.evaluate import phonon_structures
 
     nacl = bulk("NaCl", "rocksalt", a=5.6)
     cu = bulk("Cu", "fcc", a=3.61)
@@ -405,7 +405,7 @@ def test_phonon_structures_prefer_distinct_compounds():
 
 
 def test_vibration_structures_come_from_distinct_trajectories_first():
-    from hessdistill.evaluate import spread_structures
+    from hessdistill.jobs.evaluate import spread_structures
 
     pool = []
     for t, count in (("md0", 3), ("md1", 1), ("rattle0", 2)):

@@ -441,7 +441,7 @@ def test_training_reference_is_the_mean_over_frames_of_the_same_composition():
 def test_paper_md_rule_checks_bonds_at_the_logged_frames_only():
     """The paper's rule as protocol keys: bond_reference training, check_every = log_every (checks at logged
     frames only), criterion bonds, max_deviation 0.5 Å."""
-    from hessdistill.evaluate import merge_config
+    from hessdistill.jobs.evaluate import merge_config
 
     c = merge_config({"md": {"check_every": 10, "log_every": 10, "criterion": "bonds", "bond_reference": "training"}})
     assert c["md"]["check_every"] == 10 and merge_config(None)["md"]["check_every"] == 1

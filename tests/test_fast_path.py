@@ -7,11 +7,11 @@ from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.md.verlet import VelocityVerlet
 
-from hessdistill.calculator import StudentCalculator
-from hessdistill.data.graphs import neighbour_list
-from hessdistill.deployed import FastCalculator, Runner
-from hessdistill.errors import HessdistillError
-from hessdistill.neighbours import VerletList
+from hessdistill.students.calculator import StudentCalculator
+from hessdistill.core.graphs import neighbour_list
+from hessdistill.students.deployed import FastCalculator, Runner
+from hessdistill.core.errors import HessdistillError
+from hessdistill.core.neighbours import VerletList
 from hessdistill.students import build_student
 from hessdistill.students.export import export_student, load_exported
 

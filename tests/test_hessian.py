@@ -6,8 +6,8 @@ import torch
 from ase import Atoms
 from ase.build import molecule
 
-from hessdistill import hessian as hess
-from hessdistill.errors import TeacherError
+from hessdistill.core import hessian as hess
+from hessdistill.core.errors import TeacherError
 from hessdistill.teachers import load_teacher
 from toy_models import lj_hessian
 
@@ -124,7 +124,7 @@ def test_bad_teacher_names(name, match):
 
 
 def test_unsupported_element_is_named():
-    from hessdistill.errors import UnsupportedElementError
+    from hessdistill.core.errors import UnsupportedElementError
 
     teacher = load_teacher("torch:toy_models:morse")
     teacher.supported_numbers = frozenset({1, 6, 8})

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from hessdistill import hessian as hess
+from hessdistill.core import hessian as hess
 from hessdistill.data.labels import HessianStore, LabelStore
-from hessdistill.errors import HessdistillError, StoreError
-from hessdistill.label import rows_for, run_labelling
+from hessdistill.core.errors import HessdistillError, StoreError
+from hessdistill.jobs.label import rows_for, run_labelling
 from hessdistill.teachers import load_teacher
 
 TESTS = Path(__file__).parent
@@ -102,7 +102,7 @@ def test_full_hessians_float32_storage(tmp_path):
 
 
 def _run_cli(args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "hessdistill.label", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "hessdistill.jobs.label", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -166,7 +166,7 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 def test_cli_errors_are_clear(tmp_path):
     st = make_store(tmp_path / "s.h5", n_train=2, n_test=1)
-    res = subprocess.run([sys.executable, "-m", "hessdistill.label", str(st), "--teacher", "nope",
+    res = subprocess.run([sys.executable, "-m", "hessdistill.jobs.label", str(st), "--teacher", "nope",
                           "--labels-out", str(tmp_path / "l.h5")], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown teacher" in res.stderr
     teacher = load_teacher("torch:toy_models:morse")
@@ -221,7 +221,7 @@ def test_node_features_off_by_default_and_unsupported(tmp_path):
             ls.element_embeddings()
     with pytest.raises(HessdistillError, match="does not provide them"):
         run_labelling(st, teacher, tmp_path / "l2.h5", progress=False, node_features=True)
-    res = subprocess.run([sys.executable, "-m", "hessdistill.label", str(st), "--teacher", "ase:ase.calculators.emt:EMT",
+    res = subprocess.run([sys.executable, "-m", "hessdistill.jobs.label", str(st), "--teacher", "ase:ase.calculators.emt:EMT",
                           "--labels-out", str(tmp_path / "l3.h5"), "--node-features", "--no-progress"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "does not provide them" in res.stderr
@@ -292,7 +292,7 @@ def test_hessian_blocks_are_written_one_structure_at_a_time(tmp_path):
     """write_hessians takes callables and calls each once, in order; the file equals the one from arrays; and the
     labelling job hands it one chunk's values at a time (each chunk file's values read once)."""
     from hessdistill.data.labels import write_hessians
-    from hessdistill.label import _ChunkBlocks
+    from hessdistill.jobs.label import _ChunkBlocks
 
     rng = np.random.default_rng(0)
     n_atoms = [3, 5, 4]

@@ -1,4 +1,4 @@
-"""Sharded teacher labelling (hessdistill.label_shards): shard assignment, merge = unsharded run, per-structure
+"""Sharded teacher labelling (hessdistill.jobs.label_shards): shard assignment, merge = unsharded run, per-structure
 reuse across a killed shard and a change of the shard count, and the config checks of teachers.<name>.shards."""
 
 import json
@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from hessdistill.config_check import ConfigError, check_label_shards, label_shard_problems
-from hessdistill.errors import HessdistillError
-from hessdistill.label import run_labelling
-from hessdistill.label_shards import merge_label_shards, run_label_shard, shard_assignment
+from hessdistill.workflow.config_check import ConfigError, check_label_shards, label_shard_problems
+from hessdistill.core.errors import HessdistillError
+from hessdistill.jobs.label import run_labelling
+from hessdistill.jobs.label_shards import merge_label_shards, run_label_shard, shard_assignment
 from hessdistill.teachers import load_teacher
 from test_label import _Interrupt, _interrupting, make_store, read_all
 

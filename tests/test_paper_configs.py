@@ -1,12 +1,12 @@
 """configs/paper-*.yaml: schema-valid, dry-run clean, with the job counts the paper's experiment matrix implies;
-and the workflow helpers that make per-subset run settings (hessdistill.workflow)."""
+and the workflow helpers that make per-subset run settings (hessdistill.workflow.params)."""
 
 import re
 
 import pytest
 import yaml
 
-from hessdistill.workflow import canon, combos, evaluation_protocol, run_config
+from hessdistill.workflow.params import canon, combos, evaluation_protocol, run_config
 
 pytest.importorskip("snakemake")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hessdistill.workflow import combos, evaluation_protocol, run_config
+from hessdistill.workflow.params import combos, evaluation_protocol, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "paper-fidelity.md"

@@ -9,9 +9,9 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from hessdistill.data.prepare import main, prepare_subset
+from hessdistill.jobs.prepare import main, prepare_subset
 from hessdistill.data.store import StructureStore, read_extxyz, write_extxyz
-from hessdistill.errors import HessdistillError, StructureError
+from hessdistill.core.errors import HessdistillError, StructureError
 
 
 def make_xyz(path, n=24, seed=0):

@@ -10,7 +10,7 @@ from ase.build import molecule
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.lj import LennardJones
 
-from hessdistill.errors import TeacherError
+from hessdistill.core.errors import TeacherError
 from hessdistill.evaluation.relax import reference_score, relax_comparison
 from hessdistill.teachers.calculator import REFERENCE_KEY, reference_calculator
 
@@ -118,7 +118,7 @@ def test_reference_score_never_raises():
 def test_relax_job_records_the_reference(tmp_path):
     pytest.importorskip("tblite")
     from hessdistill.data.store import write_structures
-    from hessdistill.evaluate import _Subject, merge_config, run_evaluations
+    from hessdistill.jobs.evaluate import _Subject, merge_config, run_evaluations
     from hessdistill.teachers import load_teacher
 
     assert merge_config(None)["relax"]["reference_calculator"] is None
@@ -146,7 +146,7 @@ def test_workflow_config_accepts_and_checks_the_reference_calculator():
 
     import yaml
 
-    from hessdistill.config_check import ConfigError, check_workflow_config
+    from hessdistill.workflow.config_check import ConfigError, check_workflow_config
 
     root = Path(__file__).resolve().parents[1]
     schema = root / "schemas" / "config.schema.yaml"

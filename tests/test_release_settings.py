@@ -11,8 +11,8 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from test_training import run_cfg, stores, toy  # noqa: F401 (stores: the module-scoped fixture)
 
-from hessdistill.data.graphs import atoms_to_data, collate
-from hessdistill.errors import HessdistillError
+from hessdistill.core.graphs import atoms_to_data, collate
+from hessdistill.core.errors import HessdistillError
 from hessdistill.students import build_student
 from hessdistill.training.data import DistillDataset, HessianCollate
 from hessdistill.training.losses import LossWeights, compute_loss, hessian_loss, hessian_outliers, n2n_loss
@@ -200,7 +200,7 @@ def test_painn_max_neighbors_large_is_uncapped_small_differs_and_stays_invariant
 
 
 def test_painn_max_neighbors_round_trips_through_a_checkpoint(tmp_path):
-    from hessdistill.calculator import load_student
+    from hessdistill.students.calculator import load_student
 
     model = _painn(max_neighbors=4)
     assert model.config()["max_neighbors"] == 4
@@ -219,7 +219,7 @@ def test_painn_max_neighbors_round_trips_through_a_checkpoint(tmp_path):
 def test_capped_painn_fast_path_follows_the_cap_when_neighbours_change_rank():
     """The runtime recomputes the kept edges at every call while the cap can bite (the ranking of neighbours
     changes with the positions even where the Verlet list and the set of pairs within the cutoff do not)."""
-    from hessdistill.deployed import Runner
+    from hessdistill.students.deployed import Runner
     from hessdistill.students.export import extras_spec
 
     from hessdistill.students.layers import capped_edges
@@ -245,7 +245,7 @@ def test_capped_painn_fast_path_follows_the_cap_when_neighbours_change_rank():
 
 
 def test_capped_painn_exports_and_matches_the_eager_model(tmp_path):
-    from hessdistill.deployed import FastCalculator
+    from hessdistill.students.deployed import FastCalculator
     from hessdistill.students.export import export_student, load_exported
 
     model = _painn(max_neighbors=3).float()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from hessdistill.errors import HessdistillError
+from hessdistill.core.errors import HessdistillError
 from hessdistill.evaluation.smoothness import hessian_roughness, main
 
 CENTRES = np.array([[0.0, 0.0, 0.0], [1.5, 0.2, -0.3], [0.4, 1.7, 0.9]])

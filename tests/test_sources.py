@@ -32,7 +32,7 @@ from hessdistill.data.sources import (
     vasp_stress_to_ase,
     verify_checksum,
 )
-from hessdistill.errors import StructureError
+from hessdistill.core.errors import StructureError
 
 # reference values written out, not taken from ase.units, so a wrong constant in the code would show
 HARTREE = 27.211386  # eV

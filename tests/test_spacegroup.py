@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from hessdistill.data.prepare import prepare_subset
+from hessdistill.jobs.prepare import prepare_subset
 from hessdistill.data.spacegroup import mptrj_frame_order, space_group, space_group_numbers
 from hessdistill.data.store import StructureStore
 from hessdistill.data.subsets import SelectorError, compile_selectors, is_perovskite, select, select_store
@@ -263,8 +263,8 @@ def test_mptrj_split_85_15_per_frame_then_test_carved_from_train(tmp_path):
 def test_cli_prints_and_config_check_reports_space_group(tmp_path, capsys):
     import yaml
 
-    from hessdistill.config_check import _selector_problems
-    from hessdistill.data.prepare import main
+    from hessdistill.workflow.config_check import _selector_problems
+    from hessdistill.jobs.prepare import main
 
     path = mptrj_like(tmp_path / "mptrj.json")
     spec = tmp_path / "perovskites.yaml"

@@ -26,7 +26,7 @@ from hessdistill.data import (
     write_structures,
 )
 from hessdistill.data import store as store_mod
-from hessdistill.errors import StoreError, StructureError
+from hessdistill.core.errors import StoreError, StructureError
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

@@ -8,8 +8,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hessdistill.data.graphs import atoms_to_data, batch_atoms, collate
-from hessdistill.errors import HessdistillError
+from hessdistill.core.graphs import atoms_to_data, batch_atoms, collate
+from hessdistill.core.errors import HessdistillError
 from hessdistill.students import build_student
 from hessdistill.students.gemnet import GemNet, reverse_edges, triplets
 from test_students_painn_schnet import training_step

@@ -13,8 +13,8 @@ pytest.importorskip("mace")
 import torch  # noqa: E402
 from ase.build import bulk, molecule  # noqa: E402
 
-from hessdistill.data.graphs import batch_atoms  # noqa: E402
-from hessdistill.errors import HessdistillError  # noqa: E402
+from hessdistill.core.graphs import batch_atoms  # noqa: E402
+from hessdistill.core.errors import HessdistillError  # noqa: E402
 from hessdistill.students import build_student  # noqa: E402
 from hessdistill.training.data import DistillDataset, HessianCollate  # noqa: E402
 from hessdistill.training.losses import hessian_loss  # noqa: E402
@@ -84,7 +84,7 @@ def test_hessian_loss_through_mace_matches_brute_force(stores):  # noqa: F811
 
 
 def test_mace_student_trains_checkpoints_and_runs_in_ase(stores, tmp_path):  # noqa: F811
-    from hessdistill.calculator import StudentCalculator
+    from hessdistill.students.calculator import StudentCalculator
     from hessdistill.training import train
 
     st, lab, hes = stores

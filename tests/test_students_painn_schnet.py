@@ -12,8 +12,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hessdistill.data.graphs import atoms_to_data, batch_atoms, collate
-from hessdistill.errors import HessdistillError
+from hessdistill.core.graphs import atoms_to_data, batch_atoms, collate
+from hessdistill.core.errors import HessdistillError
 from hessdistill.students import build_student
 from hessdistill.students.painn import PaiNN
 from hessdistill.students.schnet import SchNet
@@ -369,8 +369,8 @@ def test_painn_curvature_stays_bounded_at_symmetric_structures():
     import numpy as np
     from ase import Atoms
 
-    from hessdistill.data.graphs import atoms_to_data, collate
-    from hessdistill.hessian import hessian_rows
+    from hessdistill.core.graphs import atoms_to_data, collate
+    from hessdistill.core.hessian import hessian_rows
     from hessdistill.students import build_student
 
     cubic = Atoms(["Sr", "Ti", "O", "O", "O"], scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5],
@@ -395,7 +395,7 @@ def test_painn_curvature_stays_bounded_at_symmetric_structures():
 
 
 def test_old_painn_checkpoints_keep_the_norm_they_were_trained_with(tmp_path):
-    from hessdistill.calculator import load_student
+    from hessdistill.students.calculator import load_student
     from hessdistill.students import build_student
 
     m = build_student({"arch": "painn", "hidden": 8, "num_layers": 1, "num_rbf": 4, "cutoff": 4.0})

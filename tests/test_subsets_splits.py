@@ -34,7 +34,7 @@ from hessdistill.data.subsets import (
     select_indices,
     select_store,
 )
-from hessdistill.errors import HessdistillError
+from hessdistill.core.errors import HessdistillError
 
 
 # ---------------------------------------------------------------------------------------------- structures

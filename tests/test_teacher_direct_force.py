@@ -10,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from hessdistill.data.labels import HessianStore
 from hessdistill.data.store import StructureStore, write_structures
-from hessdistill.label import run_labelling
+from hessdistill.jobs.label import run_labelling
 from hessdistill.students.registry import STUDENTS
 from hessdistill.teachers import load_teacher
 from hessdistill.training.loop import train

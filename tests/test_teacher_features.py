@@ -7,7 +7,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from scipy.spatial.transform import Rotation
 
-from hessdistill.errors import TeacherError
+from hessdistill.core.errors import TeacherError
 from hessdistill.teachers import load_teacher
 
 FEATURE_DIMS = {"chgnet": 64, "sevenn": 128}

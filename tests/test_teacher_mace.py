@@ -18,8 +18,8 @@ import torch  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.build import bulk, molecule  # noqa: E402
 
-from hessdistill import hessian as hess  # noqa: E402
-from hessdistill.errors import TeacherError, UnsupportedElementError  # noqa: E402
+from hessdistill.core import hessian as hess  # noqa: E402
+from hessdistill.core.errors import TeacherError, UnsupportedElementError  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
 
 pytestmark = pytest.mark.mace

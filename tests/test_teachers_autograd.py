@@ -20,8 +20,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hessdistill import hessian as hess
-from hessdistill.errors import StructureError, TeacherError, UnsupportedElementError
+from hessdistill.core import hessian as hess
+from hessdistill.core.errors import StructureError, TeacherError, UnsupportedElementError
 from hessdistill.teachers import load_teacher
 
 KINDS = ("chgnet", "sevenn")

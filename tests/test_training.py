@@ -25,7 +25,7 @@ STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
 def stores(tmp_path_factory):
     """Molecules labelled by an analytic Morse teacher: reference = teacher, full Hessians for train."""
     from hessdistill.data.store import write_structures
-    from hessdistill.label import run_labelling
+    from hessdistill.jobs.label import run_labelling
     from hessdistill.teachers import load_teacher
 
     d = tmp_path_factory.mktemp("stores")
@@ -57,7 +57,7 @@ def toy(direct=False, dtype=torch.float64):
 
 def brute_force_jacobian(model, data):
     """dF/dx of one structure, (3N, 3N), built row by row."""
-    from hessdistill.data.graphs import collate
+    from hessdistill.core.graphs import collate
 
     b = collate([data])
     b.pos.requires_grad_(True)
@@ -130,7 +130,7 @@ def test_energy_force_terms(stores):
     st, lab, hes = stores
     model = toy()
     ds = DistillDataset(st, "train", model.cutoff, labels=lab)
-    from hessdistill.data.graphs import collate
+    from hessdistill.core.graphs import collate
 
     batch = collate([ds[0], ds[1]])
     total, terms, _ = compute_loss(model, batch, LossWeights(energy=5, forces=100, hessian=0, teacher_forces=1))
@@ -151,7 +151,7 @@ def run_cfg(**kw):
 
 
 def test_training_improves_and_writes_outputs(stores, tmp_path):
-    from hessdistill.calculator import StudentCalculator
+    from hessdistill.students.calculator import StudentCalculator
     from hessdistill.training import train
 
     st, lab, hes = stores
@@ -179,7 +179,7 @@ def test_resume_after_kill_matches_uninterrupted(stores, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "killed"
     code = ("import sys; from hessdistill.students.registry import STUDENTS; STUDENTS['toy']=('toy_models','ToyStudent');"
-            "from hessdistill.train import main; sys.exit(main(sys.argv[1:]))")
+            "from hessdistill.jobs.train import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run.yaml"), "--structures", str(st), "--labels",
                              str(lab), "--hessians", str(hes), "--out", str(out), "--no-progress"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -203,7 +203,7 @@ def test_resume_after_kill_matches_uninterrupted(stores, tmp_path):
 
 
 def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
-    from hessdistill.errors import HessdistillError
+    from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
 
     st, lab, hes = stores
@@ -225,8 +225,8 @@ def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
 def test_resume_needs_the_same_data_and_a_finished_run_rewrites_its_outputs(stores, tmp_path, caplog):
     """What a workflow rerun does: after an upstream change (other labels/Hessians) the old checkpoint is not
     resumed; a rerun of a finished run (--forcerun, outputs deleted by Snakemake) rewrites every output."""
-    from hessdistill.errors import HessdistillError
-    from hessdistill.label import run_labelling
+    from hessdistill.core.errors import HessdistillError
+    from hessdistill.jobs.label import run_labelling
     from hessdistill.teachers import load_teacher
     from hessdistill.training import train
 
@@ -247,7 +247,7 @@ def test_resume_needs_the_same_data_and_a_finished_run_rewrites_its_outputs(stor
     with pytest.raises(HessdistillError, match="training data differ") as err:
         train(run_cfg(max_epochs=3), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5", progress=False)
     assert "last.pt" in str(err.value) and "fix:" in str(err.value)
-    with caplog.at_level("WARNING", logger="hessdistill.train"):
+    with caplog.at_level("WARNING", logger="hessdistill.jobs.train"):
         s = train(run_cfg(max_epochs=3), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5",
                   progress=False, on_mismatch="restart")
     assert "not resuming" in caplog.text and "training data differ" in caplog.text
@@ -258,15 +258,15 @@ def test_resume_needs_the_same_data_and_a_finished_run_rewrites_its_outputs(stor
     del ck["inputs"]
     torch.save(ck, out / "last.pt")
     caplog.clear()
-    with caplog.at_level("WARNING", logger="hessdistill.train"):
+    with caplog.at_level("WARNING", logger="hessdistill.jobs.train"):
         s = train(run_cfg(max_epochs=1), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5",
                   progress=False, on_mismatch="restart")
     assert "predates input tracking" in caplog.text and s["epochs"] == 1
 
 
 def test_rows_per_structure_above_the_stored_rows_is_an_error(stores, tmp_path, caplog):
-    from hessdistill.errors import HessdistillError
-    from hessdistill.label import run_labelling
+    from hessdistill.core.errors import HessdistillError
+    from hessdistill.jobs.label import run_labelling
     from hessdistill.teachers import load_teacher
     from hessdistill.training import train
 
@@ -287,7 +287,7 @@ def test_rows_per_structure_above_the_stored_rows_is_an_error(stores, tmp_path, 
 
 def test_a_non_finite_loss_names_the_structures_of_its_batch(stores, tmp_path, monkeypatch):
     import hessdistill.training.loop as loop
-    from hessdistill.errors import HessdistillError
+    from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
 
     st, lab, hes = stores
@@ -326,7 +326,7 @@ def test_baselines_n2n_a2a_teacher_forces_with_a_real_teacher(tmp_path):
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from hessdistill.data.store import write_structures
-    from hessdistill.label import run_labelling
+    from hessdistill.jobs.label import run_labelling
     from hessdistill.teachers import load_teacher
     from hessdistill.training import train
 
@@ -366,7 +366,7 @@ def test_baselines_n2n_a2a_teacher_forces_with_a_real_teacher(tmp_path):
     {"arch": "schnet", "hidden": 16, "num_filters": 16, "num_interactions": 2, "num_rbf": 8, "cutoff": 4.0},
 ])
 def test_real_students_train_with_hessian_loss(stores, tmp_path, student):
-    from hessdistill.calculator import StudentCalculator
+    from hessdistill.students.calculator import StudentCalculator
     from hessdistill.training import train
 
     st, lab, hes = stores
@@ -382,7 +382,7 @@ def test_real_students_train_with_hessian_loss(stores, tmp_path, student):
 
 def test_energy_gradient_term_for_direct_students(stores):
     """L_Egrad = mean ||-dE/dx - F_ref||: zero only when the energy head's gradient matches the references."""
-    from hessdistill.data.graphs import collate
+    from hessdistill.core.graphs import collate
     from hessdistill.training.losses import energy_gradient_loss
 
     st, lab, hes = stores
@@ -408,7 +408,7 @@ def test_lambda_h_schedule_with_teacher_labels_as_reference_warns_or_uses_the_ab
 
     st, lab, hes = stores
     monkeypatch.setattr(loop, "teacher_val_force_mae", lambda ds: 0.0)
-    with caplog.at_level("WARNING", logger="hessdistill.train"):
+    with caplog.at_level("WARNING", logger="hessdistill.jobs.train"):
         inert = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e9), st, tmp_path / "inert", labels=lab,
                       hessians=hes, progress=False)
     assert inert["lambda_h_final"] == pytest.approx(400.0) and inert["lambda_h_schedule_threshold_meV_A"] is None
@@ -458,7 +458,7 @@ def test_a_checkpoint_resumes_on_another_device_and_records_where_it_ran(stores,
 def test_cosine_schedule_decays_over_the_budget_epochs_or_wall_time(stores, tmp_path):
     """lr_schedule: cosine ends at min_lr when the epoch budget is spent, and follows the wall-time budget when
     that is the nearer one; an unknown schedule is refused by name."""
-    from hessdistill.errors import HessdistillError
+    from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
     from hessdistill.training.loop import TrainConfig, budget_fraction, cosine_lr
 
@@ -489,7 +489,7 @@ def test_hessian_phase_ends_at_its_fraction_of_the_budget(stores, tmp_path):
     first, then extended to 4); refused outside (0, 1] by name."""
     import csv
 
-    from hessdistill.errors import HessdistillError
+    from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
     from hessdistill.training.loop import TrainConfig
 

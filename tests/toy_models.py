@@ -81,7 +81,7 @@ def curl(**kw):
 
 
 from hessdistill.students.base import MAX_Z, AtomwiseOutput, Student  # noqa: E402
-from hessdistill.data.graphs import edge_vectors  # noqa: E402
+from hessdistill.core.graphs import edge_vectors  # noqa: E402
 
 
 class ToyStudent(Student):

@@ -7,7 +7,7 @@ try:
     import hessdistill  # noqa: F401
 except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
-from hessdistill.joblog import job_logging  # noqa: E402
+from hessdistill.core.joblog import job_logging  # noqa: E402
 
 job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 

@@ -1,7 +1,7 @@
 """rule label_teacher_shard: structures.h5 -> one shard of the teacher labels (teachers.<name>.shards > 1).
 
 Labels this shard's structures into the per-structure cache results/{subset}/teachers/{teacher}/label_cache/
-(hessdistill.label_shards), taking those already there, and writes a small JSON summary for the merge job.
+(hessdistill.jobs.label_shards), taking those already there, and writes a small JSON summary for the merge job.
 """
 
 import json
@@ -12,15 +12,15 @@ try:
     import hessdistill  # noqa: F401
 except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from hessdistill.joblog import job_logging  # noqa: E402
+from hessdistill.core.joblog import job_logging  # noqa: E402
 
 job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 import torch  # noqa: E402
 
-from hessdistill.label_shards import CACHE_DIRNAME, run_label_shard  # noqa: E402
+from hessdistill.jobs.label_shards import CACHE_DIRNAME, run_label_shard  # noqa: E402
 from hessdistill.teachers import teacher_from_spec  # noqa: E402
-from hessdistill.workflow import job_device  # noqa: E402
+from hessdistill.workflow.params import job_device  # noqa: E402
 
 t = snakemake.params.teacher  # noqa: F821
 w = snakemake.wildcards  # noqa: F821

@@ -8,12 +8,12 @@ try:
     import hessdistill  # noqa: F401
 except ImportError:  # a conda env from envs/*.yaml (dependencies only): import this checkout's src/
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
-from hessdistill.joblog import job_logging  # noqa: E402
+from hessdistill.core.joblog import job_logging  # noqa: E402
 
 job_logging(snakemake.log[0])  # noqa: F821 (snakemake object)
 
 from hessdistill.training import train  # noqa: E402
-from hessdistill.workflow import job_device  # noqa: E402
+from hessdistill.workflow.params import job_device  # noqa: E402
 
 w = snakemake.wildcards  # noqa: F821
 cfg = dict(snakemake.params.run)  # noqa: F821

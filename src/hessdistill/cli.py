@@ -10,13 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import HessdistillError
+from .core.errors import HessdistillError
 
 
 def _export(args) -> int:
     import torch
 
-    from .calculator import load_student
+    from .students.calculator import load_student
     from .students.export import export_student
 
     if args.threads:

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path, atomic_write_text
+from .core.atomic import atomic_path, atomic_write_text
 
 TEACHER = "teacher"
 FIGURES = ("fig_accuracy_vs_speed.png", "fig_parity.png", "fig_md_energy.png", "fig_stability.png",

@@ -39,7 +39,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.optimize import FIRE
 
-from ..errors import HessdistillError
+from ..core.errors import HessdistillError
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from ..atomic import atomic_path, atomic_write_text
-from ..errors import HessdistillError
+from ..core.atomic import atomic_path, atomic_write_text
+from ..core.errors import HessdistillError
 from .sources import SOURCES, ChecksumError
 
 log = logging.getLogger("hessdistill.download")

@@ -29,7 +29,7 @@ The stored quantity is the Hessian H = d²E/dx² in eV/Å² (NOT the force Jacob
 direct-force teachers (file attribute ``conservative = False``) the rows are rows of -dF/dx and H is not
 symmetric.  File attributes record the teacher, its version and dtype, the storage dtype, how rows were
 chosen (``rows_per_structure``: "full" or k, ``row_seed``) and units.  Files merged from sharded labelling jobs
-(``teachers.<name>.shards`` > 1, :mod:`hessdistill.label_shards`) also carry ``label_shards`` (the number of
+(``teachers.<name>.shards`` > 1, :mod:`hessdistill.jobs.label_shards`) also carry ``label_shards`` (the number of
 shards); their datasets are those of the single job.
 """
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 
 LABELS_FORMAT = "hessdistill.labels"
 HESSIANS_FORMAT = "hessdistill.hessians"
@@ -125,7 +125,7 @@ class LabelStore(_Reader):
         g = self._group(split)
         if "node_features" not in g:
             raise StoreError(f"split {split!r} has no teacher node features", path=self.path,
-                             fix="relabel with node features on (python -m hessdistill.label ... --node-features)")
+                             fix="relabel with node features on (python -m hessdistill.jobs.label ... --node-features)")
         if i is None:
             return g["node_features"][()]
         off = g["offsets"]
@@ -135,7 +135,7 @@ class LabelStore(_Reader):
         """The teacher's per-element embedding table: ``(numbers (E,) int64, table (E, F) float32)``."""
         if "element_embeddings" not in self._f or "element_numbers" not in self._f:
             raise StoreError("holds no teacher element embedding table", path=self.path,
-                             fix="relabel with node features on (python -m hessdistill.label ... --node-features)")
+                             fix="relabel with node features on (python -m hessdistill.jobs.label ... --node-features)")
         return self._f["element_numbers"][()].astype(np.int64), self._f["element_embeddings"][()]
 
 
@@ -167,7 +167,7 @@ class HessianStore(_Reader):
 def write_labels(path, per_split: dict, attrs: dict, element_embeddings=None) -> None:
     """Write a labels file. ``per_split[split]`` holds energy, forces, n_atoms, wall_time, structure_content_hash
     and optionally ``node_features`` (ΣN, F); ``element_embeddings`` is ``(numbers (E,), table (E, F))`` or None."""
-    from ..atomic import atomic_path
+    from ..core.atomic import atomic_path
 
     with_feats = [s for s, d in per_split.items() if d.get("node_features") is not None]
     if with_feats and len(with_feats) != len(per_split):
@@ -207,7 +207,7 @@ def write_hessians(path, per_split: dict, attrs: dict, dtype) -> None:
     """Write a Hessians file. ``per_split[split]`` holds n_atoms, row_index (list of arrays), rows (list of (R,3N)
     arrays, or of callables returning one: read one structure at a time, so that full Hessians of thousands of
     large structures (MD22's nanotube: 10 MB each) never sit in memory together)."""
-    from ..atomic import atomic_path
+    from ..core.atomic import atomic_path
 
     dtype = np.dtype(dtype)
     with atomic_path(path) as tmp:

@@ -25,7 +25,7 @@ Sources and what is read (details and assumptions in each reader's docstring):
 known; otherwise ``None`` and the workflow's download rule records it on first download), licences and
 citations.  :func:`verify_checksum` checks a downloaded file; :func:`read_source` dispatches by name.
 
-Errors on malformed input are :class:`~hessdistill.errors.StructureError` naming the file, the entry
+Errors on malformed input are :class:`~hessdistill.core.errors.StructureError` naming the file, the entry
 (molecule group and conformation, ``mp_id`` and frame id, frame index) and a fix.
 """
 
@@ -48,7 +48,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers as _SYMBOL_TO_Z
 
-from ..errors import StructureError
+from ..core.errors import StructureError
 from .store import MAX_Z, _as_finite_array, read_extxyz, structures_from_file, validate_atoms
 
 __all__ = [

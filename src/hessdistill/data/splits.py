@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ..jsonutil import plain as _jsonable
-from ..errors import HessdistillError, _compose
+from ..core.jsonutil import plain as _jsonable
+from ..core.errors import HessdistillError, compose_message
 from .store import write_structures
 
 __all__ = [
@@ -73,7 +73,7 @@ class SplitError(HessdistillError, ValueError):
 
 
 def _err(problem, fix=None, *, structure=None, path=None) -> SplitError:
-    return SplitError(_compose(problem, structure=structure, path=path, fix=fix))
+    return SplitError(compose_message(problem, structure=structure, path=path, fix=fix))
 
 
 def _check_seed(seed) -> int:

@@ -23,10 +23,10 @@ File attributes: ``format``, ``format_version``, the units (``energy_unit``, ``l
 Every structure is validated before anything is written (see :func:`validate_atoms`).  On write, moreover,
 no two atoms may be closer than :data:`MIN_DISTANCE_A` (0.5 Å), periodic images included: overlapping atoms
 make the training loss non-finite, so :func:`write_structures` raises a
-:class:`~hessdistill.errors.StructureError` naming the structure, the atom pair and its distance (readers
+:class:`~hessdistill.core.errors.StructureError` naming the structure, the atom pair and its distance (readers
 do not check this, so that a subset selector can drop such structures before the store is written).
 
-Writes go through :func:`hessdistill.atomic.atomic_path` and are deterministic: the same input gives a
+Writes go through :func:`hessdistill.core.atomic.atomic_path` and are deterministic: the same input gives a
 byte-identical file.
 """
 
@@ -50,8 +50,8 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import chemical_symbols
 
-from ..atomic import atomic_path
-from ..errors import StoreError, StructureError
+from ..core.atomic import atomic_path
+from ..core.errors import StoreError, StructureError
 
 __all__ = [
     "FORMAT",
@@ -397,7 +397,7 @@ def _inspect(atoms, *, index, path=None, require_labels=True, split=None, check_
 
 
 def validate_atoms(atoms, *, index, path=None, require_labels=True) -> None:
-    """Raise :class:`~hessdistill.errors.StructureError` when ``atoms`` cannot be stored or trained on.
+    """Raise :class:`~hessdistill.core.errors.StructureError` when ``atoms`` cannot be stored or trained on.
 
     Checks: at least one atom; finite positions and cell; atomic numbers in 1..118; every periodic
     direction has a non-zero cell vector and the periodic vectors are linearly independent; energy and

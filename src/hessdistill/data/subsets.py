@@ -82,8 +82,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-from ..jsonutil import plain as _jsonable
-from ..errors import HessdistillError, _compose
+from ..core.jsonutil import plain as _jsonable
+from ..core.errors import HessdistillError, compose_message
 from .store import StructureStore, _calc_property, _make_atoms
 
 __all__ = [
@@ -154,7 +154,7 @@ _VALID = "valid selectors: " + ", ".join(SELECTORS)
 
 
 def _err(where: str, problem: str, fix: str | None = None) -> SelectorError:
-    return SelectorError(_compose(f"{where}: {problem}", fix=fix))
+    return SelectorError(compose_message(f"{where}: {problem}", fix=fix))
 
 
 
@@ -309,7 +309,7 @@ class _AtomsFrame:
 
     def __init__(self, atoms, index, source):
         if not isinstance(atoms, Atoms):
-            raise SelectorError(_compose(f"expected an ase.Atoms, got {type(atoms).__name__}", path=source,
+            raise SelectorError(compose_message(f"expected an ase.Atoms, got {type(atoms).__name__}", path=source,
                                          structure=index, fix="pass a list of ase.Atoms"))
         self._atoms = atoms
         self.index = index
@@ -399,7 +399,7 @@ class _ArrayFrame:
 
 
 def _frame_error(frame, problem, fix=None) -> SelectorError:
-    return SelectorError(_compose(problem, path=frame.source, structure=frame.index, fix=fix))
+    return SelectorError(compose_message(problem, path=frame.source, structure=frame.index, fix=fix))
 
 
 # ====================================================================== selectors
@@ -882,21 +882,21 @@ def read_id_list(path) -> tuple[frozenset, str]:
     """The ids of a frozen id file (one per line, ``#`` starts a comment) and the file's sha256."""
     path = Path(path)
     if not path.is_file():
-        raise SelectorError(_compose("id list file does not exist" if not path.exists() else "id list is not a file",
+        raise SelectorError(compose_message("id list file does not exist" if not path.exists() else "id list is not a file",
                                      path=path, fix="freeze the id list from a dated Materials Project release into "
                                                     "this file (one id per line), or fix the path"))
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise SelectorError(_compose("id list is not UTF-8 text", path=path)) from None
+        raise SelectorError(compose_message("id list is not UTF-8 text", path=path)) from None
     ids = set()
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             ids.add(line)
     if not ids:
-        raise SelectorError(_compose("id list holds no ids (only comments or blank lines)", path=path,
+        raise SelectorError(compose_message("id list holds no ids (only comments or blank lines)", path=path,
                                      fix="check that the file was written completely"))
     return frozenset(ids), hashlib.sha256(data).hexdigest()
 
@@ -1021,7 +1021,7 @@ def _parse(spec, where, base_dir) -> Selector:
             expected = a.get("sha256")
             if expected is not None:
                 if not isinstance(expected, str) or expected.lower() != digest:
-                    raise SelectorError(_compose(
+                    raise SelectorError(compose_message(
                         f"{where}: id list sha256 is {digest}, the config expects {expected!r}", path=file,
                         fix="the frozen id list changed: restore the recorded file, or update sha256 deliberately"))
             return _IdList(jspec, where, key, ids, file, digest, missing)
@@ -1165,7 +1165,7 @@ def _run(chain: SelectorChain, n: int, frame_at, *, arrays=None, source=None, al
                                                      for e in report["selectors"][:-1]])
             report["n_selected"] = 0
             raise EmptySelectionError(
-                _compose(f"selection{src} is empty: selectors[{k}] = {_short(sel.spec)} removed the last {seen} "
+                compose_message(f"selection{src} is empty: selectors[{k}] = {_short(sel.spec)} removed the last {seen} "
                          f"structure(s) (saw {seen}, kept 0); counts before it: {history}",
                          fix="loosen or remove that selector, or check that the source holds the structures you "
                              "expect (e.g. the right info key, element or id list)"),

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..core.atomic import atomic_write_text
 from .accuracy import (accuracy, accuracy_from_stores, calculator_predictor, hessian_accuracy, student_hessian_rows_fn,
                        student_predictor)
 from .speed import speed_comparison, time_student, time_teacher

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..data.graphs import atoms_to_data, collate
+from ..core.graphs import atoms_to_data, collate
 
 
 def student_predictor(model, *, batch_size: int = 32, device="cpu"):
@@ -58,7 +58,7 @@ def calculator_predictor(calc):
 
 def student_hessian_rows_fn(model, device="cpu"):
     """``hessian_rows_fn(atoms, rows)`` for a student: rows of H = -dF/dx by double backprop."""
-    from .. import hessian as hess
+    from ..core import hessian as hess
 
     dtype = next(model.parameters()).dtype
 

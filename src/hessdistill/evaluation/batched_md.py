@@ -68,7 +68,7 @@ class BatchedMD:
     @classmethod
     def from_atoms(cls, student, atoms_list, *, skin: float = 0.5, device: str = "cpu", **kwargs):
         """Batched MD of ``student`` (exported file, checkpoint or Student) over ``atoms_list``."""
-        from ..deployed import Runner
+        from ..students.deployed import Runner
 
         runner = Runner(student, [a.numbers for a in atoms_list], [a.cell.array for a in atoms_list],
                         [a.pbc for a in atoms_list], skin=skin, device=device)

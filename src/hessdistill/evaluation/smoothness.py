@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import HessdistillError
+from ..core.errors import HessdistillError
 
 
 def hessian_roughness(hessian_fn: Callable, atoms, *, span: float = 0.2, n: int = 41, window: int = 5,

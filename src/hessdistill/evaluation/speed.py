@@ -112,7 +112,7 @@ def _throughput(calls, chunks, warmup, warmup_batches, repeats, device) -> dict:
 def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu", latency_structures=None,
                  skin: float = 0.5, step_A: float = 0.005, warmup_batches: int | None = None) -> dict:
     """Latency per size and batched throughput of ``student`` (exported file, checkpoint, Student or program)."""
-    from ..deployed import Runner, load_program
+    from ..students.deployed import Runner, load_program
 
     program = load_program(student, device=device)
     lat_structs = list(latency_structures or atoms_list[:1])
@@ -206,7 +206,7 @@ def speed_comparison(student, teacher, atoms_list, *, batch_size=32, repeats=5, 
 
     ``speedup_latency`` is the ratio on the first latency structure; ``speedup_latency_by_size`` has one per size.
     """
-    from ..deployed import load_program
+    from ..students.deployed import load_program
 
     student = load_program(student, device=device)
     lat = list(latency_structures or atoms_list[:1])

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from ase import units
 
-from ..hessian import finite_difference_columns
+from ..core.hessian import finite_difference_columns
 
 # ħ·sqrt(eV / (Å² amu)) in eV: converts sqrt(eigenvalue of the mass-weighted Hessian) into an energy.
 _HBAR_SQRT = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
@@ -277,7 +277,7 @@ def save_minima(path, records, meta: dict) -> None:
 
     import h5py
 
-    from ..atomic import atomic_path
+    from ..core.atomic import atomic_path
 
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
@@ -304,7 +304,7 @@ def load_minima(path) -> tuple[list[dict], dict]:
     import h5py
     from ase import Atoms
 
-    from ..errors import HessdistillError
+    from ..core.errors import HessdistillError
 
     try:
         f = h5py.File(path, "r")

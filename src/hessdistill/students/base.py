@@ -1,6 +1,6 @@
 """The common student interface.
 
-A student maps a batch (see :mod:`hessdistill.data.graphs`) to per-structure energies (eV) and per-atom
+A student maps a batch (see :mod:`hessdistill.core.graphs`) to per-structure energies (eV) and per-atom
 forces (eV/Å).  Architectures implement :meth:`Student.atomwise`, which returns per-atom energy
 contributions (in units of ``energy_scale``), the final invariant node features (for n2n feature
 distillation) and, for direct-force heads, per-atom force vectors.  :meth:`Student.forward` adds the

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import HessdistillError
+from ..core.atomic import atomic_path
+from ..core.errors import HessdistillError
 from .base import Student
 
 FORMAT = "hessdistill.exported-student/1"
@@ -38,7 +38,7 @@ HEADER = "hessdistill"  # the metadata key (AOTI) or extra file name (TorchScrip
 INPUTS = ("pos", "z", "edge_index", "edge_shift", "batch", "natoms")
 
 
-class _Graph:
+class GraphInputs:
     """The attributes a student's forward reads from a batch, as plain tensors (no torch-geometric)."""
 
     def __init__(self, **kwargs):
@@ -79,7 +79,7 @@ def compute_extras(spec: dict | None, graph) -> tuple[list[torch.Tensor], list[i
     raise HessdistillError(f"unknown extras kind {spec['kind']!r} in an exported student")
 
 
-def _energy_forces_fn(model: Student, spec: dict | None, *, prepared: bool = True):
+def energy_forces_fn(model: Student, spec: dict | None, *, prepared: bool = True):
     """``(pos, z, edge_index, edge_shift, batch, natoms, *extras, cell=None) -> (energy, forces)`` of ``model``.
 
     ``prepared=False``: the inputs carry no extras and the model computes what it needs in its forward (students
@@ -90,7 +90,7 @@ def _energy_forces_fn(model: Student, spec: dict | None, *, prepared: bool = Tru
     tag = model.data_tag if prepared else None
 
     def energy_forces(pos, z, edge_index, edge_shift, batch, natoms, *extra, cell=None):
-        g = _Graph(pos=pos, z=z, edge_index=edge_index, edge_shift=edge_shift, batch=batch, natoms=natoms,
+        g = GraphInputs(pos=pos, z=z, edge_index=edge_index, edge_shift=edge_shift, batch=batch, natoms=natoms,
                    prepared_for=tag)
         if cell is not None:
             g.cell = cell
@@ -108,7 +108,7 @@ def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4, 6, 5)):
     """Inputs of random structures (periodic and not, alternating) of the given atom counts."""
     from ase import Atoms
 
-    from ..data.graphs import neighbour_list
+    from ..core.graphs import neighbour_list
 
     rng = np.random.default_rng(seed)
     init = model.hparams.get("embedding_init")
@@ -141,7 +141,7 @@ def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4, 6, 5)):
         bt.append(np.full(len(a), m))
         cells.append(np.asarray(a.cell.array))
         offset += len(a)
-    g = _Graph(pos=torch.tensor(np.concatenate(pos), dtype=dtype), z=torch.tensor(np.concatenate(z)),
+    g = GraphInputs(pos=torch.tensor(np.concatenate(pos), dtype=dtype), z=torch.tensor(np.concatenate(z)),
                edge_index=torch.tensor(np.concatenate(ei, axis=1)), edge_shift=torch.tensor(np.concatenate(sh),
                                                                                                dtype=dtype),
                batch=torch.tensor(np.concatenate(bt)), natoms=torch.tensor([len(a) for a in structures]),
@@ -183,7 +183,7 @@ def trace(model: Student):
         raise HessdistillError("could not draw example structures with distinct sizes for tracing")
     device = next(model.parameters()).device
     args = [a.to(device) for a in args]
-    fn = _energy_forces_fn(model, spec)
+    fn = energy_forces_fn(model, spec)
     gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*[a.clone() for a in args])
     return gm, spec, args
 
@@ -253,7 +253,7 @@ def _check_against_eager(model: Student, exported, spec) -> None:
     device = next(model.parameters()).device
     args = [a.to(device) for a in example_inputs(model, spec, seed=101, sizes=(10, 3, 5, 8, 2, 6, 4))]
     energy, forces = exported.raw(*args)
-    fn = _energy_forces_fn(model, spec)
+    fn = energy_forces_fn(model, spec)
     e_ref, f_ref = fn(*[a.clone() for a in args])
     scale_f = max(float(f_ref.abs().max()), 1e-3)
     scale_e = max(float(e_ref.abs().max()), 1.0)

@@ -89,8 +89,8 @@ import math
 import torch
 from torch import nn
 
-from ..data.graphs import edge_vectors
-from ..errors import HessdistillError
+from ..core.graphs import edge_vectors
+from ..core.errors import HessdistillError
 from .base import AtomwiseOutput, Student, element_names, host_numbers
 from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, nearest_mask,  # noqa: F401
                      plain_embedding_init, reverse_edges, scatter_sum)
@@ -477,7 +477,7 @@ class GemNet(Student):
     def graph_extras(self, data) -> dict:
         """The output of :meth:`graph` for one structure: kept edges, reverse edges, triplets (input edges and
         the count of each output edge's triplets) and K_max (see :meth:`atomwise` for their use)."""
-        from ..data.graphs import collate
+        from ..core.graphs import collate
 
         return topology_extras(collate([data]), self.cutoff, self.max_neighbors, offsets=True)
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.graphs import edge_vectors
-from ..errors import HessdistillError
+from ..core.graphs import edge_vectors
+from ..core.errors import HessdistillError
 from .base import MAX_Z, element_names
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import HessdistillError
+from ..core.errors import HessdistillError
 from .base import MAX_Z, AtomwiseOutput, Student, element_names, host_numbers
 
 DEFAULT_ELEMENTS = (1, 6, 7, 8)

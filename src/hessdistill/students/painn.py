@@ -53,8 +53,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.graphs import edge_vectors
-from ..errors import HessdistillError
+from ..core.graphs import edge_vectors
+from ..core.errors import HessdistillError
 from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
 from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, plain_embedding_init, safe_norm,
                      scatter_sum)
@@ -226,7 +226,7 @@ class PaiNN(Student):
         """With ``max_neighbors``: the indices of the structure's edges kept by the cap (``painn_edge``)."""
         if self.max_neighbors is None:
             return {}
-        from ..data.graphs import collate
+        from ..core.graphs import collate
 
         sel = capped_edges(collate([data]), self.cutoff, self.max_neighbors, who="PaiNN")[0]
         return {"painn_edge": (sel, data.edge_index.shape[1])}

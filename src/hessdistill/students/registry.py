@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import HessdistillError
+from ..core.errors import HessdistillError
 
 #: name -> (module, class); modules are imported lazily
 STUDENTS = {

@@ -1,6 +1,6 @@
 """Any ASE calculator as a teacher, with Hessian rows from central finite differences of forces.
 
-Accuracy (documented in :mod:`hessdistill.hessian`): with the default 2nd-order stencil and ``step`` h the
+Accuracy (documented in :mod:`hessdistill.core.hessian`): with the default 2nd-order stencil and ``step`` h the
 truncation error is (h²/6)·∂³F/∂x³ and the rounding error about ε·|F|/h.  Measured against the closed-form
 Hessian of a stiff Lennard-Jones cluster (σ = 1 Å, ε = 1 eV, neighbours near σ; tests/test_hessian.py):
 relative error 2.6e-5 at the default h = 1e-3 Å and 2.6e-7 at h = 1e-4 Å with ``order: 2``; 9e-10 at
@@ -20,8 +20,8 @@ import importlib
 import numpy as np
 import torch
 
-from .. import hessian as hess
-from ..errors import TeacherError
+from ..core import hessian as hess
+from ..core.errors import TeacherError
 from .base import Teacher
 
 

@@ -15,9 +15,9 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .. import hessian as hess
-from ..devices import resolve_device
-from ..errors import TeacherError, UnsupportedElementError
+from ..core import hessian as hess
+from ..core.devices import resolve_device
+from ..core.errors import TeacherError, UnsupportedElementError
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -144,14 +144,14 @@ class Teacher(ABC):
     def node_features(self, atoms: Atoms) -> np.ndarray:
         """Last-layer invariant node features of ``atoms``, shape (N, F), float64 (for n2n distillation).
 
-        Optional: teachers that cannot expose them raise :class:`~hessdistill.errors.TeacherError`.
+        Optional: teachers that cannot expose them raise :class:`~hessdistill.core.errors.TeacherError`.
         """
         raise self._unsupported("node features")
 
     def element_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """The per-element embedding table ``(numbers (E,), table (E, F))`` (for a2a distillation).
 
-        Optional: teachers without one raise :class:`~hessdistill.errors.TeacherError`.
+        Optional: teachers without one raise :class:`~hessdistill.core.errors.TeacherError`.
         """
         raise self._unsupported("an element embedding table")
 
@@ -209,7 +209,7 @@ class AutogradTeacher(Teacher):
     """A teacher whose forces are differentiable with respect to a positions leaf.
 
     Subclasses implement :meth:`forward`, which must build the model's graph from a positions tensor that
-    requires grad, so Hessian rows follow from VJPs of the forces (see :mod:`hessdistill.hessian`).
+    requires grad, so Hessian rows follow from VJPs of the forces (see :mod:`hessdistill.core.hessian`).
     """
 
     #: VJP route, see hessian.force_jacobian_rows; "auto" measures loop vs batched once per device

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..errors import TeacherError
+from ..core.errors import TeacherError
 from .base import Teacher
 
 
@@ -56,9 +56,9 @@ def reference_calculator(spec, *, device="cpu", dtype="float64", key: str = REFE
     differences), e.g. ``{"model": "ase:tblite.ase:TBLite", "options": {"method": "GFN2-xTB"}}`` for GFN2-xTB.
     Any other name (``chgnet``, ``sevenn``, ``mace-off:large``, ``torch:<module>:<factory>``, ...): that teacher,
     loaded on ``device`` (CPU by default: a relaxation job has no GPU) in ``dtype``, wrapped in
-    :class:`TeacherCalculator`.  Raises :class:`~hessdistill.errors.TeacherError` naming ``key`` and the fix.
+    :class:`TeacherCalculator`.  Raises :class:`~hessdistill.core.errors.TeacherError` naming ``key`` and the fix.
     """
-    from ..errors import HessdistillError
+    from ..core.errors import HessdistillError
     from .registry import FORMS, load_teacher
 
     forms = ", ".join(f[0] for f in FORMS.values())

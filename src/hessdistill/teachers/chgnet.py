@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..errors import StructureError, TeacherError
+from ..core.errors import StructureError, TeacherError
 from .base import AutogradTeacher, ForwardResult
 
 # an ImportError here is turned by the registry into a TeacherError that says which extra to install

@@ -13,7 +13,7 @@ Names (see :mod:`hessdistill.teachers.registry`):
     a MACE model file as written by ``mace_run_train`` (``*.model``) or ``torch.save(model)``.
 
 Foundation weights are downloaded once by mace-torch into its cache folder, ``$XDG_CACHE_HOME/mace`` or
-``~/.cache/mace``.  Offline, a missing file gives :class:`~hessdistill.errors.TeacherError` naming the path
+``~/.cache/mace``.  Offline, a missing file gives :class:`~hessdistill.core.errors.TeacherError` naming the path
 where mace-torch looks for it, so the file can be copied there by hand (or used directly as ``mace:<path>``).
 Pass ``download=False`` (or set ``HESSDISTILL_OFFLINE=1``) to never touch the network.
 
@@ -46,7 +46,7 @@ from mace import data as mace_data
 from mace.tools import torch_geometric
 from mace.tools.utils import AtomicNumberTable
 
-from ..errors import TeacherError
+from ..core.errors import TeacherError
 from .base import AutogradTeacher, ForwardResult
 
 log = logging.getLogger(__name__)

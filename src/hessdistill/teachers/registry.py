@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import TeacherError
+from ..core.errors import TeacherError
 from .base import Teacher
 
 #: prefix -> (how the name is written, ':'-separated parts required after the prefix, adapter module, adapter
-#: class); load_teacher and the workflow's start-time config check (hessdistill.config_check) both read it
+#: class); load_teacher and the workflow's start-time config check (hessdistill.workflow.config_check) both read it
 FORMS = {
     "chgnet": ("chgnet[:<version>]", 0, "hessdistill.teachers.chgnet", "CHGNetTeacher"),
     "sevenn": ("sevenn[:<model>]", 0, "hessdistill.teachers.sevenn", "SevenNetTeacher"),
@@ -54,7 +54,7 @@ def _extra_for(name: str) -> str:
 def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
     """Build the teacher called ``name`` on ``device`` ("cpu", "cuda", "auto"/None) in ``dtype``.
 
-    Raises :class:`~hessdistill.errors.TeacherError` for unknown names, missing packages or missing weights.
+    Raises :class:`~hessdistill.core.errors.TeacherError` for unknown names, missing packages or missing weights.
     """
     if not isinstance(name, str) or not name:
         raise TeacherError(f"teacher name must be a non-empty string, got {name!r}")

@@ -50,7 +50,7 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers as _atomic_numbers
 
-from ..errors import TeacherError
+from ..core.errors import TeacherError
 from .base import AutogradTeacher, ForwardResult
 
 # an ImportError here is turned by the registry into a TeacherError that says which extra to install

@@ -17,7 +17,7 @@ import importlib
 import numpy as np
 import torch
 
-from ..errors import TeacherError
+from ..core.errors import TeacherError
 from .base import AutogradTeacher, ForwardResult
 
 
@@ -47,14 +47,14 @@ class TorchModelTeacher(AutogradTeacher):
             accepted = {}
         placed = {}
         if "device" in accepted and "device" not in options:
-            from ..devices import resolve_device
+            from ..core.devices import resolve_device
 
             placed["device"] = str(resolve_device(device))
         if "dtype" in accepted and "dtype" not in options:
             placed["dtype"] = dtype
         model = fn(**options, **placed)
         if not callable(getattr(model, "to", None)) and "device" not in placed and "device" not in options:
-            from ..devices import resolve_device
+            from ..core.devices import resolve_device
 
             if resolve_device(device).type != "cpu":
                 raise TeacherError(

@@ -35,8 +35,8 @@ import logging
 import numpy as np
 import torch
 
-from ..data.graphs import atoms_to_data, collate
-from ..errors import HessdistillError, StoreError
+from ..core.graphs import atoms_to_data, collate
+from ..core.errors import HessdistillError, StoreError
 
 ROW_WEIGHTINGS = ("uniform", "row_norm", "error", "projection")
 
@@ -49,7 +49,7 @@ class DistillDataset(torch.utils.data.Dataset):
     def __init__(self, structures, split: str, cutoff: float, *, labels=None, hessians=None, node_features=False,
                  dtype=torch.float64, energy_source: str = "reference", student=None):
         """``student``: the model the graphs are built for; it checks the elements and precomputes its graph
-        extras (e.g. GemNet's triplets) once per structure (hessdistill.data.graphs.atoms_to_data)."""
+        extras (e.g. GemNet's triplets) once per structure (hessdistill.core.graphs.atoms_to_data)."""
         from ..data.labels import HessianStore, LabelStore
         from ..data.store import StructureStore
 

@@ -6,7 +6,7 @@ schedule state, sampler state, RNG states and the log.  Shuffling and Hessian-ro
 (seed, epoch, step), so a run killed and resumed produces the same weights as an uninterrupted one (on the
 same device and thread count).  A checkpoint is resumed only when it was made with the same settings (budget
 and threads aside), from the same data (content fingerprints of the train and val splits: structures,
-reference and teacher labels, Hessian rows) and by the same training code (:mod:`hessdistill.codehash`);
+reference and teacher labels, Hessian rows) and by the same training code (:mod:`hessdistill.core.codehash`);
 otherwise the run starts over and the log says why.  A run that finds its budget already spent (a rerun of
 a finished training) still writes all of its outputs.  Budgets: ``max_epochs`` and/or ``max_time_s`` (wall time, checked between
 epochs; a time budget is not reproducible by nature).
@@ -33,15 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, atomic_write_text
-from ..codehash import code_hash
-from ..devices import device_record, resolve_device
-from ..errors import HessdistillError
+from ..core.atomic import atomic_path, atomic_write_text
+from ..core.codehash import code_hash
+from ..core.devices import device_record, resolve_device
+from ..core.errors import HessdistillError
 from ..students import build_student
 from .data import DistillDataset, HessianCollate
 from .losses import N2N_REDUCTIONS, LossWeights, compute_loss
 
-log = logging.getLogger("hessdistill.train")
+log = logging.getLogger("hessdistill.jobs.train")
 
 METHODS = ("undistilled", "hessian", "hessian-projection", "n2n", "a2a", "teacher-forces")
 
@@ -494,7 +494,7 @@ def _raise_non_finite(flags: torch.Tensor, order, cfg, ds, epoch: int, sums: dic
 
 
 def collate_plain(items):
-    from ..data.graphs import collate
+    from ..core.graphs import collate
 
     return collate(items)
 

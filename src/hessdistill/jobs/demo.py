@@ -1,6 +1,6 @@
 """The main job until the workflow exists: teacher Hessians on built-in structures, checked.
 
-    python -m hessdistill.demo [--out results/demo] [--teacher chgnet]
+    python -m hessdistill.jobs.demo [--out results/demo] [--teacher chgnet]
 
 Builds a small structure store (rattled diamond Si and rock-salt MgO cells, rattled small molecules), labels
 it with an offline teacher whose weights ship in its wheel (full Hessians for every structure, in float64),
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from ase.build import bulk, molecule
 
-from . import hessian as hess
-from .atomic import atomic_write_text
+from ..core import hessian as hess
+from ..core.atomic import atomic_write_text
 
 
 def demo_structures(seed: int = 0) -> dict[str, list]:
@@ -48,15 +48,15 @@ def main(argv=None) -> int:
     p.add_argument("--fd-rows", type=int, default=2, help="rows per structure checked against finite differences")
     args = p.parse_args(argv)
 
-    from .data.labels import HessianStore, LabelStore
-    from .data.store import StructureStore, write_structures
+    from ..data.labels import HessianStore, LabelStore
+    from ..data.store import StructureStore, write_structures
     from .label import run_labelling
-    from .teachers import load_teacher
+    from ..teachers import load_teacher
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     structures = write_structures(out / "structures.h5", demo_structures(), labels="none", require_labels=False,
-                                  attrs={"source": "hessdistill.demo.demo_structures", "seed": 0})
+                                  attrs={"source": "hessdistill.jobs.demo.demo_structures", "seed": 0})
     teacher = load_teacher(args.teacher, dtype=args.dtype, device="cpu")
     print(f"teacher: {teacher!r}")
     summary = run_labelling(structures, teacher, out / "labels.h5", hessians_out=out / "hessians.h5",

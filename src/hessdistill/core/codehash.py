@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "hessdistill"
-_ROOT = Path(__file__).resolve().parent  # .../hessdistill
+_ROOT = Path(__file__).resolve().parents[1]  # .../hessdistill (this file is core/codehash.py)
 
 
 def _module_file(name: str) -> Path | None:
@@ -123,12 +123,12 @@ def module_closure(entries) -> list[str]:
 def code_hash(entries) -> str:
     """sha256 (hex, 16 characters) over the normalised syntax trees of ``entries`` and their import closure.
 
-    ``entries`` are hessdistill module names (``"hessdistill.label"``) or paths of scripts that import
+    ``entries`` are hessdistill module names (``"hessdistill.jobs.label"``) or paths of scripts that import
     hessdistill.  Equal for code that differs only in comments, docstrings or formatting."""
     names = module_closure(entries)
     files = {n: _module_file(n) for n in names if not n.startswith("<")}
     files.update({f"<script {Path(e).name}>": Path(e) for e in entries if str(e).endswith(".py")})
-    h = hashlib.sha256(b"hessdistill.codehash/v1\n")
+    h = hashlib.sha256(b"hessdistill.core.codehash/v1\n")
     for name in sorted(files):
         h.update(name.encode() + b"\0" + _parsed(str(files[name]))[1].encode() + b"\0")
     return h.hexdigest()[:16]

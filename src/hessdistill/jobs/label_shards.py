@@ -23,8 +23,8 @@ that is already there, so
 - changing N reruns the shard jobs, but they recompute nothing already labelled: the new shares are read
   from the cache.
 
-The per-structure computation and the assembly are the ones of :func:`hessdistill.label.run_labelling`
-(per-structure teacher calls, the same row selection :func:`hessdistill.label.rows_for`), so the merged arrays
+The per-structure computation and the assembly are the ones of :func:`hessdistill.jobs.label.run_labelling`
+(per-structure teacher calls, the same row selection :func:`hessdistill.jobs.label.rows_for`), so the merged arrays
 are bitwise identical to an unsharded run's.  The cache stays after the merge (that is what makes a change
 of N cheap; it holds about as much as labels.h5 + hessians.h5); deleting it only costs recomputation.
 """
@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
-from .data.labels import write_hessians, write_labels
-from .errors import HessdistillError
-from .label import _check_features, _check_finite, _doc_line, assemble_split, label_settings, rows_for
+from ..core.atomic import atomic_path, atomic_write_text
+from ..data.labels import write_hessians, write_labels
+from ..core.errors import HessdistillError
+from .label import check_features, check_finite, doc_line, assemble_split, label_settings, rows_for
 
-log = logging.getLogger("hessdistill.label_shards")
+log = logging.getLogger("hessdistill.jobs.label_shards")
 
 #: cache folder name, beside labels.h5 (results/{subset}/teachers/{teacher}/label_cache)
 CACHE_DIRNAME = "label_cache"
@@ -81,7 +81,7 @@ def shard_assignment(counts: dict, n_shards: int, key: str = "shards") -> list[l
 # ---------------------------------------------------------------- settings and the cache key
 def _settings(store, teacher, splits, hessian_splits, hessians, rows_per_structure, row_seed, storage_dtype,
               node_features, structures):
-    """Validated settings and the cache manifest: hessdistill.label.label_settings plus the cache format."""
+    """Validated settings and the cache manifest: hessdistill.jobs.label.label_settings plus the cache format."""
     return {"format": CACHE_FORMAT, **label_settings(store, structures, teacher, splits=splits,
                                                      hessian_splits=hessian_splits, hessians=hessians,
                                                      rows_per_structure=rows_per_structure, row_seed=row_seed,
@@ -112,7 +112,7 @@ def _prepare_cache(cache_root: Path, manifest: dict) -> Path:
 
 # ---------------------------------------------------------------- one structure, one shard
 def _label_structure(store, teacher, structures, split, i, manifest, feature_info) -> dict:
-    """The payload of one structure: a chunk of one, in the format of hessdistill.label's chunk files."""
+    """The payload of one structure: a chunk of one, in the format of hessdistill.jobs.label's chunk files."""
     want_h = split in manifest["hessian_splits"]
     storage_dtype = np.dtype(manifest["storage_dtype"])
     atoms = store.atoms(split, i)
@@ -124,11 +124,11 @@ def _label_structure(store, teacher, structures, split, i, manifest, feature_inf
     else:
         e, f, h = teacher.labels(atoms, rows=sel)
     wall = time.perf_counter() - t0
-    _check_finite(e, f, h, structures, split, i, teacher.name)
+    check_finite(e, f, h, structures, split, i, teacher.name)
     payload = {"energy": np.asarray([e]), "forces": np.asarray(f, dtype=np.float64).reshape(-1, 3),
                "n_atoms": np.asarray([len(atoms)]), "wall_time": np.asarray([wall])}
     if feature_info is not None:
-        x = _check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name)
+        x = check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name)
         payload["node_features"] = np.asarray(x, dtype=np.float32)
     if want_h:
         rows = np.asarray(h, dtype=storage_dtype)
@@ -144,13 +144,13 @@ def run_label_shard(structures, teacher, cache_root, shard: int, n_shards: int, 
     """Label shard ``shard`` of ``n_shards`` of a structure store into the per-structure cache under
     ``cache_root`` (see the module docstring); structures already in the cache are taken, not recomputed.
 
-    Arguments as :func:`hessdistill.label.run_labelling` (``hessians``: whether Hessian rows are computed, as
+    Arguments as :func:`hessdistill.jobs.label.run_labelling` (``hessians``: whether Hessian rows are computed, as
     giving ``hessians_out`` there).  ``key`` names the shard count in error messages
     (``teachers.<name>.shards``).  Returns a summary (and writes it as JSON to ``summary_out``) that
     :func:`merge_label_shards` reads.  ``computed_log`` receives (split, index) of every structure computed.
     """
-    from .data.store import StructureStore
-    from .devices import device_record
+    from ..data.store import StructureStore
+    from ..core.devices import device_record
 
     if not isinstance(shard, (int, np.integer)) or not 0 <= shard < int(n_shards):
         raise HessdistillError(f"shard index {shard!r} is not in 0..{n_shards}-1")
@@ -184,7 +184,7 @@ def run_label_shard(structures, teacher, cache_root, shard: int, n_shards: int, 
         label_attrs = {"node_features": feature_info["description"], "node_feature_dim": int(feature_info["dim"]),
                        "node_features_dtype": "float32",
                        "element_embeddings": str(getattr(teacher, "element_embeddings_description", None)
-                                                 or _doc_line(type(teacher).element_embeddings))}
+                                                 or doc_line(type(teacher).element_embeddings))}
     summary = {
         "shard": int(shard), "shards": int(n_shards), "cache_dir": str(cache_dir), "digest": cache_dir.name,
         "teacher": manifest["teacher"], "structures": len(share), "structures_computed": n_computed,
@@ -213,9 +213,9 @@ def _merged_record(records: list[dict]) -> dict:
 
 def merge_label_shards(structures, shard_summaries, labels_out, hessians_out=None) -> dict:
     """Write ``labels_out`` (and ``hessians_out``) from the cache the shards of ``shard_summaries`` (their JSON
-    files, or dicts) filled: the files hessdistill.label.run_labelling writes for the same settings, plus the
+    files, or dicts) filled: the files hessdistill.jobs.label.run_labelling writes for the same settings, plus the
     attribute ``label_shards``.  Every structure of the store must be in the cache."""
-    from .data.store import StructureStore
+    from ..data.store import StructureStore
 
     sums = [json.loads(Path(s).read_text()) if not isinstance(s, dict) else s for s in shard_summaries]
     if not sums:

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..neighbours import VerletList
+from .neighbours import VerletList
 
 
 def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full neighbour list within ``cutoff`` Å: (i, j, Cartesian shift of j) with vec = r_j - r_i + shift.
 
-    One fresh search (a :class:`~hessdistill.neighbours.VerletList` without skin), pairs sorted by (i, j).
+    One fresh search (a :class:`~hessdistill.core.neighbours.VerletList` without skin), pairs sorted by (i, j).
     """
     return VerletList(cutoff, skin=0.0).pairs(atoms.positions, atoms.cell.array, atoms.pbc)
 
@@ -68,7 +68,7 @@ def _graph_data_class():
                     return int(inc)
                 return super().__inc__(key, value, *args, **kwargs)
 
-        GraphData.__qualname__ = "GraphData"  # picklable as hessdistill.data.graphs.GraphData (module __getattr__)
+        GraphData.__qualname__ = "GraphData"  # picklable as hessdistill.core.graphs.GraphData (module __getattr__)
         _GRAPH_DATA = GraphData
     return _GRAPH_DATA
 

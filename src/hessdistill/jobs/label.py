@@ -1,6 +1,6 @@
 """Teacher labelling job: energies/forces for every split, Hessian rows for chosen splits.
 
-    python -m hessdistill.label STRUCTURES.h5 --teacher chgnet --labels-out labels.h5 \\
+    python -m hessdistill.jobs.label STRUCTURES.h5 --teacher chgnet --labels-out labels.h5 \\
         [--hessians-out hessians.h5 --hessian-splits train test --rows 4|full --row-seed 0] \\
         [--dtype float64] [--device auto] [--chunk-size 16] [--node-features]
 
@@ -25,7 +25,7 @@ finite-difference, plain torch models) refuse the option with a clear error.
 
 Sharded labelling (workflow key ``teachers.<name>.shards: N``, an integer >= 1, at most the number of structures
 of the subset; absent or 1: this single job, unchanged).  With N > 1 the workflow runs N ``label_teacher_shard``
-jobs and one ``label_teacher_merge`` job instead (:mod:`hessdistill.label_shards`): shard k labels the structures
+jobs and one ``label_teacher_merge`` job instead (:mod:`hessdistill.jobs.label_shards`): shard k labels the structures
 at global positions g = k mod N of the store (all splits in order), saving each structure atomically in a cache
 keyed by the labelling inputs (teacher, structure content hashes, rows, seed, dtypes, node features) and its
 split and index, ``results/{subset}/teachers/{teacher}/label_cache/<digest>/``; a shard takes the structures
@@ -47,13 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hessian as hess
-from .atomic import atomic_path, atomic_write_text
-from .data.labels import write_hessians, write_labels
-from .errors import HessdistillError, StoreError, TeacherError
-from .devices import device_record
+from ..core import hessian as hess
+from ..core.atomic import atomic_path, atomic_write_text
+from ..data.labels import write_hessians, write_labels
+from ..core.errors import HessdistillError, StoreError, TeacherError
+from ..core.devices import device_record
 
-log = logging.getLogger("hessdistill.label")
+log = logging.getLogger("hessdistill.jobs.label")
 
 _SPLIT_SALT = {}
 
@@ -130,7 +130,7 @@ def label_settings(store, structures, teacher, *, splits=None, hessian_splits=No
     """The checked labelling settings as the manifest that names them: teacher metadata, the content hash of each
     labelled split, splits, Hessian splits, rows per structure ("full" or a positive int), row seed, storage dtype
     and (only when on) node-feature info.  Shared by the single job and the sharded one
-    (:mod:`hessdistill.label_shards`), so both accept and refuse the same inputs."""
+    (:mod:`hessdistill.jobs.label_shards`), so both accept and refuse the same inputs."""
     if rows_per_structure not in (None, "full"):
         try:
             rows_per_structure = int(rows_per_structure)
@@ -191,7 +191,7 @@ def run_labelling(
     show that a resumed job computes nothing twice).  ``node_features`` also stores the teacher's node features
     and element embedding table (see the module docstring).
     """
-    from .data.store import StructureStore
+    from ..data.store import StructureStore
 
     labels_out = Path(labels_out)
     hessians_out = Path(hessians_out) if hessians_out else None
@@ -238,9 +238,9 @@ def run_labelling(
                 else:
                     e, f, h = teacher.labels(atoms, rows=sel)
                 wall.append(time.perf_counter() - t0)
-                _check_finite(e, f, h, structures, split, i, teacher.name)
+                check_finite(e, f, h, structures, split, i, teacher.name)
                 if node_features:
-                    feats.append(_check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name))
+                    feats.append(check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name))
                 energy.append(e)
                 forces.append(np.asarray(f, dtype=np.float64).reshape(-1, 3))
                 n_atoms.append(len(atoms))
@@ -289,7 +289,7 @@ def run_labelling(
         label_attrs = {**attrs, "node_features": feature_info["description"], "node_feature_dim": int(feature_info["dim"]),
                        "node_features_dtype": "float32",
                        "element_embeddings": str(getattr(teacher, "element_embeddings_description", None)
-                                                 or _doc_line(type(teacher).element_embeddings))}
+                                                 or doc_line(type(teacher).element_embeddings))}
     write_labels(labels_out, per_split_labels, label_attrs, element_embeddings=table)
     shutil.rmtree(parts)
     summary = {
@@ -302,7 +302,7 @@ def run_labelling(
     return summary
 
 
-def _doc_line(fn) -> str:
+def doc_line(fn) -> str:
     doc = (getattr(fn, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else getattr(fn, "__qualname__", "?")
 
@@ -315,11 +315,11 @@ def _feature_info(teacher) -> dict:
             f"  fix: drop --node-features (node_features: true), or use a chgnet, sevenn or mace teacher"
         )
     dim = teacher.feature_dim
-    desc = getattr(teacher, "node_features_description", None) or _doc_line(type(teacher).node_features)
+    desc = getattr(teacher, "node_features_description", None) or doc_line(type(teacher).node_features)
     return {"dim": int(dim), "dtype": "float32", "description": str(desc)}
 
 
-def _check_features(x, n_atoms, dim, path, split, i, teacher) -> np.ndarray:
+def check_features(x, n_atoms, dim, path, split, i, teacher) -> np.ndarray:
     x = np.asarray(x)
     if x.shape != (n_atoms, dim):
         raise HessdistillError(f"teacher {teacher} returned node features of shape {x.shape} for structure {i} of split "
@@ -358,7 +358,7 @@ def _diff(old: dict, new: dict) -> str:
     return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
 
 
-def _check_finite(e, f, h, path, split, i, teacher):
+def check_finite(e, f, h, path, split, i, teacher):
     bad = not np.isfinite(e) or not np.isfinite(f).all() or (h is not None and not np.isfinite(h).all())
     if bad:
         raise HessdistillError(
@@ -384,7 +384,7 @@ def _progress(total, enabled, desc):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hessdistill.label", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.label", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("structures", help="structure store (HDF5) to label")
     p.add_argument("--teacher", required=True, help="teacher name, e.g. chgnet, sevenn, mace-off:large, ase:ase.calculators.emt:EMT")
@@ -413,7 +413,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
-    from .teachers import load_teacher
+    from ..teachers import load_teacher
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,7 +12,7 @@ class HessdistillError(Exception):
     """Base class of all errors raised on purpose by hessdistill."""
 
 
-def _compose(problem: str, *, path=None, structure=None, fix: str | None = None) -> str:
+def compose_message(problem: str, *, path=None, structure=None, fix: str | None = None) -> str:
     where = []
     if path is not None:
         where.append(f"file {str(path)!r}")
@@ -32,7 +32,7 @@ class StructureError(HessdistillError, ValueError):
         self.structure = structure
         self.problem = problem
         self.fix = fix
-        super().__init__(_compose(problem, path=path, structure=structure, fix=fix))
+        super().__init__(compose_message(problem, path=path, structure=structure, fix=fix))
 
 
 class StoreError(HessdistillError, ValueError):
@@ -41,7 +41,7 @@ class StoreError(HessdistillError, ValueError):
     def __init__(self, problem: str, *, path=None, structure=None, fix: str | None = None):
         self.path = path
         self.structure = structure
-        super().__init__(_compose(problem, path=path, structure=structure, fix=fix))
+        super().__init__(compose_message(problem, path=path, structure=structure, fix=fix))
 
 
 class TeacherError(HessdistillError, ValueError):
@@ -57,5 +57,5 @@ class UnsupportedElementError(TeacherError):
         fix = "remove these structures with a subset selector, or choose a teacher that covers these elements"
         if supported is not None and len(supported) <= 20:
             fix += f" (this teacher supports: {', '.join(supported)})"
-        super().__init__(_compose(problem, path=path, structure=structure, fix=fix))
+        super().__init__(compose_message(problem, path=path, structure=structure, fix=fix))
         self.symbols = symbols

@@ -6,7 +6,7 @@ are within ``cutoff`` *now*: if every atom moved less than skin/2, a pair closer
 than cutoff + skin at the build, so the result is exactly the full neighbour list of the current geometry (the
 order of the pairs aside), at the cost of a distance check instead of a cell-list search.
 
-Convention as :func:`hessdistill.data.graphs.neighbour_list`: full list, edge vector ``r_j - r_i + shift``.
+Convention as :func:`hessdistill.core.graphs.neighbour_list`: full list, edge vector ``r_j - r_i + shift``.
 Positions are used as given (not wrapped): an MD code that wraps atoms into the cell moves them by a lattice
 vector, which counts as a large displacement and triggers a rebuild.
 """

@@ -1,6 +1,6 @@
 """Evaluate a student run or a teacher with the same protocols; one JSON file per evaluation.
 
-    python -m hessdistill.evaluate (--model RUN/model.pt | --teacher NAME) --structures S.h5 \\
+    python -m hessdistill.jobs.evaluate (--model RUN/model.pt | --teacher NAME) --structures S.h5 \\
         [--labels L.h5] [--hessians H.h5] [--reference-teacher NAME] --out DIR \\
         [--evaluations test vibrations md relax speed] [--config eval.yaml]
 
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .devices import device_record, resolve_device
-from .errors import HessdistillError
+from ..core.devices import device_record, resolve_device
+from ..core.errors import HessdistillError
 
-log = logging.getLogger("hessdistill.evaluate")
+log = logging.getLogger("hessdistill.jobs.evaluate")
 
 #: evaluations that compare with the reference teacher's own calculation (relaxations, Hessians, timings)
 NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")
@@ -107,14 +107,14 @@ class _Subject:
         """A student (``model_path``) or a teacher (a name or a loaded teacher).  ``loader(dtype)`` loads the same
         teacher in another dtype (given a name, it is load_teacher); speed uses it to time the teacher in the
         student's dtype."""
-        from .evaluation.accuracy import calculator_predictor, student_hessian_rows_fn, student_predictor
+        from ..evaluation.accuracy import calculator_predictor, student_hessian_rows_fn, student_predictor
 
         if (model_path is None) == (teacher is None):
             raise HessdistillError("evaluate either a student (--model) or a teacher (--teacher), not both")
         device = str(resolve_device(device))  # "auto": cuda where this job sees a GPU, else cpu
         self.device = device
         if model_path is not None:
-            from .calculator import StudentCalculator, load_student
+            from ..students.calculator import StudentCalculator, load_student
 
             self.model, ck = load_student(model_path, device=device)
             self.name = f"student:{Path(model_path).parent.name}"
@@ -124,8 +124,8 @@ class _Subject:
             self.kind = "student"
             self.n_params = int(self.model.n_params)
         else:
-            from .teachers import load_teacher
-            from .teachers.calculator import TeacherCalculator
+            from ..teachers import load_teacher
+            from ..teachers.calculator import TeacherCalculator
 
             if isinstance(teacher, str):
                 name = teacher
@@ -149,8 +149,8 @@ class _Subject:
         """
         import tempfile
 
-        from .deployed import EagerProgram
-        from .students.export import export_student, extras_spec, load_exported
+        from ..students.deployed import EagerProgram
+        from ..students.export import export_student, extras_spec, load_exported
 
         if fmt != "eager":
             try:
@@ -182,7 +182,7 @@ class _Subject:
     def teacher_in(self, dtype: str):
         """This teacher in ``dtype`` ('float32'/'float64'): itself if it already is, else reloaded (when a loader is
         known; otherwise itself, and the caller reports the dtype it got)."""
-        from .teachers.base import dtype_name
+        from ..teachers.base import dtype_name
 
         if dtype_name(self.teacher.dtype) == dtype or self._loader is None:
             return self.teacher
@@ -192,7 +192,7 @@ class _Subject:
 def teacher_from_spec(spec: dict, *, device="cpu", dtype="float64"):
     """The reference teacher a workflow job compares with, from its params (the teacher's config entry):
     :func:`hessdistill.teachers.teacher_from_spec` on ``device`` (default cpu) in ``dtype`` (default float64)."""
-    from .teachers import teacher_from_spec as load
+    from ..teachers import teacher_from_spec as load
 
     return load(spec, device=device, dtype=dtype)
 
@@ -203,7 +203,7 @@ MINIMA_KEYS = ("n_structures", "fmax", "max_steps", "molecules_only")
 
 def minima_protocol(c: dict, split: str, ref: _Subject) -> dict:
     """What decides the teacher minima: the split, the teacher (name and dtype) and the relaxation protocol."""
-    from .teachers.base import dtype_name
+    from ..teachers.base import dtype_name
 
     return {"split": split, "teacher": ref.name, "teacher_dtype": dtype_name(ref.teacher.dtype),
             **{k: c[k] for k in MINIMA_KEYS}}
@@ -212,7 +212,7 @@ def minima_protocol(c: dict, split: str, ref: _Subject) -> dict:
 def teacher_minima(ref: _Subject, atoms, c: dict) -> list:
     """The teacher's half of the vibrations protocol on a split: the structures spread over trajectories, each
     relaxed by the teacher, with the teacher's float64-or-as-loaded Hessian there."""
-    from .evaluation.vibrations import teacher_minimum
+    from ..evaluation.vibrations import teacher_minimum
 
     pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
     return [teacher_minimum(a, ref.calc, teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
@@ -226,15 +226,15 @@ def check_minima(made: dict, c: dict, split: str, ref: _Subject, path) -> None:
     if have != want:
         diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
         raise HessdistillError(f"teacher minima {path} were made with another protocol ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
-                               "remake them (rule teacher_minima, or python -m hessdistill.evaluate --make-minima) "
+                               "remake them (rule teacher_minima, or python -m hessdistill.jobs.evaluate --make-minima) "
                                "or evaluate without --minima")
 
 
 def make_minima(reference: _Subject, structures, out_path, *, config=None) -> dict:
     """Relax the vibrations pool of ``structures`` with the reference teacher and store the minima and its Hessians
     (:func:`hessdistill.evaluation.vibrations.save_minima`); returns the meta written beside them."""
-    from .data.store import StructureStore
-    from .evaluation.vibrations import save_minima
+    from ..data.store import StructureStore
+    from ..evaluation.vibrations import save_minima
 
     cfg = merge_config(config)
     split = cfg["split"]
@@ -254,8 +254,8 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                     reference_teacher=None, config=None, minima=None) -> dict:
     """Run ``evaluations`` of ``subject``; one JSON per evaluation in ``out_dir``.  ``minima``: a teacher-minima
     file (:func:`make_minima`) that vibrations uses in place of relaxing with the teacher again."""
-    from .data.store import StructureStore
-    from .evaluation import write_json
+    from ..data.store import StructureStore
+    from ..evaluation import write_json
 
     cfg = merge_config(config)
     out = Path(out_dir)
@@ -280,7 +280,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
         t0 = time.perf_counter()
         c = cfg.get(ev, {})
         if ev == "test":
-            from .evaluation.accuracy import accuracy_from_stores
+            from ..evaluation.accuracy import accuracy_from_stores
 
             res = accuracy_from_stores(subject.predict_factory(c["batch_size"]), structures, split=split, labels=labels,
                                        hessians=hessians, hessian_rows_fn=subject.rows_fn,
@@ -289,7 +289,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                                        # the teacher's energies may have another zero than the reference's
                                        offsets_from="train" if subject.kind == "teacher" else None)
         elif ev == "vibrations":
-            from .evaluation.vibrations import compare_at_minimum, frequency_suite, load_minima
+            from ..evaluation.vibrations import compare_at_minimum, frequency_suite, load_minima
 
             if minima is not None:  # the teacher's relaxations and Hessians, made once for every model
                 records, made = load_minima(minima)
@@ -301,7 +301,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                                        else subject.hessian) for rec in records]
             res = {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
         elif ev == "phonons":
-            from .evaluation.phonons import phonon_comparison, phonon_suite
+            from ..evaluation.phonons import phonon_comparison, phonon_suite
 
             pool = phonon_structures(atoms, c["n_structures"])
             kw = {k: v for k, v in c.items() if k != "n_structures"}
@@ -310,7 +310,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
             res = {**phonon_suite(runs), "runs": runs,
                    "note": None if pool else "no periodic structure in the split: no phonons"}
         elif ev == "md":
-            from .evaluation.md import find_bonds, md_stability_suite, training_reference
+            from ..evaluation.md import find_bonds, md_stability_suite, training_reference
 
             kw = {k: v for k, v in c.items() if k not in ("n_structures", "bond_reference")}
             starts = atoms[: c["n_structures"]]
@@ -329,19 +329,19 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
                 for r, (_, n_frames) in zip(res["runs"], found):
                     r["bond_reference"] = f"training ({n_frames} frames)" if n_frames else "initial (no training frame matches)"
         elif ev == "relax":
-            from .evaluation.relax import relax_comparison
+            from ..evaluation.relax import relax_comparison
 
             kw = {k: v for k, v in c.items() if k not in ("n_structures", "reference_calculator")}
             if c.get("reference_calculator"):  # the paper's re-scoring of the final geometries (CPU, float64)
-                from .teachers.calculator import reference_calculator
+                from ..teachers.calculator import reference_calculator
 
                 rc = reference_calculator(c["reference_calculator"])
                 # the teacher's geometries are re-scored once, by the teacher's own relax evaluation (there the model)
                 kw |= {"reference_calc": rc.calc, "reference_info": rc.metadata(), "rescore_teacher": False}
             res = relax_comparison(atoms[: c["n_structures"]], subject.calc, ref.calc, **kw)
         else:  # speed
-            from .evaluation.speed import latency_sizes, speed_comparison, time_teacher
-            from .teachers.base import dtype_name
+            from ..evaluation.speed import latency_sizes, speed_comparison, time_teacher
+            from ..teachers.base import dtype_name
 
             pool = (atoms * (1 + c["n_structures"] // len(atoms)))[: c["n_structures"]]
             # latency at the subset's own sizes (smallest, median, largest) and at a supercell of >= large_atoms
@@ -370,7 +370,7 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hessdistill.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.evaluate", description=__doc__.split("\n\n")[0])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="student checkpoint (model.pt)")
     g.add_argument("--teacher", help="teacher name, evaluated as a pseudo-run")
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
                    help="only relax the vibrations structures with --teacher and write them and its Hessians to PATH")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .data.prepare import load_spec
+    from .prepare import load_spec
 
     try:
         cfg = load_spec(args.config) if args.config else None

@@ -1,7 +1,7 @@
 """Logging of one workflow job: its stdout, stderr and ``logging`` records go to the job's Snakemake ``log:``.
 
-A module of its own (not part of :mod:`hessdistill.workflow`) because every job script imports it: it is part
-of the code hash of every rule (:mod:`hessdistill.codehash`), so it is kept small and stable.
+A module of its own (not part of :mod:`hessdistill.workflow.params`) because every job script imports it: it is part
+of the code hash of every rule (:mod:`hessdistill.core.codehash`), so it is kept small and stable.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import HessdistillError
-from .workflow import RUN_WORKFLOW_KEYS, run_config
+from ..core.errors import HessdistillError
+from .params import RUN_WORKFLOW_KEYS, run_config
 
 #: problems shown in a ConfigError (the rest are counted)
 MAX_MESSAGES = 10
@@ -385,7 +385,7 @@ def _train_problems(cfg: dict, key) -> list[str]:
                 if k not in valid]
     if isinstance(cfg.get("student"), dict):
         out += _student_problems(cfg["student"], key)
-    data, hessian = _optional("hessdistill.training.data"), _optional("hessdistill.hessian")
+    data, hessian = _optional("hessdistill.training.data"), _optional("hessdistill.core.hessian")
     choices = {"row_weighting": data and data.ROW_WEIGHTINGS, "probe": ("gaussian", "rademacher"),
                "vjp_method": hessian and hessian.VJP_METHODS, "energy_source": ("reference", "teacher"),
                "dtype": _DTYPES}

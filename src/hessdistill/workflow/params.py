@@ -19,7 +19,7 @@ RUN_WORKFLOW_KEYS = ("subset_overrides", "subsets", "paper_table")
 def canon(x):
     """Dicts with sorted string keys (recursively), lists for tuples, plain scalars; other objects as str.
 
-    Like :func:`hessdistill.jsonutil.plain` plus sorting, but written without numpy on purpose: this module is
+    Like :func:`hessdistill.core.jsonutil.plain` plus sorting, but written without numpy on purpose: this module is
     imported by the Snakefile on the submitting (login) node, whose environment need only have Snakemake."""
     if isinstance(x, dict):
         return {str(k): canon(x[k]) for k in sorted(x, key=str)}

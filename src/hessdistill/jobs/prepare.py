@@ -1,6 +1,6 @@
 """One job from a dataset to a subset store: read the source, select the subset, split it, write the store.
 
-    python -m hessdistill.data.prepare SUBSET.yaml --out results/<subset>/data/structures.h5 [--report r.json]
+    python -m hessdistill.jobs.prepare SUBSET.yaml --out results/<subset>/data/structures.h5 [--report r.json]
 
 The subset specification (YAML or JSON; in the workflow it is one entry of the config's ``subsets:``)::
 
@@ -41,8 +41,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..atomic import atomic_write_text
-from ..errors import HessdistillError
+from ..core.atomic import atomic_write_text
+from ..core.errors import HessdistillError
 
 _TOP_KEYS = {"source", "test_source", "selectors", "split"}
 _SPLIT_KEYS = {"fractions", "counts", "seed", "group_by", "carve_test_from_train"}
@@ -58,7 +58,7 @@ def _check_keys(d, allowed, where):
 
 
 def _read(src: dict, where: str, base_dir: Path):
-    from .sources import read_source, verify_checksum
+    from ..data.sources import read_source, verify_checksum
 
     _check_keys(src, _SOURCE_KEYS, where)
     if "name" not in src:
@@ -86,7 +86,7 @@ def _read(src: dict, where: str, base_dir: Path):
 
 def _builtin(options: dict, where: str):
     from ..teachers import load_teacher
-    from .builtin import GeneratorSettings, generate
+    from ..data.builtin import GeneratorSettings, generate
 
     teacher_name = options.pop("teacher", "chgnet")
     dtype = options.pop("dtype", "float32")
@@ -102,8 +102,8 @@ def _builtin(options: dict, where: str):
 
 def prepare_subset(spec: dict, out, *, base_dir=None) -> dict:
     """Build the subset store ``out`` from ``spec`` (see the module docstring); return the report."""
-    from .splits import carve_test_from_train, make_splits, write_split_store
-    from .subsets import compile_selectors, select
+    from ..data.splits import carve_test_from_train, make_splits, write_split_store
+    from ..data.subsets import compile_selectors, select
 
     base_dir = Path(base_dir or ".")
     _check_keys(spec, _TOP_KEYS, "subset")
@@ -158,7 +158,7 @@ def load_spec(path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hessdistill.data.prepare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("spec", help="subset specification (YAML/JSON)")
     p.add_argument("--out", required=True, help="structure store to write (HDF5)")
     p.add_argument("--report", help="write the selection/split report (JSON) here")

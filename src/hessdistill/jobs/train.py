@@ -1,6 +1,6 @@
 """Train one student run.
 
-    python -m hessdistill.train RUN.yaml --structures S.h5 [--labels L.h5] [--hessians H.h5] --out DIR
+    python -m hessdistill.jobs.train RUN.yaml --structures S.h5 [--labels L.h5] [--hessians H.h5] --out DIR
 
 ``RUN.yaml`` holds the options of :class:`hessdistill.training.TrainConfig` (student, method, weights,
 rows_per_structure, batch_size, lr, max_epochs, max_time_s, seed, device, dtype, ...).  Rerunning the same
@@ -14,11 +14,11 @@ import json
 import logging
 import sys
 
-from .errors import HessdistillError
+from ..core.errors import HessdistillError
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hessdistill.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.train", description=__doc__.split("\n\n")[0])
     p.add_argument("config", help="run configuration (YAML or JSON)")
     p.add_argument("--structures", required=True)
     p.add_argument("--labels")
@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .data.prepare import load_spec
-    from .training import train
+    from .prepare import load_spec
+    from ..training import train
 
     try:
         cfg = load_spec(args.config)
