@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # workflow through the Slurm profile; without it that test is skipped.
 SLURM ?= 0
 
-.PHONY: demo hessian-demo test test-main test-mace env env-mace bench gpu-check clean slurm-up slurm-down
+.PHONY: demo hessian-demo test lint test-main test-mace env env-mace bench gpu-check clean slurm-up slurm-down
 
 env: $(VENV)/.installed
 env-mace: $(MACE_VENV)/.installed
@@ -39,7 +39,13 @@ demo: env
 hessian-demo: env
 	$(VENV)/bin/python -m hessdistill.jobs.demo --out results/demo
 
-test: test-main test-mace
+test: lint test-main test-mace
+
+# ruff (settings in pyproject.toml): lint and formatting of the whole tree; `ruff check --fix` and `ruff format`
+# repair most of what it reports (.pre-commit-config.yaml runs the same before each commit)
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-main: env
 	@if [ "$(SLURM)" = "1" ]; then bash .ci/slurm-up.sh; fi

@@ -18,3 +18,20 @@ def _torch_threads():
         return
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def ci_tiny_completed(tmp_path_factory):
+    """One complete run of configs/ci-tiny.yaml (a few minutes on 2 cores), shared by the workflow tests (its rerun
+    checks) and the Slurm test (the local run its Slurm results are compared with): made once per session."""
+    import time
+
+    from test_workflow import base_config, snakemake
+
+    d = tmp_path_factory.mktemp("wf")
+    t0 = time.perf_counter()
+    res = snakemake(d, base_config(), "--show-failed-logs")
+    elapsed = time.perf_counter() - t0
+    assert res.returncode == 0, (res.stdout + res.stderr)[-8000:]
+    print(f"ci-tiny workflow: {elapsed:.0f} s")
+    return d

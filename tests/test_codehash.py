@@ -49,10 +49,10 @@ def test_a_library_change_reaches_the_hash_of_every_job_that_imports_it(tmp_path
     import hessdistill.core.codehash as ch
 
     pkg = tmp_path / "hessdistill"
-    shutil.copytree(Path(ch.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(ch.__file__).parents[1], pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(ch, "_ROOT", pkg)
     before = {s: ch.code_hash([SCRIPTS / s]) for s in ("label_teacher.py", "report.py")}
-    hessian = pkg / "hessian.py"
+    hessian = pkg / "core" / "hessian.py"
     hessian.write_text(hessian.read_text() + "\n\ndef _extra():\n    return 1\n")
     after = {s: ch.code_hash([SCRIPTS / s]) for s in ("label_teacher.py", "report.py")}
     assert after["label_teacher.py"] != before["label_teacher.py"]

@@ -81,14 +81,9 @@ REPORT = {"report: results/report/summary.csv"}
 
 
 @pytest.fixture(scope="module")
-def completed(tmp_path_factory):
-    d = tmp_path_factory.mktemp("wf")
-    t0 = time.perf_counter()
-    res = snakemake(d, base_config(), "--show-failed-logs")
-    elapsed = time.perf_counter() - t0
-    assert res.returncode == 0, (res.stdout + res.stderr)[-8000:]
-    print(f"ci-tiny workflow: {elapsed:.0f} s")
-    return d
+def completed(ci_tiny_completed):
+    """The finished ci-tiny run (tests/conftest.py; the Slurm test compares its results with the same run)."""
+    return ci_tiny_completed
 
 
 def test_schema_typo_fails_naming_the_key(tmp_path):

@@ -342,7 +342,7 @@ def _teacher_problems(config: dict) -> list[str]:
         prefix = model.partition(":")[0] if isinstance(model, str) else None
         adapter = registry.FORMS.get(prefix) if registry is not None and prefix not in ("ase", "torch") else None
         if options and adapter:  # read from the adapter's source: importing it would import chgnet & co.
-            module_file = Path(__file__).parent.joinpath(*adapter[2].split(".")[1:]).with_suffix(".py")
+            module_file = Path(__file__).parents[1].joinpath(*adapter[2].split(".")[1:]).with_suffix(".py")
             params = _init_parameters(module_file, adapter[3])
             if params and not params[1]:
                 valid = [p for p in params[0] if p not in _REGISTRY_ARGS]
