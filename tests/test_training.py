@@ -460,7 +460,8 @@ def test_cosine_schedule_decays_over_the_budget_epochs_or_wall_time(stores, tmp_
     that is the nearer one; an unknown schedule is refused by name."""
     from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
-    from hessdistill.training.loop import TrainConfig, budget_fraction, cosine_lr
+    from hessdistill.training.config import TrainConfig
+    from hessdistill.training.schedule import budget_fraction, cosine_lr
 
     cfg = TrainConfig(lr=1e-3, min_lr=1e-5, max_epochs=10, max_time_s=100.0)
     assert cosine_lr(cfg, 0.0) == pytest.approx(1e-3) and cosine_lr(cfg, 1.0) == pytest.approx(1e-5)
@@ -491,7 +492,7 @@ def test_hessian_phase_ends_at_its_fraction_of_the_budget(stores, tmp_path):
 
     from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
-    from hessdistill.training.loop import TrainConfig
+    from hessdistill.training.config import TrainConfig
 
     st, lab, hes = stores
     out = tmp_path / "h"
