@@ -25,6 +25,8 @@ OPTIMIZER_OPTIONS = {"foreach": True}
 
 @dataclass
 class TrainConfig:
+    """The options of one training run (the comments say what each does); :meth:`from_dict` checks them."""
+
     student: dict = field(default_factory=lambda: {"arch": "painn"})
     method: str = "hessian"
     #: loss weights; None means the method's default (paper values)
@@ -83,6 +85,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The run with options ``d``; unknown options and invalid values raise a HessdistillError."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise HessdistillError(f"unknown training option(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
