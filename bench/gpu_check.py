@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     chk.step("deterministic", deterministic)
 
     def speed():
-        from hessdistill.students.calculator import load_student
+        from hessdistill.students.checkpoint import load_student
         from hessdistill.data.store import StructureStore
         from hessdistill.evaluation.speed import speed_comparison
         from hessdistill.teachers import load_teacher
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
 
     def export():
         """The student compiled for this device (AOTInductor), equal to the eager model, and batched MD on it."""
-        from hessdistill.students.calculator import load_student
+        from hessdistill.students.checkpoint import load_student
         from hessdistill.data.store import StructureStore
         from hessdistill.students.deployed import EagerProgram, Runner
         from hessdistill.evaluation.batched_md import BatchedMD

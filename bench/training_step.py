@@ -73,10 +73,13 @@ def measure(repeats: int) -> dict:
             b.hess_target = torch.tensor(rng.standard_normal((s, n, 3)), dtype=torch.float32)
             b.hess_weight = torch.tensor(weight, dtype=torch.float32)
         weights = LossWeights(energy=5, forces=100, hessian=50.0 if s else 0.0)
-        try:  # the training loop's optimiser options where the library has them
-            from hessdistill.training.loop import OPTIMIZER_OPTIONS
+        try:  # the training loop's optimiser options where the library has them (training.loop in older versions)
+            from hessdistill.training.config import OPTIMIZER_OPTIONS
         except ImportError:
-            OPTIMIZER_OPTIONS = {}
+            try:
+                from hessdistill.training.loop import OPTIMIZER_OPTIONS
+            except ImportError:
+                OPTIMIZER_OPTIONS = {}
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True, **OPTIMIZER_OPTIONS)
         ts = []
         for r in range(3 + repeats):

@@ -75,13 +75,12 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 # ------------------------------------------------------------------------------------- files that are not students
 def _toy_checkpoint(path):
     """A valid student file for the toy model, written by the training loop's own writer (as best.pt/model.pt)."""
-    from types import SimpleNamespace
-
+    from hessdistill.students.checkpoint import save_student
     from hessdistill.students.registry import STUDENTS
-    from hessdistill.training.loop import _save_model
 
     STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
-    _save_model(path, model(), SimpleNamespace(dtype="float64", method="hessian"), {"epoch": 3, "best_val": 12.5}, None)
+    save_student(path, model(), dtype="float64", epoch=3, val_force_mae_meV_A=12.5, teacher_val_force_mae_meV_A=None,
+                 method="hessian")
     return path
 
 

@@ -84,7 +84,7 @@ def test_paper_settings_per_subset():
     md22 = load("md22")
     assert {run_config(md22, "buckyball-catcher", r)["student"]["direct_forces"] for r in md22["runs"]} == {True, False}
     # every run's options are valid TrainConfig options (what the train job will accept)
-    from hessdistill.training.loop import TrainConfig
+    from hessdistill.training.config import TrainConfig
 
     for cfg in (spice, mptrj, md22):
         for s, _, r in combos(cfg):

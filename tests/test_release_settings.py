@@ -16,7 +16,8 @@ from hessdistill.core.errors import HessdistillError
 from hessdistill.students import build_student
 from hessdistill.training.data import DistillDataset, HessianCollate
 from hessdistill.training.losses import LossWeights, compute_loss, hessian_loss, hessian_outliers, n2n_loss
-from hessdistill.training.loop import EMA, TrainConfig
+from hessdistill.training.config import TrainConfig
+from hessdistill.training.loop import EMA
 
 
 # ----------------------------------------------------------------------------- optimiser and EMA
@@ -200,7 +201,7 @@ def test_painn_max_neighbors_large_is_uncapped_small_differs_and_stays_invariant
 
 
 def test_painn_max_neighbors_round_trips_through_a_checkpoint(tmp_path):
-    from hessdistill.students.calculator import load_student
+    from hessdistill.students.checkpoint import load_student
 
     model = _painn(max_neighbors=4)
     assert model.config()["max_neighbors"] == 4

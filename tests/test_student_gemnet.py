@@ -281,6 +281,22 @@ def test_fit_scale_factors():
     assert torch.isfinite(e).all()
 
 
+def test_prepare_for_training_fits_the_scale_factors_other_students_keep_their_weights():
+    b = batch_atoms([ethanol(), crystal()], 4.0)
+    fitted = tiny(True)
+    expected = fitted.fit_scale_factors(b)
+    model = tiny(True)
+    with torch.no_grad():
+        model.prepare_for_training(b)
+    for name, mod in model.named_modules():
+        if name in expected:
+            assert float(mod.scale) == expected[name]
+    painn = build_student({"arch": "painn", "hidden": 8, "num_layers": 1, "num_rbf": 4, "cutoff": 4.0})
+    before = {k: v.clone() for k, v in painn.state_dict().items()}
+    painn.prepare_for_training(b)  # the Student default: nothing
+    assert all(torch.equal(v, before[k]) for k, v in painn.state_dict().items())
+
+
 # ----------------------------------------------------------------------------- precomputed graph extras
 def silicon():
     a = bulk("Si", "diamond", a=5.43, cubic=True)

@@ -395,7 +395,7 @@ def test_painn_curvature_stays_bounded_at_symmetric_structures():
 
 
 def test_old_painn_checkpoints_keep_the_norm_they_were_trained_with(tmp_path):
-    from hessdistill.students.calculator import load_student
+    from hessdistill.students.checkpoint import load_student
     from hessdistill.students import build_student
 
     m = build_student({"arch": "painn", "hidden": 8, "num_layers": 1, "num_rbf": 4, "cutoff": 4.0})

@@ -13,7 +13,7 @@ from hessdistill.data.store import StructureStore, write_structures
 from hessdistill.jobs.label import run_labelling
 from hessdistill.students.registry import STUDENTS
 from hessdistill.teachers import load_teacher
-from hessdistill.training.loop import train
+from hessdistill.training import train
 
 STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
 SPEC = "torch:direct_force_model:load"

@@ -202,6 +202,24 @@ def test_resume_after_kill_matches_uninterrupted(stores, tmp_path):
     assert res["best_val_force_mae_meV_A"] == ref["best_val_force_mae_meV_A"]
 
 
+def test_the_snakemake_job_trains_into_the_model_directory_with_the_rule_threads_and_given_device(stores, tmp_path,
+                                                                                                 capsys):
+    from types import SimpleNamespace
+
+    from hessdistill.jobs.train import snakemake_job
+
+    st, lab, hes = stores
+    smk = SimpleNamespace(params=SimpleNamespace(run=run_cfg(max_epochs=1, device="cuda")), threads=1,
+                          input=SimpleNamespace(structures=str(st), labels=str(lab), hessians=str(hes)),
+                          output=SimpleNamespace(model=str(tmp_path / "run" / "model.pt")))
+    summary = snakemake_job(smk, device="cpu")
+    assert summary["epochs"] == 1 and (tmp_path / "run" / "model.pt").exists()
+    assert json.loads(capsys.readouterr().out)["epochs"] == 1
+    cfg = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["config"]
+    assert cfg["threads"] == 1 and cfg["device"] == "cpu"
+    assert smk.params.run["device"] == "cuda"  # the params are not modified
+
+
 def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
     from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
@@ -460,7 +478,8 @@ def test_cosine_schedule_decays_over_the_budget_epochs_or_wall_time(stores, tmp_
     that is the nearer one; an unknown schedule is refused by name."""
     from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
-    from hessdistill.training.loop import TrainConfig, budget_fraction, cosine_lr
+    from hessdistill.training.config import TrainConfig
+    from hessdistill.training.schedule import budget_fraction, cosine_lr
 
     cfg = TrainConfig(lr=1e-3, min_lr=1e-5, max_epochs=10, max_time_s=100.0)
     assert cosine_lr(cfg, 0.0) == pytest.approx(1e-3) and cosine_lr(cfg, 1.0) == pytest.approx(1e-5)
@@ -491,7 +510,7 @@ def test_hessian_phase_ends_at_its_fraction_of_the_budget(stores, tmp_path):
 
     from hessdistill.core.errors import HessdistillError
     from hessdistill.training import train
-    from hessdistill.training.loop import TrainConfig
+    from hessdistill.training.config import TrainConfig
 
     st, lab, hes = stores
     out = tmp_path / "h"

@@ -16,7 +16,7 @@ from .core.errors import HessdistillError
 def _export(args) -> int:
     import torch
 
-    from .students.calculator import load_student
+    from .students.checkpoint import load_student
     from .students.export import export_student
 
     if args.threads:

@@ -33,3 +33,15 @@ def atomic_path(path, suffix: str | None = None):
 def atomic_write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def atomic_torch_save(path, obj) -> None:
+    """``torch.save(obj)`` to ``path`` atomically: serialised in memory first, then written and renamed in one go."""
+    import io
+
+    import torch  # here, not at module level: this module is imported where torch need not be installed
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buf.getvalue())

@@ -175,6 +175,14 @@ class Student(nn.Module):
     def set_energy_scale(self, value: float) -> None:
         self.energy_scale.fill_(float(value))
 
+    def prepare_for_training(self, batch) -> None:
+        """Fit what this student derives from training data, beyond the element energies and the energy scale.
+
+        Called once by the training loop before the first step (not on resumption, whose checkpoint holds the
+        result), under ``torch.no_grad()``, with the model on its training device and dtype and ``batch`` a
+        plain batch of the first training structures.  Nothing by default.
+        """
+
     def config(self) -> dict:
         """Everything needed to rebuild this student (with :func:`hessdistill.students.build_student`)."""
         return {"arch": self.arch, **self.hparams}

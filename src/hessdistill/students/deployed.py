@@ -60,7 +60,7 @@ def load_program(source, device: str = "cpu"):
         return EagerProgram(source.to(device))
     if is_exported(source):
         return load_exported(source, device=device)
-    from .calculator import load_student
+    from .checkpoint import load_student
 
     model, _ = load_student(source, device=device)
     return EagerProgram(model)

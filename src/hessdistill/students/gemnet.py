@@ -56,7 +56,8 @@ constants fitted once on data.  Here they are non-trainable ``nn.Parameter`` sca
 so they appear in ``parameters()`` and in the state dict) with fixed defaults: 1/sqrt(``avg_num_neighbors``)
 for the sums over an atom's edges (s3, s4) and over an edge's triplets (s2), 1 for the Hadamard products
 (s1, s5).  :meth:`GemNet.fit_scale_factors` optionally refits them on a batch (variance matching, as in the
-official code); refitted values travel in the state dict / checkpoint.
+official code; training does so on its first structures, :meth:`GemNet.prepare_for_training`); refitted values
+travel in the state dict / checkpoint.
 
 Parameter counts (default "small" config, num_elements 83), ``sum(p.numel() for p in model.parameters())``:
 
@@ -538,6 +539,11 @@ class GemNet(Student):
         return AtomwiseOutput(energy=e_atom, features=h, forces=forces)
 
     # ------------------------------------------------------------------ scale factors
+    def prepare_for_training(self, batch) -> None:
+        """Fit the scale factors on ``batch`` (:meth:`fit_scale_factors`); they travel in the state dict, hence in
+        checkpoints."""
+        self.fit_scale_factors(batch)
+
     @torch.no_grad()
     def fit_scale_factors(self, batch) -> dict[str, float]:
         """Refit every scale factor on ``batch`` so each scaled output has the mean square of its reference.

@@ -372,13 +372,13 @@ def _student_problems(student: dict, key) -> list[str]:
 
 def _train_problems(cfg: dict, key) -> list[str]:
     """Problems of one run's TrainConfig options (``key(name, ...)``: the config key of an option)."""
-    loop, losses = _optional("hessdistill.training.loop"), _optional("hessdistill.training.losses")
+    options, losses = _optional("hessdistill.training.config"), _optional("hessdistill.training.losses")
     out = []
-    if loop is not None:
-        fields = sorted(loop.TrainConfig.__dataclass_fields__)
+    if options is not None:
+        fields = sorted(options.TrainConfig.__dataclass_fields__)
         out += [_unknown_key(key(k), k, fields, "training option") for k in cfg if k not in fields]
-        if "method" in cfg and cfg["method"] not in loop.METHODS:
-            out.append(_bad_choice(key("method"), cfg["method"], loop.METHODS, "method"))
+        if "method" in cfg and cfg["method"] not in options.METHODS:
+            out.append(_bad_choice(key("method"), cfg["method"], options.METHODS, "method"))
     if losses is not None:
         valid = [f for f in losses.LossWeights.__dataclass_fields__ if f != "extra"]
         out += [_unknown_key(key("weights", k), k, valid, "loss weight") for k in _mapping(cfg.get("weights"))
@@ -398,12 +398,13 @@ def _train_problems(cfg: dict, key) -> list[str]:
 
 def _hessian_rows_used(cfg: dict) -> bool | None:
     """Whether the run matches Hessian rows (its method's λ_H with its weights > 0); None when unknown here."""
-    loop = _optional("hessdistill.training.loop")
-    if loop is None or cfg.get("method", "hessian") not in loop.METHODS:
+    options = _optional("hessdistill.training.config")
+    if options is None or cfg.get("method", "hessian") not in options.METHODS:
         return None
     weights = {k: v for k, v in _mapping(cfg.get("weights")).items() if k != "extra"}
     try:
-        return loop.method_weights(loop.TrainConfig(method=cfg.get("method", "hessian"), weights=weights)).hessian > 0
+        run = options.TrainConfig(method=cfg.get("method", "hessian"), weights=weights)
+        return options.method_weights(run).hessian > 0
     except (HessdistillError, TypeError, ValueError):
         return None
 
