@@ -10,7 +10,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from hessdistill.jobs.prepare import main, prepare_subset
-from hessdistill.data.store import StructureStore, read_extxyz, write_extxyz
+from hessdistill.data.formats import read_extxyz, write_extxyz
+from hessdistill.data.store import StructureStore
 from hessdistill.core.errors import HessdistillError, StructureError
 
 
