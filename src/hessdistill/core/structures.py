@@ -123,7 +123,8 @@ def _stale(calc, atoms) -> bool:
     ref = calc.atoms
     if ref is None:
         return False
-    if len(ref) != len(atoms) or not np.array_equal(ref.numbers, atoms.numbers) or not np.array_equal(ref.pbc, atoms.pbc):
+    if (len(ref) != len(atoms) or not np.array_equal(ref.numbers, atoms.numbers)
+            or not np.array_equal(ref.pbc, atoms.pbc)):
         return True
     return bool(np.abs(ref.positions - atoms.positions).max(initial=0.0) > 1e-15
                 or np.abs(ref.cell.array - atoms.cell.array).max() > 1e-15)
@@ -151,7 +152,8 @@ def calc_property(atoms, name, *, compute, path, where):
     except Exception as exc:
         raise StructureError(f"the attached calculator failed to give {name!r}: {type(exc).__name__}: {exc}",
                              path=path, structure=where,
-                             fix="check the calculator, or attach precomputed results as a SinglePointCalculator") from exc
+                             fix="check the calculator, or attach precomputed results as a SinglePointCalculator",
+                             ) from exc
 
 
 def _info_value(value):
@@ -270,7 +272,8 @@ def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
                              fix="pass lists of ase.Atoms")
     n = len(atoms)
     if n == 0:
-        raise StructureError("structure has no atoms", path=path, structure=where, fix="drop empty structures from the input")
+        raise StructureError("structure has no atoms", path=path, structure=where,
+                             fix="drop empty structures from the input")
     numbers = np.asarray(atoms.numbers)
     unknown = (numbers < 1) | (numbers > MAX_Z)
     if unknown.any():
@@ -278,10 +281,12 @@ def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
         raise StructureError(f"unknown element number(s) {bad} (valid: 1..{MAX_Z})", path=path, structure=where,
                              fix="fix the atomic numbers (0 is ASE's dummy atom 'X') or drop this structure")
     if not np.isfinite(atoms.positions).all():
-        raise StructureError("positions contain NaN or inf", path=path, structure=where, fix="drop or repair this structure")
+        raise StructureError("positions contain NaN or inf", path=path, structure=where,
+                             fix="drop or repair this structure")
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if not np.isfinite(cell).all():
-        raise StructureError("cell contains NaN or inf", path=path, structure=where, fix="drop or repair this structure")
+        raise StructureError("cell contains NaN or inf", path=path, structure=where,
+                             fix="drop or repair this structure")
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
         vecs = cell[pbc]
@@ -346,7 +351,8 @@ def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
             sid = str(sid)
         if not isinstance(sid, str) or not sid:
             raise StructureError(f"info['structure_id'] must be a non-empty string (got {sid!r})", path=path,
-                                 structure=where, fix="use ids like 'mp-1234:17', or remove the key to get '<split>:<index>'")
+                                 structure=where,
+                                 fix="use ids like 'mp-1234:17', or remove the key to get '<split>:<index>'")
 
     try:
         info_json = _info_json(atoms.info)

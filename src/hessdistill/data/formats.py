@@ -109,11 +109,13 @@ def read_extxyz(path, *, energy_key: str = "energy", forces_key: str = "forces",
         except Exception as exc:
             if frame == 0 and "expected xyz header" in str(exc).lower():  # ASE's scan of the frame table
                 raise StructureError(f"not a valid extended XYZ file: {type(exc).__name__}: {exc}", path=path,
-                                     fix="repair the file (each frame: atom count, comment line, one line per atom)") from exc
+                                     fix="repair the file (each frame: atom count, comment line, one line per atom)",
+                                     ) from exc
             raise _parse_error(exc, path=path, frame=frame) from exc
         frames.append(atoms)
     if not frames:
-        raise StructureError("the file holds no structures", path=path, fix="check that the file was written completely")
+        raise StructureError("the file holds no structures", path=path,
+                             fix="check that the file was written completely")
     selected = _select(list(range(len(frames))), index)
     out = []
     for frame in selected:
