@@ -129,8 +129,8 @@ def write_extxyz(path, atoms_list, *, energy_key: str = "energy", forces_key: st
                  stress_key: str = "stress") -> Path:
     """Write structures (with their labels under the given keys) to an extended-XYZ file, atomically.
 
-    Labels are taken as in :func:`write_structures`; extxyz stores decimal text, so unlike the HDF5
-    store this does not round-trip bit-exactly.
+    Labels are taken as in :func:`~hessdistill.data.store.write_structures`; extxyz stores decimal text, so unlike
+    the HDF5 store this does not round-trip bit-exactly.
     """
     import ase.io
 

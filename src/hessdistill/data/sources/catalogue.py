@@ -19,8 +19,8 @@ __all__ = ["SOURCES", "ChecksumError", "expected_checksum", "verify_checksum"]
 _FILL_ON_DOWNLOAD = ("not published in a form we could confirm: left None; the workflow's download rule "
                      "records the digest of the first download and verifies later downloads against it")
 
-#: Where each dataset comes from.  Per source: ``reader`` (key of :data:`READERS`), ``landing_page``,
-#: ``files`` (per file: ``name``, ``urls``, ``size_bytes``, ``md5``, ``sha256``, ``checksum_source``;
+#: Where each dataset comes from.  Per source: ``reader`` (key of :data:`~hessdistill.data.sources.READERS`),
+#: ``landing_page``, ``files`` (per file: ``name``, ``urls``, ``size_bytes``, ``md5``, ``sha256``, ``checksum_source``;
 #: a checksum is given only where the published value is known, otherwise ``None`` with the reason in
 #: ``checksum_source``), ``license``, ``citation`` and free ``notes``.  Sizes and counts marked as
 #: reported come from the publishers' metadata as quoted by others; they are informative, not checked.
