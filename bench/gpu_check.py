@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     st, lab, hes = work / "structures.h5", work / "labels.h5", work / "hessians.h5"
 
     def labels():
-        from hessdistill.data.builtin import GeneratorSettings, build_store
+        from hessdistill.data.builtin import GeneratorSettings
+        from hessdistill.jobs.generate import run as build_store
         from hessdistill.data.labels import LabelStore
         from hessdistill.jobs.label import run_labelling
         from hessdistill.teachers import load_teacher

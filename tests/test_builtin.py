@@ -1,4 +1,5 @@
-"""Built-in offline datasets generated with a shipped-weights teacher."""
+"""Built-in offline datasets (hessdistill.data.builtin) generated with a shipped-weights teacher, and the job that
+loads the teacher and writes the store (hessdistill.jobs.generate)."""
 
 import json
 
@@ -7,10 +8,12 @@ import pytest
 
 pytest.importorskip("chgnet")
 
-from hessdistill.data.builtin import MOLECULES, GeneratorSettings, build_store, estimate_calls, generate  # noqa: E402
+from hessdistill.data.builtin import MOLECULES, GeneratorSettings, estimate_calls, generate  # noqa: E402
 from hessdistill.data.store import StructureStore  # noqa: E402
 from hessdistill.core.errors import HessdistillError  # noqa: E402
+from hessdistill.jobs.generate import main, run  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
+from hessdistill.teachers.calculator import TeacherCalculator  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +30,8 @@ def tiny(**kw):
 
 def test_perovskites_are_labelled_by_the_teacher_and_deterministic(teacher):
     s = tiny()
-    a = generate(teacher, s)
-    b = generate(teacher, s)
+    a = generate(TeacherCalculator(teacher), s)
+    b = generate(TeacherCalculator(teacher), s)
     assert len(a) == (s.n_trajectories + s.n_rattle_series) * s.frames_per_trajectory
     for x, y in zip(a, b):
         assert np.array_equal(x.positions, y.positions) and np.array_equal(x.cell.array, y.cell.array)
@@ -44,7 +47,7 @@ def test_perovskites_are_labelled_by_the_teacher_and_deterministic(teacher):
         assert x.get_potential_energy() == pytest.approx(e, abs=1e-4 * len(x))
         np.testing.assert_allclose(x.get_forces(), f, atol=1e-4)
     assert max(np.abs(x.get_forces()).max() for x in a) > 0.1
-    c = generate(teacher, tiny(seed=1))
+    c = generate(TeacherCalculator(teacher), tiny(seed=1))
     assert not np.array_equal(c[0].positions, a[0].positions)
 
 
@@ -54,7 +57,7 @@ def test_relaxation_series_descend_towards_the_teachers_minimum(teacher):
     from hessdistill.data.builtin import estimate_calls
 
     s = tiny(n_trajectories=0, n_rattle_series=0, n_relax_series=2, frames_per_trajectory=4, relax_every=3)
-    a = generate(teacher, s)
+    a = generate(TeacherCalculator(teacher), s)
     assert len(a) == 8 and {x.info["sampling"] for x in a} == {"relax"}
     assert {x.info["trajectory"] for x in a} == {"relax0000", "relax0001"}
     assert estimate_calls(s) == 2 * (1 + 3 * 4)
@@ -64,14 +67,14 @@ def test_relaxation_series_descend_towards_the_teachers_minimum(teacher):
         fmax = [np.abs(x.get_forces()).max() for x in series]
         assert e[-1] < e[0] and fmax[-1] < 0.5 * fmax[0]
         assert np.array_equal(series[0].cell.array, series[-1].cell.array)  # fixed cell
-    b = generate(teacher, s)
+    b = generate(TeacherCalculator(teacher), s)
     assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b))
 
 
 def test_molecules_family(teacher):
     s = GeneratorSettings(family="molecules", compositions=("H2O", "CH4"), n_trajectories=2, n_rattle_series=1,
                           frames_per_trajectory=2, sample_every=1, equilibration_steps=1)
-    out = generate(teacher, s)
+    out = generate(TeacherCalculator(teacher), s)
     assert len(out) == 6
     assert all(not x.pbc.any() for x in out)
     assert {x.info["parent"] for x in out} <= {"H2O", "CH4"}
@@ -80,14 +83,14 @@ def test_molecules_family(teacher):
 
 def test_bad_settings(teacher):
     with pytest.raises(HessdistillError, match="unknown built-in dataset family"):
-        generate(teacher, GeneratorSettings(family="zeolites"))
+        generate(TeacherCalculator(teacher), GeneratorSettings(family="zeolites"))
     with pytest.raises(HessdistillError, match="no perovskites parent"):
-        generate(teacher, GeneratorSettings(compositions=("NaCl",)))
+        generate(TeacherCalculator(teacher), GeneratorSettings(compositions=("NaCl",)))
 
 
 def test_store_is_split_by_trajectory(tmp_path, teacher):
     s = tiny(n_trajectories=4, n_rattle_series=2, frames_per_trajectory=2)
-    path = build_store(tmp_path / "b.h5", teacher, s, fractions={"train": 0.5, "val": 0.25, "test": 0.25})
+    path = run(tmp_path / "b.h5", teacher, s, fractions={"train": 0.5, "val": 0.25, "test": 0.25})
     with StructureStore(path) as st:
         assert st.attrs["labels"] == "teacher:chgnet:0.3.0"
         assert json.loads(st.attrs["generator"])["n_trajectories"] == 4
@@ -100,3 +103,19 @@ def test_store_is_split_by_trajectory(tmp_path, teacher):
                 total += 1
         assert total == 12
     assert estimate_calls(s) == 4 * (1 + 1 + 2) + 2 * 2
+
+
+def test_command_line_writes_the_store(tmp_path, capsys):
+    """python -m hessdistill.jobs.generate: the teacher loaded by name, settings overridden by JSON."""
+    settings = json.dumps({"compositions": ["SrTiO3"], "supercells": [[1, 1, 1]], "n_trajectories": 6,
+                           "n_rattle_series": 4, "frames_per_trajectory": 1, "sample_every": 1,
+                           "equilibration_steps": 1})
+    out = tmp_path / "cli.h5"
+    assert main(["--family", "perovskites", "--teacher", "chgnet", "--device", "cpu", "--settings", settings,
+                 "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with StructureStore(out) as st:
+        assert st.attrs["labels"].startswith("teacher:chgnet")
+        assert sum(st.n_structures(split) for split in st.splits) == 10
+    assert main(["--settings", '{"bogus": 1}', "--out", str(tmp_path / "x.h5")]) == 2
+    assert "unknown generator setting(s) ['bogus']" in capsys.readouterr().err

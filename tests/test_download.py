@@ -101,3 +101,24 @@ def test_plan_uses_published_checksums_and_explains_landing_pages():
     with pytest.raises(HessdistillError, match="no download URL known"):
         plan("generic", "mine.xyz")
     assert plan("generic", "mine.xyz", url="https://example.org/mine.xyz")["algorithm"] is None
+
+
+def test_download_job_run_main_and_snakemake_job(tmp_path, capsys):
+    """hessdistill.jobs.download: the workflow rule's job (plan + fetch) as run(), main() and snakemake_job()."""
+    from types import SimpleNamespace
+
+    from hessdistill.jobs.download import main, run, snakemake_job
+
+    src = tmp_path / "src.xyz"
+    src.write_bytes(PAYLOAD)
+    rec = run("generic", "x.xyz", tmp_path / "a" / "x.xyz", url=src.as_uri(), sha256=SHA)
+    assert rec["verified"] == "sha256" and (tmp_path / "a" / "x.xyz").read_bytes() == PAYLOAD
+    smk = SimpleNamespace(params=SimpleNamespace(spec={"source": "generic", "file": "x.xyz", "url": src.as_uri(),
+                                                       "sha256": None, "md5": None}),
+                          output=[str(tmp_path / "b" / "x.xyz")])
+    assert snakemake_job(smk)["sha256"] == SHA
+    assert main(["generic", "x.xyz", "--out", str(tmp_path / "c" / "x.xyz"), "--url", src.as_uri(),
+                 "--sha256", SHA]) == 0
+    assert SHA in capsys.readouterr().out
+    assert main(["generic", "y.xyz", "--out", str(tmp_path / "d" / "y.xyz")]) == 2
+    assert "no download URL known for 'y.xyz'" in capsys.readouterr().err

@@ -10,7 +10,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from hessdistill.jobs.prepare import main, prepare_subset
-from hessdistill.data.store import StructureStore, read_extxyz, write_extxyz
+from hessdistill.data.formats import read_extxyz, write_extxyz
+from hessdistill.data.store import StructureStore
 from hessdistill.core.errors import HessdistillError, StructureError
 
 
@@ -129,3 +130,24 @@ def test_cli_writes_report(tmp_path, capsys):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["selection"]["source"]["n_selected"] == 12
     assert "kept 12 of 16" in capsys.readouterr().out
+
+
+def test_run_and_snakemake_job_build_the_same_store(tmp_path):
+    """run (a spec mapping or file, optional report file) and the workflow rule's snakemake_job give the same store
+    as prepare_subset."""
+    from types import SimpleNamespace
+
+    from hessdistill.jobs.prepare import run, snakemake_job
+
+    make_xyz(tmp_path / "d.xyz")
+    spec = spec_for("d.xyz")
+    ref = prepare_subset(spec, tmp_path / "ref.h5", base_dir=tmp_path)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))  # JSON keeps the order of the split names (YAML sorts)
+    rep = run(tmp_path / "spec.json", tmp_path / "run.h5", base_dir=tmp_path, report=tmp_path / "r.json")
+    assert rep["splits"] == ref["splits"] == json.loads((tmp_path / "r.json").read_text())["splits"]
+    smk = SimpleNamespace(threads=1, params=SimpleNamespace(spec=spec), output=[str(tmp_path / "smk.h5")],
+                          config={"data_dir": str(tmp_path)})
+    assert snakemake_job(smk)["splits"] == ref["splits"]
+    with StructureStore(tmp_path / "ref.h5") as a, StructureStore(tmp_path / "run.h5") as b, \
+            StructureStore(tmp_path / "smk.h5") as c:
+        assert a.content_hash("train") == b.content_hash("train") == c.content_hash("train")

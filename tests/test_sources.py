@@ -14,12 +14,13 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from hessdistill.data import read_structures, write_structures
+from hessdistill.core.digest import file_digest
 from hessdistill.data import sources as src
+from hessdistill.data.sources import mptrj as mptrj_reader
 from hessdistill.data.sources import (
     SOURCES,
     ChecksumError,
     expected_checksum,
-    file_digest,
     iter_mptrj,
     read_generic,
     read_maceoff_xyz,
@@ -473,7 +474,7 @@ def test_mptrj_matches_pymatgen(mptrj_data):
     from pymatgen.io.ase import AseAtomsAdaptor
 
     d = mptrj_data["mp-2652"]["mp-1234-1-3"]["structure"]
-    numbers, positions, cell, pbc = src._parse_pymatgen_structure(d, path="x", where="y")
+    numbers, positions, cell, pbc = mptrj_reader._parse_pymatgen_structure(d, path="x", where="y")
     ref = AseAtomsAdaptor.get_atoms(Structure.from_dict(d))
     np.testing.assert_array_equal(numbers, ref.numbers)
     np.testing.assert_allclose(positions, ref.positions, atol=1e-12)

@@ -10,8 +10,8 @@ from ase import Atoms
 from hessdistill.jobs.prepare import prepare_subset
 from hessdistill.data.spacegroup import mptrj_frame_order, space_group, space_group_numbers
 from hessdistill.data.store import StructureStore
-from hessdistill.data.subsets import SelectorError, compile_selectors, is_perovskite, select, select_store
-from hessdistill.data.splits import write_split_store
+from hessdistill.data.perovskite import is_perovskite
+from hessdistill.data.subsets import SelectorError, compile_selectors, select
 
 spglib = pytest.importorskip("spglib")
 
@@ -193,15 +193,6 @@ def test_per_material_needs_the_material_key():
                                             r"'mp_id'.*\n  fix: use per: frame"):
         select([a], [{"space_group": 221}])
     assert len(select([a], [{"space_group": {"number": 221, "per": "frame"}}])[0]) == 1
-
-
-def test_store_path_matches_list_path(tmp_path):
-    frames = _read(mptrj_like(tmp_path / "mptrj.json"))
-    write_split_store(tmp_path / "all.h5", {"train": frames}, seed=0)
-    spec = [{"space_group": {"number": 221}}]
-    idx, rep = select_store(tmp_path / "all.h5", spec, split="train")
-    assert idx.tolist() == list(range(7))
-    assert rep["selectors"][0]["materials"] == select(frames, spec)[1]["selectors"][0]["materials"]
 
 
 # ---------------------------------------------------------------------------------------------- prepare + splits

@@ -1,4 +1,5 @@
-"""The HDF5 structure store, extxyz reading and structure validation (hessdistill.data.store)."""
+"""The HDF5 structure store (hessdistill.data.store), extxyz reading (hessdistill.data.formats) and structure
+validation (hessdistill.core.structures)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ from hessdistill.data import (
     read_extxyz,
     read_structures,
     structures_from_file,
-    validate_atoms,
     write_extxyz,
     write_structures,
 )
-from hessdistill.data import store as store_mod
+from hessdistill.core.structures import validate_atoms
 from hessdistill.core.errors import StoreError, StructureError
 
 

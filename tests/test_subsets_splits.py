@@ -13,7 +13,8 @@ from ase.build import bulk, molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.spacegroup import crystal
 
-from hessdistill.data import StructureStore, write_structures
+from hessdistill.data import StructureStore
+from hessdistill.data.perovskite import is_perovskite, perovskite_check
 from hessdistill.data.splits import (
     SplitError,
     carve_test_from_train,
@@ -27,12 +28,8 @@ from hessdistill.data.subsets import (
     EmptySelectionError,
     SelectorError,
     compile_selectors,
-    is_perovskite,
-    perovskite_check,
     read_id_list,
     select,
-    select_indices,
-    select_store,
 )
 from hessdistill.core.errors import HessdistillError
 
@@ -359,32 +356,6 @@ def test_perovskite_selector():
     assert _run(pool, [{"perovskite": {"cubic_only": True}}])[0] == [0]
     assert _run(pool, [{"perovskite": False}])[0] == [2, 3]
     assert _run(pool, [{"perovskite": True, "cubic_only": True, "symmetry": "auto"}])[0] == [0]
-
-
-# ---------------------------------------------------------------------------------------------- the store path
-def test_select_store_matches_list_path(tmp_path):
-    pool = _pool()
-    for a in pool:  # the store keeps a charge for all structures of a split or for none
-        a.info["charge"] = a.info.pop("total_charge", a.info.get("charge", 0))
-    path = write_structures(tmp_path / "pool.h5", {"all": pool})
-    specs = [
-        [{"contains_elements": ["Y"]}],
-        [{"contains_elements": ["Y", "I"], "mode": "any"}, {"max_force": 2.5}],
-        [{"only_elements": ["C", "H", "O", "N", "I"]}, {"not": {"max_atoms": 3}}],
-        [{"any_of": [{"periodic": False}, {"max_energy_per_atom": -4.0}]}, {"exclude_elements": ["I"]}],
-        [{"spice_group": "DES370K Monomers", "missing": "drop"}, {"neutral": True}],
-        [{"reduced_formula_in": ["NaCl", "YO2"]}],
-        [{"periodic": True}, {"perovskite": False}],
-    ]
-    with StructureStore(path) as store:
-        for spec in specs:
-            want, rep_list = select_indices(pool, spec)
-            got, rep_store = select_store(store, spec)
-            assert got.tolist() == want, spec
-            assert [e["kept"] for e in rep_store["selectors"]] == [e["kept"] for e in rep_list["selectors"]]
-            assert rep_store["source"].endswith("pool.h5:all")
-    with pytest.raises(EmptySelectionError, match=r"pool\.h5:all.*selectors\[0\]"):
-        select_store(path, [{"min_atoms": 1000}])
 
 
 # ---------------------------------------------------------------------------------------------- splits

@@ -1,18 +1,10 @@
-"""Structures and their storage: the HDF5 structure store, extxyz/ASE readers and validation."""
+"""Structures and their storage: the HDF5 structure store and the extxyz/ASE file formats.
 
-from .store import (
-    FORMAT,
-    FORMAT_VERSION,
-    UNITS,
-    StructureStore,
-    content_hash,
-    read_extxyz,
-    read_structures,
-    structures_from_file,
-    validate_atoms,
-    write_extxyz,
-    write_structures,
-)
+Validation of one structure lives in :mod:`hessdistill.core.structures` (teachers check atoms too).
+"""
+
+from .formats import read_extxyz, structures_from_file, write_extxyz
+from .store import FORMAT, FORMAT_VERSION, UNITS, StructureStore, content_hash, read_structures, write_structures
 
 __all__ = [
     "FORMAT",
@@ -23,7 +15,6 @@ __all__ = [
     "read_extxyz",
     "read_structures",
     "structures_from_file",
-    "validate_atoms",
     "write_extxyz",
     "write_structures",
 ]

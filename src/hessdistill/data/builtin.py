@@ -1,5 +1,9 @@
 """Built-in offline datasets: deterministic generators labelled by an offline teacher.
 
+The generator takes the teacher as an ASE calculator (energy and forces; e.g.
+``hessdistill.teachers.calculator.TeacherCalculator(teacher)``), so this module does not load teachers: the jobs
+do (:mod:`hessdistill.jobs.generate` for the command line, :mod:`hessdistill.jobs.prepare` for ``name: builtin``).
+
 Two families, so that both materials and molecules are covered with no download at all:
 
 ``perovskites``
@@ -17,7 +21,8 @@ Two families, so that both materials and molecules are covered with no download 
 Every structure carries teacher labels (energy, forces) and ``info`` entries: ``family``, ``parent`` (the
 composition/cell it came from), ``trajectory`` (a group id: all frames of one MD run or one rattle series;
 use it to group splits and avoid leakage), ``sampling`` ("md", "rattle" or "relax"), ``temperature_K``, ``strain``
-and ``frame``.  The store records ``labels = "teacher:<name>"`` and the generator settings.
+and ``frame``.  The store records the labels it is given (the jobs give ``"teacher:<name>"``) and the generator
+settings.
 
 The generator is deterministic for a given seed, settings and teacher (numpy ``default_rng`` streams per
 trajectory; ASE Langevin with an explicit RNG).  Cost is dominated by teacher force calls: one per MD step,
@@ -148,10 +153,12 @@ def _labelled(atoms: Atoms, e: float, f: np.ndarray, info: dict) -> Atoms:
     return a
 
 
-def generate(teacher, settings: GeneratorSettings | None = None, *, progress=None) -> list[Atoms]:
-    """Generate the built-in dataset with ``teacher`` (a hessdistill Teacher) as the potential and labeller."""
-    from ..teachers.calculator import TeacherCalculator
+def generate(calculator, settings: GeneratorSettings | None = None, *, progress=None) -> list[Atoms]:
+    """Generate the built-in dataset with ``calculator`` (an ASE calculator giving energy and forces, e.g. a teacher
+    wrapped in :class:`~hessdistill.teachers.calculator.TeacherCalculator`) as the potential and labeller.
 
+    ``progress(n)`` is called with the number of structures made after each trajectory or series.
+    """
     s = settings or GeneratorSettings()
     parents = _parents(s)
     if not parents:
@@ -160,7 +167,7 @@ def generate(teacher, settings: GeneratorSettings | None = None, *, progress=Non
     master = np.random.default_rng(s.seed)
     out: list[Atoms] = []
     t0 = time.perf_counter()
-    calc = TeacherCalculator(teacher)
+    calc = calculator
     # MD trajectories: parent, strain and temperature drawn per trajectory, each with its own RNG stream
     for t in range(s.n_trajectories):
         rng = np.random.default_rng([s.seed, 1, t])
@@ -195,7 +202,8 @@ def generate(teacher, settings: GeneratorSettings | None = None, *, progress=Non
                 shear = np.eye(3) + rng.normal(scale=s.shear_sigma, size=(3, 3))
                 a.set_cell(a.cell.array @ shear, scale_atoms=True)
             a.positions += rng.normal(scale=s.rattle_sigma, size=a.positions.shape)
-            e, f = teacher.energy_forces(a)
+            a.calc = calc
+            e, f = a.get_potential_energy(), a.get_forces()
             out.append(_labelled(a, e, f, {
                 "family": s.family, "parent": pname, "trajectory": f"rattle{r:04d}", "sampling": "rattle",
                 "temperature_K": 0.0, "strain": eps, "frame": frame,
@@ -225,60 +233,31 @@ def generate(teacher, settings: GeneratorSettings | None = None, *, progress=Non
     return out
 
 
-def build_store(path, teacher, settings: GeneratorSettings | None = None, *, fractions=None, split_seed: int = 0,
-                progress=None):
-    """Generate, split (grouped by trajectory, so no MD run straddles two splits) and write a structure store."""
+def build_store(path, calculator, settings: GeneratorSettings | None = None, *, labels: str, attrs=None,
+                fractions=None, split_seed: int = 0, progress=None):
+    """Generate (:func:`generate` with ``calculator``), split (grouped by trajectory, so no MD run straddles two
+    splits) and write a structure store recording ``labels`` (e.g. ``"teacher:<name>"``), the generator settings
+    (attribute ``generator``) and the provenance ``attrs`` (e.g. the teacher's version and dtype)."""
     from .splits import write_split_store, make_splits
 
     s = settings or GeneratorSettings()
     fractions = fractions or {"train": 0.7, "val": 0.1, "test": 0.2}
-    structures = generate(teacher, s, progress=progress)
+    structures = generate(calculator, s, progress=progress)
     splits = make_splits(structures, fractions=fractions, seed=split_seed, group_by="trajectory")
-    meta = teacher.metadata()
     return write_split_store(
         path, splits, seed=split_seed, source=f"hessdistill.data.builtin:{s.family}", group_by="trajectory",
-        fractions=fractions, labels=f"teacher:{meta['teacher']}",
-        attrs={"generator": s.as_dict(), "teacher_version": meta["teacher_version"], "teacher_dtype": meta["teacher_dtype"]},
+        fractions=fractions, labels=labels, attrs={"generator": s.as_dict(), **(attrs or {})},
     )
 
 
-def main(argv=None) -> int:
-    import argparse
-    import json
-    import sys
-
-    p = argparse.ArgumentParser(prog="python -m hessdistill.data.builtin",
-                                description="Generate a built-in offline dataset labelled by an offline teacher.")
-    p.add_argument("--family", default="perovskites", choices=["perovskites", "molecules"])
-    p.add_argument("--teacher", default="chgnet")
-    p.add_argument("--dtype", default="float32", help="teacher dtype used for sampling and labels")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--settings", default="{}", help="JSON dict overriding GeneratorSettings fields")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    from ..teachers import load_teacher
-
-    try:
-        overrides = json.loads(args.settings)
-        unknown = sorted(set(overrides) - set(GeneratorSettings.__dataclass_fields__))
-        if unknown:
-            raise HessdistillError(f"unknown generator setting(s) {unknown}; valid: {sorted(GeneratorSettings.__dataclass_fields__)}")
-        overrides = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                     for k, v in overrides.items()}
-        s = GeneratorSettings(family=args.family, seed=args.seed, **overrides)
-        teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype)
-        t0 = time.perf_counter()
-        path = build_store(args.out, teacher, s, split_seed=args.split_seed)
-    except HessdistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({args.family}, teacher {args.teacher}) in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+def settings_from_options(family: str | None = None, **options) -> GeneratorSettings:
+    """:class:`GeneratorSettings` from plain config/JSON values (lists become tuples); unknown names raise
+    ``HessdistillError`` listing the valid ones."""
+    fields = GeneratorSettings.__dataclass_fields__
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise HessdistillError(f"unknown generator setting(s) {unknown}; valid: {sorted(fields)}")
+    if family is not None:
+        options["family"] = family
+    return GeneratorSettings(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list)
+                                else v for k, v in options.items()})

@@ -15,7 +15,6 @@ and leaves no file at ``dest``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -26,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 from ..core.atomic import atomic_path, atomic_write_text
+from ..core.digest import file_digest
 from ..core.errors import HessdistillError
 from .sources import SOURCES, ChecksumError
 
@@ -75,14 +75,6 @@ def plan(source: str, file_name: str, url: str | None = None, sha256: str | None
     return {"url": url, "algorithm": algorithm, "digest": digest, "archive_member": member}
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stream(url: str, part: Path, timeout: float) -> None:
     """Append the rest of ``url`` to ``part`` (Range request when ``part`` already holds a prefix)."""
     have = part.stat().st_size if part.exists() else 0
@@ -112,13 +104,13 @@ def fetch(url: str, dest, *, algorithm: str | None = None, digest: str | None = 
     if algorithm is None and record_path.exists():  # verify against the digest recorded at the first download
         algorithm, digest = "sha256", record_path.read_text().split()[0]
     if algorithm is not None:
-        got = _digest(part, algorithm)
+        got = file_digest(part, algorithm)
         if got != digest:
             part.unlink()
             raise ChecksumError(f"{url}: {algorithm} {got} does not match the expected {digest}\n  fix: download "
                                 f"again (the partial file was removed); if the publisher changed the file, update "
                                 f"the checksum in the config (sha256:/md5:) or delete {record_path}")
-    sha = _digest(part, "sha256")
+    sha = file_digest(part, "sha256")
     if archive_member is not None:
         _unpack(part, archive_member, dest)
         part.unlink()

@@ -20,11 +20,12 @@ File attributes: ``format``, ``format_version``, the units (``energy_unit``, ``l
 ``"none"``) and the caller's provenance attributes.  Group attributes: ``n_structures`` and
 ``content_hash`` (see :func:`content_hash`).
 
-Every structure is validated before anything is written (see :func:`validate_atoms`).  On write, moreover,
-no two atoms may be closer than :data:`MIN_DISTANCE_A` (0.5 Å), periodic images included: overlapping atoms
-make the training loss non-finite, so :func:`write_structures` raises a
+Every structure is validated before anything is written (see :func:`hessdistill.core.structures.validate_atoms`).
+On write, moreover, no two atoms may be closer than :data:`~hessdistill.core.structures.MIN_DISTANCE_A` (0.5 Å),
+periodic images included: overlapping atoms make the training loss non-finite, so :func:`write_structures` raises a
 :class:`~hessdistill.core.errors.StructureError` naming the structure, the atom pair and its distance (readers
-do not check this, so that a subset selector can drop such structures before the store is written).
+do not check this, so that a subset selector can drop such structures before the store is written).  Extended XYZ
+and other ASE formats are read and written by :mod:`hessdistill.data.formats`.
 
 Writes go through :func:`hessdistill.core.atomic.atomic_path` and are deterministic: the same input gives a
 byte-identical file.
@@ -34,37 +35,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import numbers as _numbers
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.data import chemical_symbols
 
 from ..core.atomic import atomic_path
 from ..core.errors import StoreError, StructureError
+from ..core.structures import FIX_LABELS, inspect_atoms, located
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "MIN_DISTANCE_A",
     "UNITS",
     "StructureStore",
     "content_hash",
-    "read_extxyz",
     "read_structures",
-    "structures_from_file",
-    "validate_atoms",
-    "write_extxyz",
     "write_structures",
 ]
 
@@ -77,9 +70,6 @@ UNITS = {
     "stress_unit": "eV/Angstrom^3",
     "charge_unit": "e",
 }
-MAX_Z = 118
-#: Å: :func:`write_structures` rejects structures with two atoms (or an atom and a periodic image) closer than this
-MIN_DISTANCE_A = 0.5
 
 REQUIRED_DATASETS = ("numbers", "positions", "cell", "pbc", "n_atoms", "offsets")
 LABEL_DATASETS = ("energy", "forces")
@@ -88,327 +78,11 @@ STRING_DATASETS = ("structure_id", "info")
 #: the fixed order in which datasets are written and hashed
 DATASET_ORDER = REQUIRED_DATASETS + LABEL_DATASETS + OPTIONAL_DATASETS + STRING_DATASETS
 
-#: ``atoms.info`` keys that become datasets (or come from them) instead of entries of the ``info`` JSON
-RESERVED_INFO_KEYS = frozenset({"energy", "stress", "charge", "structure_id"})
 _RESERVED_ATTRS = frozenset({"format", "format_version", "labels", *UNITS})
 
 _HASH_TAG = b"hessdistill.structures/content_hash/v1\n"
-_ZERO_VECTOR = 1e-6  # Å: a periodic cell vector shorter than this counts as zero
-_DEGENERATE = 1e-12  # Gram determinant / product of squared lengths below this: linearly dependent vectors
-_DIRECT_MAX_ATOMS = 256  # up to this many atoms the distance check compares all pairs, above it uses vesin
 
-_FIX_LABELS = (
-    "attach ase.calculators.singlepoint.SinglePointCalculator(atoms, energy=..., forces=...), or set "
-    "atoms.info['energy'] and atoms.arrays['forces']; pass require_labels=False for unlabelled structures"
-)
 _FIX_REWRITE = "re-create the file (rerun the step that wrote it, e.g. with hessdistill.data.write_structures)"
-
-
-# ====================================================================== checking one structure
-@dataclass
-class _Record:
-    """What the store keeps of one validated structure."""
-
-    energy: float | None
-    forces: np.ndarray | None
-    stress: np.ndarray | None  # (3, 3)
-    charge: int | float | None
-    structure_id: str | None
-    info_json: str
-
-
-def _where(index, split):
-    return index if split is None else f"{index} of split {split!r}"
-
-
-def _as_finite_array(value, what, shape, *, path, where, fix, nan_fix="drop or recompute this structure's labels"):
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise StructureError(f"{what} is not numeric (got {type(value).__name__})", path=path, structure=where,
-                             fix=fix) from None
-    if shape is not None and arr.shape != shape:
-        raise StructureError(f"{what} has shape {arr.shape}, expected {shape}", path=path, structure=where, fix=fix)
-    if not np.isfinite(arr).all():
-        raise StructureError(f"{what} contains NaN or inf", path=path, structure=where, fix=nan_fix)
-    return arr
-
-
-def _stress_3x3(value, *, path, where):
-    try:
-        s = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise StructureError(f"stress is not numeric (got {type(value).__name__})", path=path, structure=where,
-                             fix="give stress as 6 Voigt components (xx, yy, zz, yz, xz, xy) or a 3x3 matrix") from None
-    if s.shape == (6,):
-        xx, yy, zz, yz, xz, xy = s
-        s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    elif s.shape == (9,):
-        s = s.reshape(3, 3)
-    elif s.shape != (3, 3):
-        raise StructureError(f"stress has shape {s.shape}, expected (6,) Voigt or (3, 3)", path=path, structure=where,
-                             fix="give stress as 6 Voigt components (xx, yy, zz, yz, xz, xy) or a 3x3 matrix")
-    if not np.isfinite(s).all():
-        raise StructureError("stress contains NaN or inf", path=path, structure=where,
-                             fix="drop or recompute this structure's labels")
-    return s
-
-
-def _stale(calc, atoms) -> bool:
-    """Whether a SinglePointCalculator's results belong to other numbers/positions/cell/pbc than ``atoms``.
-
-    The tolerance of ASE's own ``check_state`` (1e-15), but vectorised: ``check_state`` dominated write time.
-    """
-    ref = calc.atoms
-    if ref is None:
-        return False
-    if len(ref) != len(atoms) or not np.array_equal(ref.numbers, atoms.numbers) or not np.array_equal(ref.pbc, atoms.pbc):
-        return True
-    return bool(np.abs(ref.positions - atoms.positions).max(initial=0.0) > 1e-15
-                or np.abs(ref.cell.array - atoms.cell.array).max() > 1e-15)
-
-
-def _calc_property(atoms, name, *, compute, path, where):
-    """``name`` from the attached calculator, or None when it does not provide it."""
-    calc = atoms.calc
-    if calc is None:
-        return None
-    if isinstance(calc, SinglePointCalculator):
-        if name not in calc.results:
-            return None
-        if _stale(calc, atoms):
-            raise StructureError(
-                "the attached SinglePointCalculator holds results for other positions/cell/numbers than the structure",
-                path=path, structure=where,
-                fix="attach a new SinglePointCalculator after changing the structure, or drop the stale calculator",
-            )
-        return calc.results[name]
-    try:
-        return calc.get_property(name, atoms, allow_calculation=compute)
-    except (PropertyNotImplementedError, NotImplementedError):
-        return None
-    except Exception as exc:
-        raise StructureError(f"the attached calculator failed to give {name!r}: {type(exc).__name__}: {exc}",
-                             path=path, structure=where,
-                             fix="check the calculator, or attach precomputed results as a SinglePointCalculator") from exc
-
-
-def _info_value(value):
-    """A JSON-able scalar for ``value``, or a sentinel ``_SKIP`` for non-scalar entries."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.generic):
-        value = value.item()
-        return value if isinstance(value, (bool, int, float, str)) else _SKIP
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return _info_value(value[()])
-    if isinstance(value, _numbers.Integral):
-        return int(value)
-    if isinstance(value, _numbers.Real):
-        return float(value)
-    return _SKIP
-
-
-_SKIP = object()
-
-
-def _info_json(info: Mapping) -> str:
-    kept = {}
-    for key, value in info.items():
-        if not isinstance(key, str) or key in RESERVED_INFO_KEYS:
-            continue
-        v = _info_value(value)
-        if v is not _SKIP:
-            kept[key] = v
-    return json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-@lru_cache(maxsize=32)
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Atom indices (i, j) of all pairs i < j."""
-    return np.triu_indices(n, 1)
-
-
-def _closest_pair(positions, cell, pbc, cutoff=MIN_DISTANCE_A):
-    """``(distance, i, j, image)`` of the closest two atoms less than ``cutoff`` apart (i <= j), or None.
-
-    ``image`` says the distance is to a periodic image of atom ``j`` (``i == j``: of the atom itself, reported
-    first whenever a periodic cell vector is shorter than ``cutoff``).  With at most ``_DIRECT_MAX_ATOMS`` atoms
-    and periodic lattice planes more than ``2 * cutoff`` apart, each pair's separation wrapped to the nearest
-    image is the only one that can be shorter than ``cutoff``, so all pairs are compared with numpy (20-60 µs
-    for 40 atoms); larger or thinner cells go to vesin's neighbour search (importing it takes ~1 s: it imports
-    torch).
-    """
-    n = len(positions)
-    vecs = cell[pbc]
-    if len(vecs):
-        lengths2 = np.einsum("ij,ij->i", vecs, vecs)
-        k = int(np.argmin(lengths2))
-        if lengths2[k] < cutoff**2:  # answered here: vesin would enumerate ~cutoff/length images per direction
-            return math.sqrt(lengths2[k]), 0, 0, True
-        dual = vecs.T @ np.linalg.inv(vecs @ vecs.T)  # (3, n_periodic): vecs @ dual = 1, 1/|column| = plane spacing
-        direct = n <= _DIRECT_MAX_ATOMS and np.einsum("ij,ij->j", dual, dual).max() * (2 * cutoff) ** 2 < 1
-    else:
-        direct = n <= _DIRECT_MAX_ATOMS
-    if direct:
-        if n < 2:
-            return None
-        ii, jj = _pairs(n)
-        diff = (np.take(positions, jj, axis=0) - np.take(positions, ii, axis=0)).T  # (3, pairs)
-        shift = None
-        if len(vecs):
-            shift = np.round(dual.T @ diff)
-            diff -= vecs.T @ shift
-        d2 = np.einsum("ij,ij->j", diff, diff)
-        k = int(np.argmin(d2))
-        if d2[k] >= cutoff**2:
-            return None
-        return math.sqrt(d2[k]), int(ii[k]), int(jj[k]), bool(shift is not None and shift[:, k].any())
-    import vesin
-
-    i, j, shifts, d = vesin.NeighborList(cutoff=cutoff, full_list=False).compute(
-        points=positions, box=cell, periodic=pbc, quantities="ijSd")
-    if not len(d):
-        return None
-    k = int(np.argmin(d))
-    return float(d[k]), int(min(i[k], j[k])), int(max(i[k], j[k])), bool(shifts[k].any())
-
-
-def _check_distances(atoms, *, path, where, structure_id):
-    """Raise a StructureError when two atoms of ``atoms`` (periodic images included) overlap."""
-    found = _closest_pair(np.asarray(atoms.positions, dtype=np.float64),
-                          np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool))
-    if found is None:
-        return
-    d, i, j, image = found
-    if i == j:
-        pair = f"atom {i} and its own periodic image are {d:.3f} Å apart (a lattice vector is that short)"
-    elif image:
-        pair = f"atom {i} and a periodic image of atom {j} are {d:.3f} Å apart"
-    else:
-        pair = f"atoms {i} and {j} are {d:.3f} Å apart"
-    problem = (f"{pair}, closer than MIN_DISTANCE_A = {MIN_DISTANCE_A} Å (overlapping atoms make the training loss "
-               "non-finite)")
-    fix = "remove the structure with a selector"
-    if structure_id is not None:
-        problem += f"; structure_id {structure_id!r}"
-        fix += (f', e.g. {{"not": {{"info_in": {{"key": "structure_id", "values": [{json.dumps(structure_id)}]}}}}}}'
-                " in the subset's selectors")
-    raise StructureError(problem, path=path, structure=where, fix=fix + ", or fix the geometry")
-
-
-def _inspect(atoms, *, index, path=None, require_labels=True, split=None, check_distances=False) -> _Record:
-    """Validate one structure and pull out everything the store keeps of it.
-
-    ``check_distances`` adds the overlapping-atoms check (:data:`MIN_DISTANCE_A`) that store writes make.
-    """
-    where = _where(index, split)
-    if not isinstance(atoms, Atoms):
-        raise StructureError(f"expected an ase.Atoms, got {type(atoms).__name__}", path=path, structure=where,
-                             fix="pass lists of ase.Atoms")
-    n = len(atoms)
-    if n == 0:
-        raise StructureError("structure has no atoms", path=path, structure=where, fix="drop empty structures from the input")
-    numbers = np.asarray(atoms.numbers)
-    unknown = (numbers < 1) | (numbers > MAX_Z)
-    if unknown.any():
-        bad = sorted({int(z) for z in numbers[unknown]})
-        raise StructureError(f"unknown element number(s) {bad} (valid: 1..{MAX_Z})", path=path, structure=where,
-                             fix="fix the atomic numbers (0 is ASE's dummy atom 'X') or drop this structure")
-    if not np.isfinite(atoms.positions).all():
-        raise StructureError("positions contain NaN or inf", path=path, structure=where, fix="drop or repair this structure")
-    cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    if not np.isfinite(cell).all():
-        raise StructureError("cell contains NaN or inf", path=path, structure=where, fix="drop or repair this structure")
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if pbc.any():
-        vecs = cell[pbc]
-        lengths = np.linalg.norm(vecs, axis=1)
-        for axis, length in zip(np.flatnonzero(pbc), lengths):
-            if length < _ZERO_VECTOR:
-                raise StructureError(
-                    f"direction {axis} is periodic but cell vector {axis} is zero ({length:.3g} Å)",
-                    path=path, structure=where,
-                    fix="set the cell (atoms.set_cell) or make that direction non-periodic (atoms.pbc)",
-                )
-        gram = np.linalg.det(vecs @ vecs.T) / np.prod(lengths**2)
-        if gram < _DEGENERATE:
-            raise StructureError(
-                f"the periodic cell vectors {np.flatnonzero(pbc).tolist()} are linearly dependent (degenerate cell)",
-                path=path, structure=where,
-                fix="fix the cell so the periodic vectors span a non-zero volume/area, or drop this structure",
-            )
-
-    # ---- labels: a calculator's results first, then atoms.info / atoms.arrays
-    energy = _calc_property(atoms, "energy", compute=True, path=path, where=where)
-    if energy is None:
-        energy = atoms.info.get("energy")
-    forces = _calc_property(atoms, "forces", compute=True, path=path, where=where)
-    if forces is None:
-        forces = atoms.arrays.get("forces")
-    stress = _calc_property(atoms, "stress", compute=False, path=path, where=where)
-    if stress is None:
-        stress = atoms.info.get("stress")
-
-    if energy is None and forces is None:
-        if require_labels:
-            raise StructureError("structure has no energy and no forces", path=path, structure=where, fix=_FIX_LABELS)
-    elif energy is None:
-        raise StructureError("structure has forces but no energy", path=path, structure=where, fix=_FIX_LABELS)
-    elif forces is None:
-        raise StructureError("structure has an energy but no forces", path=path, structure=where, fix=_FIX_LABELS)
-    if energy is not None:
-        if isinstance(energy, (bool, np.bool_, str)):
-            raise StructureError(f"energy is not a number (got {energy!r})", path=path, structure=where, fix=_FIX_LABELS)
-        energy = _as_finite_array(energy, "energy", None, path=path, where=where, fix=_FIX_LABELS)
-        if energy.size != 1:
-            raise StructureError(f"energy has shape {energy.shape}, expected a scalar", path=path, structure=where,
-                                 fix=_FIX_LABELS)
-        energy = float(energy.reshape(()))
-        forces = _as_finite_array(forces, "forces", (n, 3), path=path, where=where,
-                                  fix="give forces as an (N, 3) array in eV/Å, one row per atom")
-    if stress is not None:
-        stress = _stress_3x3(stress, path=path, where=where)
-
-    raw_charge = atoms.info.get("charge")
-    charge = None
-    if raw_charge is not None:
-        charge = _info_value(raw_charge)
-        if not isinstance(charge, (int, float)) or isinstance(charge, bool) or not math.isfinite(charge):
-            raise StructureError(f"info['charge'] must be a finite number (got {raw_charge!r})", path=path,
-                                 structure=where, fix="set atoms.info['charge'] to the total charge in e")
-
-    sid = atoms.info.get("structure_id")
-    if sid is not None:
-        if isinstance(sid, np.str_):
-            sid = str(sid)
-        if not isinstance(sid, str) or not sid:
-            raise StructureError(f"info['structure_id'] must be a non-empty string (got {sid!r})", path=path,
-                                 structure=where, fix="use ids like 'mp-1234:17', or remove the key to get '<split>:<index>'")
-
-    try:
-        info_json = _info_json(atoms.info)
-    except ValueError as exc:  # e.g. a circular reference in a custom object
-        raise StructureError(f"atoms.info cannot be stored as JSON: {exc}", path=path, structure=where,
-                             fix="keep only scalar/str values in atoms.info") from exc
-    if check_distances:
-        _check_distances(atoms, path=path, where=where, structure_id=sid)
-    return _Record(energy, forces, stress, charge, sid, info_json)
-
-
-def validate_atoms(atoms, *, index, path=None, require_labels=True) -> None:
-    """Raise :class:`~hessdistill.core.errors.StructureError` when ``atoms`` cannot be stored or trained on.
-
-    Checks: at least one atom; finite positions and cell; atomic numbers in 1..118; every periodic
-    direction has a non-zero cell vector and the periodic vectors are linearly independent; energy and
-    forces present (when ``require_labels``; never only one of them), forces of shape (N, 3), no NaN/inf
-    in energy, forces or stress; ``info['charge']`` numeric and ``info['structure_id']`` a string when set.
-    Labels come from an attached calculator's results, else ``atoms.info['energy']`` /
-    ``atoms.arrays['forces']`` / ``atoms.info['stress']``.  Overlapping atoms (closer than
-    :data:`MIN_DISTANCE_A`) are not checked here, so that readers can return such structures for a selector to
-    drop; :func:`write_structures` rejects them.
-    """
-    _inspect(atoms, index=index, path=path, require_labels=require_labels)
 
 
 # ====================================================================== hashing
@@ -441,7 +115,7 @@ def content_hash(arrays: Mapping[str, Any]) -> str:
 
 # ====================================================================== writing
 def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -> dict:
-    records = [_inspect(a, index=i, path=path, require_labels=require_labels, split=split, check_distances=True)
+    records = [inspect_atoms(a, index=i, path=path, require_labels=require_labels, split=split, check_distances=True)
                for i, a in enumerate(atoms_list)]
     m = len(records)
 
@@ -453,11 +127,11 @@ def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -
             raise StructureError(
                 f"structure has no {what} while other structures of split {split!r} do "
                 f"(e.g. structure {first_with}); {what} must be given for all structures of a split or for none",
-                path=path, structure=_where(first_without, split), fix=fix,
+                path=path, structure=located(first_without, split), fix=fix,
             )
         return m > 0 and all(present)
 
-    has_labels = all_or_nothing("energy", "energy/forces", _FIX_LABELS)
+    has_labels = all_or_nothing("energy", "energy/forces", FIX_LABELS)
     if m == 0:
         has_labels = require_labels
     has_stress = all_or_nothing("stress", "stress",
@@ -494,7 +168,7 @@ def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -
         if sid in seen:
             raise StructureError(
                 f"structure_id {sid!r} is also used by structure {seen[sid]} of split {split!r}; ids must be unique "
-                "within a split", path=path, structure=_where(i, split),
+                "within a split", path=path, structure=located(i, split),
                 fix="give every structure a distinct atoms.info['structure_id'], or remove the key to get '<split>:<index>'",
             )
         seen[sid] = i
@@ -556,9 +230,10 @@ def write_structures(path, splits, *, attrs: Mapping | None = None, labels: str 
     calculator, which is then asked for energy and forces), else from ``atoms.info['energy']``,
     ``atoms.arrays['forces']`` and ``atoms.info['stress']``.  ``atoms.info['charge']`` becomes the
     ``charge`` dataset, ``atoms.info['structure_id']`` the id.  Every structure is validated before the
-    file is touched (:func:`validate_atoms`, and no two atoms closer than :data:`MIN_DISTANCE_A`, periodic
-    images included); the file appears atomically.  ``labels`` is recorded as given, except that a file
-    without any labels records ``"none"``.  ``attrs`` are free provenance attributes.
+    file is touched (:func:`~hessdistill.core.structures.validate_atoms`, and no two atoms closer than
+    :data:`~hessdistill.core.structures.MIN_DISTANCE_A`, periodic images included); the file appears atomically.
+    ``labels`` is recorded as given, except that a file without any labels records ``"none"``.  ``attrs`` are free
+    provenance attributes.
     """
     path = Path(path)
     splits = _normalise_splits(splits)
@@ -953,198 +628,14 @@ class StructureStore:
         return f"<StructureStore {self.path} labels={self.labels!r} ({parts})>"
 
 
-def read_structures(path, split: str | None = None) -> list[Atoms]:
-    """All structures of one split (``None``: the only split) with labels in a SinglePointCalculator."""
+def read_structures(path, split: str | None = None, *, require_labels: bool = False) -> list[Atoms]:
+    """All structures of one split (``None``: the only split) with labels in a SinglePointCalculator.
+
+    ``require_labels`` raises a :class:`~hessdistill.core.errors.StoreError` when the split has no energy/forces.
+    """
     with StructureStore(path) as store:
+        split = store._split(split)
+        if require_labels and not store.has_labels(split):
+            raise StoreError(f"split {split!r} has no energy/forces labels", path=path,
+                             fix="label the structures first (teacher or DFT), or pass require_labels=False")
         return store.read(split)
-
-
-# ====================================================================== extxyz and other ASE formats
-def _relabel(atoms: Atoms, energy_key: str, forces_key: str, stress_key: str, charge_key: str = "charge") -> Atoms:
-    """Move the labels found under the configured keys into a fresh SinglePointCalculator.
-
-    ASE puts standard property names (energy, forces, stress, ...) into a SinglePointCalculator and keeps
-    other names (REF_energy, ...) in ``info``/``arrays``; both places are searched.  Calculator results
-    under other names are dropped; other ``info``/``arrays`` entries stay.
-    """
-    results = dict(atoms.calc.results) if atoms.calc is not None else {}
-    atoms.calc = None
-
-    def take_info(key):
-        if key in results:
-            return results.pop(key)
-        return atoms.info.pop(key, None)
-
-    energy = take_info(energy_key)
-    stress = take_info(stress_key)
-    if forces_key in results:
-        forces = results.pop(forces_key)
-    elif forces_key in atoms.arrays and forces_key not in ("positions", "numbers"):
-        forces = atoms.arrays[forces_key]
-        del atoms.arrays[forces_key]
-    else:
-        forces = None
-    new = {}
-    if energy is not None:
-        new["energy"] = energy
-    if forces is not None:
-        new["forces"] = forces
-    if stress is not None:
-        new["stress"] = stress
-    if new:
-        atoms.calc = SinglePointCalculator(atoms, **new)
-    if charge_key != "charge" and charge_key in atoms.info:
-        atoms.info["charge"] = atoms.info.pop(charge_key)
-    return atoms
-
-
-def _check_file(path, what):
-    path = Path(path)
-    if not path.is_file():
-        raise StructureError("file does not exist" if not path.exists() else "is not a regular file", path=path,
-                             fix=f"check the path of the {what} file")
-    return path
-
-
-def _parse_error(exc, *, path, frame):
-    if isinstance(exc, KeyError):
-        sym = exc.args[0] if exc.args else "?"
-        return StructureError(f"unknown element symbol {sym!r}", path=path, structure=frame,
-                              fix="use standard element symbols (H, He, ..., Og) or drop this frame")
-    return StructureError(f"cannot parse frame: {type(exc).__name__}: {exc}", path=path, structure=frame,
-                          fix="repair the file (each frame: atom count, comment line, one line per atom)")
-
-
-def _select(frames: list, index):
-    if isinstance(index, str):
-        from ase.io.formats import string2index
-        index = string2index(index)
-    if isinstance(index, int):
-        return [frames[index]]
-    return frames[index]
-
-
-def read_extxyz(path, *, energy_key: str = "energy", forces_key: str = "forces", stress_key: str = "stress",
-                require_labels: bool = True, index=":", charge_key: str = "charge") -> list[Atoms]:
-    """Read an extended-XYZ file, take labels from the configured keys, validate every frame.
-
-    Energies/forces/stress are looked up under ``energy_key`` etc. both in ASE's SinglePointCalculator
-    (ASE moves standard names there) and in ``atoms.info``/``atoms.arrays`` (where ASE keeps other names,
-    e.g. ``REF_energy``); each structure comes back with a SinglePointCalculator holding them under the
-    standard names.  The total charge found under ``charge_key`` (e.g. ``total_charge``) is moved to
-    ``info['charge']``.  ``index`` selects frames (ASE syntax, e.g. ``":"``, ``"10:20"``, ``-1``); the whole
-    file is parsed so that errors name the frame's position in the file.
-    """
-    import ase.io
-
-    path = _check_file(path, "extxyz")
-    frames = []
-    it = ase.io.iread(path, index=":", format="extxyz")
-    while True:
-        frame = len(frames)
-        try:
-            atoms = next(it)
-        except StopIteration:
-            break
-        except Exception as exc:
-            if frame == 0 and "expected xyz header" in str(exc).lower():  # ASE's scan of the frame table
-                raise StructureError(f"not a valid extended XYZ file: {type(exc).__name__}: {exc}", path=path,
-                                     fix="repair the file (each frame: atom count, comment line, one line per atom)") from exc
-            raise _parse_error(exc, path=path, frame=frame) from exc
-        frames.append(atoms)
-    if not frames:
-        raise StructureError("the file holds no structures", path=path, fix="check that the file was written completely")
-    selected = _select(list(range(len(frames))), index)
-    out = []
-    for frame in selected:
-        atoms = _relabel(frames[frame], energy_key, forces_key, stress_key, charge_key)
-        _inspect(atoms, index=frame, path=path, require_labels=require_labels)
-        out.append(atoms)
-    return out
-
-
-def write_extxyz(path, atoms_list, *, energy_key: str = "energy", forces_key: str = "forces",
-                 stress_key: str = "stress") -> Path:
-    """Write structures (with their labels under the given keys) to an extended-XYZ file, atomically.
-
-    Labels are taken as in :func:`write_structures`; extxyz stores decimal text, so unlike the HDF5
-    store this does not round-trip bit-exactly.
-    """
-    import ase.io
-
-    path = Path(path)
-    if isinstance(atoms_list, Atoms):
-        atoms_list = [atoms_list]
-    out = []
-    for i, atoms in enumerate(atoms_list):
-        rec = _inspect(atoms, index=i, path=path, require_labels=False)
-        a = atoms.copy()  # drops the calculator
-        for key in ("energy", "stress", energy_key, stress_key):
-            a.info.pop(key, None)
-        for key in {"forces", forces_key}:
-            if key in a.arrays:
-                del a.arrays[key]
-        if rec.energy is not None:
-            a.info[energy_key] = rec.energy
-            a.arrays[forces_key] = rec.forces
-        if rec.stress is not None:
-            a.info[stress_key] = rec.stress if stress_key == "stress" else rec.stress.tolist()
-        out.append(a)
-    with atomic_path(path) as tmp:
-        ase.io.write(tmp, out, format="extxyz")
-    return path
-
-
-def _read_ase(path, *, require_labels=True, index=":", fmt=None) -> list[Atoms]:
-    import ase.io
-
-    path = _check_file(path, "structure")
-    try:
-        images = ase.io.read(path, index=index, format=fmt)
-    except Exception as exc:
-        raise StructureError(f"cannot be read by ase.io.read: {type(exc).__name__}: {exc}", path=path,
-                             fix="check that the file is complete and in the format its suffix says") from exc
-    if isinstance(images, Atoms):
-        images = [images]
-    for i, atoms in enumerate(images):
-        _inspect(atoms, index=i, path=path, require_labels=require_labels)
-    return list(images)
-
-
-_H5_SUFFIXES = (".h5", ".hdf5")
-_XYZ_SUFFIXES = (".xyz", ".extxyz")
-_ASE_SUFFIXES = (".traj", ".db")
-
-
-def structures_from_file(path, **keys) -> list[Atoms]:
-    """Read structures from any supported file, dispatching on the suffix.
-
-    ``.h5``/``.hdf5``: a structure store (keys: ``split``, ``require_labels``); ``.xyz``/``.extxyz``:
-    :func:`read_extxyz` (keys: ``energy_key``, ``forces_key``, ``stress_key``, ``charge_key``,
-    ``require_labels``, ``index``); ``.traj``/``.db``: ``ase.io.read`` with validation (keys: ``require_labels``, ``index``).
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-
-    def allowed(names):
-        extra = sorted(set(keys) - set(names))
-        if extra:
-            raise TypeError(f"structures_from_file({path.name!r}): unexpected keyword(s) {extra} for {suffix} files "
-                            f"(allowed: {sorted(names)})")
-
-    if suffix in _H5_SUFFIXES:
-        allowed({"split", "require_labels"})
-        with StructureStore(path) as store:
-            split = store._split(keys.get("split"))
-            if keys.get("require_labels", True) and not store.has_labels(split):
-                raise StoreError(f"split {split!r} has no energy/forces labels", path=path,
-                                 fix="label the structures first (teacher or DFT), or pass require_labels=False")
-            return store.read(split)
-    if suffix in _XYZ_SUFFIXES:
-        allowed({"energy_key", "forces_key", "stress_key", "charge_key", "require_labels", "index"})
-        return read_extxyz(path, **keys)
-    if suffix in _ASE_SUFFIXES:
-        allowed({"require_labels", "index"})
-        return _read_ase(path, **keys)
-    raise StructureError(f"unsupported file type {suffix or '(no suffix)'!r}", path=path,
-                         fix=f"use one of {', '.join(_H5_SUFFIXES + _XYZ_SUFFIXES + _ASE_SUFFIXES)}")

@@ -27,8 +27,8 @@ Kinds (``SELECTORS`` holds the one-line descriptions used in error messages):
   sha256 (and the number of ids), which the workflow stores in the output's attributes; give
   ``sha256: <hex>`` in the spec to fail when the file changes.
 * ``perovskite: true`` (options ``cubic_only``, ``anions``, tolerances, ``symmetry``): ABX3 with
-  corner-sharing BX6 octahedra; the rule is documented at :func:`perovskite_check`.  A geometric
-  alternative to ``space_group``, not what the paper used.
+  corner-sharing BX6 octahedra; the rule is documented at :func:`hessdistill.data.perovskite.perovskite_check`.
+  A geometric alternative to ``space_group``, not what the paper used.
 * ``space_group: {number: 221}`` (or ``{symbol: Pm-3m}``, ``space_group: Pm-3m``, a list of numbers or
   symbols): the space group found by spglib (:mod:`hessdistill.data.spacegroup`).  **The paper's MPtrj
   "perovskites" subset is every frame of every material whose space group is Pm-3m (No. 221), whatever
@@ -62,8 +62,6 @@ structures instead.  Selectors that need labels raise when a structure has none.
 :func:`select` returns the kept structures and a JSON-able report: for each top-level selector its
 index, kind, spec, how many structures it saw and how many it kept.  When a selector removes the last
 structures, :class:`EmptySelectionError` names it (index and spec), the counts before it and the source.
-:func:`select_store` runs the same selectors on a :class:`~hessdistill.data.StructureStore` split without
-building ``ase.Atoms`` (vectorised over the ragged arrays for the element, size, label and pbc kinds).
 """
 
 from __future__ import annotations
@@ -84,10 +82,10 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from ..core.jsonutil import plain as _jsonable
 from ..core.errors import HessdistillError, compose_message
-from .store import StructureStore, _calc_property, _make_atoms
+from ..core.structures import calc_property
+from .perovskite import perovskite_check
 
 __all__ = [
-    "DEFAULT_ANIONS",
     "SELECTORS",
     "SPICE_GROUP_KEYS",
     "EmptySelectionError",
@@ -95,16 +93,11 @@ __all__ = [
     "SelectorChain",
     "SelectorError",
     "compile_selectors",
-    "is_perovskite",
-    "perovskite_check",
     "read_id_list",
     "select",
     "select_indices",
-    "select_store",
 ]
 
-#: the anions X accepted by the perovskite rule by default
-DEFAULT_ANIONS = ("O", "F", "Cl", "Br", "I", "S", "N")
 #: the ``atoms.info`` keys ``spice_group`` looks at, in order
 SPICE_GROUP_KEYS = ("config_type", "subset")
 
@@ -155,8 +148,6 @@ _VALID = "valid selectors: " + ", ".join(SELECTORS)
 
 def _err(where: str, problem: str, fix: str | None = None) -> SelectorError:
     return SelectorError(compose_message(f"{where}: {problem}", fix=fix))
-
-
 
 
 def _short(spec) -> str:
@@ -301,7 +292,7 @@ def _parse_formula(s, where, name) -> frozenset:
     return _composition(out, where, name)
 
 
-# ====================================================================== frames: one structure, from Atoms or arrays
+# ====================================================================== frames: one structure
 class _AtomsFrame:
     """Selector view of one ``ase.Atoms``."""
 
@@ -332,7 +323,7 @@ class _AtomsFrame:
         return self._atoms.info
 
     def _label(self, name):
-        value = _calc_property(self._atoms, name, compute=False, path=self.source, where=self.index)
+        value = calc_property(self._atoms, name, compute=False, path=self.source, where=self.index)
         if value is None:
             value = self._atoms.info.get(name) if name == "energy" else self._atoms.arrays.get(name)
         return value
@@ -349,62 +340,13 @@ class _AtomsFrame:
         return self._atoms
 
 
-class _ArrayFrame:
-    """Selector view of structure ``index`` of ``StructureStore.arrays(split)``."""
-
-    __slots__ = ("_arr", "index", "source", "_a", "_b", "_info")
-
-    def __init__(self, arrays, index, source):
-        self._arr = arrays
-        self.index = index
-        self.source = source
-        off = arrays["offsets"]
-        self._a, self._b = int(off[index]), int(off[index + 1])
-        self._info = None
-
-    @property
-    def numbers(self):
-        return self._arr["numbers"][self._a:self._b]
-
-    @property
-    def n_atoms(self):
-        return self._b - self._a
-
-    @property
-    def pbc(self):
-        return np.asarray(self._arr["pbc"][self.index], dtype=bool)
-
-    @property
-    def info(self):
-        if self._info is None:
-            raw = self._arr["info"][self.index] if "info" in self._arr else None
-            info = json.loads(raw) if raw else {}
-            if "charge" in self._arr:
-                info["charge"] = self._arr["charge"][self.index].item()
-            if "structure_id" in self._arr:
-                info["structure_id"] = self._arr["structure_id"][self.index]
-            self._info = info
-        return self._info
-
-    def energy(self):
-        return float(self._arr["energy"][self.index]) if "energy" in self._arr else None
-
-    def forces(self):
-        return self._arr["forces"][self._a:self._b] if "forces" in self._arr else None
-
-    def atoms(self) -> Atoms:
-        arr, i = self._arr, self.index
-        return _make_atoms(arr["numbers"][self._a:self._b], arr["positions"][self._a:self._b], arr["cell"][i],
-                           arr["pbc"][i])
-
-
 def _frame_error(frame, problem, fix=None) -> SelectorError:
     return SelectorError(compose_message(problem, path=frame.source, structure=frame.index, fix=fix))
 
 
 # ====================================================================== selectors
 class Selector:
-    """One compiled selector: ``keep(frame) -> bool``; ``mask_arrays`` when it can run vectorised."""
+    """One compiled selector: ``keep(frame) -> bool``."""
 
     kind = ""
 
@@ -414,10 +356,6 @@ class Selector:
 
     def keep(self, frame) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def mask_arrays(self, arrays) -> np.ndarray | None:
-        """Boolean mask over all structures of a store split, or None when not vectorised."""
-        return None
 
     def prepare(self, n: int, frame_at) -> None:
         """Called once with the whole input (``frame_at(i)`` for ``i < n``) before any ``keep``.
@@ -431,12 +369,6 @@ class Selector:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.where} {_short(self.spec)}>"
-
-
-def _per_structure_any(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    if len(offsets) <= 1:
-        return np.zeros(0, dtype=bool)
-    return np.add.reduceat(flags.astype(np.int64), offsets[:-1]) > 0
 
 
 class _Elements(Selector):
@@ -455,15 +387,6 @@ class _Elements(Selector):
             return present <= self.zset
         return not (self.zset & present)  # exclude_elements
 
-    def mask_arrays(self, arrays):
-        numbers, offsets = arrays["numbers"], arrays["offsets"]
-        if self.kind == "only_elements":
-            return ~_per_structure_any(~np.isin(numbers, list(self.zset)), offsets)
-        has = [_per_structure_any(numbers == z, offsets) for z in self.elements]
-        if self.kind == "contains_elements":
-            return np.logical_and.reduce(has) if self.mode == "all" else np.logical_or.reduce(has)
-        return ~np.logical_or.reduce(has)
-
 
 class _AtomCount(Selector):
     def __init__(self, spec, where, kind, limit):
@@ -473,10 +396,6 @@ class _AtomCount(Selector):
 
     def keep(self, frame):
         n = frame.n_atoms
-        return n <= self.limit if self.kind == "max_atoms" else n >= self.limit
-
-    def mask_arrays(self, arrays):
-        n = arrays["n_atoms"]
         return n <= self.limit if self.kind == "max_atoms" else n >= self.limit
 
 
@@ -496,15 +415,6 @@ class _MaxForce(Selector):
             raise _frame_error(frame, f"{self.where} max_force needs forces but the structure has none", _FIX_NEEDS_LABELS)
         return float(np.sqrt((f * f).sum(axis=1)).max(initial=0.0)) <= self.limit
 
-    def mask_arrays(self, arrays):
-        if "forces" not in arrays:
-            return None  # the per-structure path raises the error
-        offsets = arrays["offsets"]
-        if len(offsets) <= 1:
-            return np.zeros(0, dtype=bool)
-        f = arrays["forces"]
-        return np.maximum.reduceat(np.sqrt((f * f).sum(axis=1)), offsets[:-1]) <= self.limit
-
 
 class _MaxEnergyPerAtom(Selector):
     kind = "max_energy_per_atom"
@@ -520,11 +430,6 @@ class _MaxEnergyPerAtom(Selector):
                                _FIX_NEEDS_LABELS)
         return e / frame.n_atoms <= self.limit
 
-    def mask_arrays(self, arrays):
-        if "energy" not in arrays:
-            return None
-        return arrays["energy"] / arrays["n_atoms"] <= self.limit
-
 
 class _Periodic(Selector):
     kind = "periodic"
@@ -535,9 +440,6 @@ class _Periodic(Selector):
 
     def keep(self, frame):
         return bool(frame.pbc.any()) == self.periodic
-
-    def mask_arrays(self, arrays):
-        return np.asarray(arrays["pbc"], dtype=bool).any(axis=1) == self.periodic
 
 
 class _Info(Selector):
@@ -745,7 +647,7 @@ class _SpaceGroup(Selector):
         if self.decisions is None:
             raise _frame_error(frame, f"{self.where} space_group (per: material) was asked about a structure "
                                       "before it saw the whole input",
-                               "apply it through select/select_indices/select_store")
+                               "apply it through select/select_indices")
         material = self._material(frame)
         if material is None:
             return False
@@ -831,10 +733,6 @@ class _AnyOf(Selector):
         for c in self.children:
             c.prepare(n, frame_at)
 
-    def mask_arrays(self, arrays):
-        masks = [c.mask_arrays(arrays) for c in self.children]
-        return None if any(m is None for m in masks) else np.logical_or.reduce(masks)
-
     def report_extra(self):
         return _children_extra(self.children)
 
@@ -844,10 +742,6 @@ class _AllOf(_AnyOf):
 
     def keep(self, frame):
         return all(c.keep(frame) for c in self.children)
-
-    def mask_arrays(self, arrays):
-        masks = [c.mask_arrays(arrays) for c in self.children]
-        return None if any(m is None for m in masks) else np.logical_and.reduce(masks)
 
 
 class _Not(Selector):
@@ -862,10 +756,6 @@ class _Not(Selector):
 
     def prepare(self, n, frame_at):
         self.child.prepare(n, frame_at)
-
-    def mask_arrays(self, arrays):
-        m = self.child.mask_arrays(arrays)
-        return None if m is None else ~m
 
     def report_extra(self):
         return _children_extra([self.child])
@@ -1140,7 +1030,7 @@ def compile_selectors(spec, *, base_dir=None) -> SelectorChain:
     return SelectorChain(selectors, _jsonable([s.spec if isinstance(s, Selector) else s for s in items]))
 
 
-def _run(chain: SelectorChain, n: int, frame_at, *, arrays=None, source=None, allow_empty=False):
+def _run(chain: SelectorChain, n: int, frame_at, *, source=None, allow_empty=False):
     report = {"source": None if source is None else str(source), "n_input": n, "n_selected": n, "selectors": []}
     src = f" from {str(source)!r}" if source is not None else ""
     if n == 0 and not allow_empty:
@@ -1151,11 +1041,7 @@ def _run(chain: SelectorChain, n: int, frame_at, *, arrays=None, source=None, al
         sel.prepare(n, frame_at)
     for k, sel in enumerate(chain.selectors):
         seen = len(idx)
-        mask = sel.mask_arrays(arrays) if arrays is not None else None
-        if mask is not None:
-            keep = np.asarray(mask, dtype=bool)[idx]
-        else:
-            keep = np.fromiter((sel.keep(frame_at(int(i))) for i in idx), dtype=bool, count=seen)
+        keep = np.fromiter((sel.keep(frame_at(int(i))) for i in idx), dtype=bool, count=seen)
         idx = idx[keep]
         entry = {"index": k, "selector": sel.kind, "spec": sel.spec, "seen": seen, "kept": int(len(idx))}
         entry.update(sel.report_extra())
@@ -1199,218 +1085,3 @@ def select(atoms_list, selectors, *, source=None, base_dir=None, allow_empty=Fal
     atoms_list = list(atoms_list) if not isinstance(atoms_list, Atoms) else atoms_list
     idx, report = select_indices(atoms_list, selectors, source=source, base_dir=base_dir, allow_empty=allow_empty)
     return [atoms_list[i] for i in idx], report
-
-
-def select_store(store, selectors, *, split=None, base_dir=None, allow_empty=False):
-    """Apply ``selectors`` to one split of a structure store; return ``(indices, report)``.
-
-    ``store`` is a :class:`~hessdistill.data.StructureStore` or a path.  Element, atom-count, force,
-    energy and pbc selectors (and compositions of them) run vectorised on the ragged arrays; the others
-    look at one structure at a time without building ``ase.Atoms`` unless they need one (perovskite).
-    """
-    chain = compile_selectors(selectors, base_dir=base_dir)
-    own = not isinstance(store, StructureStore)
-    st = StructureStore(store) if own else store
-    try:
-        split = st._split(split)
-        arrays = st.arrays(split)
-        source = f"{st.path}:{split}"
-        n = int(len(arrays["n_atoms"]))
-        idx, report = _run(chain, n, lambda i: _ArrayFrame(arrays, i, source), arrays=arrays, source=source,
-                           allow_empty=allow_empty)
-    finally:
-        if own:
-            st.close()
-    return idx, report
-
-
-# ====================================================================== perovskites
-def perovskite_check(atoms: Atoms, *, cubic_only: bool = False, anions=DEFAULT_ANIONS, bond_tol: float = 0.4,
-                     a_site_tol: float = 0.35, a_site_coordination=(8, 12), octahedron_angle_tol: float = 30.0,
-                     link_angle_tol: float = 40.0, cubic_length_tol: float = 0.02, cubic_angle_tol: float = 5.0,
-                     symmetry: str = "geometric", symprec: float = 0.01) -> tuple[bool, str]:
-    """Whether ``atoms`` is an ABX3 perovskite, and why (or why not).
-
-    The rule (every step must pass; distances in the minimum-image sense over all periodic images, so
-    supercells, Z > 1 cells and distorted/tilted perovskites are handled the same way):
-
-    1. **Periodic** in all three directions.
-    2. **Composition** reduces to A1 B1 X3: exactly three elements with counts in ratio 1:1:3 and the
-       3-fold element X in ``anions`` (default O, F, Cl, Br, I, S, N).  Which cation is B is decided
-       geometrically (both assignments are tried).
-    3. **BX6 octahedra**: every B has exactly 6 X within ``(1 + bond_tol) * d_min`` (``d_min``: that B's
-       shortest B-X distance; bond_tol 0.4 admits off-centred B as in PbTiO3, while the second X shell
-       of a perovskite B lies beyond 2 d_min), and they form an octahedron: for each B-X bond exactly one
-       other is trans (angle >= 180 - ``octahedron_angle_tol``) and four are cis (90 ± the tolerance).
-    4. **Corner sharing**: every X is bonded (by step 3) to exactly 2 B (with 1:3 stoichiometry this
-       makes every octahedron share all 6 corners), and each B-X-B angle is >= 180 - ``link_angle_tol``
-       (default 140°: the tilted GdFeO3/CaTiO3/MgSiO3 family passes; edge- or face-sharing
-       frameworks such as ilmenite FeTiO3 or hexagonal 2H-BaNiO3 have 80-100° and fail).
-    5. **A site**: every A has ``a_site_coordination`` (default 8-12) X within ``(1 + a_site_tol) * d_min(A)``
-       (12 in the cubic cuboctahedral cavity, about 8-10 in tilted perovskites; 6 in ilmenite/LiNbO3-type).
-
-    ``cubic_only`` additionally requires the undistorted cubic aristotype (Pm-3m).  With
-    ``symmetry="geometric"`` (default; the same answer whatever is installed): all B-X lengths within
-    ``cubic_length_tol`` (relative) of their mean, cis X-B-X angles 90 ± ``cubic_angle_tol`` and trans and
-    B-X-B angles >= 180 - ``cubic_angle_tol``, every A with exactly 12 X at equal distances (within
-    ``cubic_length_tol``), and for a one-formula (5-atom) cell a Niggli-reduced cell with equal lengths and
-    90° angles.  With ``symmetry="spglib"`` the space group found by spglib at ``symprec`` (Å) must be 221
-    (Pm-3m) instead.
-    """
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if not pbc.all():
-        return False, "not periodic in all three directions"
-    numbers = np.asarray(atoms.numbers)
-    counts = Counter(numbers.tolist())
-    if len(counts) != 3:
-        return False, f"{len(counts)} elements, ABX3 needs 3"
-    g = reduce(math.gcd, counts.values())
-    reduced = {z: c // g for z, c in counts.items()}
-    if sorted(reduced.values()) != [1, 1, 3]:
-        return False, f"composition {atoms.get_chemical_formula(empirical=True)} does not reduce to ABX3"
-    x = next(z for z, c in reduced.items() if c == 3)
-    anion_z = {atomic_numbers[s] if isinstance(s, str) else int(s) for s in anions}
-    if x not in anion_z:
-        return False, f"X = {chemical_symbols[x]} is not one of the anions {sorted(chemical_symbols[z] for z in anion_z)}"
-    cations = [z for z in reduced if z != x]
-    volume = abs(float(np.linalg.det(atoms.cell.array)))
-    n_fu = counts[x] // 3
-    if not volume > 1e-6:
-        return False, "degenerate cell"
-    a_p = (volume / n_fu) ** (1.0 / 3.0)  # pseudo-cubic lattice parameter
-    cutoff = 1.25 * a_p  # covers the A-X shell (about 0.71 a_p, times 1 + a_site_tol) of any perovskite
-
-    from ase.neighborlist import neighbor_list
-
-    i, j, d, vec = neighbor_list("ijdD", atoms, cutoff, self_interaction=False)
-    to_x = numbers[j] == x
-    i, j, d, vec = i[to_x], j[to_x], d[to_x], vec[to_x]
-    order = np.lexsort((d, i))
-    i, j, d, vec = i[order], j[order], d[order], vec[order]
-    starts = np.searchsorted(i, np.arange(len(atoms) + 1))
-
-    def nearest(z):
-        sel = np.isin(i, np.flatnonzero(numbers == z))
-        return float(d[sel].mean()) if sel.any() else np.inf
-
-    # try the cation with the shorter bonds as B first; report that assignment's reason on failure
-    candidates = sorted(cations, key=nearest)
-    first_reason = None
-    opts = dict(bond_tol=bond_tol, a_site_tol=a_site_tol, a_site_coordination=a_site_coordination,
-                octahedron_angle_tol=octahedron_angle_tol, link_angle_tol=link_angle_tol, cutoff=cutoff)
-    for b_z, a_z in ((candidates[0], candidates[1]), (candidates[1], candidates[0])):
-        ok, reason, geo = _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x, **opts)
-        if ok:
-            if not cubic_only:
-                return True, f"perovskite with A = {chemical_symbols[a_z]}, B = {chemical_symbols[b_z]}, X = {chemical_symbols[x]}"
-            if symmetry == "spglib":
-                number = _spacegroup_number(atoms, symprec)
-                if number != 221:
-                    return False, f"perovskite, but spglib space group {number} is not 221 (Pm-3m) at symprec {symprec}"
-                return True, "cubic Pm-3m perovskite (spglib)"
-            return _cubic_geometry(atoms, geo, n_fu, cubic_length_tol, cubic_angle_tol)
-        if first_reason is None:
-            first_reason = reason
-    return False, first_reason
-
-
-def is_perovskite(atoms: Atoms, **options) -> bool:
-    """``perovskite_check(atoms, **options)[0]``."""
-    return perovskite_check(atoms, **options)[0]
-
-
-def _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x_z, *, bond_tol, a_site_tol, a_site_coordination,
-                         octahedron_angle_tol, link_angle_tol, cutoff):
-    sym_b, sym_a, sym_x = chemical_symbols[b_z], chemical_symbols[a_z], chemical_symbols[x_z]
-    trans_cos = math.cos(math.radians(180.0 - octahedron_angle_tol))
-    cis_lo, cis_hi = math.cos(math.radians(90.0 + octahedron_angle_tol)), math.cos(math.radians(90.0 - octahedron_angle_tol))
-    bond_len, cis_angles, trans_angles = [], [], []
-    to_b: dict[int, list] = {}
-    for b in np.flatnonzero(numbers == b_z):
-        lo, hi = starts[b], starts[b + 1]
-        if hi == lo:
-            return False, f"B = {sym_b} atom {b} has no {sym_x} within {cutoff:.2f} Å", None
-        dist = d[lo:hi]
-        shell_r = dist[0] * (1.0 + bond_tol)
-        if shell_r > cutoff:
-            return False, f"B = {sym_b} atom {b}: nearest {sym_x} at {dist[0]:.2f} Å is too far for a perovskite", None
-        shell = dist <= shell_r
-        n_shell = int(shell.sum())
-        if n_shell != 6:
-            return False, f"B = {sym_b} atom {b} has {n_shell} {sym_x} neighbours within {shell_r:.2f} Å, an octahedron needs 6", None
-        v = vec[lo:hi][shell]
-        u = v / np.linalg.norm(v, axis=1)[:, None]
-        cos = u @ u.T
-        np.fill_diagonal(cos, np.nan)
-        n_trans = (cos <= trans_cos).sum(axis=1)
-        n_cis = ((cos >= cis_lo) & (cos <= cis_hi)).sum(axis=1)
-        if not ((n_trans == 1).all() and (n_cis == 4).all()):
-            return False, f"B = {sym_b} atom {b}: its 6 {sym_x} neighbours do not form an octahedron", None
-        ang = np.degrees(np.arccos(np.clip(cos[np.triu_indices(6, 1)], -1.0, 1.0)))
-        trans_angles.extend(ang[ang > 135.0].tolist())
-        cis_angles.extend(ang[ang <= 135.0].tolist())
-        bond_len.extend(dist[shell].tolist())
-        for xj, vv in zip(j[lo:hi][shell], v):
-            to_b.setdefault(int(xj), []).append(-vv)  # X -> B vector
-    link_cos = math.cos(math.radians(180.0 - link_angle_tol))
-    link_angles = []
-    for xa in np.flatnonzero(numbers == x_z):
-        vs = to_b.get(int(xa), [])
-        if len(vs) != 2:
-            return False, f"X = {sym_x} atom {xa} belongs to {len(vs)} octahedra, corner sharing needs 2", None
-        c = float(vs[0] @ vs[1] / (np.linalg.norm(vs[0]) * np.linalg.norm(vs[1])))
-        angle = math.degrees(math.acos(min(1.0, max(-1.0, c))))
-        if c > link_cos:
-            return False, (f"{sym_b}-{sym_x}-{sym_b} angle {angle:.1f}° at {sym_x} atom {xa} is below "
-                           f"{180 - link_angle_tol:.0f}° (octahedra not corner-sharing)"), None
-        link_angles.append(angle)
-    lo_c, hi_c = a_site_coordination
-    a_shells = []
-    for a in np.flatnonzero(numbers == a_z):
-        lo, hi = starts[a], starts[a + 1]
-        if hi == lo:
-            return False, f"A = {sym_a} atom {a} has no {sym_x} within {cutoff:.2f} Å", None
-        dist = d[lo:hi]
-        shell_r = dist[0] * (1.0 + a_site_tol)
-        if shell_r > cutoff:
-            return False, f"A = {sym_a} atom {a}: nearest {sym_x} at {dist[0]:.2f} Å is too far for a perovskite", None
-        shell = dist[dist <= shell_r]
-        if not lo_c <= len(shell) <= hi_c:
-            return False, (f"A = {sym_a} atom {a} has {len(shell)} {sym_x} neighbours within {shell_r:.2f} Å, "
-                           f"expected {lo_c}-{hi_c}"), None
-        a_shells.append(shell)
-    geo = {"bond_len": np.array(bond_len), "cis": np.array(cis_angles), "trans": np.array(trans_angles),
-           "link": np.array(link_angles), "a_shells": a_shells}
-    return True, "", geo
-
-
-def _cubic_geometry(atoms, geo, n_fu, length_tol, angle_tol) -> tuple[bool, str]:
-    bl = geo["bond_len"]
-    if np.abs(bl / bl.mean() - 1.0).max() > length_tol:
-        return False, "perovskite, but B-X bond lengths differ (not cubic)"
-    if np.abs(geo["cis"] - 90.0).max() > angle_tol or (geo["trans"] < 180.0 - angle_tol).any():
-        return False, "perovskite, but the octahedra are distorted (not cubic)"
-    if (geo["link"] < 180.0 - angle_tol).any():
-        return False, f"perovskite, but the octahedra are tilted (B-X-B down to {geo['link'].min():.1f}°; not cubic)"
-    for shell in geo["a_shells"]:
-        if len(shell) != 12 or np.abs(shell / shell.mean() - 1.0).max() > length_tol:
-            return False, "perovskite, but an A site is not at the centre of a regular 12-fold cavity (not cubic)"
-    if n_fu == 1:
-        from ase.cell import Cell
-
-        reduced, _ = Cell(atoms.cell.array).niggli_reduce()
-        par = reduced.cellpar()
-        lengths, angles = par[:3], par[3:]
-        if np.abs(lengths / lengths.mean() - 1.0).max() > length_tol or np.abs(angles - 90.0).max() > angle_tol:
-            return False, "perovskite, but the 5-atom cell is not cubic"
-    return True, "cubic Pm-3m perovskite (geometric)"
-
-
-def _spacegroup_number(atoms, symprec) -> int | None:
-    import spglib
-
-    cell = (np.asarray(atoms.cell.array), atoms.get_scaled_positions(wrap=True), np.asarray(atoms.numbers))
-    ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    if ds is None:
-        return None
-    return int(ds.number if hasattr(ds, "number") else ds["number"])

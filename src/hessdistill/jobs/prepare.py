@@ -27,11 +27,15 @@ material; see :mod:`hessdistill.data.subsets`).  Selector provenance (for ``spac
 symprec, angle tolerance, the frame analysed per material) is stored in the ``selection_report`` attribute.
 
 ``name: builtin`` generates the built-in offline dataset (``options``: ``family``, ``teacher``, ``dtype``,
-``device`` and any :class:`~hessdistill.data.builtin.GeneratorSettings` field) instead of reading a file.
+``device`` and any :class:`~hessdistill.data.builtin.GeneratorSettings` field) instead of reading a file: this job
+loads the teacher and gives it to the generator as an ASE calculator.
 
 Everything that decides the output is in the specification, so the same specification and input files
 give a byte-identical store; the store records the specification, the selection report (counts per
 selector) and the split report.
+
+Library calls: :func:`run` (and :func:`prepare_subset`, the same without writing a report file); the workflow's
+``prepare_subset`` rule calls :func:`snakemake_job`.
 """
 
 from __future__ import annotations
@@ -85,8 +89,9 @@ def _read(src: dict, where: str, base_dir: Path):
 
 
 def _builtin(options: dict, where: str):
+    from ..data.builtin import GeneratorSettings, generate, settings_from_options
     from ..teachers import load_teacher
-    from ..data.builtin import GeneratorSettings, generate
+    from ..teachers.calculator import TeacherCalculator
 
     teacher_name = options.pop("teacher", "chgnet")
     dtype = options.pop("dtype", "float32")
@@ -95,9 +100,8 @@ def _builtin(options: dict, where: str):
     unknown = sorted(set(options) - set(fields))
     if unknown:
         raise HessdistillError(f"{where}.options: unknown generator setting(s) {unknown}; valid: teacher, dtype, device, {', '.join(sorted(fields))}")
-    settings = GeneratorSettings(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                                    for k, v in options.items()})
-    return generate(load_teacher(teacher_name, device=device, dtype=dtype), settings)
+    settings = settings_from_options(**options)
+    return generate(TeacherCalculator(load_teacher(teacher_name, device=device, dtype=dtype)), settings)
 
 
 def prepare_subset(spec: dict, out, *, base_dir=None) -> dict:
@@ -157,6 +161,27 @@ def load_spec(path) -> dict:
         raise HessdistillError(f"file {str(path)!r}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from exc
 
 
+def run(spec, out, *, base_dir=".", report=None) -> dict:
+    """Build the subset store ``out`` from ``spec`` (a mapping, or the path of a YAML/JSON specification); write
+    the selection/split report as JSON to ``report`` when given; return the report."""
+    if not isinstance(spec, dict):
+        spec = load_spec(spec)
+    result = prepare_subset(spec, out, base_dir=base_dir)
+    if report:
+        atomic_write_text(report, json.dumps(result, indent=1, sort_keys=True))
+    return result
+
+
+def snakemake_job(smk, device=None) -> dict:
+    """The workflow's ``prepare_subset`` rule: the subset ``smk.params.spec`` into ``smk.output[0]`` with
+    ``smk.threads`` torch threads, relative paths from the config's ``data_dir``; return the report.  ``device``
+    is not used (a built-in source names its own device in its options)."""
+    import torch
+
+    torch.set_num_threads(smk.threads)
+    return prepare_subset(smk.params.spec, smk.output[0], base_dir=smk.config.get("data_dir", "."))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("spec", help="subset specification (YAML/JSON)")
@@ -164,13 +189,10 @@ def main(argv=None) -> int:
     p.add_argument("--report", help="write the selection/split report (JSON) here")
     args = p.parse_args(argv)
     try:
-        spec = load_spec(args.spec)
-        report = prepare_subset(spec, args.out, base_dir=Path(args.spec).parent)
+        report = run(args.spec, args.out, base_dir=Path(args.spec).parent, report=args.report)
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.report:
-        atomic_write_text(args.report, json.dumps(report, indent=1, sort_keys=True))
     sel = report["selection"]["source"]
     print(f"wrote {report['store']}: {report['splits']} (selected {sel['n_selected']} of {sel['n_input']})")
     for s in sel["selectors"]:

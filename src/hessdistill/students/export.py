@@ -21,7 +21,6 @@ how to compute them, the elements the student accepts, and a digest of the check
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
+from ..core.digest import file_digest
 from ..core.errors import HessdistillError
 from .base import Student
 
@@ -224,7 +224,7 @@ def export_student(model: Student, path, *, fmt: str = "auto", source=None, chec
     if fmt == "aoti" and path.suffix != ".pt2":
         raise HessdistillError(f"file {str(path)!r}: an AOTInductor package must end in .pt2\n"
                                f"  fix: use -o {path.with_suffix('.pt2')} (or --format torchscript)")
-    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source is not None else None
+    digest = file_digest(source) if source is not None else None
     model = model.to(device)
     gm, spec, args = trace(model)
     meta = header(model, spec, fmt, None if source is None else str(source), digest)

@@ -74,7 +74,7 @@ class Teacher(ABC):
         """Raise a clear error when the teacher cannot evaluate ``atoms``."""
         if not isinstance(atoms, Atoms):
             raise TypeError(f"teachers take ase.Atoms, got {type(atoms).__name__}")
-        from ..data.store import validate_atoms
+        from ..core.structures import validate_atoms
 
         validate_atoms(atoms, index=index, path=path, require_labels=False)
         if self.supported_numbers is not None:

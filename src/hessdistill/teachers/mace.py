@@ -31,7 +31,6 @@ does this itself), and model files are unpickled with ``weights_only=False``: lo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -46,6 +45,7 @@ from mace import data as mace_data
 from mace.tools import torch_geometric
 from mace.tools.utils import AtomicNumberTable
 
+from ..core.digest import file_digest
 from ..core.errors import TeacherError
 from .base import AutogradTeacher, ForwardResult
 
@@ -152,14 +152,6 @@ def _torch_load(path: Path, device: torch.device):
         ) from exc
 
 
-def _file_digest(path: Path, n: int = 12) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:n]
-
-
 class MACETeacher(AutogradTeacher):
     """A MACE model (mace-torch) as a conservative teacher with autograd Hessians.
 
@@ -215,7 +207,7 @@ class MACETeacher(AutogradTeacher):
         self.supported_numbers = frozenset(zs)
         self.heads = list(getattr(self.model, "heads", None) or ["Default"])
         self.head = self._pick_head(head)
-        digest = _file_digest(self.model_path)
+        digest = file_digest(self.model_path)[:12]
         self.version = f"mace-torch {mace.__version__}; {self.model_path.name}; sha256:{digest}"
         if len(self.heads) > 1:
             self.version += f"; head {self.head}"
