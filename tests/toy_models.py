@@ -80,7 +80,7 @@ def curl(**kw):
     return CurlField(**kw)
 
 
-from hessdistill.students.base import MAX_Z, AtomwiseOutput, Student  # noqa: E402
+from hessdistill.students.base import ELEMENT_SLOTS, AtomwiseOutput, Student  # noqa: E402
 from hessdistill.core.graphs import edge_vectors  # noqa: E402
 
 
@@ -92,9 +92,9 @@ class ToyStudent(Student):
     def __init__(self, cutoff=4.0, features=8, direct_forces=False, embedding_init=None):
         super().__init__(cutoff=cutoff, direct_forces=direct_forces)
         self.hparams = dict(cutoff=cutoff, features=features, direct_forces=direct_forces, embedding_init=embedding_init)
-        self.emb = torch.nn.Embedding(MAX_Z, features)
+        self.emb = torch.nn.Embedding(ELEMENT_SLOTS, features)
         if embedding_init is not None:  # a2a: a trainable map of a frozen teacher table, rows indexed by Z
-            table = torch.zeros(MAX_Z, len(embedding_init["table"][0]))
+            table = torch.zeros(ELEMENT_SLOTS, len(embedding_init["table"][0]))
             table[list(embedding_init["numbers"])] = torch.tensor(embedding_init["table"], dtype=torch.float32)
             self.register_buffer("teacher_table", table)
             self.emb_proj = torch.nn.Linear(table.shape[1], features)

@@ -29,7 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-MAX_Z = 119
+from ..core.structures import MAX_Z
+
+#: rows of per-element tables (embeddings, element energies), indexed by the atomic number: 0 unused, 1..MAX_Z
+ELEMENT_SLOTS = MAX_Z + 1
 
 
 def element_names(numbers) -> str:
@@ -63,7 +66,7 @@ class Student(nn.Module):
         super().__init__()
         self.cutoff = float(cutoff)
         self.direct_forces = bool(direct_forces)
-        self.register_buffer("element_energy", torch.zeros(MAX_Z, dtype=torch.float64))
+        self.register_buffer("element_energy", torch.zeros(ELEMENT_SLOTS, dtype=torch.float64))
         self.register_buffer("energy_scale", torch.tensor(1.0, dtype=torch.float64))
         self.hparams: dict = {}
 
@@ -154,7 +157,7 @@ class Student(nn.Module):
         """Least-squares per-element reference energies E_m ≈ Σ_Z n_mZ e_Z on the training split.
 
         ``numbers_per_structure``: list of atomic-number arrays; ``energies``: (M,) eV.  Elements absent
-        from the training data keep 0.  Returns the fitted table (MAX_Z,).  A tiny ridge keeps the fit
+        from the training data keep 0.  Returns the fitted table (ELEMENT_SLOTS,).  A tiny ridge keeps the fit
         defined when compositions are collinear (e.g. only ABO3 stoichiometries).
         """
         zs = sorted({int(z) for nums in numbers_per_structure for z in nums})
@@ -166,7 +169,7 @@ class Student(nn.Module):
         e = np.asarray(energies, dtype=np.float64)
         a = counts.T @ counts + ridge * np.eye(len(zs)) * max(1.0, np.trace(counts.T @ counts) / max(len(zs), 1))
         coef = np.linalg.solve(a, counts.T @ e)
-        table = np.zeros(MAX_Z)
+        table = np.zeros(ELEMENT_SLOTS)
         table[zs] = coef
         self.element_energy.copy_(torch.as_tensor(table, dtype=self.element_energy.dtype))
         return table

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
-from .base import MAX_Z, element_names
+from .base import ELEMENT_SLOTS, element_names
 
 
 def safe_norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8, keepdim: bool = False) -> torch.Tensor:
@@ -91,7 +91,7 @@ class ElementEmbedding(nn.Module):
     on the host, raises :class:`HessdistillError` for elements outside the table.
     """
 
-    def __init__(self, dim: int, num_elements: int = MAX_Z, embedding_init: dict | None = None):
+    def __init__(self, dim: int, num_elements: int = ELEMENT_SLOTS, embedding_init: dict | None = None):
         super().__init__()
         self.dim = int(dim)
         self.from_teacher = embedding_init is not None
@@ -110,9 +110,9 @@ class ElementEmbedding(nn.Module):
             raise HessdistillError(
                 f"embedding_init: table of shape {tuple(table.shape)} does not match {len(numbers)} element numbers"
             )
-        if len(set(numbers)) != len(numbers) or min(numbers) < 1 or max(numbers) >= MAX_Z:
-            raise HessdistillError(f"embedding_init: element numbers must be distinct and in 1..{MAX_Z - 1}")
-        index = torch.full((MAX_Z,), -1, dtype=torch.long)
+        if len(set(numbers)) != len(numbers) or min(numbers) < 1 or max(numbers) >= ELEMENT_SLOTS:
+            raise HessdistillError(f"embedding_init: element numbers must be distinct and in 1..{ELEMENT_SLOTS - 1}")
+        index = torch.full((ELEMENT_SLOTS,), -1, dtype=torch.long)
         index[torch.tensor(numbers)] = torch.arange(len(numbers))
         self.register_buffer("teacher_table", table.to(torch.get_default_dtype()))
         self.register_buffer("teacher_index", index)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..core.errors import HessdistillError
-from .base import MAX_Z, AtomwiseOutput, Student, element_names, host_numbers
+from .base import ELEMENT_SLOTS, AtomwiseOutput, Student, element_names, host_numbers
 
 DEFAULT_ELEMENTS = (1, 6, 7, 8)
 
@@ -60,7 +60,7 @@ class MACEStudent(Student):
         interaction: str = "RealAgnosticResidualInteractionBlock",
         avg_num_neighbors: float = 1.0,
         direct_forces: bool = False,
-        num_elements: int = MAX_Z,
+        num_elements: int = ELEMENT_SLOTS,
         embedding_init: dict | None = None,
     ):
         if direct_forces:
@@ -73,8 +73,8 @@ class MACEStudent(Student):
         super().__init__(cutoff=cutoff, direct_forces=False)
         modules, o3 = _mace()
         zs = sorted({int(z) for z in atomic_numbers})
-        if not zs or zs[0] < 1 or zs[-1] >= MAX_Z:
-            raise HessdistillError(f"MACE student: atomic_numbers must be elements 1..{MAX_Z - 1}, got {atomic_numbers}")
+        if not zs or zs[0] < 1 or zs[-1] >= ELEMENT_SLOTS:
+            raise HessdistillError(f"MACE student: atomic_numbers must be elements 1..{ELEMENT_SLOTS - 1}, got {atomic_numbers}")
         if interaction not in modules.interaction_classes:
             raise HessdistillError(f"MACE student: unknown interaction {interaction!r}; choose one of "
                                    f"{sorted(modules.interaction_classes)}")
@@ -100,7 +100,7 @@ class MACEStudent(Student):
         # E0 = 0: hessdistill's element references replace them; keep them out of training
         for p in self.model.atomic_energies_fn.parameters():
             p.requires_grad_(False)
-        index = torch.full((MAX_Z,), -1, dtype=torch.long)
+        index = torch.full((ELEMENT_SLOTS,), -1, dtype=torch.long)
         index[torch.tensor(zs)] = torch.arange(len(zs))
         self.register_buffer("z_index", index, persistent=False)
         self.zs = zs

@@ -55,7 +55,7 @@ from torch import nn
 
 from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
-from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
+from .base import ELEMENT_SLOTS, AtomwiseOutput, Student, host_numbers
 from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, plain_embedding_init, safe_norm,
                      scatter_sum)
 
@@ -164,7 +164,7 @@ class PaiNN(Student):
         num_rbf: int = 128,
         cutoff: float = 12.0,
         direct_forces: bool = False,
-        num_elements: int = MAX_Z,
+        num_elements: int = ELEMENT_SLOTS,
         embedding_init: dict | None = None,
         avg_num_neighbors: float = 1.0,
         envelope_exponent: int = 5,

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
-from .base import MAX_Z, AtomwiseOutput, Student, host_numbers
+from .base import ELEMENT_SLOTS, AtomwiseOutput, Student, host_numbers
 from .layers import (
     ElementEmbedding,
     GaussianRBF,
@@ -67,7 +67,7 @@ class SchNet(Student):
         num_rbf: int = 50,
         cutoff: float = 5.0,
         direct_forces: bool = False,
-        num_elements: int = MAX_Z,
+        num_elements: int = ELEMENT_SLOTS,
         embedding_init: dict | None = None,
         avg_num_neighbors: float = 1.0,
         envelope_exponent: int = 5,
