@@ -117,6 +117,13 @@ def test_cli_makes_and_uses_minima(setup, tmp_path):
                  "--reference-teacher", "torch:toy_models:morse", "--evaluations", "vibrations",
                  "--minima", str(m)]) == 0
     assert json.loads((tmp_path / "o" / "vibrations.json").read_text())["n_structures"] == 4
+    from hessdistill.jobs.minima import main as minima_main
+
+    from hessdistill.evaluation.vibrations import load_minima
+
+    m2 = tmp_path / "m2.h5"
+    assert minima_main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(m2)]) == 0
+    assert load_minima(m2)[1] == load_minima(m)[1] | {"wall_s": load_minima(m2)[1]["wall_s"]}
     assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path),
                  "--make-minima", str(m)]) == 2
 
@@ -165,3 +172,68 @@ def test_speed_times_the_teacher_in_the_students_dtype_and_records_the_device(se
     fixed = run_evaluations(EvaluatedStudent(tmp_path / "model32.pt"), st, tmp_path / "f", evaluations=["speed"],
                             reference_teacher=setup[2], config=cfg)["speed"]
     assert fixed["teacher_dtype"] == "float64"
+
+
+class _Named(dict):
+    """Snakemake's named lists, as far as the jobs read them: items(), keys() and attribute access."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _smk(params, wildcards, inputs, output):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(params=SimpleNamespace(**params), wildcards=_Named(wildcards), input=_Named(inputs),
+                           output=[str(output)], threads=1)
+
+
+def test_snakemake_jobs_write_the_identity_of_each_evaluation(setup, tmp_path, capsys):
+    """The rules' jobs: the minima once for the teacher, then a student run and the teacher pseudo-run, each JSON
+    with its {subset, teacher, run} (run null for the teacher)."""
+    from hessdistill.jobs import evaluate, minima
+
+    d, st, _ = setup
+    spec = {"model": "torch:toy_models:morse", "options": {}, "vjp_method": "auto"}
+    vib = {"n_structures": 1, "fmax": 1e-2, "max_steps": 1000, "molecules_only": False}
+    meta = minima.snakemake_job(_smk({"minima": {"split": "test", "protocol": vib, "teacher_dtype": "float64",
+                                                 "reference_teacher": spec}},
+                                     {"subset": "s", "teacher": "morse"}, {"structures": str(st)},
+                                     tmp_path / "minima.h5"))
+    assert meta["teacher_dtype"] == "float64" and (tmp_path / "minima.h5").exists()
+    inputs = {"structures": str(st), "labels": str(d / "l.h5"), "hessians": str(d / "h.h5"),
+              "minima": str(tmp_path / "minima.h5")}
+    for ev, protocol in (("test", {}), ("vibrations", {"n_structures": 1, "fmax": 1e-2})):
+        params = {"evaluation": {"evaluation": ev, "split": "test", "protocol": protocol, "teacher_dtype": "float64",
+                                 "reference_teacher": spec}}
+        stu = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "run": "r", "evaluation": ev},
+                                          {**inputs, "model": str(d / "model.pt")}, tmp_path / "r" / f"{ev}.json"))
+        tea = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "evaluation": ev}, inputs,
+                                          tmp_path / "t" / f"{ev}.json"), device="cpu")
+        assert json.loads((tmp_path / "r" / f"{ev}.json").read_text())["identity"] == {"subset": "s", "teacher": "morse",
+                                                                                       "run": "r"}
+        assert tea["identity"] == {"subset": "s", "teacher": "morse", "run": None} and tea["kind"] == "teacher"
+        assert stu["kind"] == "student" and stu["device"] == "cpu"
+    assert tea["freq_mae_cm1"] == 0.0  # the teacher at its own minima
+    assert '"evaluation": "vibrations"' in capsys.readouterr().out
+    with pytest.raises(HessdistillError, match="identity has unknown key"):
+        run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "x", evaluations=["test"],
+                        identity={"subset": "s", "student": "r"})
+
+
+def test_teachers_and_students_meet_the_evaluated_model_contract(setup):
+    from hessdistill.core.model import EvaluatedModel, check_model, validate_outputs
+
+    d, st, teacher = setup
+    water = molecule("H2O")
+    for model in (teacher, EvaluatedStudent(d / "model.pt")):
+        assert isinstance(model, EvaluatedModel)
+        out = check_model(model, water, rows=[0, 4], structure="H2O")
+        assert out["hessian_rows"].shape == (2, 9)
+        np.testing.assert_allclose(model.hessian(water)[[0, 4]], out["hessian_rows"], atol=1e-10)
+        assert model.calculator() is model.calculator() and (model.n_params is None or model.n_params >= 0)
+    with pytest.raises(HessdistillError, match=r"structure 7: model 'm': forces must have shape \(3, 3\)"):
+        validate_outputs(3, energy=1.0, forces=np.zeros((2, 3)), structure=7, model="m")
+    with pytest.raises(HessdistillError, match="Hessian has 1 non-finite"):
+        validate_outputs(1, hessian=np.array([[0, 0, 0], [0, np.nan, 0], [0, 0, 0]]))
+    with pytest.raises(HessdistillError, match="is not an EvaluatedModel"):
+        check_model(object(), water)

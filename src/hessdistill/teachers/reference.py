@@ -9,6 +9,7 @@ from ase.calculators.calculator import Calculator
 
 from ..core.errors import TeacherError
 from .calculator import TeacherCalculator
+from .registry import FORMS, TEACHER_DEFAULTS, load_teacher
 
 #: the config key a reference calculator is read from (named in every error)
 REFERENCE_KEY = "evaluation.protocol.relax.reference_calculator"
@@ -31,7 +32,8 @@ def _reference_error(problem: str, fix: str, key: str = REFERENCE_KEY) -> Teache
     return TeacherError(f"{key}: {problem}\n  fix: {fix}")
 
 
-def reference_calculator(spec, *, device="cpu", dtype="float64", key: str = REFERENCE_KEY) -> ReferenceCalculator:
+def reference_calculator(spec, *, device="cpu", dtype=TEACHER_DEFAULTS["dtype"],
+                         key: str = REFERENCE_KEY) -> ReferenceCalculator:
     """The ASE calculator named by ``spec``: ``{"model": NAME, "options": {...}}`` or a bare NAME, in the
     language of teacher names (:func:`~hessdistill.teachers.load_teacher`).
 
@@ -42,7 +44,6 @@ def reference_calculator(spec, *, device="cpu", dtype="float64", key: str = REFE
     :class:`TeacherCalculator`.  Raises :class:`~hessdistill.core.errors.TeacherError` naming ``key`` and the fix.
     """
     from ..core.errors import HessdistillError
-    from .registry import FORMS, load_teacher
 
     forms = ", ".join(f[0] for f in FORMS.values())
     if isinstance(spec, str):
