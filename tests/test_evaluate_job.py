@@ -209,8 +209,8 @@ def test_snakemake_jobs_write_the_identity_of_each_evaluation(setup, tmp_path, c
                                           {**inputs, "model": str(d / "model.pt")}, tmp_path / "r" / f"{ev}.json"))
         tea = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "evaluation": ev}, inputs,
                                           tmp_path / "t" / f"{ev}.json"), device="cpu")
-        assert json.loads((tmp_path / "r" / f"{ev}.json").read_text())["identity"] == {"subset": "s", "teacher": "morse",
-                                                                                       "run": "r"}
+        written = json.loads((tmp_path / "r" / f"{ev}.json").read_text())
+        assert written["identity"] == stu["identity"] == {"subset": "s", "teacher": "morse", "run": "r"}
         assert tea["identity"] == {"subset": "s", "teacher": "morse", "run": None} and tea["kind"] == "teacher"
         assert stu["kind"] == "student" and stu["device"] == "cpu"
     assert tea["freq_mae_cm1"] == 0.0  # the teacher at its own minima
