@@ -34,8 +34,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads per run")
     p.add_argument("--weights", default="{}", help="JSON loss-weight overrides, e.g. '{\"hessian\": 100}'")
     args = p.parse_args(argv)
-    from hessdistill.evaluation.accuracy import accuracy_from_stores, student_hessian_rows_fn, student_predictor
+    from hessdistill.evaluation.accuracy import accuracy_from_stores
     from hessdistill.students.checkpoint import load_student
+    from hessdistill.students.evaluated import student_hessian_rows_fn, student_predictor
     from hessdistill.training import train
 
     out = Path(args.out)

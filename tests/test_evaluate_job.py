@@ -8,7 +8,9 @@ import torch
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from hessdistill.jobs.evaluate import _Subject, main, merge_config, run_evaluations
+from hessdistill.evaluation.protocols import merge_config
+from hessdistill.jobs.evaluate import evaluated_model, main, run_evaluations
+from hessdistill.students.evaluated import EvaluatedStudent
 from hessdistill.core.errors import HessdistillError
 from hessdistill.students.registry import STUDENTS
 
@@ -47,8 +49,8 @@ def setup(tmp_path_factory):
 
 def test_student_and_teacher_through_same_protocols(setup):
     d, st, teacher = setup
-    ref = _Subject(teacher=teacher)
-    stu = run_evaluations(_Subject(model_path=d / "model.pt"), st, d / "stu", labels=d / "l.h5", hessians=d / "h.h5",
+    ref = teacher
+    stu = run_evaluations(EvaluatedStudent(d / "model.pt"), st, d / "stu", labels=d / "l.h5", hessians=d / "h.h5",
                           reference_teacher=ref, config=SMALL)
     tea = run_evaluations(ref, st, d / "tea", labels=d / "l.h5", hessians=d / "h.h5", reference_teacher=ref,
                           config=SMALL)
@@ -68,11 +70,11 @@ def test_student_and_teacher_through_same_protocols(setup):
 def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup, tmp_path, monkeypatch):
     """The teacher's relaxations and Hessians are made once (make_minima) and every model is compared at them: the
     result equals a vibrations evaluation that relaxes by itself, and the teacher is not called again."""
-    from hessdistill.jobs.evaluate import make_minima
     from hessdistill.evaluation.vibrations import load_minima
+    from hessdistill.jobs.minima import run as make_minima
 
     d, st, teacher = setup
-    ref = _Subject(teacher=teacher)
+    ref = teacher
     cfg = {"vibrations": {"n_structures": 2, "fmax": 1e-2}}
     meta = make_minima(ref, st, tmp_path / "minima.h5", config=cfg)
     records, made = load_minima(tmp_path / "minima.h5")
@@ -82,16 +84,16 @@ def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup,
         e, f = teacher.energy_forces(rec["atoms"])
         assert np.abs(f).max() < 1e-2 + 1e-9
         n = 3 * len(rec["atoms"])
-        np.testing.assert_allclose(rec["hessian"], ref.rows_fn(rec["atoms"], np.arange(n)), atol=1e-8)
-    alone = run_evaluations(_Subject(model_path=d / "model.pt"), st, tmp_path / "a", evaluations=["vibrations"],
+        np.testing.assert_allclose(rec["hessian"], ref.hessian_rows(rec["atoms"], np.arange(n)), atol=1e-8)
+    alone = run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "a", evaluations=["vibrations"],
                             reference_teacher=ref, config=cfg)["vibrations"]
 
     def no_teacher_calls(*a, **k):
         raise AssertionError("the teacher was asked for a Hessian although the minima carry it")
 
-    monkeypatch.setattr(ref, "rows_fn", no_teacher_calls)
+    monkeypatch.setattr(ref, "hessian_rows", no_teacher_calls)
     monkeypatch.setattr(ref, "hessian", no_teacher_calls)
-    shared = run_evaluations(_Subject(model_path=d / "model.pt"), st, tmp_path / "b", evaluations=["vibrations"],
+    shared = run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "b", evaluations=["vibrations"],
                              reference_teacher=ref, config=cfg, minima=tmp_path / "minima.h5")["vibrations"]
     for key in ("freq_mae_cm1", "hessian_rel_error", "n_spurious_imaginary", "n_structures"):
         assert shared[key] == pytest.approx(alone[key], rel=1e-9, abs=1e-9), key
@@ -99,7 +101,7 @@ def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup,
                           minima=tmp_path / "minima.h5")["vibrations"]
     assert tea["freq_mae_cm1"] == 0.0 and tea["n_spurious_imaginary"] == 0
     with pytest.raises(HessdistillError, match=r"minima\.h5 were made with another protocol \(fmax: 0\.01 there, 0\.001 here\)"):
-        run_evaluations(_Subject(model_path=d / "model.pt"), st, tmp_path / "c", evaluations=["vibrations"],
+        run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "c", evaluations=["vibrations"],
                         reference_teacher=ref, config={"vibrations": {"n_structures": 2, "fmax": 1e-3}},
                         minima=tmp_path / "minima.h5")
     with pytest.raises(HessdistillError, match="not a teacher-minima file"):
@@ -115,6 +117,13 @@ def test_cli_makes_and_uses_minima(setup, tmp_path):
                  "--reference-teacher", "torch:toy_models:morse", "--evaluations", "vibrations",
                  "--minima", str(m)]) == 0
     assert json.loads((tmp_path / "o" / "vibrations.json").read_text())["n_structures"] == 4
+    from hessdistill.jobs.minima import main as minima_main
+
+    from hessdistill.evaluation.vibrations import load_minima
+
+    m2 = tmp_path / "m2.h5"
+    assert minima_main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(m2)]) == 0
+    assert load_minima(m2)[1] == load_minima(m)[1] | {"wall_s": load_minima(m2)[1]["wall_s"]}
     assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path),
                  "--make-minima", str(m)]) == 2
 
@@ -136,8 +145,8 @@ def test_auto_device_resolves_where_the_job_runs(setup):
 
     d, _, teacher = setup
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert _Subject(model_path=d / "model.pt", device="auto").device == expected
-    assert _Subject(teacher=teacher, device="auto").device == expected
+    assert str(EvaluatedStudent(d / "model.pt", device="auto").device) == expected
+    assert str(evaluated_model(teacher="torch:toy_models:morse", device="auto").device) == expected
 
 
 def test_speed_times_the_teacher_in_the_students_dtype_and_records_the_device(setup, tmp_path):
@@ -150,9 +159,9 @@ def test_speed_times_the_teacher_in_the_students_dtype_and_records_the_device(se
     m = ToyStudent(cutoff=4.0).float()
     torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float32",
                 "state_dict": m.state_dict()}, tmp_path / "model32.pt")
-    ref = _Subject(teacher="torch:toy_models:morse", dtype="float64")
+    ref = evaluated_model(teacher="torch:toy_models:morse", dtype="float64")
     cfg = {"speed": SMALL["speed"]}
-    res = run_evaluations(_Subject(model_path=tmp_path / "model32.pt"), st, tmp_path / "s", evaluations=["speed"],
+    res = run_evaluations(EvaluatedStudent(tmp_path / "model32.pt"), st, tmp_path / "s", evaluations=["speed"],
                           reference_teacher=ref, config=cfg)["speed"]
     assert res["student_dtype"] == "float32" and res["teacher_dtype"] == "float32"
     assert res["teacher_label_dtype"] == "float64"
@@ -160,6 +169,71 @@ def test_speed_times_the_teacher_in_the_students_dtype_and_records_the_device(se
     tea = run_evaluations(ref, st, tmp_path / "t", evaluations=["speed"], reference_teacher=ref, config=cfg)["speed"]
     assert tea["teacher_dtype"] == "float32" and tea["teacher_label_dtype"] == "float64"
     # a teacher given as an object, without a way to reload it, is timed as it is and says so
-    fixed = run_evaluations(_Subject(model_path=tmp_path / "model32.pt"), st, tmp_path / "f", evaluations=["speed"],
-                            reference_teacher=_Subject(teacher=setup[2]), config=cfg)["speed"]
+    fixed = run_evaluations(EvaluatedStudent(tmp_path / "model32.pt"), st, tmp_path / "f", evaluations=["speed"],
+                            reference_teacher=setup[2], config=cfg)["speed"]
     assert fixed["teacher_dtype"] == "float64"
+
+
+class _Named(dict):
+    """Snakemake's named lists, as far as the jobs read them: items(), keys() and attribute access."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _smk(params, wildcards, inputs, output):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(params=SimpleNamespace(**params), wildcards=_Named(wildcards), input=_Named(inputs),
+                           output=[str(output)], threads=1)
+
+
+def test_snakemake_jobs_write_the_identity_of_each_evaluation(setup, tmp_path, capsys):
+    """The rules' jobs: the minima once for the teacher, then a student run and the teacher pseudo-run, each JSON
+    with its {subset, teacher, run} (run null for the teacher)."""
+    from hessdistill.jobs import evaluate, minima
+
+    d, st, _ = setup
+    spec = {"model": "torch:toy_models:morse", "options": {}, "vjp_method": "auto"}
+    vib = {"n_structures": 1, "fmax": 1e-2, "max_steps": 1000, "molecules_only": False}
+    meta = minima.snakemake_job(_smk({"minima": {"split": "test", "protocol": vib, "teacher_dtype": "float64",
+                                                 "reference_teacher": spec}},
+                                     {"subset": "s", "teacher": "morse"}, {"structures": str(st)},
+                                     tmp_path / "minima.h5"))
+    assert meta["teacher_dtype"] == "float64" and (tmp_path / "minima.h5").exists()
+    inputs = {"structures": str(st), "labels": str(d / "l.h5"), "hessians": str(d / "h.h5"),
+              "minima": str(tmp_path / "minima.h5")}
+    for ev, protocol in (("test", {}), ("vibrations", {"n_structures": 1, "fmax": 1e-2})):
+        params = {"evaluation": {"evaluation": ev, "split": "test", "protocol": protocol, "teacher_dtype": "float64",
+                                 "reference_teacher": spec}}
+        stu = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "run": "r", "evaluation": ev},
+                                          {**inputs, "model": str(d / "model.pt")}, tmp_path / "r" / f"{ev}.json"))
+        tea = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "evaluation": ev}, inputs,
+                                          tmp_path / "t" / f"{ev}.json"), device="cpu")
+        written = json.loads((tmp_path / "r" / f"{ev}.json").read_text())
+        assert written["identity"] == stu["identity"] == {"subset": "s", "teacher": "morse", "run": "r"}
+        assert tea["identity"] == {"subset": "s", "teacher": "morse", "run": None} and tea["kind"] == "teacher"
+        assert stu["kind"] == "student" and stu["device"] == "cpu"
+    assert tea["freq_mae_cm1"] == 0.0  # the teacher at its own minima
+    assert '"evaluation": "vibrations"' in capsys.readouterr().out
+    with pytest.raises(HessdistillError, match="identity has unknown key"):
+        run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "x", evaluations=["test"],
+                        identity={"subset": "s", "student": "r"})
+
+
+def test_teachers_and_students_meet_the_evaluated_model_contract(setup):
+    from hessdistill.core.model import EvaluatedModel, check_model, validate_outputs
+
+    d, st, teacher = setup
+    water = molecule("H2O")
+    for model in (teacher, EvaluatedStudent(d / "model.pt")):
+        assert isinstance(model, EvaluatedModel)
+        out = check_model(model, water, rows=[0, 4], structure="H2O")
+        assert out["hessian_rows"].shape == (2, 9)
+        np.testing.assert_allclose(model.hessian(water)[[0, 4]], out["hessian_rows"], atol=1e-10)
+        assert model.calculator() is model.calculator() and (model.n_params is None or model.n_params >= 0)
+    with pytest.raises(HessdistillError, match=r"structure 7: model 'm': forces must have shape \(3, 3\)"):
+        validate_outputs(3, energy=1.0, forces=np.zeros((2, 3)), structure=7, model="m")
+    with pytest.raises(HessdistillError, match="Hessian has 1 non-finite"):
+        validate_outputs(1, hessian=np.array([[0, 0, 0], [0, np.nan, 0], [0, 0, 0]]))
+    with pytest.raises(HessdistillError, match="is not an EvaluatedModel"):
+        check_model(object(), water)

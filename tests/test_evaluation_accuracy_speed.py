@@ -6,8 +6,9 @@ import torch
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from hessdistill.evaluation.accuracy import (accuracy, accuracy_from_stores, calculator_predictor,
-                                             student_hessian_rows_fn, student_predictor)
+from hessdistill.core.model import calculator_predictor
+from hessdistill.evaluation.accuracy import accuracy, accuracy_from_stores
+from hessdistill.students.evaluated import student_hessian_rows_fn, student_predictor
 from hessdistill.evaluation.speed import speed_comparison
 from hessdistill.teachers import load_teacher
 from hessdistill.teachers.calculator import TeacherCalculator
@@ -121,7 +122,7 @@ class _ColdStartTeacher:
 
 
 def test_speed_paper_warmup_skips_the_first_batches():
-    from hessdistill.jobs.evaluate import merge_config
+    from hessdistill.evaluation.protocols import merge_config
     from hessdistill.evaluation.speed import time_teacher
 
     assert merge_config(None)["speed"]["warmup_batches"] is None

@@ -21,10 +21,12 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.cluster import Icosahedron
 from ase.collections import g2
 
-from hessdistill.evaluation import (fd_hessian_fn, find_bonds, frequency_suite, harmonic_frequencies,
-                                    md_stability_suite, mean_sem, relax_comparison, run_md, run_optimizer,
-                                    vibrational_comparison)
-from hessdistill.evaluation.accuracy import accuracy, calculator_predictor
+from hessdistill.evaluation.md import find_bonds, md_stability_suite, mean_sem, run_md
+from hessdistill.evaluation.relax import relax_comparison, run_optimizer
+from hessdistill.evaluation.vibrations import (fd_hessian_fn, frequency_suite, harmonic_frequencies,
+                                               vibrational_comparison)
+from hessdistill.core.model import calculator_predictor
+from hessdistill.evaluation.accuracy import accuracy
 from hessdistill.evaluation.speed import time_teacher
 from test_evaluation_dynamics import R_MIN, nu_cm1
 
@@ -395,7 +397,7 @@ def test_phonons_known_answers():
 
 
 def test_phonon_structures_prefer_distinct_compounds():
-    from hessdistill.jobs.evaluate import phonon_structures
+    from hessdistill.evaluation.phonons import phonon_structures
 
     nacl = bulk("NaCl", "rocksalt", a=5.6)
     cu = bulk("Cu", "fcc", a=3.61)
@@ -405,7 +407,7 @@ def test_phonon_structures_prefer_distinct_compounds():
 
 
 def test_vibration_structures_come_from_distinct_trajectories_first():
-    from hessdistill.jobs.evaluate import spread_structures
+    from hessdistill.evaluation.vibrations import spread_structures
 
     pool = []
     for t, count in (("md0", 3), ("md1", 1), ("rattle0", 2)):

@@ -12,19 +12,11 @@ from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 from ase.calculators.morse import MorsePotential
 
-from hessdistill.evaluation import (
-    compare_frequencies,
-    fd_hessian_fn,
-    find_bonds,
-    harmonic_frequencies,
-    md_stability_suite,
-    reference_bond_lengths,
-    relax_comparison,
-    run_md,
-    smeared_rdf,
-    vibrational_comparison,
-    write_json,
-)
+from hessdistill.evaluation.md import find_bonds, md_stability_suite, reference_bond_lengths, run_md, smeared_rdf
+from hessdistill.evaluation.output import write_json
+from hessdistill.evaluation.relax import relax_comparison
+from hessdistill.evaluation.vibrations import (compare_frequencies, fd_hessian_fn, harmonic_frequencies,
+                                               vibrational_comparison)
 from hessdistill.evaluation.relax import kabsch_rmsd
 from toy_models import lj_hessian  # noqa: E402
 
@@ -352,7 +344,7 @@ def test_relaxation_reaches_known_minimum_and_compares(tmp_path):
     # the minimum itself
     work = dimer.copy()
     work.calc = lj
-    from hessdistill.evaluation import run_optimizer
+    from hessdistill.evaluation.relax import run_optimizer
 
     info = run_optimizer(work, optimizer="BFGS", fmax=1e-4)
     assert info["converged"] and work.get_distance(0, 1) == pytest.approx(R_MIN, abs=1e-4)
@@ -387,7 +379,7 @@ def test_kabsch_rmsd_and_periodic_rmsd():
     p = np.random.default_rng(0).normal(size=(5, 3))
     q = p @ random_rotation(1).T + 3.0
     assert kabsch_rmsd(p, q) < 1e-10
-    from hessdistill.evaluation import periodic_rmsd
+    from hessdistill.evaluation.relax import periodic_rmsd
 
     cu = bulk("Cu", "fcc", a=3.6, cubic=True)
     shifted = cu.copy()
@@ -441,7 +433,7 @@ def test_training_reference_is_the_mean_over_frames_of_the_same_composition():
 def test_paper_md_rule_checks_bonds_at_the_logged_frames_only():
     """The paper's rule as protocol keys: bond_reference training, check_every = log_every (checks at logged
     frames only), criterion bonds, max_deviation 0.5 Å."""
-    from hessdistill.jobs.evaluate import merge_config
+    from hessdistill.evaluation.protocols import merge_config
 
     c = merge_config({"md": {"check_every": 10, "log_every": 10, "criterion": "bonds", "bond_reference": "training"}})
     assert c["md"]["check_every"] == 10 and merge_config(None)["md"]["check_every"] == 1

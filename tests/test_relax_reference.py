@@ -12,7 +12,7 @@ from ase.calculators.lj import LennardJones
 
 from hessdistill.core.errors import TeacherError
 from hessdistill.evaluation.relax import reference_score, relax_comparison
-from hessdistill.teachers.calculator import REFERENCE_KEY, reference_calculator
+from hessdistill.teachers.reference import REFERENCE_KEY, reference_calculator
 
 GFN2 = {"model": "ase:tblite.ase:TBLite", "options": {"method": "GFN2-xTB", "verbosity": 0}}
 GFN1 = {"model": "ase:tblite.ase:TBLite", "options": {"method": "GFN1-xTB", "verbosity": 0}}
@@ -118,7 +118,8 @@ def test_reference_score_never_raises():
 def test_relax_job_records_the_reference(tmp_path):
     pytest.importorskip("tblite")
     from hessdistill.data.store import write_structures
-    from hessdistill.jobs.evaluate import _Subject, merge_config, run_evaluations
+    from hessdistill.evaluation.protocols import merge_config
+    from hessdistill.jobs.evaluate import run_evaluations
     from hessdistill.teachers import load_teacher
 
     assert merge_config(None)["relax"]["reference_calculator"] is None
@@ -127,7 +128,7 @@ def test_relax_job_records_the_reference(tmp_path):
     water = molecule("H2O")
     water.calc = SinglePointCalculator(water, energy=0.0, forces=np.zeros((3, 3)))
     st = write_structures(tmp_path / "s.h5", {"test": [water]})
-    teacher = _Subject(teacher=load_teacher("ase:tblite.ase:TBLite", method="GFN1-xTB", verbosity=0))
+    teacher = load_teacher("ase:tblite.ase:TBLite", method="GFN1-xTB", verbosity=0)
     cfg = {"relax": {"n_structures": 1, "perturb": 0, "reference_calculator": GFN2}}
     res = run_evaluations(teacher, st, tmp_path / "t", evaluations=["relax"], reference_teacher=teacher,
                           config=cfg)["relax"]

@@ -2,10 +2,11 @@
 
 Models are given as *predictors*, so students and teachers go through the same code:
 
-- :func:`student_predictor` evaluates a student on batches (fast path);
-- :func:`calculator_predictor` wraps any ASE calculator (a teacher through ``TeacherCalculator``);
-- a Hessian function ``hessian_rows_fn(atoms, rows) -> (R, 3N)`` (``teacher.hessian_rows`` or
-  :func:`student_hessian_rows_fn`) for the Hessian MAE.
+- ``predict(list of Atoms) -> (energies, list of forces)``: ``model.predictor(batch_size)`` of a model under
+  evaluation (:class:`hessdistill.core.model.EvaluatedModel`; a student on batches,
+  :func:`hessdistill.students.evaluated.student_predictor`), or :func:`hessdistill.core.model.calculator_predictor`
+  of any ASE calculator;
+- a Hessian function ``hessian_rows_fn(atoms, rows) -> (R, 3N)`` (``model.hessian_rows``) for the Hessian MAE.
 
 Metrics (meV, Å): energy MAE per atom (meV/atom), force MAE per component (meV/Å), per-atom force l2
 error (meV/Å, the paper's l2mae) and Hessian MAE per element (meV/Å²).  Standard errors are those of
@@ -17,58 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from ..core.graphs import atoms_to_data, collate
-
-
-def student_predictor(model, *, batch_size: int = 32, device="cpu"):
-    """``predict(list of Atoms) -> (energies (M,), list of forces)`` for a student, batched."""
-    dtype = next(model.parameters()).dtype
-
-    def predict(atoms_list):
-        energies, forces = [], []
-        model.eval()
-        for b0 in range(0, len(atoms_list), batch_size):
-            chunk = atoms_list[b0:b0 + batch_size]
-            batch = collate([atoms_to_data(a, model.cutoff, dtype=dtype, student=model) for a in chunk]).to(device)
-            e, f = model(batch, create_graph=False)
-            energies += e.detach().double().cpu().tolist()
-            f = f.detach().double().cpu().numpy()
-            ptr = batch.ptr.cpu().numpy()
-            forces += [f[ptr[m]:ptr[m + 1]] for m in range(len(chunk))]
-        return np.asarray(energies), forces
-
-    return predict
-
-
-def calculator_predictor(calc):
-    """``predict`` for any ASE calculator (one structure at a time)."""
-
-    def predict(atoms_list):
-        energies, forces = [], []
-        for a in atoms_list:
-            b = a.copy()
-            b.calc = calc
-            energies.append(float(b.get_potential_energy()))
-            forces.append(np.asarray(b.get_forces(), dtype=np.float64))
-        return np.asarray(energies), forces
-
-    return predict
-
-
-def student_hessian_rows_fn(model, device="cpu"):
-    """``hessian_rows_fn(atoms, rows)`` for a student: rows of H = -dF/dx by double backprop."""
-    from ..core import hessian as hess
-
-    dtype = next(model.parameters()).dtype
-
-    def fn(atoms, rows):
-        batch = collate([atoms_to_data(atoms, model.cutoff, dtype=dtype, student=model)]).to(device)
-        batch.pos.requires_grad_(True)
-        _, f = model(batch, create_graph=True)
-        return hess.hessian_rows(f, batch.pos, rows).detach().double().cpu().numpy()
-
-    return fn
 
 
 def _stats(per_structure: list[float]) -> tuple[float, float]:

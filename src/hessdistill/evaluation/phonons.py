@@ -95,6 +95,18 @@ def idealized(atoms, symprec: float):
     return Atoms(numbers=numbers, cell=lattice, scaled_positions=scaled, pbc=True)
 
 
+def phonon_structures(atoms, n: int) -> list:
+    """Up to ``n`` crystals for phonons: the smallest cell of each composition first (distinct compounds before
+    more cells of the same one), fully periodic structures only."""
+    crystals = sorted((a for a in atoms if a.pbc.all()), key=len)
+    first, rest, seen = [], [], set()
+    for a in crystals:
+        key = a.get_chemical_formula(mode="reduce")
+        (rest if key in seen else first).append(a)
+        seen.add(key)
+    return (first + rest)[:n]
+
+
 def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fmax: float = 1e-3,
                       max_steps: int = 500, min_supercell_length: float = 8.0, displacement: float = 0.01,
                       mesh=(8, 8, 8), band_points: int = 31, symprec: float = 1e-3, symmetrize: float = 0.1,

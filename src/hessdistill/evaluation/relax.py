@@ -19,7 +19,7 @@ both relaxations converged; success rates are over ``n_structures``).
 ``perturb: 0`` starts from the unperturbed test structures themselves (the paper's protocol).
 
 With a ``reference_calc`` (the paper's DFT re-scoring; any ASE calculator, see
-:func:`hessdistill.teachers.calculator.reference_calculator`), each final geometry -- the model's, and the
+:func:`hessdistill.teachers.reference.reference_calculator`), each final geometry -- the model's, and the
 teacher's -- is re-scored by it: ``{model,teacher}_ref_energy_eV`` (and ``_eV_atom``), and the mean and max
 per-atom reference |F| there (``{model,teacher}_ref_fmean_eV_A``, ``_ref_fmax_eV_A``).  The summary gives their
 means over converged structures (``{model,teacher}_ref_energy_mean_eV_atom``, ``{model,teacher}_ref_fmean_eV_A``

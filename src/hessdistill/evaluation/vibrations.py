@@ -325,6 +325,55 @@ def load_minima(path) -> tuple[list[dict], dict]:
     return records, meta
 
 
+def spread_structures(atoms, n: int) -> list:
+    """Up to ``n`` structures from distinct groups first: the first frame of each trajectory (``info
+    ["trajectory"]``; structures without one are their own group), in order of appearance, then the second
+    frame of each, and so on.  Consecutive frames of one MD run relax to the same minimum, so taking the first
+    ``n`` of a split grouped by trajectory would measure one structure ``n`` times."""
+    groups: dict = {}
+    for k, a in enumerate(atoms):
+        groups.setdefault(a.info.get("trajectory", f"#{k}"), []).append(a)
+    out, depth = [], 0
+    while len(out) < n and any(len(g) > depth for g in groups.values()):
+        out += [g[depth] for g in groups.values() if len(g) > depth][: n - len(out)]
+        depth += 1
+    return out
+
+
+def minima_protocol(c: dict, split: str, teacher) -> dict:
+    """What decides the teacher minima: the split, the teacher (name and dtype; a
+    :class:`~hessdistill.teachers.Teacher`) and the relaxation part of the vibrations protocol ``c``
+    (:data:`hessdistill.evaluation.protocols.MINIMA_KEYS`)."""
+    from ..teachers.base import dtype_name
+    from .protocols import MINIMA_KEYS
+
+    return {"split": split, "teacher": teacher.name, "teacher_dtype": dtype_name(teacher.dtype),
+            **{k: c[k] for k in MINIMA_KEYS}}
+
+
+def teacher_minima(teacher, atoms, c: dict) -> list:
+    """The teacher's half of the vibrations protocol ``c`` on a split: the structures spread over trajectories
+    (:func:`spread_structures`), each relaxed by the teacher, with the teacher's Hessian (as loaded) there."""
+    pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
+    return [teacher_minimum(a, teacher.calculator(), teacher_hessian_fn=teacher.hessian, fmax=c["fmax"],
+                            max_steps=c["max_steps"]) for a in pool]
+
+
+def check_minima(made: dict, c: dict, split: str, teacher, path) -> None:
+    """Refuse minima (``made``: the meta :func:`load_minima` returns) made for another split, teacher or relaxation
+    protocol than this evaluation's (:func:`minima_protocol`)."""
+    from ..core.errors import HessdistillError
+
+    want = minima_protocol(c, split, teacher)
+    have = {k: made.get(k) for k in want}
+    if have != want:
+        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+        differs = ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
+        raise HessdistillError(f"teacher minima {path} were made with another protocol ({differs}); "
+                               "remake them (rule teacher_minima, or python -m hessdistill.jobs.minima) "
+                               "or evaluate without --minima")
+
+
 def frequency_suite(runs) -> dict:
     """Aggregate :func:`vibrational_comparison` results over structures: mean frequency MAE (cm⁻¹) over the runs
     that produced one, its standard error and n, and how many runs failed (teacher relaxation errors)."""

@@ -8,254 +8,67 @@ Outputs ``DIR/test.json`` (accuracy vs references and vs the teacher, Hessian MA
 ``md.json`` (stability and NVE energy conservation), ``relax.json`` and ``speed.json`` (model vs the
 reference teacher, same structures and device).  Vibrations and relaxation need the reference teacher
 (frequencies at the teacher-relaxed structure; relaxed geometries compared with the teacher's).
-Protocol defaults follow the paper (MD 300 K, 1 fs, NVE; FIRE to 0.05 eV/Å; speed at batch 32) scaled
-down in length; every knob is in :data:`DEFAULTS` and can be overridden by ``--config``.
+The model under evaluation is a :class:`hessdistill.core.model.EvaluatedModel`: a teacher or an
+:class:`~hessdistill.students.evaluated.EvaluatedStudent`.  The evaluations, which of them need the reference
+teacher and their defaults are in :mod:`hessdistill.evaluation.protocols` (every knob can be overridden by
+``--config``); the functions that run them in :mod:`hessdistill.evaluation.registry`.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ..core.devices import device_record, resolve_device
+from ..core.devices import device_record
 from ..core.errors import HessdistillError
+from ..evaluation.protocols import EVALUATIONS, NEEDS_REFERENCE, merge_config
 
 log = logging.getLogger("hessdistill.jobs.evaluate")
 
-#: evaluations that compare with the reference teacher's own calculation (relaxations, Hessians, timings)
-NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")
+#: the keys of the ``identity`` an evaluation JSON carries (``run`` is None for the teacher pseudo-run)
+IDENTITY_KEYS = ("subset", "teacher", "run")
 
 
-def phonon_structures(atoms, n: int) -> list:
-    """Up to ``n`` crystals for phonons: the smallest cell of each composition first (distinct compounds before
-    more cells of the same one), fully periodic structures only."""
-    crystals = sorted((a for a in atoms if a.pbc.all()), key=len)
-    first, rest, seen = [], [], set()
-    for a in crystals:
-        key = a.get_chemical_formula(mode="reduce")
-        (rest if key in seen else first).append(a)
-        seen.add(key)
-    return (first + rest)[:n]
+def evaluated_model(model_path=None, teacher=None, *, device="cpu", dtype="float64"):
+    """The model under evaluation (:class:`hessdistill.core.model.EvaluatedModel`): the student checkpoint
+    ``model_path`` (an :class:`~hessdistill.students.evaluated.EvaluatedStudent`) or the teacher called ``teacher``,
+    loaded on ``device`` in ``dtype`` with a loader for other dtypes (:func:`hessdistill.teachers.reloadable`), or a
+    loaded teacher as it is.  Exactly one of the two."""
+    if (model_path is None) == (teacher is None):
+        raise HessdistillError("evaluate either a student (--model) or a teacher (--teacher), not both")
+    if model_path is not None:
+        from ..students.evaluated import EvaluatedStudent
+
+        return EvaluatedStudent(model_path, device=device)
+    if not isinstance(teacher, str):
+        return teacher
+    from ..core.devices import resolve_device
+    from ..teachers import load_teacher, reloadable
+
+    device = str(resolve_device(device))  # "auto": cuda where this job sees a GPU, else cpu
+    return reloadable(lambda dt: load_teacher(teacher, device=device, dtype=dt), dtype)
 
 
-def spread_structures(atoms, n: int) -> list:
-    """Up to ``n`` structures from distinct groups first: the first frame of each trajectory (``info
-    ["trajectory"]``; structures without one are their own group), in order of appearance, then the second
-    frame of each, and so on.  Consecutive frames of one MD run relax to the same minimum, so taking the first
-    ``n`` of a split grouped by trajectory would measure one structure ``n`` times."""
-    groups: dict = {}
-    for k, a in enumerate(atoms):
-        groups.setdefault(a.info.get("trajectory", f"#{k}"), []).append(a)
-    out, depth = [], 0
-    while len(out) < n and any(len(g) > depth for g in groups.values()):
-        out += [g[depth] for g in groups.values() if len(g) > depth][: n - len(out)]
-        depth += 1
-    return out
+def run_evaluations(model, structures, out_dir, *, evaluations=EVALUATIONS, labels=None, hessians=None,
+                    reference_teacher=None, config=None, minima=None, identity=None) -> dict:
+    """Run ``evaluations`` (:data:`hessdistill.evaluation.registry.REGISTRY`) of ``model`` (an
+    :class:`~hessdistill.core.model.EvaluatedModel`) on the configured split of ``structures``; one JSON per
+    evaluation in ``out_dir``, returned as ``{evaluation: result}``.
 
-
-EVALUATIONS = ("test", "vibrations", "phonons", "md", "relax", "speed")
-
-DEFAULTS = {
-    "split": "test",
-    "test": {"max_hessian_structures": 50, "batch_size": 32, "parity_points": 2000},
-    "vibrations": {"n_structures": 5, "fmax": 1e-3, "max_steps": 1000, "molecules_only": False},
-    "phonons": {"n_structures": 2, "fmax": 1e-3, "max_steps": 500, "min_supercell_length": 8.0, "displacement": 0.01,
-                "mesh": [8, 8, 8], "band_points": 31, "symmetrize": 0.1},
-    "md": {"n_structures": 5, "ensemble": "nve", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
-           "friction_per_fs": 0.01, "log_every": 10, "seed": 0, "max_deviation": 0.5, "criterion": "auto",
-           "keep_series": True, "min_energy_frames": 10, "min_energy_window_ps": 0.5, "bond_reference": "training",
-           "check_every": 1},
-    # perturb 0: the unperturbed test structures (the paper's); reference_calculator: {model, options} re-scores the
-    # final geometries (the paper's DFT re-scoring), see teachers.calculator.reference_calculator
-    "relax": {"n_structures": 5, "optimizer": "FIRE", "fmax": 0.05, "max_steps": 500, "perturb": 0.05, "seed": 0,
-              "reference_calculator": None},
-    # warmup_batches null: every batch called `warmup` times before timing; k: one pass, the first k batches
-    # untimed (the paper's: 3)
-    "speed": {"n_structures": 32, "batch_size": 32, "repeats": 5, "warmup": 2, "warmup_batches": None,
-              "large_atoms": 500, "student_format": "aoti", "skin": 0.5},
-}
-
-
-def merge_config(overrides: dict | None) -> dict:
-    cfg = copy.deepcopy(DEFAULTS)
-    for k, v in (overrides or {}).items():
-        if k not in cfg:
-            raise HessdistillError(f"unknown evaluation section {k!r}; valid: {sorted(cfg)}")
-        if isinstance(cfg[k], dict):
-            if not isinstance(v, dict):
-                raise HessdistillError(f"evaluation section {k!r} must be a mapping")
-            bad = sorted(set(v) - set(cfg[k]))
-            if bad:
-                raise HessdistillError(f"unknown option(s) {bad} in evaluation section {k!r}; valid: {sorted(cfg[k])}")
-            cfg[k].update(v)
-        else:
-            cfg[k] = v
-    return cfg
-
-
-class _Subject:
-    """What is evaluated: a student checkpoint or a teacher, with uniform accessors."""
-
-    def __init__(self, model_path=None, teacher=None, device="cpu", dtype="float64", loader=None):
-        """A student (``model_path``) or a teacher (a name or a loaded teacher).  ``loader(dtype)`` loads the same
-        teacher in another dtype (given a name, it is load_teacher); speed uses it to time the teacher in the
-        student's dtype."""
-        from ..evaluation.accuracy import calculator_predictor, student_hessian_rows_fn, student_predictor
-
-        if (model_path is None) == (teacher is None):
-            raise HessdistillError("evaluate either a student (--model) or a teacher (--teacher), not both")
-        device = str(resolve_device(device))  # "auto": cuda where this job sees a GPU, else cpu
-        self.device = device
-        if model_path is not None:
-            from ..students.calculator import StudentCalculator, load_student
-
-            self.model, ck = load_student(model_path, device=device)
-            self.name = f"student:{Path(model_path).parent.name}"
-            self.calc = StudentCalculator(self.model, device=device)
-            self.predict_factory = lambda bs: student_predictor(self.model, batch_size=bs, device=device)
-            self.rows_fn = student_hessian_rows_fn(self.model, device=device)
-            self.kind = "student"
-            self.n_params = int(self.model.n_params)
-        else:
-            from ..teachers import load_teacher
-            from ..teachers.calculator import TeacherCalculator
-
-            if isinstance(teacher, str):
-                name = teacher
-                loader = loader or (lambda dt: load_teacher(name, device=device, dtype=dt))
-                teacher = loader(dtype)
-            self.teacher = teacher
-            self._loader = loader
-            self.name = self.teacher.name
-            self.calc = TeacherCalculator(self.teacher)
-            self.predict_factory = lambda bs: calculator_predictor(self.calc)
-            self.rows_fn = self.teacher.hessian_rows
-            self.kind = "teacher"
-            self.n_params = self.teacher.n_params
-
-    def fast_program(self, fmt: str) -> dict:
-        """The student on the fast path users run: ``{"program", "format", "export_s", "note"}``.
-
-        ``aoti``/``torchscript``: exported to a temporary file (as ``hessdistill export`` does); ``eager``: the model
-        on plain tensors.  A student that cannot be exported (e.g. MACE) is timed eagerly; an AOTI export that fails
-        (e.g. no C++ compiler on the node) falls back to TorchScript.  ``format`` and ``note`` say what was timed.
-        """
-        import tempfile
-
-        from ..students.deployed import EagerProgram
-        from ..students.export import export_student, extras_spec, load_exported
-
-        if fmt != "eager":
-            try:
-                extras_spec(self.model)
-            except HessdistillError as exc:
-                return {"program": EagerProgram(self.model), "format": "eager", "export_s": None,
-                        "note": f"not exportable, timed eagerly: {str(exc).splitlines()[0]}"}
-        if fmt == "eager":
-            return {"program": EagerProgram(self.model), "format": "eager", "export_s": None, "note": None}
-        note = None
-        with tempfile.TemporaryDirectory(prefix="hessdistill-export-") as tmp:
-            t0 = time.perf_counter()
-            try:
-                path = Path(tmp) / ("student.pt2" if fmt == "aoti" else "student.pt")
-                export_student(self.model, path, fmt=fmt, device=self.device)
-            except Exception as exc:  # noqa: BLE001 - compiler/toolchain failures of AOTInductor take many forms
-                if fmt != "aoti":
-                    raise
-                note = f"AOTInductor export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); timed TorchScript"
-                log.warning("%s", note)
-                fmt, path = "torchscript", Path(tmp) / "student.pt"
-                export_student(self.model, path, fmt=fmt, device=self.device)
-            return {"program": load_exported(path, device=self.device), "format": fmt,
-                    "export_s": time.perf_counter() - t0, "note": note}
-
-    def hessian(self, atoms):
-        return self.rows_fn(atoms, np.arange(3 * len(atoms)))
-
-    def teacher_in(self, dtype: str):
-        """This teacher in ``dtype`` ('float32'/'float64'): itself if it already is, else reloaded (when a loader is
-        known; otherwise itself, and the caller reports the dtype it got)."""
-        from ..teachers.base import dtype_name
-
-        if dtype_name(self.teacher.dtype) == dtype or self._loader is None:
-            return self.teacher
-        return self._loader(dtype)
-
-
-def teacher_from_spec(spec: dict, *, device="cpu", dtype="float64"):
-    """The reference teacher a workflow job compares with, from its params (the teacher's config entry):
-    :func:`hessdistill.teachers.teacher_from_spec` on ``device`` (default cpu) in ``dtype`` (default float64)."""
-    from ..teachers import teacher_from_spec as load
-
-    return load(spec, device=device, dtype=dtype)
-
-
-#: the vibrations protocol keys that decide the teacher minima (the rest of the evaluation can change freely)
-MINIMA_KEYS = ("n_structures", "fmax", "max_steps", "molecules_only")
-
-
-def minima_protocol(c: dict, split: str, ref: _Subject) -> dict:
-    """What decides the teacher minima: the split, the teacher (name and dtype) and the relaxation protocol."""
-    from ..teachers.base import dtype_name
-
-    return {"split": split, "teacher": ref.name, "teacher_dtype": dtype_name(ref.teacher.dtype),
-            **{k: c[k] for k in MINIMA_KEYS}}
-
-
-def teacher_minima(ref: _Subject, atoms, c: dict) -> list:
-    """The teacher's half of the vibrations protocol on a split: the structures spread over trajectories, each
-    relaxed by the teacher, with the teacher's float64-or-as-loaded Hessian there."""
-    from ..evaluation.vibrations import teacher_minimum
-
-    pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
-    return [teacher_minimum(a, ref.calc, teacher_hessian_fn=ref.hessian, fmax=c["fmax"], max_steps=c["max_steps"])
-            for a in pool]
-
-
-def check_minima(made: dict, c: dict, split: str, ref: _Subject, path) -> None:
-    """Refuse minima made for another split, teacher or relaxation protocol than this evaluation's."""
-    want = minima_protocol(c, split, ref)
-    have = {k: made.get(k) for k in want}
-    if have != want:
-        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
-        raise HessdistillError(f"teacher minima {path} were made with another protocol ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
-                               "remake them (rule teacher_minima, or python -m hessdistill.jobs.evaluate --make-minima) "
-                               "or evaluate without --minima")
-
-
-def make_minima(reference: _Subject, structures, out_path, *, config=None) -> dict:
-    """Relax the vibrations pool of ``structures`` with the reference teacher and store the minima and its Hessians
-    (:func:`hessdistill.evaluation.vibrations.save_minima`); returns the meta written beside them."""
+    ``reference_teacher``: a teacher, or a teacher name (loaded on the model's device in float64, reloadable in other
+    dtypes), needed by :data:`~hessdistill.evaluation.protocols.NEEDS_REFERENCE`; pass ``model`` itself for the
+    teacher pseudo-run.  ``config``: overrides of :data:`~hessdistill.evaluation.protocols.DEFAULTS`.  ``minima``: a
+    teacher-minima file (:func:`hessdistill.jobs.minima.run`) that vibrations uses in place of relaxing with the
+    teacher again.  ``identity``: ``{subset, teacher, run}`` of this evaluation (``run`` None or absent for the
+    teacher pseudo-run), written as ``identity`` into every JSON when given.
+    """
     from ..data.store import StructureStore
-    from ..evaluation.vibrations import save_minima
-
-    cfg = merge_config(config)
-    split = cfg["split"]
-    with StructureStore(structures) as st:
-        atoms = [st.atoms(split, i) for i in range(st.n_structures(split))]
-    if not atoms:
-        raise HessdistillError(f"split {split!r} of {structures} is empty: no structure to relax for vibrations")
-    t0 = time.perf_counter()
-    records = teacher_minima(reference, atoms, cfg["vibrations"])
-    meta = {**minima_protocol(cfg["vibrations"], split, reference), "structures": str(structures),
-            "n_failed": sum(1 for r in records if r["hessian"] is None), "wall_s": time.perf_counter() - t0}
-    save_minima(out_path, records, meta)
-    return meta
-
-
-def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALUATIONS, labels=None, hessians=None,
-                    reference_teacher=None, config=None, minima=None) -> dict:
-    """Run ``evaluations`` of ``subject``; one JSON per evaluation in ``out_dir``.  ``minima``: a teacher-minima
-    file (:func:`make_minima`) that vibrations uses in place of relaxing with the teacher again."""
-    from ..data.store import StructureStore
-    from ..evaluation import write_json
+    from ..evaluation.output import write_json
+    from ..evaluation.registry import EvaluationContext, get_evaluation
 
     cfg = merge_config(config)
     out = Path(out_dir)
@@ -268,105 +81,69 @@ def run_evaluations(subject: _Subject, structures, out_dir, *, evaluations=EVALU
     ref = None
     if any(e in evaluations for e in NEEDS_REFERENCE):
         if reference_teacher is None:
-            raise HessdistillError("vibrations, phonons, relax and speed need the reference teacher (--reference-teacher)")
-        ref = reference_teacher if isinstance(reference_teacher, _Subject) else _Subject(teacher=reference_teacher,
-                                                                                          device=subject.device)
-    meta = {"model": subject.name, "kind": subject.kind, "n_params": subject.n_params, "structures": str(structures),
-            "split": split, **device_record(subject.device)}
+            raise HessdistillError(f"{', '.join(NEEDS_REFERENCE[:-1])} and {NEEDS_REFERENCE[-1]} need the reference "
+                                   "teacher (--reference-teacher)")
+        ref = evaluated_model(teacher=reference_teacher, device=str(model.device))
+    meta = {"model": model.name, "kind": model.kind, "n_params": model.n_params, "structures": str(structures),
+            "split": split, **device_record(str(model.device))}
+    if identity is not None:
+        bad = sorted(set(identity) - set(IDENTITY_KEYS))
+        if bad:
+            raise HessdistillError(f"identity has unknown key(s) {bad}; valid: {list(IDENTITY_KEYS)}")
+        meta["identity"] = {k: identity.get(k) for k in IDENTITY_KEYS}
     results = {}
     for ev in evaluations:
-        if ev not in EVALUATIONS:
-            raise HessdistillError(f"unknown evaluation {ev!r}; choose from {EVALUATIONS}")
+        evaluation = get_evaluation(ev)
         t0 = time.perf_counter()
-        c = cfg.get(ev, {})
-        if ev == "test":
-            from ..evaluation.accuracy import accuracy_from_stores
-
-            res = accuracy_from_stores(subject.predict_factory(c["batch_size"]), structures, split=split, labels=labels,
-                                       hessians=hessians, hessian_rows_fn=subject.rows_fn,
-                                       max_hessian_structures=c["max_hessian_structures"],
-                                       parity_points=c["parity_points"],
-                                       # the teacher's energies may have another zero than the reference's
-                                       offsets_from="train" if subject.kind == "teacher" else None)
-        elif ev == "vibrations":
-            from ..evaluation.vibrations import compare_at_minimum, frequency_suite, load_minima
-
-            if minima is not None:  # the teacher's relaxations and Hessians, made once for every model
-                records, made = load_minima(minima)
-                check_minima(made, c, split, ref, minima)
-            else:
-                records = teacher_minima(ref, atoms, c)
-            # the teacher against itself: its Hessian is the one in the record (no second, identical Hessian)
-            runs = [compare_at_minimum(rec, model_hessian_fn=(lambda a, h=rec["hessian"]: h) if subject is ref
-                                       else subject.hessian) for rec in records]
-            res = {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
-        elif ev == "phonons":
-            from ..evaluation.phonons import phonon_comparison, phonon_suite
-
-            pool = phonon_structures(atoms, c["n_structures"])
-            kw = {k: v for k, v in c.items() if k != "n_structures"}
-            kw["mesh"] = tuple(kw["mesh"])
-            runs = [phonon_comparison(a, subject.calc, ref.calc, **kw) for a in pool]
-            res = {**phonon_suite(runs), "runs": runs,
-                   "note": None if pool else "no periodic structure in the split: no phonons"}
-        elif ev == "md":
-            from ..evaluation.md import find_bonds, md_stability_suite, training_reference
-
-            kw = {k: v for k, v in c.items() if k not in ("n_structures", "bond_reference")}
-            starts = atoms[: c["n_structures"]]
-            refs = None
-            if c["bond_reference"] == "training":  # the paper's: mean lengths over training frames, same composition
-                with StructureStore(structures) as st:
-                    train = [st.atoms("train", i) for i in range(st.n_structures("train"))] if "train" in st.splits else []
-                bonds = [find_bonds(a) for a in starts]
-                found = [training_reference(a, train, b) for a, b in zip(starts, bonds)]
-                refs = [lengths for lengths, _ in found]
-                kw["bonds"] = bonds
-            elif c["bond_reference"] != "initial":
-                raise HessdistillError(f"md bond_reference must be 'training' or 'initial', got {c['bond_reference']!r}")
-            res = md_stability_suite(starts, subject.calc, reference_lengths=refs, **kw)
-            if refs is not None:
-                for r, (_, n_frames) in zip(res["runs"], found):
-                    r["bond_reference"] = f"training ({n_frames} frames)" if n_frames else "initial (no training frame matches)"
-        elif ev == "relax":
-            from ..evaluation.relax import relax_comparison
-
-            kw = {k: v for k, v in c.items() if k not in ("n_structures", "reference_calculator")}
-            if c.get("reference_calculator"):  # the paper's re-scoring of the final geometries (CPU, float64)
-                from ..teachers.calculator import reference_calculator
-
-                rc = reference_calculator(c["reference_calculator"])
-                # the teacher's geometries are re-scored once, by the teacher's own relax evaluation (there the model)
-                kw |= {"reference_calc": rc.calc, "reference_info": rc.metadata(), "rescore_teacher": False}
-            res = relax_comparison(atoms[: c["n_structures"]], subject.calc, ref.calc, **kw)
-        else:  # speed
-            from ..evaluation.speed import latency_sizes, speed_comparison, time_teacher
-            from ..teachers.base import dtype_name
-
-            pool = (atoms * (1 + c["n_structures"] // len(atoms)))[: c["n_structures"]]
-            # latency at the subset's own sizes (smallest, median, largest) and at a supercell of >= large_atoms
-            sizes = latency_sizes(atoms, large_atoms=c["large_atoms"])
-            kw = {"batch_size": c["batch_size"], "repeats": c["repeats"], "warmup": c["warmup"],
-                  "warmup_batches": c["warmup_batches"], "device": subject.device, "latency_structures": sizes}
-            # like for like: the teacher is timed in the student's dtype (float32: its fastest mode); the dtype it
-            # labelled in is reported beside
-            if subject.kind == "student":
-                want = dtype_name(next(subject.model.parameters()).dtype)
-                timed = ref.teacher_in(want)
-                fast = subject.fast_program(c["student_format"])
-                res = speed_comparison(fast["program"], timed, pool, skin=c["skin"], **kw)
-                res |= {"student_dtype": want, "teacher_label_dtype": dtype_name(ref.teacher.dtype),
-                        "student_format": fast["format"], "export_s": fast["export_s"], "student_note": fast["note"]}
-            else:
-                timed = subject.teacher_in("float32")
-                res = {"teacher": time_teacher(timed, pool, **kw), "speedup_latency": 1.0, "speedup_throughput": 1.0,
-                       "teacher_label_dtype": dtype_name(subject.teacher.dtype)}
-            res["teacher_dtype"] = dtype_name(timed.dtype)
+        c = cfg[ev]
+        ctx = EvaluationContext(model=model, reference=ref, atoms=atoms, structures=structures, split=split,
+                                protocol=c, labels=labels, hessians=hessians, minima=minima)
+        res = evaluation.run(ctx)
         res = {**meta, "evaluation": ev, "protocol": c, "wall_s": time.perf_counter() - t0, **res}
         write_json(out / f"{ev}.json", res)
         results[ev] = res
-        log.info("%s: %s done in %.1f s", subject.name, ev, res["wall_s"])
+        log.info("%s: %s done in %.1f s", model.name, ev, res["wall_s"])
     return results
+
+
+def snakemake_job(smk, device=None) -> dict:
+    """Rules evaluate_run*/evaluate_teacher*: one evaluation (``params.evaluation``) of a student run (``input.model``)
+    or of the teacher pseudo-run -> ``output[0]`` (``eval/{evaluation}.json``), with ``identity`` from the wildcards
+    (subset, teacher, run).  ``device``: where this job runs (the workflow's job device for this evaluation; jobs do
+    not import the workflow layer), None for cpu; speed's own ``params.evaluation["device"]`` wins.  The teacher is
+    loaded from ``params.evaluation["reference_teacher"]`` in ``teacher_dtype``, reloadable in the student's dtype
+    for speed.  Prints the result's scalars and returns the evaluation's result."""
+    import torch
+
+    from ..teachers import reloadable, teacher_from_spec
+
+    p = smk.params.evaluation
+    w = dict(smk.wildcards.items())
+    # speed has its device in params (timings are the device's); "auto" is resolved where the job runs
+    device = p.get("device") or device or "cpu"
+    inp = smk.input
+    torch.set_num_threads(smk.threads)
+    ev = p["evaluation"]
+    needs_reference = "reference_teacher" in p and ev in NEEDS_REFERENCE
+
+    def teacher():
+        # the loader lets speed time the teacher in the student's dtype (its fastest mode, a like-for-like ratio)
+        return reloadable(lambda dt: teacher_from_spec(p["reference_teacher"], device=device, dtype=dt),
+                          p["teacher_dtype"])
+
+    if "model" in inp.keys():
+        model = evaluated_model(inp.model, device=device)
+        reference = teacher() if needs_reference else None
+    else:
+        model = teacher()
+        reference = model if needs_reference else None
+    identity = {"subset": w["subset"], "teacher": w["teacher"], "run": w.get("run")}
+    res = run_evaluations(model, inp.structures, Path(smk.output[0]).parent, evaluations=[ev], labels=inp.labels,
+                          hessians=inp.hessians, reference_teacher=reference,
+                          config={"split": p["split"], ev: p["protocol"]},
+                          minima=inp.minima if ev == "vibrations" else None, identity=identity)
+    print(json.dumps({k: v for k, v in res[ev].items() if isinstance(v, (int, float, str))}, indent=1, default=str))
+    return res[ev]
 
 
 def main(argv=None) -> int:
@@ -385,24 +162,27 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--minima", help="teacher minima (minima.h5) for vibrations, made once by --make-minima")
     p.add_argument("--make-minima", metavar="PATH",
-                   help="only relax the vibrations structures with --teacher and write them and its Hessians to PATH")
+                   help="only relax the vibrations structures with --teacher and write them and its Hessians to PATH "
+                        "(as python -m hessdistill.jobs.minima)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .prepare import load_spec
 
     try:
         cfg = load_spec(args.config) if args.config else None
-        subject = _Subject(model_path=args.model, teacher=args.teacher, device=args.device, dtype=args.teacher_dtype)
+        model = evaluated_model(args.model, args.teacher, device=args.device, dtype=args.teacher_dtype)
         if args.make_minima:
-            if subject.kind != "teacher":
+            from .minima import run as make_minima
+
+            if model.kind != "teacher":
                 raise HessdistillError("--make-minima relaxes with a teacher: pass --teacher NAME, not --model")
-            print(json.dumps(make_minima(subject, args.structures, args.make_minima, config=cfg), default=str))
+            print(json.dumps(make_minima(model, args.structures, args.make_minima, config=cfg), default=str))
             return 0
         ref = None
         if args.reference_teacher:
-            ref = subject if args.teacher == args.reference_teacher else _Subject(
+            ref = model if args.teacher == args.reference_teacher else evaluated_model(
                 teacher=args.reference_teacher, device=args.device, dtype=args.teacher_dtype)
-        res = run_evaluations(subject, args.structures, args.out, evaluations=args.evaluations, labels=args.labels,
+        res = run_evaluations(model, args.structures, args.out, evaluations=args.evaluations, labels=args.labels,
                               hessians=args.hessians, reference_teacher=ref, config=cfg, minima=args.minima)
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)

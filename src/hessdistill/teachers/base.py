@@ -54,7 +54,11 @@ class ForwardResult:
 
 
 class Teacher(ABC):
-    """Common interface. Subclasses set ``name``, ``version``, ``conservative`` and implement the methods."""
+    """Common interface. Subclasses set ``name``, ``version``, ``conservative`` and implement the methods.
+
+    A teacher is also a model under evaluation (:class:`hessdistill.core.model.EvaluatedModel`): ``name``, ``kind``,
+    ``device``, ``dtype``, :attr:`n_params`, :meth:`energy_forces`, :meth:`predictor`, :meth:`hessian_rows`,
+    :meth:`hessian` and :meth:`calculator`."""
 
     name: str = "teacher"
     version: str = "unknown"
@@ -121,6 +125,37 @@ class Teacher(ABC):
     def hessian(self, atoms: Atoms) -> np.ndarray:
         """The full (3N, 3N) Hessian."""
         return self.hessian_rows(atoms, np.arange(3 * len(atoms)))
+
+    # ------------------------------------------------------------------ the model under evaluation
+    #: :class:`hessdistill.core.model.EvaluatedModel` kind
+    kind = "teacher"
+    #: ``loader(dtype) -> Teacher``: this same teacher loaded in another dtype, or None when the teacher cannot be
+    #: reloaded (set by :func:`hessdistill.teachers.registry.reloadable`; read by :meth:`in_dtype`)
+    loader = None
+
+    def calculator(self):
+        """This teacher as an ASE calculator (:class:`~hessdistill.teachers.calculator.TeacherCalculator`), the same
+        instance on every call."""
+        calc = getattr(self, "_calculator", None)
+        if calc is None:
+            from .calculator import TeacherCalculator
+
+            calc = self._calculator = TeacherCalculator(self)
+        return calc
+
+    def predictor(self, batch_size: int = 1):
+        """``predict(list of Atoms) -> (energies (M,), list of forces)`` through :meth:`calculator`, one structure at
+        a time (``batch_size`` is not used: the calculator evaluates single structures)."""
+        from ..core.model import calculator_predictor
+
+        return calculator_predictor(self.calculator())
+
+    def in_dtype(self, dtype: str) -> Teacher:
+        """This teacher in ``dtype`` ('float32'/'float64'): itself if it already is, else reloaded by :attr:`loader`;
+        itself when there is no loader (callers report the dtype they got)."""
+        if dtype_name(self.dtype) == dtype or self.loader is None:
+            return self
+        return self.loader(dtype)
 
     def labels(self, atoms: Atoms, rows=None) -> tuple[float, np.ndarray, np.ndarray | None]:
         """Energy, forces and (optionally) Hessian rows of one structure, sharing work where possible."""

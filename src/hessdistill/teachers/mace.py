@@ -179,7 +179,7 @@ class MACETeacher(AutogradTeacher):
             raise TeacherError(f"teacher {kind!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'")
         if download is None:
             download = not _offline_requested()
-        self.kind = kind
+        self.mace_kind = kind  # mace-off, mace-mp or mace (``kind`` is the EvaluatedModel kind, "teacher")
         if kind == "mace":
             path = Path(model).expanduser()
             if not path.is_file():

@@ -35,6 +35,12 @@ FORMS = {
 }
 KNOWN_PREFIXES = tuple(FORMS)
 
+#: what a teacher is loaded with when the caller does not say (load_teacher, teacher_from_spec, the evaluation job):
+#: float64 and no adapter options.  The workflow passes its own dtypes (teacher.dtype for labelling,
+#: evaluation.teacher_dtype, whose schema default is this one, for minima and evaluations); tests/
+#: test_evaluation_protocols.py keeps the schema's defaults in step with these
+TEACHER_DEFAULTS = {"dtype": "float64", "options": {}}
+
 
 def _import(module: str, what: str):
     try:
@@ -51,7 +57,7 @@ def _extra_for(name: str) -> str:
     return {"chgnet": "chgnet", "sevenn": "sevenn"}.get(name.split(":")[0], "mace" if name.startswith("mace") else "teachers")
 
 
-def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
+def load_teacher(name: str, device=None, dtype=TEACHER_DEFAULTS["dtype"], **options) -> Teacher:
     """Build the teacher called ``name`` on ``device`` ("cpu", "cuda", "auto"/None) in ``dtype``.
 
     Raises :class:`~hessdistill.core.errors.TeacherError` for unknown names, missing packages or missing weights.
@@ -84,10 +90,21 @@ def load_teacher(name: str, device=None, dtype="float64", **options) -> Teacher:
     raise TeacherError(f"unknown teacher {name!r}; known forms: {', '.join(f[0] for f in FORMS.values())}")
 
 
-def teacher_from_spec(spec: dict, *, device=None, dtype="float64") -> Teacher:
+def teacher_from_spec(spec: dict, *, device=None, dtype=TEACHER_DEFAULTS["dtype"]) -> Teacher:
     """A teacher from its workflow config entry (``{"model", "options", "vjp_method", ...}``), on ``device`` in
     ``dtype``, with its Hessian-row route where it has one: what the labelling, minima and evaluation jobs load."""
-    teacher = load_teacher(spec["model"], device=device, dtype=dtype, **(spec.get("options") or {}))
+    options = spec.get("options") or TEACHER_DEFAULTS["options"]
+    teacher = load_teacher(spec["model"], device=device, dtype=dtype, **options)
     if hasattr(teacher, "vjp_method") and spec.get("vjp_method"):  # autograd teachers: Hessian-row route
         teacher.vjp_method = spec["vjp_method"]
+    return teacher
+
+
+def reloadable(load, dtype=TEACHER_DEFAULTS["dtype"]) -> Teacher:
+    """The teacher ``load(dtype)`` returns, with ``load`` kept as its :attr:`~hessdistill.teachers.Teacher.loader`,
+    so :meth:`~hessdistill.teachers.Teacher.in_dtype` can load it in another dtype (the speed evaluation times the
+    teacher in the student's dtype).  ``load``: ``dtype -> Teacher``, e.g.
+    ``lambda dt: load_teacher(name, dtype=dt)``."""
+    teacher = load(dtype)
+    teacher.loader = load
     return teacher
