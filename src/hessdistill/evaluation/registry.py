@@ -137,7 +137,7 @@ def run_relax(ctx: EvaluationContext) -> dict:
 def run_speed(ctx: EvaluationContext) -> dict:
     """Latency and throughput of the student's fast program against the teacher's, the teacher timed in the
     student's dtype (like for like); the teacher pseudo-run times the teacher in float32."""
-    from ..teachers.base import dtype_name
+    from ..core.dtypes import dtype_name
     from .speed import latency_sizes, speed_comparison, time_teacher
 
     c, model, ref, atoms = ctx.protocol, ctx.model, ctx.reference, ctx.atoms

@@ -344,7 +344,7 @@ def minima_protocol(c: dict, split: str, teacher) -> dict:
     """What decides the teacher minima: the split, the teacher (name and dtype; a
     :class:`~hessdistill.teachers.Teacher`) and the relaxation part of the vibrations protocol ``c``
     (:data:`hessdistill.evaluation.protocols.MINIMA_KEYS`)."""
-    from ..teachers.base import dtype_name
+    from ..core.dtypes import dtype_name
     from .protocols import MINIMA_KEYS
 
     return {"split": split, "teacher": teacher.name, "teacher_dtype": dtype_name(teacher.dtype),

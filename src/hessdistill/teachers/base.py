@@ -17,25 +17,8 @@ from ase.data import chemical_symbols
 
 from ..core import hessian as hess
 from ..core.devices import resolve_device
+from ..core.dtypes import dtype_name, torch_dtype
 from ..core.errors import TeacherError, UnsupportedElementError
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[str(dtype)]
-    except KeyError:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-
-
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "float32", torch.float64: "float64"}[dtype]
-
 
 @dataclass
 class ForwardResult:
@@ -71,7 +54,7 @@ class Teacher(ABC):
 
     def __init__(self, device=None, dtype="float64"):
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = torch_dtype(dtype)
 
     # ------------------------------------------------------------------ checks
     def check_atoms(self, atoms: Atoms, *, index=None, path=None) -> None:
