@@ -14,15 +14,24 @@ from hessdistill.core.codehash import code_hash  # noqa: E402  (see CODE below)
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
 from hessdistill.workflow.params import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
 from hessdistill.workflow.config_check import check_label_shards, check_workflow_config
+from hessdistill.workflow.envs import NEEDS_REFERENCE, check_environments, environment, evaluation_environment, student_arch
+from hessdistill.workflow.rule_job import job_module
+
+# the results layout (every rule's inputs and outputs, and what the report reads back): hessdistill.core.paths
+from hessdistill.core.paths import (RESULTS, benchmark_path, eval_path, hessians_path, label_shard_path, labels_path,
+                                    log_path, minima_path, report_path, run_dir, run_file, structures_path, teacher_dir)
 
 check_workflow_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 
 # Code tracking.  Snakemake's own `code` trigger compares a script's modification time (a `touch` or a `git
 # checkout` back and forth would recompute teacher Hessians) and never sees the library; the profiles turn it
 # off (rerun-triggers in profiles/default and profiles/slurm) and each rule gets, as a param, a content hash of
-# its script and of every hessdistill module the script imports (hessdistill.core.codehash: syntax trees without
-# docstrings, so comments and formatting change nothing).  CODE_VERSION is a manual switch on top: bump a
-# family's number to rerun it for a reason the code hash cannot see (e.g. a new version of a teacher package).
+# its code (hessdistill.core.codehash: syntax trees without docstrings, so comments and formatting change nothing).
+# Every rule runs the one script workflow_scripts/run_job.py, which runs the rule's job module
+# (hessdistill.workflow.rule_job.RULE_JOBS); a family's code is that script, rule_job, and its job module with every
+# hessdistill module it imports, so a change in one job module reruns only its family (and what follows from it).
+# CODE_VERSION is a manual switch on top: bump a family's number to rerun it for a reason the code hash cannot see
+# (e.g. a new version of a teacher package).
 CODE_VERSION = {
     "download": 1,
     "data": 1,
@@ -32,21 +41,24 @@ CODE_VERSION = {
     "minima": 1,
     "report": 3,
 }
-_FAMILY_SCRIPT = {
-    "download": "download_source.py",
-    "data": "prepare_subset.py",
-    "teachers": "label_teacher.py",
-    "train": "train_run.py",
-    "evaluate": "evaluate.py",
-    "minima": "teacher_minima.py",
-    "report": "report.py",
-}
-CODE = {
-    fam: {"version": CODE_VERSION[fam], "source": code_hash([os.path.join(workflow.basedir, "workflow_scripts", script)])}
-    for fam, script in _FAMILY_SCRIPT.items()
-}
+RUN_JOB = os.path.join(workflow.basedir, "workflow_scripts", "run_job.py")
 
-RESULTS = "results"
+
+def job_code(family, rule):
+    """The `code` param of `rule`: its family's manual version and the hash of the script and the rule's job."""
+    return {"version": CODE_VERSION[family], "source": code_hash([RUN_JOB, job_module(rule)])}
+
+
+_FAMILY_RULE = {
+    "download": "download_source",
+    "data": "prepare_subset",
+    "teachers": "label_teacher",
+    "train": "train_run",
+    "evaluate": "evaluate_run",
+    "minima": "teacher_minima",
+    "report": "report",
+}
+CODE = {fam: job_code(fam, rule) for fam, rule in _FAMILY_RULE.items()}
 
 def _family_defaults():
     """Per-family resource defaults as written in the schema (a family given partly in the config keeps the
@@ -70,17 +82,9 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
-# ---------------------------------------------------------------- paths
-def structures_path(subset):
-    return f"{RESULTS}/{subset}/data/structures.h5"
-
-
-def teacher_dir(subset, teacher):
-    return f"{RESULTS}/{subset}/teachers/{teacher}"
-
-
-def run_dir(subset, teacher, run):
-    return f"{RESULTS}/{subset}/runs/{teacher}/{run}"
+# ---------------------------------------------------------------- paths (hessdistill.core.paths)
+# Called with wildcard names they give the rules' patterns: structures_path("{subset}"), run_file("{subset}",
+# "{teacher}", "{run}", "model.pt"), ...
 
 
 def combos():
@@ -91,25 +95,22 @@ def combos():
 def all_eval_outputs():
     out = []
     for s, t, r in combos():
-        out += [f"{run_dir(s, t, r)}/eval/{ev}.json" for ev in EVALUATIONS]
+        out += [eval_path(s, t, r, ev) for ev in EVALUATIONS]
     for s in config["subsets"]:
         for t in config["teachers"]:
-            out += [f"{teacher_dir(s, t)}/eval/{ev}.json" for ev in TEACHER_EVALUATIONS]
+            out += [eval_path(s, t, None, ev) for ev in TEACHER_EVALUATIONS]
     return out
-
-
-REPORT_DIR = f"{RESULTS}/report"
 
 
 def report_run_files():
     """Each run's log.csv and summary.json (training curves, train time)."""
     out = []
     for s, t, r in combos():
-        out += [f"{run_dir(s, t, r)}/log.csv", f"{run_dir(s, t, r)}/summary.json"]
+        out += [run_file(s, t, r, "log.csv"), run_file(s, t, r, "summary.json")]
     return out
 
 
-REPORT_OUTPUTS = [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md"]
+REPORT_OUTPUTS = [report_path("summary.csv"), report_path("summary.md")]
 
 
 # ---------------------------------------------------------------- params (canonical config sub-trees)
@@ -176,12 +177,8 @@ UNSHARDED_TEACHERS = [t for t in config["teachers"] if t not in SHARDED_TEACHERS
 # more shards than the structures of an existing store: a ConfigError at start, before any job (shards < 1 is a
 # schema error above; a store made later is checked by the shard jobs)
 check_label_shards(config, {s: structures_path(s) for s in config["subsets"]})
-# the shard and merge scripts' code, under the labelling family's manual version switch
-CODE_LABEL_SHARDS = {
-    name: {"version": CODE_VERSION["teachers"],
-           "source": code_hash([os.path.join(workflow.basedir, "workflow_scripts", f"{name}.py")])}
-    for name in ("label_teacher_shard", "label_teacher_merge")
-}
+# the shard and merge jobs' code, under the labelling family's manual version switch
+CODE_LABEL_SHARDS = {name: job_code("teachers", name) for name in ("label_teacher_shard", "label_teacher_merge")}
 
 
 def label_shard_params(wildcards):
@@ -190,15 +187,11 @@ def label_shard_params(wildcards):
 
 def label_shard_files(wildcards):
     """The summaries of every shard of this subset x teacher (the merge job's inputs)."""
-    d = teacher_dir(wildcards.subset, wildcards.teacher)
-    return [f"{d}/label_shards/{k}.json" for k in range(label_shards(wildcards.teacher))]
+    return [label_shard_path(wildcards.subset, wildcards.teacher, k) for k in range(label_shards(wildcards.teacher))]
 
 
 def run_params(wildcards):
     return canon({k: v for k, v in _run_config(config, wildcards.subset, wildcards.run).items() if k != "device"})
-
-
-NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")  # as hessdistill.jobs.evaluate.NEEDS_REFERENCE
 
 
 def evaluation_params(wildcards):
@@ -238,11 +231,14 @@ def minima_input(wildcards):
     need none."""
     if wildcards.evaluation != "vibrations":
         return []
-    return f"{teacher_dir(wildcards.subset, wildcards.teacher)}/vibrations_minima.h5"
+    return minima_path(wildcards.subset, wildcards.teacher)
 
 
 # ---------------------------------------------------------------- conda environments (--sdm conda)
-MACE_PREFIXES = ("mace", "mace-off", "mace-mp")
+# hessdistill.workflow.envs: each job gets the first of envs/core.yaml, teacher.yaml, teacher-mace.yaml that has
+# what it loads (its teacher, its student, or both); a run whose evaluations need a student and a teacher that
+# no environment has together (a MACE student and a SevenNet teacher) is a ConfigError here, at start.
+check_environments(config, EVALUATIONS)
 
 
 def _env(name):
@@ -250,9 +246,17 @@ def _env(name):
 
 
 def teacher_env(wildcards):
-    """envs/teacher-mace.yaml for MACE teachers (e3nn 0.4.4), envs/teacher.yaml for the rest."""
-    model = config["teachers"][wildcards.teacher]["model"]
-    return _env("teacher-mace.yaml" if model.split(":")[0] in MACE_PREFIXES else "teacher.yaml")
+    """The environment of the teacher's jobs: envs/teacher-mace.yaml for MACE teachers (e3nn 0.4.4),
+    envs/teacher.yaml for the rest."""
+    return _env(environment(teacher_model=config["teachers"][wildcards.teacher]["model"]))
+
+
+def evaluation_env(wildcards):
+    """The environment of an evaluation: the teacher's for the teacher pseudo-run; for a student run one that
+    has the student (MACE students: mace-torch) and, where the evaluation compares with the teacher, the teacher
+    too (a MACE student of CHGNet: envs/teacher-mace.yaml, which has both)."""
+    w = dict(wildcards.items())
+    return _env(evaluation_environment(config, w["subset"], w["teacher"], w.get("run"), w["evaluation"]))
 
 
 def prepare_env(wildcards):
@@ -267,8 +271,7 @@ CORE_ENV = _env("core.yaml")
 
 def train_env(wildcards):
     """Training needs only the core, except MACE students (mace-torch: the MACE environment)."""
-    arch = _run_config(config, wildcards.subset, wildcards.run)["student"].get("arch")
-    return _env("teacher-mace.yaml" if arch == "mace" else "core.yaml")
+    return _env(environment(student_arch=student_arch(config, wildcards.subset, wildcards.run)))
 
 
 # ---------------------------------------------------------------- resources

@@ -11,9 +11,9 @@ if DOWNLOADS:
         wildcard_constraints:
             path=_alternatives(DOWNLOADS),
         log:
-            f"{RESULTS}/logs/download_source/{{path}}.log",
+            log_path("download_source", "{path}"),
         benchmark:
-            f"{RESULTS}/benchmarks/download_source/{{path}}.tsv"
+            benchmark_path("download_source", "{path}")
         params:
             spec=download_params,
             code=CODE["download"],
@@ -24,18 +24,18 @@ if DOWNLOADS:
         conda:
             CORE_ENV
         script:
-            "../workflow_scripts/download_source.py"
+            "../workflow_scripts/run_job.py"
 
 
 rule prepare_subset:
     input:
         subset_source_files,
     output:
-        f"{RESULTS}/{{subset}}/data/structures.h5",
+        structures_path("{subset}"),
     log:
-        f"{RESULTS}/logs/prepare_subset/{{subset}}.log",
+        log_path("prepare_subset", "{subset}"),
     benchmark:
-        f"{RESULTS}/benchmarks/prepare_subset/{{subset}}.tsv"
+        benchmark_path("prepare_subset", "{subset}")
     params:
         spec=subset_params,
         code=CODE["data"],
@@ -45,4 +45,4 @@ rule prepare_subset:
     conda:
         prepare_env
     script:
-        "../workflow_scripts/prepare_subset.py"
+        "../workflow_scripts/run_job.py"

@@ -16,19 +16,19 @@ for _name, _evs, _kind, _family in (
         name:
             _name
         input:
-            model=f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/model.pt",
-            structures=f"{RESULTS}/{{subset}}/data/structures.h5",
-            labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
-            hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+            model=run_file("{subset}", "{teacher}", "{run}", "model.pt"),
+            structures=structures_path("{subset}"),
+            labels=labels_path("{subset}", "{teacher}"),
+            hessians=hessians_path("{subset}", "{teacher}"),
             minima=minima_input,
         output:
-            f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/eval/{{evaluation}}.json",
+            eval_path("{subset}", "{teacher}", "{run}", "{evaluation}"),
         wildcard_constraints:
             evaluation=_alternatives(_evs),
         log:
-            f"{RESULTS}/logs/{_name}/{{subset}}/{{teacher}}/{{run}}/{{evaluation}}.log",
+            log_path(_name, "{subset}", "{teacher}", "{run}", "{evaluation}"),
         benchmark:
-            f"{RESULTS}/benchmarks/{_name}/{{subset}}/{{teacher}}/{{run}}/{{evaluation}}.tsv"
+            benchmark_path(_name, "{subset}", "{teacher}", "{run}", "{evaluation}")
         params:
             evaluation=evaluation_params,
             code=CODE["evaluate"],
@@ -36,9 +36,9 @@ for _name, _evs, _kind, _family in (
         resources:
             **family_resources(_family, _kind),
         conda:
-            teacher_env
+            evaluation_env
         script:
-            "../workflow_scripts/evaluate.py"
+            "../workflow_scripts/run_job.py"
 
 
 for _name, _evs, _kind, _family in (
@@ -50,18 +50,18 @@ for _name, _evs, _kind, _family in (
         name:
             _name
         input:
-            structures=f"{RESULTS}/{{subset}}/data/structures.h5",
-            labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
-            hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+            structures=structures_path("{subset}"),
+            labels=labels_path("{subset}", "{teacher}"),
+            hessians=hessians_path("{subset}", "{teacher}"),
             minima=minima_input,
         output:
-            f"{RESULTS}/{{subset}}/teachers/{{teacher}}/eval/{{evaluation}}.json",
+            eval_path("{subset}", "{teacher}", None, "{evaluation}"),
         wildcard_constraints:
             evaluation=_alternatives(_evs),
         log:
-            f"{RESULTS}/logs/{_name}/{{subset}}/{{teacher}}/{{evaluation}}.log",
+            log_path(_name, "{subset}", "{teacher}", "{evaluation}"),
         benchmark:
-            f"{RESULTS}/benchmarks/{_name}/{{subset}}/{{teacher}}/{{evaluation}}.tsv"
+            benchmark_path(_name, "{subset}", "{teacher}", "{evaluation}")
         params:
             evaluation=evaluation_params,
             code=CODE["evaluate"],
@@ -69,20 +69,20 @@ for _name, _evs, _kind, _family in (
         resources:
             **family_resources(_family, _kind),
         conda:
-            teacher_env
+            evaluation_env
         script:
-            "../workflow_scripts/evaluate.py"
+            "../workflow_scripts/run_job.py"
 
 
 rule teacher_minima:
     input:
-        structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+        structures=structures_path("{subset}"),
     output:
-        f"{RESULTS}/{{subset}}/teachers/{{teacher}}/vibrations_minima.h5",
+        minima_path("{subset}", "{teacher}"),
     log:
-        f"{RESULTS}/logs/teacher_minima/{{subset}}/{{teacher}}.log",
+        log_path("teacher_minima", "{subset}", "{teacher}"),
     benchmark:
-        f"{RESULTS}/benchmarks/teacher_minima/{{subset}}/{{teacher}}.tsv"
+        benchmark_path("teacher_minima", "{subset}", "{teacher}")
     params:
         minima=minima_params,
         code=CODE["minima"],
@@ -92,4 +92,4 @@ rule teacher_minima:
     conda:
         teacher_env
     script:
-        "../workflow_scripts/teacher_minima.py"
+        "../workflow_scripts/run_job.py"

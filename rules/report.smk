@@ -10,62 +10,62 @@ rule report:
         evals=all_eval_outputs(),
         runs=report_run_files(),
     output:
-        summary_csv=f"{REPORT_DIR}/summary.csv",
-        summary_md=f"{REPORT_DIR}/summary.md",
+        summary_csv=report_path("summary.csv"),
+        summary_md=report_path("summary.md"),
         accuracy=report(
-            f"{REPORT_DIR}/table_accuracy.csv",
+            report_path("table_accuracy.csv"),
             caption="../report/table_accuracy.rst",
             category="Tables",
         ),
         speed=report(
-            f"{REPORT_DIR}/table_speed.csv",
+            report_path("table_speed.csv"),
             caption="../report/table_speed.rst",
             category="Tables",
         ),
         dynamics=report(
-            f"{REPORT_DIR}/table_dynamics.csv",
+            report_path("table_dynamics.csv"),
             caption="../report/table_dynamics.rst",
             category="Tables",
         ),
         tables_md_tex=expand(
-            f"{REPORT_DIR}/{{name}}.{{ext}}",
+            report_path("{name}.{ext}"),
             name=["table_accuracy", "table_speed", "table_dynamics"],
             ext=["md", "tex"],
         ),
         fig_accuracy=report(
-            f"{REPORT_DIR}/fig_accuracy_vs_speed.png",
+            report_path("fig_accuracy_vs_speed.png"),
             caption="../report/fig_accuracy_vs_speed.rst",
             category="Figures",
         ),
         fig_parity=report(
-            f"{REPORT_DIR}/fig_parity.png",
+            report_path("fig_parity.png"),
             caption="../report/fig_parity.rst",
             category="Figures",
         ),
         fig_md=report(
-            f"{REPORT_DIR}/fig_md_energy.png",
+            report_path("fig_md_energy.png"),
             caption="../report/fig_md_energy.rst",
             category="Figures",
         ),
         fig_stability=report(
-            f"{REPORT_DIR}/fig_stability.png",
+            report_path("fig_stability.png"),
             caption="../report/fig_stability.rst",
             category="Figures",
         ),
         fig_training=report(
-            f"{REPORT_DIR}/fig_training.png",
+            report_path("fig_training.png"),
             caption="../report/fig_training.rst",
             category="Figures",
         ),
         fig_phonons=report(
-            f"{REPORT_DIR}/fig_phonons.png",
+            report_path("fig_phonons.png"),
             caption="../report/fig_phonons.rst",
             category="Figures",
         ),
     log:
-        f"{RESULTS}/logs/report/report.log",
+        log_path("report", "report"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/report.tsv"
+        benchmark_path("report", "report")
     params:
         report=canon(config["report"]),
         runs=canon({r: {"method": v.get("method", "hessian")} for r, v in config["runs"].items()}),
@@ -76,4 +76,4 @@ rule report:
     conda:
         CORE_ENV
     script:
-        "../workflow_scripts/report.py"
+        "../workflow_scripts/run_job.py"

@@ -5,14 +5,14 @@
 
 rule label_teacher:
     input:
-        structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+        structures=structures_path("{subset}"),
     output:
-        labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
-        hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+        labels=labels_path("{subset}", "{teacher}"),
+        hessians=hessians_path("{subset}", "{teacher}"),
     log:
-        f"{RESULTS}/logs/label_teacher/{{subset}}/{{teacher}}.log",
+        log_path("label_teacher", "{subset}", "{teacher}"),
     benchmark:
-        f"{RESULTS}/benchmarks/label_teacher/{{subset}}/{{teacher}}.tsv"
+        benchmark_path("label_teacher", "{subset}", "{teacher}")
     wildcard_constraints:
         teacher=_alternatives(UNSHARDED_TEACHERS),
     params:
@@ -24,18 +24,18 @@ rule label_teacher:
     conda:
         teacher_env
     script:
-        "../workflow_scripts/label_teacher.py"
+        "../workflow_scripts/run_job.py"
 
 
 rule label_teacher_shard:
     input:
-        structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+        structures=structures_path("{subset}"),
     output:
-        shard=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/label_shards/{{shard}}.json",
+        shard=label_shard_path("{subset}", "{teacher}", "{shard}"),
     log:
-        f"{RESULTS}/logs/label_teacher_shard/{{subset}}/{{teacher}}/{{shard}}.log",
+        log_path("label_teacher_shard", "{subset}", "{teacher}", "{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/label_teacher_shard/{{subset}}/{{teacher}}/{{shard}}.tsv"
+        benchmark_path("label_teacher_shard", "{subset}", "{teacher}", "{shard}")
     wildcard_constraints:
         teacher=_alternatives(SHARDED_TEACHERS),
         shard=r"\d+",
@@ -49,20 +49,20 @@ rule label_teacher_shard:
     conda:
         teacher_env
     script:
-        "../workflow_scripts/label_teacher_shard.py"
+        "../workflow_scripts/run_job.py"
 
 
 rule label_teacher_merge:
     input:
-        structures=f"{RESULTS}/{{subset}}/data/structures.h5",
+        structures=structures_path("{subset}"),
         shards=label_shard_files,
     output:
-        labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
-        hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+        labels=labels_path("{subset}", "{teacher}"),
+        hessians=hessians_path("{subset}", "{teacher}"),
     log:
-        f"{RESULTS}/logs/label_teacher_merge/{{subset}}/{{teacher}}.log",
+        log_path("label_teacher_merge", "{subset}", "{teacher}"),
     benchmark:
-        f"{RESULTS}/benchmarks/label_teacher_merge/{{subset}}/{{teacher}}.tsv"
+        benchmark_path("label_teacher_merge", "{subset}", "{teacher}")
     wildcard_constraints:
         teacher=_alternatives(SHARDED_TEACHERS),
     params:
@@ -75,4 +75,4 @@ rule label_teacher_merge:
     conda:
         CORE_ENV
     script:
-        "../workflow_scripts/label_teacher_merge.py"
+        "../workflow_scripts/run_job.py"

@@ -3,17 +3,17 @@
 
 rule train_run:
     input:
-        structures=f"{RESULTS}/{{subset}}/data/structures.h5",
-        labels=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/labels.h5",
-        hessians=f"{RESULTS}/{{subset}}/teachers/{{teacher}}/hessians.h5",
+        structures=structures_path("{subset}"),
+        labels=labels_path("{subset}", "{teacher}"),
+        hessians=hessians_path("{subset}", "{teacher}"),
     output:
-        model=f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/model.pt",
-        log_csv=f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/log.csv",
-        summary=f"{RESULTS}/{{subset}}/runs/{{teacher}}/{{run}}/summary.json",
+        model=run_file("{subset}", "{teacher}", "{run}", "model.pt"),
+        log_csv=run_file("{subset}", "{teacher}", "{run}", "log.csv"),
+        summary=run_file("{subset}", "{teacher}", "{run}", "summary.json"),
     log:
-        f"{RESULTS}/logs/train_run/{{subset}}/{{teacher}}/{{run}}.log",
+        log_path("train_run", "{subset}", "{teacher}", "{run}"),
     benchmark:
-        f"{RESULTS}/benchmarks/train_run/{{subset}}/{{teacher}}/{{run}}.tsv"
+        benchmark_path("train_run", "{subset}", "{teacher}", "{run}")
     params:
         run=run_params,
         code=CODE["train"],
@@ -23,4 +23,4 @@ rule train_run:
     conda:
         train_env
     script:
-        "../workflow_scripts/train_run.py"
+        "../workflow_scripts/run_job.py"

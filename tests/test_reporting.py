@@ -62,6 +62,37 @@ def test_collect_identifies_runs_and_teachers_and_orders_teacher_first(tmp_path)
         collect([tmp_path / "x" / "test.json"])
 
 
+def test_collect_prefers_an_evaluations_identity_and_falls_back_to_its_path(tmp_path):
+    """eval JSONs written by the evaluation job carry identity {subset, teacher, run}: it wins over the path
+    (files moved or renamed); files without it (older results) are filed by their path, as before."""
+    moved = _write(tmp_path / "elsewhere" / "test.json", {"identity": {"subset": "s1", "teacher": "T", "run": "hessian"},
+                                                          "ref_force_mae_meV_A": 5.0})
+    teacher = _write(tmp_path / "copy" / "speed.json", {"identity": {"subset": "s1", "teacher": "T", "run": None},
+                                                        "device": "cpu"})
+    old = _write(tmp_path / "results" / "s1" / "runs" / "T" / "hessian" / "eval" / "md.json", {"n_structures": 2})
+    recs = collect([moved, teacher, old], {"hessian": {"method": "hessian"}})
+    assert [(r.subset, r.teacher, r.run) for r in recs] == [("s1", "T", "teacher"), ("s1", "T", "hessian")]
+    assert set(recs[1].evals) == {"test", "md"} and recs[1].get("test", "ref_force_mae_meV_A") == 5.0
+    assert set(recs[0].evals) == {"speed"}
+    # an identity names the run even where the path names another
+    wrong_place = _write(tmp_path / "results" / "s2" / "runs" / "T" / "undistilled" / "eval" / "relax.json",
+                         {"identity": {"subset": "s1", "teacher": "T", "run": "hessian"}})
+    assert [(r.subset, r.run) for r in collect([wrong_place])] == [("s1", "hessian")]
+
+
+def test_report_job_finds_the_results_layout_in_a_folder(tmp_path):
+    from hessdistill.core.paths import identify
+    from hessdistill.jobs.report import main, report_files
+
+    paths = _tree(tmp_path)
+    found = report_files([tmp_path / "results"])
+    assert sorted(found) == sorted(map(str, paths))
+    assert all(identify(p) for p in found)
+    out = tmp_path / "report"
+    assert main([str(tmp_path / "results"), "--out", str(out), "--no-figures", "--title", "T"]) == 0
+    assert (out / "summary.md").read_text().startswith("# T")
+
+
 def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_path):
     recs = collect(_tree(tmp_path), {"undistilled": {}, "hessian": {}})
     t, vs_teacher = accuracy_tables(recs, digits=1)

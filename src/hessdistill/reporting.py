@@ -2,7 +2,9 @@
 
 Input: the ``eval/{test,speed,md,relax,vibrations}.json`` files of every student run and teacher pseudo-run
 (``results/{subset}/runs/{teacher}/{run}/eval/*.json``, ``results/{subset}/teachers/{teacher}/eval/*.json``)
-and each run's ``log.csv``/``summary.json``.  Output (one folder):
+and each run's ``log.csv``/``summary.json`` (the layout of :mod:`hessdistill.core.paths`).  An evaluation JSON
+that carries an ``identity`` object ({subset, teacher, run}, written by the evaluation job) is filed under it;
+files without one (older results, logs, summaries) by their path.  Output (one folder):
 
 * ``table_accuracy.{md,csv,tex}``: the paper's Table 1 layout, per teacher: rows teacher, then one row per run
   (method), columns per subset energy MAE, force MAE and |ΔF| / |F|.  The first table is the paper's metric,
@@ -31,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core.atomic import atomic_path, atomic_write_text
+from .core.paths import TEACHER_RUN, identify
 
-TEACHER = "teacher"
+TEACHER = TEACHER_RUN
 FIGURES = ("fig_accuracy_vs_speed.png", "fig_parity.png", "fig_md_energy.png", "fig_stability.png",
            "fig_training.png", "fig_phonons.png", "fig_size_sweep.png")
 TABLES = ("table_accuracy", "table_speed", "table_dynamics")
@@ -64,17 +67,13 @@ class Record:
         return default if d is None else d
 
 
-def _identify(path: Path) -> tuple[str, str, str, str]:
-    """(subset, teacher, run, kind) from .../{subset}/runs/{teacher}/{run}/[eval/]x or .../{subset}/teachers/{teacher}/eval/x."""
-    parts = path.parts
-    if parts[-2] == "eval":
-        parts = parts[:-2] + (parts[-1],)
-    if len(parts) >= 5 and parts[-4] == "runs":
-        return parts[-5], parts[-3], parts[-2], parts[-1]
-    if len(parts) >= 4 and parts[-3] == "teachers":
-        return parts[-4], parts[-2], TEACHER, parts[-1]
-    raise ValueError(f"{path}: not a run or teacher evaluation file (expected .../<subset>/runs/<teacher>/<run>/eval/"
-                     "<evaluation>.json or .../<subset>/teachers/<teacher>/eval/<evaluation>.json)")
+def _identity(data) -> tuple[str, str, str] | None:
+    """(subset, teacher, run) from an evaluation's ``identity`` object (written by the evaluation job; run None
+    or absent for the teacher pseudo-run), or None for files without it (results of older versions)."""
+    ident = data.get("identity") if isinstance(data, dict) else None
+    if not isinstance(ident, dict) or not ident.get("subset") or not ident.get("teacher"):
+        return None
+    return str(ident["subset"]), str(ident["teacher"]), str(ident.get("run") or TEACHER)
 
 
 def collect(paths, runs_config: dict | None = None) -> list[Record]:
@@ -82,16 +81,29 @@ def collect(paths, runs_config: dict | None = None) -> list[Record]:
     runs_config = runs_config or {}
     recs: dict[tuple, Record] = {}
     for p in map(Path, paths):
-        subset, teacher, run, name = _identify(p)
+        name = p.name
+        try:
+            by_path, bad_path = identify(p)[:3], None
+        except ValueError as exc:
+            by_path, bad_path = None, exc
+        is_eval = name.endswith(".json") and name != "summary.json"
+        if by_path is None and not (is_eval and p.is_file()):
+            raise bad_path
+        data = json.loads(p.read_text()) if name.endswith(".json") else None
+        # an evaluation says whose it is (identity); other files, and evaluations without it, by their path
+        ident = _identity(data) if is_eval else None
+        if ident is None and by_path is None:
+            raise bad_path
+        subset, teacher, run = ident or by_path
         method = TEACHER if run == TEACHER else runs_config.get(run, {}).get("method", "?")
         rec = recs.setdefault((subset, teacher, run), Record(subset, teacher, run, method))
         if name == "log.csv":
             rec.log = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(p.read_text()))]
         elif name == "summary.json":
-            rec.summary = json.loads(p.read_text())
+            rec.summary = data
             rec.method = rec.summary.get("method", rec.method)
         elif name.endswith(".json"):
-            rec.evals[name[:-5]] = json.loads(p.read_text())
+            rec.evals[name[:-5]] = data
     order = list(runs_config)
     return sorted(recs.values(), key=lambda r: (r.subset, r.teacher, not r.is_teacher,
                                                 order.index(r.run) if r.run in order else len(order), r.run))

@@ -1,8 +1,11 @@
 """Teacher labelling job: energies/forces for every split, Hessian rows for chosen splits.
 
-    python -m hessdistill.jobs.label STRUCTURES.h5 --teacher chgnet --labels-out labels.h5 \\
+    hessdistill-label-teacher STRUCTURES.h5 --teacher chgnet --labels-out labels.h5 \\
         [--hessians-out hessians.h5 --hessian-splits train test --rows 4|full --row-seed 0] \\
         [--dtype float64] [--device auto] [--chunk-size 16] [--node-features]
+
+(the same command: ``hessdistill-label`` or ``python -m hessdistill.jobs.label``; the workflow's rule label_teacher
+calls :func:`snakemake_job`.)
 
 Work is cut into chunks of structures.  Each finished chunk is saved atomically as one file in
 ``<labels-out>.parts/`` next to a ``manifest.json`` that fingerprints the settings (teacher, version, dtype,
@@ -302,6 +305,36 @@ def run_labelling(
     return summary
 
 
+def load_job_teacher(teacher, device=None, dtype="float64"):
+    """``teacher`` as given if it is a Teacher, else loaded on ``device`` in ``dtype`` from its name or its
+    workflow config entry ({"model", "options", "vjp_method", ...})."""
+    from ..teachers import load_teacher, teacher_from_spec
+
+    if isinstance(teacher, str):
+        return load_teacher(teacher, device=device, dtype=dtype)
+    if isinstance(teacher, dict):
+        return teacher_from_spec(teacher, device=device, dtype=dtype)
+    return teacher
+
+
+def run(structures, teacher, labels_out, *, device=None, dtype="float64", **options) -> dict:
+    """The labelling job as a library call: ``teacher`` is a :class:`~hessdistill.teachers.Teacher`, a teacher
+    name or a workflow config entry of one (loaded on ``device`` in ``dtype``); ``options`` as
+    :func:`run_labelling`.  Returns its summary."""
+    return run_labelling(structures, load_job_teacher(teacher, device, dtype), labels_out, **options)
+
+
+def snakemake_job(smk, device=None) -> dict:
+    """Rule label_teacher: ``input.structures`` -> ``output.labels`` (every split) and ``output.hessians`` (the
+    teacher entry's ``hessian_splits``), with the teacher of ``params.teacher`` (its config entry, without
+    ``shards``) on ``device``.  Returns the labelling summary."""
+    t = smk.params.teacher
+    return run(smk.input.structures, t, smk.output.labels, device=device, dtype=t["dtype"],
+               hessians_out=smk.output.hessians, hessian_splits=t["hessian_splits"], rows_per_structure=t["rows"],
+               row_seed=t["row_seed"], storage_dtype=t["storage_dtype"], chunk_size=t["chunk_size"],
+               node_features=t["node_features"], progress=False)
+
+
 def doc_line(fn) -> str:
     doc = (getattr(fn, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else getattr(fn, "__qualname__", "?")
@@ -384,7 +417,7 @@ def _progress(total, enabled, desc):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.label", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="hessdistill-label-teacher", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("structures", help="structure store (HDF5) to label")
     p.add_argument("--teacher", required=True, help="teacher name, e.g. chgnet, sevenn, mace-off:large, ase:ase.calculators.emt:EMT")

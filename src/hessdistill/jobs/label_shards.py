@@ -31,9 +31,11 @@ of N cheap; it holds about as much as labels.h5 + hessians.h5); deleting it only
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +44,8 @@ import numpy as np
 from ..core.atomic import atomic_path, atomic_write_text
 from ..data.labels import write_hessians, write_labels
 from ..core.errors import HessdistillError
-from .label import check_features, check_finite, doc_line, assemble_split, label_settings, rows_for
+from .label import (assemble_split, check_features, check_finite, doc_line, label_settings, load_job_teacher,
+                    rows_for)
 
 log = logging.getLogger("hessdistill.jobs.label_shards")
 
@@ -272,3 +275,77 @@ def merge_label_shards(structures, shard_summaries, labels_out, hessians_out=Non
     return {"shards": n_shards, "cache_dir": str(cache_dir), "splits": {s: store.n_structures(s) for s in splits},
             "structures_computed": sum(s["structures_computed"] for s in sums),
             "structures_resumed": sum(s["structures_resumed"] for s in sums)}
+
+
+
+# ---------------------------------------------------------------- the shard job
+def run(structures, teacher, cache_root, shard: int, n_shards: int, *, device=None, dtype="float64", **options) -> dict:
+    """One labelling shard as a library call: ``teacher`` is a :class:`~hessdistill.teachers.Teacher`, a teacher
+    name or a workflow config entry of one (loaded on ``device`` in ``dtype``); ``options`` as
+    :func:`run_label_shard`.  Returns its summary."""
+    return run_label_shard(structures, load_job_teacher(teacher, device, dtype), cache_root, shard, n_shards, **options)
+
+
+def snakemake_job(smk, device=None) -> dict:
+    """Rule label_teacher_shard: shard ``wildcards.shard`` of ``params.shards`` of ``input.structures``, labelled
+    with the teacher of ``params.teacher`` on ``device`` into the cache ``label_cache`` of the teacher's folder
+    (beside ``label_shards/``, where ``output.shard``, the summary for the merge job, goes).
+
+    The cache is not an output, so Snakemake never deletes it: a rerun (a killed job, another shard count) takes
+    the structures already there.  Returns the summary without its ``assigned`` lists."""
+    t = smk.params.teacher
+    w = smk.wildcards
+    cache_root = Path(smk.output.shard).parent.parent / CACHE_DIRNAME
+    summary = run(smk.input.structures, t, cache_root, int(w.shard), int(smk.params.shards), device=device,
+                  dtype=t["dtype"], summary_out=smk.output.shard, hessians=True, hessian_splits=t["hessian_splits"],
+                  rows_per_structure=t["rows"], row_seed=t["row_seed"], storage_dtype=t["storage_dtype"],
+                  node_features=t["node_features"], key=f"teachers.{w.teacher}.shards")
+    return {k: v for k, v in summary.items() if k != "assigned"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hessdistill-label-teacher-shard", description=__doc__.split("\n\n")[0],
+                                epilog="The shards' summaries are merged by hessdistill-label-teacher-merge.")
+    p.add_argument("structures", help="structure store (HDF5) to label")
+    p.add_argument("--teacher", required=True, help="teacher name, e.g. chgnet, sevenn, mace-off:large")
+    p.add_argument("--teacher-options", default="{}", help="JSON dict of teacher options")
+    p.add_argument("--cache-root", required=True, help="the per-structure cache folder (shared by all shards)")
+    p.add_argument("--shard", type=int, required=True, help="this shard's index, 0..SHARDS-1")
+    p.add_argument("--shards", type=int, required=True, help="the number of shards")
+    p.add_argument("--summary-out", required=True, help="this shard's JSON summary (an input of the merge)")
+    p.add_argument("--no-hessians", action="store_true", help="labels only, no Hessian rows")
+    p.add_argument("--splits", nargs="*", help="splits to label (default: all)")
+    p.add_argument("--hessian-splits", nargs="*", help="splits that get Hessians (default: all labelled splits)")
+    p.add_argument("--rows", default="full", help="'full' or k rows per structure")
+    p.add_argument("--row-seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
+    p.add_argument("--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--node-features", action="store_true", help="also store the teacher's node features")
+    return p
+
+
+def main(argv=None) -> int:
+    """``hessdistill-label-teacher-shard``: one shard of a sharded labelling (the rule label_teacher_shard)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        teacher = {"model": args.teacher, "options": json.loads(args.teacher_options)}
+        summary = run(args.structures, teacher, args.cache_root, args.shard, args.shards, device=args.device,
+                      dtype=args.dtype, summary_out=args.summary_out, hessians=not args.no_hessians,
+                      splits=args.splits, hessian_splits=args.hessian_splits, rows_per_structure=args.rows,
+                      row_seed=args.row_seed, storage_dtype=args.storage_dtype, node_features=args.node_features)
+    except HessdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "assigned"}, indent=1, sort_keys=True, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

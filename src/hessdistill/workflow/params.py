@@ -1,7 +1,8 @@
 """Pure helpers of the Snakemake workflow (rules/common.smk imports them; tested here without Snakemake).
 
-* :func:`canon`: a canonical, plain copy of a config value, so that Snakemake's params-based rerun trigger
-  (which compares ``repr``) reruns exactly when a setting changes and never because of key order or types.
+* :func:`canon` (:func:`hessdistill.core.jsonutil.canon`, numpy-free): a canonical, plain copy of a config value,
+  so that Snakemake's params-based rerun trigger (which compares ``repr``) reruns exactly when a setting changes
+  and never because of key order or types.
 * :func:`run_config`: the TrainConfig options of one run on one subset (the run's options with its
   ``subset_overrides`` for that subset on top; workflow-only keys removed).
 * :func:`combos`: the (subset, teacher, run) matrix, honouring a run's ``subsets`` restriction.
@@ -12,24 +13,10 @@
 
 from __future__ import annotations
 
+from ..core.jsonutil import canon  # noqa: F401  (numpy-free: the one canonical form, re-exported for the rules)
+
 #: keys of a run that configure the workflow, not the training (never passed to TrainConfig)
 RUN_WORKFLOW_KEYS = ("subset_overrides", "subsets", "paper_table")
-
-
-def canon(x):
-    """Dicts with sorted string keys (recursively), lists for tuples, plain scalars; other objects as str.
-
-    Like :func:`hessdistill.core.jsonutil.plain` plus sorting, but written without numpy on purpose: this module is
-    imported by the Snakefile on the submitting (login) node, whose environment need only have Snakemake."""
-    if isinstance(x, dict):
-        return {str(k): canon(x[k]) for k in sorted(x, key=str)}
-    if isinstance(x, (list, tuple)):
-        return [canon(v) for v in x]
-    if x is None or isinstance(x, (bool, str, int, float)):
-        return x
-    if hasattr(x, "item"):  # numpy scalar
-        return canon(x.item())
-    return str(x)
 
 
 def run_config(config: dict, subset: str, run: str) -> dict:
