@@ -74,7 +74,7 @@ RES = {k: {**v, **config["resources"].get(k, {})} for k, v in _family_defaults()
 EVALUATIONS = list(config["evaluation"]["evaluations"])
 _teacher_evs = config["evaluation"]["evaluate_teachers"]  # true: all, false: none, or a list
 TEACHER_EVALUATIONS = [e for e in EVALUATIONS if _teacher_evs is True or (isinstance(_teacher_evs, list) and e in _teacher_evs)]
-GPU_EVALUATIONS = ("md", "speed")
+from hessdistill.evaluation.protocols import GPU_EVALUATIONS  # noqa: E402  (plain Python: the login node)
 
 
 def _alternatives(names):
@@ -216,7 +216,7 @@ def evaluation_params(wildcards):
 def minima_params(wildcards):
     """What decides the teacher minima of the vibrations evaluation: the split, the relaxation part of the
     vibrations protocol, the teacher and its dtype.  A student setting or another evaluation never reruns them."""
-    from hessdistill.jobs.evaluate import MINIMA_KEYS
+    from hessdistill.evaluation.protocols import MINIMA_KEYS
 
     ev = config["evaluation"]
     protocol = evaluation_protocol(config, wildcards.subset, "vibrations")
