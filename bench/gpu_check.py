@@ -41,8 +41,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 PAINN = {"arch": "painn", "hidden": 32, "num_layers": 2, "num_rbf": 16, "cutoff": 5.0}
-GEMNET = {"arch": "gemnet", "direct_forces": True, "emb_size_atom": 32, "emb_size_edge": 32, "num_blocks": 2,
-          "cutoff": 5.0}
+GEMNET = {
+    "arch": "gemnet",
+    "direct_forces": True,
+    "emb_size_atom": 32,
+    "emb_size_edge": 32,
+    "num_blocks": 2,
+    "cutoff": 5.0,
+}
 
 
 class Check:
@@ -70,8 +76,18 @@ class Check:
 
 
 def run_cfg(student, device, **kw):
-    cfg = dict(student=dict(student), method="hessian", rows_per_structure=2, batch_size=4, max_epochs=2, lr=1e-3,
-               ema_decay=0.9, device=device, seed=0, hessian_schedule_force_mae=None)
+    cfg = dict(
+        student=dict(student),
+        method="hessian",
+        rows_per_structure=2,
+        batch_size=4,
+        max_epochs=2,
+        lr=1e-3,
+        ema_decay=0.9,
+        device=device,
+        seed=0,
+        hessian_schedule_force_mae=None,
+    )
     cfg.update(kw)
     return cfg
 
@@ -101,8 +117,8 @@ def main(argv=None) -> int:
 
     def labels():
         from hessdistill.data.builtin import GeneratorSettings
-        from hessdistill.jobs.generate import run as build_store
         from hessdistill.data.labels import LabelStore
+        from hessdistill.jobs.generate import run as build_store
         from hessdistill.jobs.label import run_labelling
         from hessdistill.teachers import load_teacher
 
@@ -110,11 +126,19 @@ def main(argv=None) -> int:
         teacher.vjp_method = "batched"  # no per-size probing: this checks paths, it does not tune them
         # on a GPU two cell sizes; on the CPU (the test suite) the 5-atom cell only, to stay quick
         cells = ((1, 1, 1), (2, 1, 1)) if dev.startswith("cuda") else ((1, 1, 1),)
-        settings = GeneratorSettings(compositions=("SrTiO3",), supercells=cells, n_trajectories=3,
-                                     frames_per_trajectory=3, n_rattle_series=1, equilibration_steps=2, sample_every=1)
+        settings = GeneratorSettings(
+            compositions=("SrTiO3",),
+            supercells=cells,
+            n_trajectories=3,
+            frames_per_trajectory=3,
+            n_rattle_series=1,
+            equilibration_steps=2,
+            sample_every=1,
+        )
         build_store(st, teacher, settings, fractions={"train": 0.5, "val": 0.25, "test": 0.25}, split_seed=0)
-        run_labelling(st, teacher, lab, hessians_out=hes, hessian_splits=["train", "test"], rows_per_structure=6,
-                      progress=False)
+        run_labelling(
+            st, teacher, lab, hessians_out=hes, hessian_splits=["train", "test"], rows_per_structure=6, progress=False
+        )
         with LabelStore(lab) as ls:
             rec = ls.attrs.get("device")
         if rec is None or (dev.startswith("cuda") and "cuda" not in str(rec)):
@@ -132,8 +156,10 @@ def main(argv=None) -> int:
             raise AssertionError(f"non-finite validation error {s['best_val_force_mae_meV_A']}")
         if not str(s.get("device", "")).startswith(dev.split(":")[0]):
             raise AssertionError(f"summary records device {s.get('device')!r}, expected {dev}")
-        return (f"{s['epochs']} epochs, val F MAE {s['best_val_force_mae_meV_A']:.1f} meV/Å, "
-                f"{s['train_time_s']:.1f} s, device {s['device']} {s.get('gpu_name') or ''}")
+        return (
+            f"{s['epochs']} epochs, val F MAE {s['best_val_force_mae_meV_A']:.1f} meV/Å, "
+            f"{s['train_time_s']:.1f} s, device {s['device']} {s.get('gpu_name') or ''}"
+        )
 
     chk.step("train-painn", lambda: train_step("painn", PAINN))
     chk.step("train-gemnet-dT", lambda: train_step("gemnet", GEMNET))
@@ -144,8 +170,9 @@ def main(argv=None) -> int:
         out = work / "painn"
         s = train(run_cfg(PAINN, dev, max_epochs=4), st, out, labels=lab, hessians=hes, progress=False)
         if s["epochs"] != 4 or s.get("resumed_from_epoch") != 2:
-            raise AssertionError(f"expected a resume at epoch 2 to 4 epochs, got {s.get('resumed_from_epoch')} -> "
-                                 f"{s['epochs']}")
+            raise AssertionError(
+                f"expected a resume at epoch 2 to 4 epochs, got {s.get('resumed_from_epoch')} -> {s['epochs']}"
+            )
         return "resumed at epoch 2, finished 4"
 
     chk.step("resume-" + dev.split(":")[0], resume_device)
@@ -163,8 +190,8 @@ def main(argv=None) -> int:
     chk.step("resume-on-cpu", resume_on_cpu)
 
     def forces_agree():
-        from hessdistill.students.calculator import StudentCalculator
         from hessdistill.data.store import StructureStore
+        from hessdistill.students.calculator import StudentCalculator
 
         with StructureStore(st) as s:
             atoms = [s.atoms("test", i) for i in range(s.n_structures("test"))]
@@ -198,9 +225,9 @@ def main(argv=None) -> int:
     chk.step("deterministic", deterministic)
 
     def speed():
-        from hessdistill.students.checkpoint import load_student
         from hessdistill.data.store import StructureStore
         from hessdistill.evaluation.speed import speed_comparison
+        from hessdistill.students.checkpoint import load_student
         from hessdistill.teachers import load_teacher
 
         model, _ = load_student(work / "painn" / "model.pt", device=dev)
@@ -208,17 +235,19 @@ def main(argv=None) -> int:
         with StructureStore(st) as s:
             pool = [s.atoms(sp, i) for sp in ("train", "test") for i in range(s.n_structures(sp))]
         res = speed_comparison(model, teacher, pool, batch_size=8, repeats=5, warmup=2, device=dev)
-        return (f"latency {res['student']['latency_ms']:.1f} vs {res['teacher']['latency_ms']:.1f} ms "
-                f"({res['speedup_latency']:.1f}x), throughput {res['speedup_throughput']:.1f}x, both float32")
+        return (
+            f"latency {res['student']['latency_ms']:.1f} vs {res['teacher']['latency_ms']:.1f} ms "
+            f"({res['speedup_latency']:.1f}x), throughput {res['speedup_throughput']:.1f}x, both float32"
+        )
 
     chk.step("speed", speed)
 
     def export():
         """The student compiled for this device (AOTInductor), equal to the eager model, and batched MD on it."""
-        from hessdistill.students.checkpoint import load_student
         from hessdistill.data.store import StructureStore
-        from hessdistill.students.deployed import EagerProgram, Runner
         from hessdistill.evaluation.batched_md import BatchedMD
+        from hessdistill.students.checkpoint import load_student
+        from hessdistill.students.deployed import EagerProgram, Runner
         from hessdistill.students.export import export_student, load_exported
 
         model, _ = load_student(work / "painn" / "model.pt", device=dev)
@@ -235,33 +264,50 @@ def main(argv=None) -> int:
         df = float(np.abs(f1 - f0).max())
         if df > 1e-4 * max(float(np.abs(f0).max()), 1e-2):
             raise AssertionError(f"exported forces differ from eager by {df:.2e} eV/Å")
-        md = BatchedMD.from_atoms(exported, structs, device=dev, timestep_fs=1.0, temperature_K=300,
-                                  friction_per_fs=0.01, seed=0)
+        md = BatchedMD.from_atoms(
+            exported, structs, device=dev, timestep_fs=1.0, temperature_K=300, friction_per_fs=0.01, seed=0
+        )
         md.run(5)
         t0 = time.perf_counter()
         md.run(50)
         rate = 50 * len(structs) / (time.perf_counter() - t0)
-        return (f"exported in {t_export:.0f} s, max |dF| {df:.1e} eV/Å vs eager; batched MD of {len(structs)} "
-                f"structures: {rate:.0f} structure-steps/s, {int(md.stable.sum())} stable")
+        return (
+            f"exported in {t_export:.0f} s, max |dF| {df:.1e} eV/Å vs eager; batched MD of {len(structs)} "
+            f"structures: {rate:.0f} structure-steps/s, {int(md.stable.sum())} stable"
+        )
 
     chk.step("export", export)
 
     if not args.no_workflow:
+
         def workflow():
             wdir = work / "workflow"
             wdir.mkdir(exist_ok=True)
             exe = Path(sys.executable).parent / "snakemake"
-            cmd = [str(exe if exe.exists() else "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                   str(wdir), "--configfile", str(ROOT / "configs" / "ci-tiny.yaml"), "-c", "4", "--config",
-                   "use_gpu=true", f"gpu_device={'cuda' if dev.startswith('cuda') else 'auto'}",
-                   "--show-failed-logs"]
+            cmd = [
+                str(exe if exe.exists() else "snakemake"),
+                "--snakefile",
+                str(ROOT / "Snakefile"),
+                "--directory",
+                str(wdir),
+                "--configfile",
+                str(ROOT / "configs" / "ci-tiny.yaml"),
+                "-c",
+                "4",
+                "--config",
+                "use_gpu=true",
+                f"gpu_device={'cuda' if dev.startswith('cuda') else 'auto'}",
+                "--show-failed-logs",
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
             if res.returncode != 0:
                 raise AssertionError((res.stdout + res.stderr)[-3000:])
             summ = json.loads((wdir / "results/tiny-sto/runs/chgnet/tiny-hessian/summary.json").read_text())
             speed_json = json.loads((wdir / "results/tiny-sto/runs/chgnet/tiny-hessian/eval/speed.json").read_text())
-            return (f"ci-tiny done; training on {summ.get('device')} {summ.get('gpu_name') or ''}; speed on "
-                    f"{speed_json.get('device')}, {speed_json.get('speedup_latency', float('nan')):.1f}x latency")
+            return (
+                f"ci-tiny done; training on {summ.get('device')} {summ.get('gpu_name') or ''}; speed on "
+                f"{speed_json.get('device')}, {speed_json.get('speedup_latency', float('nan')):.1f}x latency"
+            )
 
         chk.step("workflow", workflow)
 

@@ -66,7 +66,9 @@ def bench_one(teacher, atoms, n_rows, repeats, chunk):
     def rows_with(method):
         r = teacher.forward(atoms, create_graph=True)
         t0 = time.perf_counter()
-        out = hess.force_jacobian_rows(r.forces, r.positions, rows, method=method, chunk_size=chunk, key=f"bench-{method}")
+        out = hess.force_jacobian_rows(
+            r.forces, r.positions, rows, method=method, chunk_size=chunk, key=f"bench-{method}"
+        )
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0, out
@@ -88,8 +90,13 @@ def bench_one(teacher, atoms, n_rows, repeats, chunk):
         except RuntimeError as exc:
             res[f"{method}_error"] = str(exc)[:120]
     fd_rows = rows[: max(1, min(4, len(rows)))]
-    t_fd, _ = timed(lambda: hess.finite_difference_columns(lambda p: _forces(teacher, atoms, p), atoms.positions, fd_rows,
-                                                           step=1e-3), 1, dev)
+    t_fd, _ = timed(
+        lambda: hess.finite_difference_columns(
+            lambda p: _forces(teacher, atoms, p), atoms.positions, fd_rows, step=1e-3
+        ),
+        1,
+        dev,
+    )
     res["fd_rows_per_s"] = len(fd_rows) / t_fd
     res["fd_row_cost_in_EF"] = t_fd / len(fd_rows) / t_ef
     return res
@@ -114,8 +121,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
     all_res = []
-    hdr = (f"{'teacher':8} {'structure':12} {'N':>3} {'E+F ms':>8} {'fwd+g ms':>9} {'loop r/s':>9} {'batch r/s':>10} "
-           f"{'FD r/s':>8} {'row/EF loop':>11} {'incl.graph':>10} {'row/EF batch':>12} {'row/EF FD':>9}")
+    hdr = (
+        f"{'teacher':8} {'structure':12} {'N':>3} {'E+F ms':>8} {'fwd+g ms':>9} {'loop r/s':>9} {'batch r/s':>10} "
+        f"{'FD r/s':>8} {'row/EF loop':>11} {'incl.graph':>10} {'row/EF batch':>12} {'row/EF FD':>9}"
+    )
     print(hdr)
     for name in args.teachers:
         teacher = load_teacher(name, device=args.device, dtype=args.dtype)
@@ -125,11 +134,14 @@ def main(argv=None):
             r = bench_one(teacher, atoms, args.rows, args.repeats, args.chunk)
             r.update(teacher=name, structure=sname)
             all_res.append(r)
-            print(f"{name:8} {sname:12} {r['n_atoms']:>3} {1e3 * r['t_ef']:8.1f} {1e3 * r['t_fwd_graph']:9.1f} "
-                  f"{r.get('loop_rows_per_s', float('nan')):9.1f} {r.get('batched_rows_per_s', float('nan')):10.1f} "
-                  f"{r['fd_rows_per_s']:8.1f} {r.get('loop_row_cost_in_EF', float('nan')):11.2f} "
-                  f"{r.get('loop_row_cost_incl_graph_in_EF', float('nan')):10.2f} "
-                  f"{r.get('batched_row_cost_in_EF', float('nan')):12.2f} {r['fd_row_cost_in_EF']:9.2f}", flush=True)
+            print(
+                f"{name:8} {sname:12} {r['n_atoms']:>3} {1e3 * r['t_ef']:8.1f} {1e3 * r['t_fwd_graph']:9.1f} "
+                f"{r.get('loop_rows_per_s', float('nan')):9.1f} {r.get('batched_rows_per_s', float('nan')):10.1f} "
+                f"{r['fd_rows_per_s']:8.1f} {r.get('loop_row_cost_in_EF', float('nan')):11.2f} "
+                f"{r.get('loop_row_cost_incl_graph_in_EF', float('nan')):10.2f} "
+                f"{r.get('batched_row_cost_in_EF', float('nan')):12.2f} {r['fd_row_cost_in_EF']:9.2f}",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(all_res, f, indent=1)

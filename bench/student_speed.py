@@ -36,8 +36,14 @@ import numpy as np
 import torch
 
 REPS = [(1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 4, 4), (5, 5, 5)]
-DEFAULT_STUDENT = {"arch": "painn", "hidden": 48, "num_layers": 3, "num_rbf": 16, "cutoff": 4.5,
-                   "avg_num_neighbors": 30.0}
+DEFAULT_STUDENT = {
+    "arch": "painn",
+    "hidden": 48,
+    "num_layers": 3,
+    "num_rbf": 16,
+    "cutoff": 4.5,
+    "avg_num_neighbors": 30.0,
+}
 
 
 def base_structure(path):
@@ -79,8 +85,28 @@ def matmul_rate(repeats=20):
 
 
 _MATMUL = {"mm", "addmm", "bmm", "baddbmm"}
-_POINTWISE = {"mul", "add", "sub", "div", "addcmul", "exp", "silu", "silu_backward", "sigmoid", "sqrt", "pow",
-              "where", "neg", "rsub", "sum", "index_add", "index_select", "scatter_add", "softplus", "tanh"}
+_POINTWISE = {
+    "mul",
+    "add",
+    "sub",
+    "div",
+    "addcmul",
+    "exp",
+    "silu",
+    "silu_backward",
+    "sigmoid",
+    "sqrt",
+    "pow",
+    "where",
+    "neg",
+    "rsub",
+    "sum",
+    "index_add",
+    "index_select",
+    "scatter_add",
+    "softplus",
+    "tanh",
+}
 
 
 class MacCounter(torch.utils._python_dispatch.TorchDispatchMode):
@@ -130,11 +156,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from hessdistill.core.neighbours import VerletList
+    from hessdistill.evaluation.speed import Walk
+    from hessdistill.students import build_student
     from hessdistill.students.calculator import StudentCalculator, load_student
     from hessdistill.students.deployed import EagerProgram, Runner
-    from hessdistill.evaluation.speed import Walk
-    from hessdistill.core.neighbours import VerletList
-    from hessdistill.students import build_student
     from hessdistill.students.export import export_student, load_exported
     from hessdistill.teachers import load_teacher
 
@@ -150,13 +176,18 @@ def main(argv=None) -> int:
     export_student(model, tmp / "s.pt2", device=args.device)
     t_aoti = time.perf_counter() - t0
     export_student(model, tmp / "s.pt", device=args.device)
-    programs = {"eager": EagerProgram(model), "torchscript": load_exported(tmp / "s.pt", device=args.device),
-                "aoti": load_exported(tmp / "s.pt2", device=args.device)}
+    programs = {
+        "eager": EagerProgram(model),
+        "torchscript": load_exported(tmp / "s.pt", device=args.device),
+        "aoti": load_exported(tmp / "s.pt2", device=args.device),
+    }
     rate = matmul_rate()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}; student {model.arch} "
-          f"{model.n_params:,} parameters, cutoff {model.cutoff} Å; teacher {args.teacher} float32 "
-          f"(batched mode: {bool(getattr(teacher, 'batched', False))}); base cell {base.get_chemical_formula()}; "
-          f"AOTI export {t_aoti:.0f} s; float32 matmul rate {rate / 1e9:.1f} GFLOP/s")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}; student {model.arch} "
+        f"{model.n_params:,} parameters, cutoff {model.cutoff} Å; teacher {args.teacher} float32 "
+        f"(batched mode: {bool(getattr(teacher, 'batched', False))}); base cell {base.get_chemical_formula()}; "
+        f"AOTI export {t_aoti:.0f} s; float32 matmul rate {rate / 1e9:.1f} GFLOP/s"
+    )
     paths = [k for k in ("ase-calc", "eager", "torchscript", "aoti") if k not in args.skip_paths]
     head = f"{'atoms':>6} {'pairs':>7} {'teacher ms':>10} " + " ".join(f"{k + ' ms':>14}" for k in paths)
     head += " " + " ".join(f"{'x ' + k:>13}" for k in paths) + f" {'ideal ms':>9} {'aoti/ideal':>10}"
@@ -176,6 +207,7 @@ def main(argv=None) -> int:
             def step():
                 c.positions = walk()
                 calc.calculate(c, ["energy", "forces"])
+
             return step
         runner = Runner(programs[k], [a.numbers], [a.cell.array], [a.pbc], device=args.device)
         return lambda: runner(walk())
@@ -186,6 +218,7 @@ def main(argv=None) -> int:
         def step():
             b.positions = walk()
             teacher.energy_forces(b)
+
         return step
 
     # the compiled program first, over all sizes: its OpenMP threads and those of eager torch (teacher, other
@@ -206,10 +239,14 @@ def main(argv=None) -> int:
         if "aoti" in ratio:
             worst = ratio["aoti"] if worst is None else min(worst, ratio["aoti"])
         aoti = times["aoti"][n] if "aoti" in times else float("nan")
-        print(f"{len(a):6d} {n_pairs:7d} {1e3 * t_teacher:10.1f} "
-              + " ".join(f"{1e3 * times[k][n]:14.2f}" for k in paths)
-              + " " + " ".join(f"{ratio[k]:12.1f}x" for k in paths)
-              + f" {1e3 * ideal:9.2f} {aoti / ideal:10.1f}", flush=True)
+        print(
+            f"{len(a):6d} {n_pairs:7d} {1e3 * t_teacher:10.1f} "
+            + " ".join(f"{1e3 * times[k][n]:14.2f}" for k in paths)
+            + " "
+            + " ".join(f"{ratio[k]:12.1f}x" for k in paths)
+            + f" {1e3 * ideal:9.2f} {aoti / ideal:10.1f}",
+            flush=True,
+        )
     if worst is not None:
         print(f"smallest teacher / student (aoti) latency ratio over sizes: {worst:.1f}x")
 
@@ -220,13 +257,20 @@ def main(argv=None) -> int:
             a = base.repeat(reps)
             a.positions += rng.normal(scale=0.05, size=a.positions.shape)
             batch.append(a)
-        runner = Runner(programs["aoti"], [a.numbers for a in batch], [a.cell.array for a in batch],
-                        [a.pbc for a in batch], device=args.device)
+        runner = Runner(
+            programs["aoti"],
+            [a.numbers for a in batch],
+            [a.cell.array for a in batch],
+            [a.pbc for a in batch],
+            device=args.device,
+        )
         walks = [Walk(a, 0.005, seed=k) for k, a in enumerate(batch)]
         t_s = timed(lambda: runner([w() for w in walks]), args.repeats)
         t_t = timed(lambda: teacher.energy_forces_batched(batch), max(3, args.repeats // 2), warmup=2)
-        print(f"  {len(batch[0]):4d} atoms x {args.batch}: student {args.batch / t_s:9.1f}  teacher "
-              f"{args.batch / t_t:7.1f}  ratio {t_t / t_s:6.1f}x")
+        print(
+            f"  {len(batch[0]):4d} atoms x {args.batch}: student {args.batch / t_s:9.1f}  teacher "
+            f"{args.batch / t_t:7.1f}  ratio {t_t / t_s:6.1f}x"
+        )
     return 0
 
 

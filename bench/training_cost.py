@@ -103,8 +103,13 @@ def main(argv=None):
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}, {args.dtype}, VJPs: {args.vjp}")
-    modes = [("undistilled", 0, False), ("hessian s=1", 1, False), ("hessian s=4", 4, False), ("hessian s=16", 16, False),
-             ("projection s=4", 4, True)]
+    modes = [
+        ("undistilled", 0, False),
+        ("hessian s=1", 1, False),
+        ("hessian s=4", 4, False),
+        ("hessian s=16", 16, False),
+        ("projection s=4", 4, True),
+    ]
     print(f"{'student':14} {'params':>9} {'batch':10} " + " ".join(f"{m:>15}" for m, _, _ in modes))
     for sname in args.students:
         torch.manual_seed(0)
@@ -117,11 +122,22 @@ def main(argv=None):
             for label, s, squared in modes:
                 mode = "undistilled" if s == 0 else ("projection" if squared else "rows")
                 w = LossWeights(energy=5, forces=100, hessian=0.0 if s == 0 else 400.0)
-                times[label] = time_step(model, lambda: make_batch(atoms, model.cutoff, dtype, s, mode, rng).to(dev),
-                                         w, squared, args.repeats, vjp=args.vjp)
+                times[label] = time_step(
+                    model,
+                    lambda: make_batch(atoms, model.cutoff, dtype, s, mode, rng).to(dev),
+                    w,
+                    squared,
+                    args.repeats,
+                    vjp=args.vjp,
+                )
             base = times["undistilled"]
-            cells = [f"{1e3 * base:8.0f} ms   "] + [f"{1e3 * times[m]:6.0f}ms x{times[m] / base:4.1f}" for m, _, _ in modes[1:]]
-            print(f"{sname:14} {model.n_params:9d} {st + ' x' + str(n):10} " + " ".join(f"{c:>15}" for c in cells), flush=True)
+            cells = [f"{1e3 * base:8.0f} ms   "] + [
+                f"{1e3 * times[m]:6.0f}ms x{times[m] / base:4.1f}" for m, _, _ in modes[1:]
+            ]
+            print(
+                f"{sname:14} {model.n_params:9d} {st + ' x' + str(n):10} " + " ".join(f"{c:>15}" for c in cells),
+                flush=True,
+            )
     return 0
 
 

@@ -35,8 +35,12 @@ def batch_structures(n=8, seed=0):
     frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
     out = []
     for k in range(n):
-        a = Atoms(["Sr", "Ti", "O", "O", "O"] if k % 2 else ["Ba", "Zr", "O", "O", "O"], scaled_positions=frac,
-                  cell=np.eye(3) * (3.95 + 0.2 * (k % 2)), pbc=True)
+        a = Atoms(
+            ["Sr", "Ti", "O", "O", "O"] if k % 2 else ["Ba", "Zr", "O", "O", "O"],
+            scaled_positions=frac,
+            cell=np.eye(3) * (3.95 + 0.2 * (k % 2)),
+            pbc=True,
+        )
         a = a.repeat([(1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2)][k % 4])
         a.positions += rng.normal(scale=0.08, size=a.positions.shape)
         out.append(a)
@@ -57,8 +61,9 @@ def measure(repeats: int) -> dict:
     rng = np.random.default_rng(1)
     results = {}
     for s in (0, 1, 4):
-        data = [atoms_to_data(a, model.cutoff, dtype=torch.float32, energy=0.0, forces=np.zeros((len(a), 3)))
-                for a in atoms]
+        data = [
+            atoms_to_data(a, model.cutoff, dtype=torch.float32, energy=0.0, forces=np.zeros((len(a), 3))) for a in atoms
+        ]
         b = collate(data)
         if s:
             n = b.pos.shape[0]
@@ -97,8 +102,13 @@ def measure(repeats: int) -> dict:
 
 def _run(src: Path, repeats: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, __file__, "--child", "--repeats", str(repeats)], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--repeats", str(repeats)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -119,8 +129,11 @@ def main(argv=None) -> int:
     tmp = None
     if args.baseline_rev:
         tmp = tempfile.mkdtemp(prefix="hessdistill-baseline-")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp, args.baseline_rev], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp, args.baseline_rev],
+            check=True,
+            capture_output=True,
+        )
         trees["old"] = Path(tmp) / "src"
     try:
         rounds = {k: [] for k in trees}
@@ -133,11 +146,16 @@ def main(argv=None) -> int:
     med = {k: {m: statistics.median(r[m] for r in rs) for m in rs[0]} for k, rs in rounds.items()}
     print(f"default PaiNN {STUDENT}, batch of 8 perovskite cells (5-40 atoms), float32, median ms per step")
     for k, m in med.items():
-        print(f"  {k:4}: " + "  ".join(f"{name} {t:7.1f} ms" for name, t in m.items())
-              + f"   s=1 / undistilled = {m['s=1'] / m['undistilled']:.2f}")
+        print(
+            f"  {k:4}: "
+            + "  ".join(f"{name} {t:7.1f} ms" for name, t in m.items())
+            + f"   s=1 / undistilled = {m['s=1'] / m['undistilled']:.2f}"
+        )
     if "old" in med:
-        print("  old / new (speed-up): " + "  ".join(f"{name} {med['old'][name] / med['new'][name]:.2f}x"
-                                                    for name in med["new"]))
+        print(
+            "  old / new (speed-up): "
+            + "  ".join(f"{name} {med['old'][name] / med['new'][name]:.2f}x" for name in med["new"])
+        )
     return 0
 
 

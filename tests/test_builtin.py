@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("chgnet")
 
+from hessdistill.core.errors import HessdistillError  # noqa: E402
 from hessdistill.data.builtin import MOLECULES, GeneratorSettings, estimate_calls, generate  # noqa: E402
 from hessdistill.data.store import StructureStore  # noqa: E402
-from hessdistill.core.errors import HessdistillError  # noqa: E402
 from hessdistill.jobs.generate import main, run  # noqa: E402
 from hessdistill.teachers import load_teacher  # noqa: E402
 from hessdistill.teachers.calculator import TeacherCalculator  # noqa: E402
@@ -22,8 +22,15 @@ def teacher():
 
 
 def tiny(**kw):
-    base = dict(compositions=("SrTiO3", "KNbO3"), supercells=((1, 1, 1), (2, 1, 1)), n_trajectories=2, n_rattle_series=1,
-                frames_per_trajectory=3, sample_every=1, equilibration_steps=1)
+    base = dict(
+        compositions=("SrTiO3", "KNbO3"),
+        supercells=((1, 1, 1), (2, 1, 1)),
+        n_trajectories=2,
+        n_rattle_series=1,
+        frames_per_trajectory=3,
+        sample_every=1,
+        equilibration_steps=1,
+    )
     base.update(kw)
     return GeneratorSettings(**base)
 
@@ -72,8 +79,15 @@ def test_relaxation_series_descend_towards_the_teachers_minimum(teacher):
 
 
 def test_molecules_family(teacher):
-    s = GeneratorSettings(family="molecules", compositions=("H2O", "CH4"), n_trajectories=2, n_rattle_series=1,
-                          frames_per_trajectory=2, sample_every=1, equilibration_steps=1)
+    s = GeneratorSettings(
+        family="molecules",
+        compositions=("H2O", "CH4"),
+        n_trajectories=2,
+        n_rattle_series=1,
+        frames_per_trajectory=2,
+        sample_every=1,
+        equilibration_steps=1,
+    )
     out = generate(TeacherCalculator(teacher), s)
     assert len(out) == 6
     assert all(not x.pbc.any() for x in out)
@@ -107,12 +121,35 @@ def test_store_is_split_by_trajectory(tmp_path, teacher):
 
 def test_command_line_writes_the_store(tmp_path, capsys):
     """python -m hessdistill.jobs.generate: the teacher loaded by name, settings overridden by JSON."""
-    settings = json.dumps({"compositions": ["SrTiO3"], "supercells": [[1, 1, 1]], "n_trajectories": 6,
-                           "n_rattle_series": 4, "frames_per_trajectory": 1, "sample_every": 1,
-                           "equilibration_steps": 1})
+    settings = json.dumps(
+        {
+            "compositions": ["SrTiO3"],
+            "supercells": [[1, 1, 1]],
+            "n_trajectories": 6,
+            "n_rattle_series": 4,
+            "frames_per_trajectory": 1,
+            "sample_every": 1,
+            "equilibration_steps": 1,
+        }
+    )
     out = tmp_path / "cli.h5"
-    assert main(["--family", "perovskites", "--teacher", "chgnet", "--device", "cpu", "--settings", settings,
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--family",
+                "perovskites",
+                "--teacher",
+                "chgnet",
+                "--device",
+                "cpu",
+                "--settings",
+                settings,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     with StructureStore(out) as st:
         assert st.attrs["labels"].startswith("teacher:chgnet")

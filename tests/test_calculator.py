@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from ase import units
 from ase.build import bulk, molecule
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
-from ase import units
 
-from hessdistill.students.calculator import StudentCalculator, load_student
 from hessdistill.core.errors import HessdistillError
+from hessdistill.students.calculator import StudentCalculator, load_student
 
 
 def model(direct=False):
@@ -51,8 +51,15 @@ def test_md_conserves_energy_and_bfgs_relaxes():
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
     m = model()
-    torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float64",
-                "state_dict": m.state_dict()}, tmp_path / "m.pt")
+    torch.save(
+        {
+            "format": "hessdistill.student",
+            "student_config": m.config(),
+            "dtype": "float64",
+            "state_dict": m.state_dict(),
+        },
+        tmp_path / "m.pt",
+    )
     from hessdistill.students.registry import STUDENTS
 
     STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
@@ -79,8 +86,15 @@ def _toy_checkpoint(path):
     from hessdistill.students.registry import STUDENTS
 
     STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
-    save_student(path, model(), dtype="float64", epoch=3, val_force_mae_meV_A=12.5, teacher_val_force_mae_meV_A=None,
-                 method="hessian")
+    save_student(
+        path,
+        model(),
+        dtype="float64",
+        epoch=3,
+        val_force_mae_meV_A=12.5,
+        teacher_val_force_mae_meV_A=None,
+        method="hessian",
+    )
     return path
 
 
@@ -88,9 +102,22 @@ def _last_pt(path):
     """A training checkpoint with the keys the training loop writes to last.pt."""
     m = model()
     opt = torch.optim.AdamW(m.parameters(), amsgrad=True)
-    torch.save({"config": {"method": "hessian"}, "model": m.state_dict(), "ema": m.state_dict(), "ema_updates": 4,
-                "optimizer": opt.state_dict(), "scheduler": {}, "projection": None, "sampler": {},
-                "torch_rng": torch.get_rng_state(), "cuda_rng": None, "state": {"epoch": 3}}, path)
+    torch.save(
+        {
+            "config": {"method": "hessian"},
+            "model": m.state_dict(),
+            "ema": m.state_dict(),
+            "ema_updates": 4,
+            "optimizer": opt.state_dict(),
+            "scheduler": {},
+            "projection": None,
+            "sampler": {},
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": None,
+            "state": {"epoch": 3},
+        },
+        path,
+    )
     return path
 
 

@@ -31,9 +31,17 @@ def closure(rule) -> set[str]:
 def test_closures_follow_the_imports_of_each_job():
     label = closure("label_teacher")
     # the teacher registry imports its adapters by name: they are part of the labelling code
-    assert {"hessdistill.jobs.label", "hessdistill.core.hessian", "hessdistill.teachers.chgnet", "hessdistill.teachers.sevenn",
-            "hessdistill.teachers.mace", "hessdistill.workflow.rule_job"} <= label
-    assert not any(m.startswith(("hessdistill.students", "hessdistill.training", "hessdistill.evaluation")) for m in label)
+    assert {
+        "hessdistill.jobs.label",
+        "hessdistill.core.hessian",
+        "hessdistill.teachers.chgnet",
+        "hessdistill.teachers.sevenn",
+        "hessdistill.teachers.mace",
+        "hessdistill.workflow.rule_job",
+    } <= label
+    assert not any(
+        m.startswith(("hessdistill.students", "hessdistill.training", "hessdistill.evaluation")) for m in label
+    )
     assert "hessdistill.reporting" not in label
     report = closure("report")
     assert {"hessdistill.reporting", "hessdistill.jobs.report"} <= report
@@ -53,8 +61,10 @@ def test_only_changes_to_what_the_code_does_change_the_hash(tmp_path):
     script = tmp_path / "job.py"
     script.write_text('"""A job."""\nfrom hessdistill.core.errors import HessdistillError\n\nx = 1  # one\n')
     h = code_hash([script])
-    script.write_text('"""A job, documented differently."""\nfrom hessdistill.core.errors import HessdistillError\n'
-                      '# a new comment\nx = (\n    1\n)\n')
+    script.write_text(
+        '"""A job, documented differently."""\nfrom hessdistill.core.errors import HessdistillError\n'
+        "# a new comment\nx = (\n    1\n)\n"
+    )
     assert code_hash([script]) == h
     os.utime(script, (0, 0))
     assert code_hash([script]) == h
@@ -87,11 +97,14 @@ def test_a_library_change_reaches_the_hash_of_every_job_that_imports_it(tmp_path
     assert after["report"] == before["report"]
 
 
-@pytest.mark.parametrize("module,rules", [
-    ("label", {"label_teacher", "label_teacher_shard", "label_teacher_merge"}),
-    ("label_merge", {"label_teacher_merge"}),
-    ("report", {"report"}),
-])
+@pytest.mark.parametrize(
+    "module,rules",
+    [
+        ("label", {"label_teacher", "label_teacher_shard", "label_teacher_merge"}),
+        ("label_merge", {"label_teacher_merge"}),
+        ("report", {"report"}),
+    ],
+)
 def test_a_change_in_one_job_module_changes_only_its_familys_hash(tmp_path, monkeypatch, module, rules):
     """One script runs every rule, yet each family's code is its own job module: a change in jobs/<module>.py
     changes the hash of the rules that run it (or import it) and of no other."""

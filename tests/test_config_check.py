@@ -13,10 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hessdistill.workflow import config_check as cc
-from hessdistill.workflow.config_check import (ConfigError, check_workflow_config, coerce_cli_values, fill_defaults,
-                                      load_schema, schema_problems, semantic_problems)
 from hessdistill.core.errors import HessdistillError
+from hessdistill.workflow import config_check as cc
+from hessdistill.workflow.config_check import (
+    ConfigError,
+    check_workflow_config,
+    coerce_cli_values,
+    fill_defaults,
+    load_schema,
+    schema_problems,
+    semantic_problems,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
@@ -74,8 +81,16 @@ def test_cli_strings_become_booleans_and_numbers():
     assert cfg["teachers"]["chgnet"]["rows"] == 8 and cfg["teachers"]["full"]["rows"] == "full"
     assert cfg["teachers"]["chgnet"]["node_features"] is False
     assert cfg["runs"]["tiny-hessian"]["lr"] == 0.01 and cfg["runs"]["tiny-hessian"]["amsgrad"] is False
-    for text, value in [("True", True), ("YES", True), ("on", True), ("1", True), ("false", False), ("0", False),
-                        (1, True), (0, False)]:
+    for text, value in [
+        ("True", True),
+        ("YES", True),
+        ("on", True),
+        ("1", True),
+        ("false", False),
+        ("0", False),
+        (1, True),
+        (0, False),
+    ]:
         cfg = {"use_gpu": text}
         coerce_cli_values(cfg, SCHEMA)
         assert cfg["use_gpu"] is value
@@ -91,6 +106,7 @@ def _set(path, value):
         for k in head:
             cfg = cfg[k]
         cfg[last] = value
+
     return mutate
 
 
@@ -100,6 +116,7 @@ def _delete(path):
         for k in head:
             cfg = cfg[k]
         del cfg[last]
+
     return mutate
 
 
@@ -117,17 +134,29 @@ BAD = {
     "top-key": (_set(("subsetz",), {}), "subsetz", "did you mean 'subsets'"),
     "missing-model": (_delete(T + ("model",)), "teachers.chgnet.model", "missing"),
     "md-steps": (_set(("evaluation", "protocol", "md", "steps"), 0), "evaluation.protocol.md.steps", ">= 1"),
-    "override-key": (_set(R + ("subset_overrides",), {"tiny-sto": {"rows_per_structur": 1}}),
-                     "runs.tiny-hessian.subset_overrides.tiny-sto.rows_per_structur", "did you mean"),
-    "override-value": (_set(R + ("subset_overrides",), {"tiny-sto": {"batch_size": 0}}),
-                       "runs.tiny-hessian.subset_overrides.tiny-sto.batch_size", ">= 1"),
-    "subset-protocol": (_set(("evaluation", "subset_protocol"), {"tiny-sto": {"md": {"ensembel": "nvt"}}}),
-                        "evaluation.subset_protocol.tiny-sto.md.ensembel", "did you mean 'ensemble'"),
+    "override-key": (
+        _set(R + ("subset_overrides",), {"tiny-sto": {"rows_per_structur": 1}}),
+        "runs.tiny-hessian.subset_overrides.tiny-sto.rows_per_structur",
+        "did you mean",
+    ),
+    "override-value": (
+        _set(R + ("subset_overrides",), {"tiny-sto": {"batch_size": 0}}),
+        "runs.tiny-hessian.subset_overrides.tiny-sto.batch_size",
+        ">= 1",
+    ),
+    "subset-protocol": (
+        _set(("evaluation", "subset_protocol"), {"tiny-sto": {"md": {"ensembel": "nvt"}}}),
+        "evaluation.subset_protocol.tiny-sto.md.ensembel",
+        "did you mean 'ensemble'",
+    ),
     # the library's registries
     "teacher-typo": (_set(T + ("model",), "chgnett"), "teachers.chgnet.model", "did you mean 'chgnet'"),
     "teacher-form": (_set(T + ("model",), "ase:ase.calculators.emt"), "teachers.chgnet.model", "ase:<module>:<Class>"),
-    "teacher-option": (_set(T + ("options",), {"box_paddin": 1.0}), "teachers.chgnet.options.box_paddin",
-                       "did you mean 'box_padding'"),
+    "teacher-option": (
+        _set(T + ("options",), {"box_paddin": 1.0}),
+        "teachers.chgnet.options.box_paddin",
+        "did you mean 'box_padding'",
+    ),
     "arch": (_set(R + ("student", "arch"), "painnn"), "runs.tiny-hessian.student.arch", "did you mean 'painn'"),
     "hyper-parameter": (_set(R + ("student", "hiden"), 16), "runs.tiny-hessian.student.hiden", "did you mean 'hidden'"),
     "weights": (_set(R + ("weights",), {"hesian": 1.0}), "runs.tiny-hessian.weights.hesian", "energy_grad"),
@@ -135,42 +164,90 @@ BAD = {
     "probe": (_set(R + ("probe",), "gauss"), "runs.tiny-hessian.probe", "rademacher"),
     "vjp-method": (_set(R + ("vjp_method",), "fast"), "runs.tiny-hessian.vjp_method", "batched"),
     "device": (_set(R + ("device",), "gpu"), "runs.tiny-hessian.device", "cuda:<index>"),
-    "rows-per-structure": (_set(R + ("rows_per_structure",), 5), "runs.tiny-hessian.rows_per_structure",
-                           "teachers.chgnet.rows"),
-    "override-rows": (_set(R + ("subset_overrides",), {"tiny-sto": {"rows_per_structure": 4}}),
-                      "runs.tiny-hessian.subset_overrides.tiny-sto.rows_per_structure", "teachers.chgnet.rows"),
+    "rows-per-structure": (
+        _set(R + ("rows_per_structure",), 5),
+        "runs.tiny-hessian.rows_per_structure",
+        "teachers.chgnet.rows",
+    ),
+    "override-rows": (
+        _set(R + ("subset_overrides",), {"tiny-sto": {"rows_per_structure": 4}}),
+        "runs.tiny-hessian.subset_overrides.tiny-sto.rows_per_structure",
+        "teachers.chgnet.rows",
+    ),
     "projection": (_set(R + ("method",), "hessian-projection"), "runs.tiny-hessian.method", "rows: full"),
-    "override-student": (_set(R + ("subset_overrides",), {"tiny-sto": {"student": {"cutof": 5.0}}}),
-                         "runs.tiny-hessian.subset_overrides.tiny-sto.student.cutof", "did you mean 'cutoff'"),
-    "override-subset": (_set(R + ("subset_overrides",), {"tiny": {"lr": 0.01}}),
-                        "runs.tiny-hessian.subset_overrides.tiny", "did you mean 'tiny-sto'"),
+    "override-student": (
+        _set(R + ("subset_overrides",), {"tiny-sto": {"student": {"cutof": 5.0}}}),
+        "runs.tiny-hessian.subset_overrides.tiny-sto.student.cutof",
+        "did you mean 'cutoff'",
+    ),
+    "override-subset": (
+        _set(R + ("subset_overrides",), {"tiny": {"lr": 0.01}}),
+        "runs.tiny-hessian.subset_overrides.tiny",
+        "did you mean 'tiny-sto'",
+    ),
     "run-subsets": (_set(R + ("subsets",), ["tiny-st"]), "runs.tiny-hessian.subsets[0]", "tiny-sto"),
-    "protocol-subset": (_set(("evaluation", "subset_protocol"), {"tiny": {"md": {"steps": 5}}}),
-                        "evaluation.subset_protocol.tiny", "did you mean 'tiny-sto'"),
+    "protocol-subset": (
+        _set(("evaluation", "subset_protocol"), {"tiny": {"md": {"steps": 5}}}),
+        "evaluation.subset_protocol.tiny",
+        "did you mean 'tiny-sto'",
+    ),
     "ensemble": (_set(("evaluation", "protocol", "md", "ensemble"), "npt"), "evaluation.protocol.md.ensemble", "nvt"),
-    "teacher-evaluations": (_set(("evaluation", "evaluate_teachers"), ["test", "phonons"]),
-                            "evaluation.evaluate_teachers", "'phonons' is not in evaluation.evaluations"),
-    "teacher-evaluations-type": (_set(("evaluation", "evaluate_teachers"), "md"), "evaluation.evaluate_teachers",
-                                 "expected"),
-    "selector": (_set(S + ("selectors",), [{"max_atoms": 60}, {"contains_element": {"elements": ["O"]}}]),
-                 "subsets.tiny-sto.selectors[1]", "did you mean 'contains_elements'"),
-    "nested-selector": (_set(S + ("selectors",), [{"any_of": [{"max_atoms": 5}, {"max_atom": 9}]}]),
-                        "subsets.tiny-sto.selectors[0].any_of[1]", "did you mean 'max_atoms'"),
-    "generator-option": (_set(S + ("source", "options", "n_trajectorys"), 3),
-                         "subsets.tiny-sto.source.options.n_trajectorys", "did you mean 'n_trajectories'"),
-    "generator-family": (_set(S + ("source", "options", "family"), "molecule"),
-                         "subsets.tiny-sto.source.options.family", "'molecules'"),
-    "generator-teacher": (_set(S + ("source", "options", "teacher"), "sevenet"),
-                          "subsets.tiny-sto.source.options.teacher", "did you mean 'sevenn'"),
-    "reader-option": (_set(S + ("source",), {"name": "generic", "path": "x.xyz", "options": {"energy": "E"}}),
-                      "subsets.tiny-sto.source.options.energy", "energy_key"),
+    "teacher-evaluations": (
+        _set(("evaluation", "evaluate_teachers"), ["test", "phonons"]),
+        "evaluation.evaluate_teachers",
+        "'phonons' is not in evaluation.evaluations",
+    ),
+    "teacher-evaluations-type": (
+        _set(("evaluation", "evaluate_teachers"), "md"),
+        "evaluation.evaluate_teachers",
+        "expected",
+    ),
+    "selector": (
+        _set(S + ("selectors",), [{"max_atoms": 60}, {"contains_element": {"elements": ["O"]}}]),
+        "subsets.tiny-sto.selectors[1]",
+        "did you mean 'contains_elements'",
+    ),
+    "nested-selector": (
+        _set(S + ("selectors",), [{"any_of": [{"max_atoms": 5}, {"max_atom": 9}]}]),
+        "subsets.tiny-sto.selectors[0].any_of[1]",
+        "did you mean 'max_atoms'",
+    ),
+    "generator-option": (
+        _set(S + ("source", "options", "n_trajectorys"), 3),
+        "subsets.tiny-sto.source.options.n_trajectorys",
+        "did you mean 'n_trajectories'",
+    ),
+    "generator-family": (
+        _set(S + ("source", "options", "family"), "molecule"),
+        "subsets.tiny-sto.source.options.family",
+        "'molecules'",
+    ),
+    "generator-teacher": (
+        _set(S + ("source", "options", "teacher"), "sevenet"),
+        "subsets.tiny-sto.source.options.teacher",
+        "did you mean 'sevenn'",
+    ),
+    "reader-option": (
+        _set(S + ("source",), {"name": "generic", "path": "x.xyz", "options": {"energy": "E"}}),
+        "subsets.tiny-sto.source.options.energy",
+        "energy_key",
+    ),
     "source-path": (_set(S + ("source",), {"name": "md22"}), "subsets.tiny-sto.source.path", "missing"),
-    "split-name": (_set(S + ("split", "fractions"), {"train": 0.5, "valid": 0.25, "test": 0.25}),
-                   "subsets.tiny-sto.split.fractions.valid", "did you mean 'val'"),
-    "split-sum": (_set(S + ("split", "fractions"), {"train": 0.5, "val": 0.25, "test": 0.5}),
-                  "subsets.tiny-sto.split.fractions", "sum to 1.25"),
-    "split-test": (_set(S + ("test_source",), {"name": "builtin"}), "subsets.tiny-sto.split",
-                   "must not include 'test'"),
+    "split-name": (
+        _set(S + ("split", "fractions"), {"train": 0.5, "valid": 0.25, "test": 0.25}),
+        "subsets.tiny-sto.split.fractions.valid",
+        "did you mean 'val'",
+    ),
+    "split-sum": (
+        _set(S + ("split", "fractions"), {"train": 0.5, "val": 0.25, "test": 0.5}),
+        "subsets.tiny-sto.split.fractions",
+        "sum to 1.25",
+    ),
+    "split-test": (
+        _set(S + ("test_source",), {"name": "builtin"}),
+        "subsets.tiny-sto.split",
+        "must not include 'test'",
+    ),
 }
 
 
@@ -206,9 +283,11 @@ def test_problem_functions_directly():
     fill_defaults(cfg, SCHEMA)
     assert semantic_problems(cfg) == []
     cfg["teachers"]["chgnet"]["rows"] = "all"
-    assert semantic_problems(cfg) == ["config key 'teachers.chgnet.rows': 'all' is not valid: expected an integer "
-                                      ">= 1 or 'full'\n  fix: give the number of Hessian rows stored per structure, "
-                                      "or 'full'"]
+    assert semantic_problems(cfg) == [
+        "config key 'teachers.chgnet.rows': 'all' is not valid: expected an integer "
+        ">= 1 or 'full'\n  fix: give the number of Hessian rows stored per structure, "
+        "or 'full'"
+    ]
     assert [p.split(":")[0] for p in schema_problems(cfg, SCHEMA)] == ["config key 'teachers.chgnet.rows'"]
 
 
@@ -245,8 +324,19 @@ def snakemake(workdir, config, *args, timeout=300):
     cfg_path = Path(workdir) / f"config-{time.monotonic_ns()}.yaml"
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
-    cmd = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg_path),
-           "-c", "1", "-n", *args]
+    cmd = [
+        exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(cfg_path),
+        "-c",
+        "1",
+        "-n",
+        *args,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     return res.returncode, res.stdout + res.stderr
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
+from hessdistill.core.errors import HessdistillError
 from hessdistill.data.download import fetch, plan
 from hessdistill.data.sources import ChecksumError
-from hessdistill.core.errors import HessdistillError
 
 PAYLOAD = b"".join(f"{i} some structure line\n".encode() for i in range(20000))
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -113,12 +113,16 @@ def test_download_job_run_main_and_snakemake_job(tmp_path, capsys):
     src.write_bytes(PAYLOAD)
     rec = run("generic", "x.xyz", tmp_path / "a" / "x.xyz", url=src.as_uri(), sha256=SHA)
     assert rec["verified"] == "sha256" and (tmp_path / "a" / "x.xyz").read_bytes() == PAYLOAD
-    smk = SimpleNamespace(params=SimpleNamespace(spec={"source": "generic", "file": "x.xyz", "url": src.as_uri(),
-                                                       "sha256": None, "md5": None}),
-                          output=[str(tmp_path / "b" / "x.xyz")])
+    smk = SimpleNamespace(
+        params=SimpleNamespace(
+            spec={"source": "generic", "file": "x.xyz", "url": src.as_uri(), "sha256": None, "md5": None}
+        ),
+        output=[str(tmp_path / "b" / "x.xyz")],
+    )
     assert snakemake_job(smk)["sha256"] == SHA
-    assert main(["generic", "x.xyz", "--out", str(tmp_path / "c" / "x.xyz"), "--url", src.as_uri(),
-                 "--sha256", SHA]) == 0
+    assert (
+        main(["generic", "x.xyz", "--out", str(tmp_path / "c" / "x.xyz"), "--url", src.as_uri(), "--sha256", SHA]) == 0
+    )
     assert SHA in capsys.readouterr().out
     assert main(["generic", "y.xyz", "--out", str(tmp_path / "d" / "y.xyz")]) == 2
     assert "no download URL known for 'y.xyz'" in capsys.readouterr().err

@@ -63,8 +63,12 @@ def test_every_rule_names_a_conda_env():
 
 # ---------------------------------------------------------------- which environment a job gets (hessdistill.workflow.envs)
 def _matrix(model, arch, evaluations=("test", "vibrations")):
-    return {"subsets": {"s": {}}, "teachers": {"t": {"model": model}}, "runs": {"r": {"student": {"arch": arch}}},
-            "evaluation": {"evaluations": list(evaluations)}}
+    return {
+        "subsets": {"s": {}},
+        "teachers": {"t": {"model": model}},
+        "runs": {"r": {"student": {"arch": arch}}},
+        "evaluation": {"evaluations": list(evaluations)},
+    }
 
 
 def test_a_mace_student_of_chgnet_is_evaluated_where_both_are_installed():
@@ -85,8 +89,12 @@ def test_a_mace_student_of_chgnet_is_evaluated_where_both_are_installed():
 def test_environments_of_students_other_than_mace_are_the_teachers():
     from hessdistill.workflow.envs import environment, evaluation_environment
 
-    for model, env in (("chgnet", "teacher.yaml"), ("sevenn", "teacher.yaml"), ("mace-off:large", "teacher-mace.yaml"),
-                       ("ase:ase.calculators.emt:EMT", "teacher.yaml")):
+    for model, env in (
+        ("chgnet", "teacher.yaml"),
+        ("sevenn", "teacher.yaml"),
+        ("mace-off:large", "teacher-mace.yaml"),
+        ("ase:ase.calculators.emt:EMT", "teacher.yaml"),
+    ):
         cfg = _matrix(model, "painn")
         assert evaluation_environment(cfg, "s", "t", "r", "vibrations") == env
         assert evaluation_environment(cfg, "s", "t", "r", "test") == env

@@ -8,25 +8,29 @@ import torch
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from hessdistill.core.errors import HessdistillError
 from hessdistill.evaluation.protocols import merge_config
 from hessdistill.jobs.evaluate import evaluated_model, main, run_evaluations
 from hessdistill.students.evaluated import EvaluatedStudent
-from hessdistill.core.errors import HessdistillError
 from hessdistill.students.registry import STUDENTS
 
 STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
 
-SMALL = {"vibrations": {"n_structures": 1, "fmax": 1e-2}, "md": {"n_structures": 1, "steps": 40, "log_every": 5},
-         "relax": {"n_structures": 2, "max_steps": 100}, "speed": {"n_structures": 4, "batch_size": 2, "repeats": 2,
-                                                                   "warmup": 1}}
+SMALL = {
+    "vibrations": {"n_structures": 1, "fmax": 1e-2},
+    "md": {"n_structures": 1, "steps": 40, "log_every": 5},
+    "relax": {"n_structures": 2, "max_steps": 100},
+    "speed": {"n_structures": 4, "batch_size": 2, "repeats": 2, "warmup": 1},
+}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    from toy_models import ToyStudent
+
     from hessdistill.data.store import write_structures
     from hessdistill.jobs.label import run_labelling
     from hessdistill.teachers import load_teacher
-    from toy_models import ToyStudent
 
     d = tmp_path_factory.mktemp("ev")
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
@@ -42,18 +46,33 @@ def setup(tmp_path_factory):
     run_labelling(st, teacher, d / "l.h5", hessians_out=d / "h.h5", rows_per_structure=2, progress=False)
     torch.manual_seed(0)
     m = ToyStudent(cutoff=4.0).double()
-    torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float64",
-                "state_dict": m.state_dict()}, d / "model.pt")
+    torch.save(
+        {
+            "format": "hessdistill.student",
+            "student_config": m.config(),
+            "dtype": "float64",
+            "state_dict": m.state_dict(),
+        },
+        d / "model.pt",
+    )
     return d, st, teacher
 
 
 def test_student_and_teacher_through_same_protocols(setup):
     d, st, teacher = setup
     ref = teacher
-    stu = run_evaluations(EvaluatedStudent(d / "model.pt"), st, d / "stu", labels=d / "l.h5", hessians=d / "h.h5",
-                          reference_teacher=ref, config=SMALL)
-    tea = run_evaluations(ref, st, d / "tea", labels=d / "l.h5", hessians=d / "h.h5", reference_teacher=ref,
-                          config=SMALL)
+    stu = run_evaluations(
+        EvaluatedStudent(d / "model.pt"),
+        st,
+        d / "stu",
+        labels=d / "l.h5",
+        hessians=d / "h.h5",
+        reference_teacher=ref,
+        config=SMALL,
+    )
+    tea = run_evaluations(
+        ref, st, d / "tea", labels=d / "l.h5", hessians=d / "h.h5", reference_teacher=ref, config=SMALL
+    )
     for ev in ("test", "vibrations", "md", "relax", "speed"):
         for run in ("stu", "tea"):
             data = json.loads((d / run / f"{ev}.json").read_text())
@@ -85,25 +104,53 @@ def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup,
         assert np.abs(f).max() < 1e-2 + 1e-9
         n = 3 * len(rec["atoms"])
         np.testing.assert_allclose(rec["hessian"], ref.hessian_rows(rec["atoms"], np.arange(n)), atol=1e-8)
-    alone = run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "a", evaluations=["vibrations"],
-                            reference_teacher=ref, config=cfg)["vibrations"]
+    alone = run_evaluations(
+        EvaluatedStudent(d / "model.pt"),
+        st,
+        tmp_path / "a",
+        evaluations=["vibrations"],
+        reference_teacher=ref,
+        config=cfg,
+    )["vibrations"]
 
     def no_teacher_calls(*a, **k):
         raise AssertionError("the teacher was asked for a Hessian although the minima carry it")
 
     monkeypatch.setattr(ref, "hessian_rows", no_teacher_calls)
     monkeypatch.setattr(ref, "hessian", no_teacher_calls)
-    shared = run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "b", evaluations=["vibrations"],
-                             reference_teacher=ref, config=cfg, minima=tmp_path / "minima.h5")["vibrations"]
+    shared = run_evaluations(
+        EvaluatedStudent(d / "model.pt"),
+        st,
+        tmp_path / "b",
+        evaluations=["vibrations"],
+        reference_teacher=ref,
+        config=cfg,
+        minima=tmp_path / "minima.h5",
+    )["vibrations"]
     for key in ("freq_mae_cm1", "hessian_rel_error", "n_spurious_imaginary", "n_structures"):
         assert shared[key] == pytest.approx(alone[key], rel=1e-9, abs=1e-9), key
-    tea = run_evaluations(ref, st, tmp_path / "t", evaluations=["vibrations"], reference_teacher=ref, config=cfg,
-                          minima=tmp_path / "minima.h5")["vibrations"]
+    tea = run_evaluations(
+        ref,
+        st,
+        tmp_path / "t",
+        evaluations=["vibrations"],
+        reference_teacher=ref,
+        config=cfg,
+        minima=tmp_path / "minima.h5",
+    )["vibrations"]
     assert tea["freq_mae_cm1"] == 0.0 and tea["n_spurious_imaginary"] == 0
-    with pytest.raises(HessdistillError, match=r"minima\.h5 were made with another protocol \(fmax: 0\.01 there, 0\.001 here\)"):
-        run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "c", evaluations=["vibrations"],
-                        reference_teacher=ref, config={"vibrations": {"n_structures": 2, "fmax": 1e-3}},
-                        minima=tmp_path / "minima.h5")
+    with pytest.raises(
+        HessdistillError, match=r"minima\.h5 were made with another protocol \(fmax: 0\.01 there, 0\.001 here\)"
+    ):
+        run_evaluations(
+            EvaluatedStudent(d / "model.pt"),
+            st,
+            tmp_path / "c",
+            evaluations=["vibrations"],
+            reference_teacher=ref,
+            config={"vibrations": {"n_structures": 2, "fmax": 1e-3}},
+            minima=tmp_path / "minima.h5",
+        )
     with pytest.raises(HessdistillError, match="not a teacher-minima file"):
         load_minima(d / "l.h5")
 
@@ -111,30 +158,77 @@ def test_vibrations_reuse_the_teachers_minima_and_refuse_another_protocol(setup,
 def test_cli_makes_and_uses_minima(setup, tmp_path):
     d, st, _ = setup
     m = tmp_path / "m.h5"
-    assert main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(tmp_path),
-                 "--make-minima", str(m)]) == 0
-    assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path / "o"),
-                 "--reference-teacher", "torch:toy_models:morse", "--evaluations", "vibrations",
-                 "--minima", str(m)]) == 0
+    assert (
+        main(
+            [
+                "--teacher",
+                "torch:toy_models:morse",
+                "--structures",
+                str(st),
+                "--out",
+                str(tmp_path),
+                "--make-minima",
+                str(m),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--model",
+                str(d / "model.pt"),
+                "--structures",
+                str(st),
+                "--out",
+                str(tmp_path / "o"),
+                "--reference-teacher",
+                "torch:toy_models:morse",
+                "--evaluations",
+                "vibrations",
+                "--minima",
+                str(m),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "o" / "vibrations.json").read_text())["n_structures"] == 4
-    from hessdistill.jobs.minima import main as minima_main
-
     from hessdistill.evaluation.vibrations import load_minima
+    from hessdistill.jobs.minima import main as minima_main
 
     m2 = tmp_path / "m2.h5"
     assert minima_main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(m2)]) == 0
     assert load_minima(m2)[1] == load_minima(m)[1] | {"wall_s": load_minima(m2)[1]["wall_s"]}
-    assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path),
-                 "--make-minima", str(m)]) == 2
+    assert (
+        main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(tmp_path), "--make-minima", str(m)])
+        == 2
+    )
 
 
 def test_cli_and_config_errors(setup, capsys):
     d, st, _ = setup
-    assert main(["--teacher", "torch:toy_models:morse", "--structures", str(st), "--out", str(d / "cli"),
-                 "--evaluations", "test", "--labels", str(d / "l.h5")]) == 0
+    assert (
+        main(
+            [
+                "--teacher",
+                "torch:toy_models:morse",
+                "--structures",
+                str(st),
+                "--out",
+                str(d / "cli"),
+                "--evaluations",
+                "test",
+                "--labels",
+                str(d / "l.h5"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((d / "cli" / "test.json").read_text())["n_structures"] == 4
-    assert main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(d / "x"),
-                 "--evaluations", "relax"]) == 2
+    assert (
+        main(["--model", str(d / "model.pt"), "--structures", str(st), "--out", str(d / "x"), "--evaluations", "relax"])
+        == 2
+    )
     assert "reference teacher" in capsys.readouterr().err
     with pytest.raises(HessdistillError, match="unknown option"):
         merge_config({"md": {"stepz": 3}})
@@ -157,20 +251,39 @@ def test_speed_times_the_teacher_in_the_students_dtype_and_records_the_device(se
     d, st, _ = setup
     torch.manual_seed(0)
     m = ToyStudent(cutoff=4.0).float()
-    torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float32",
-                "state_dict": m.state_dict()}, tmp_path / "model32.pt")
+    torch.save(
+        {
+            "format": "hessdistill.student",
+            "student_config": m.config(),
+            "dtype": "float32",
+            "state_dict": m.state_dict(),
+        },
+        tmp_path / "model32.pt",
+    )
     ref = evaluated_model(teacher="torch:toy_models:morse", dtype="float64")
     cfg = {"speed": SMALL["speed"]}
-    res = run_evaluations(EvaluatedStudent(tmp_path / "model32.pt"), st, tmp_path / "s", evaluations=["speed"],
-                          reference_teacher=ref, config=cfg)["speed"]
+    res = run_evaluations(
+        EvaluatedStudent(tmp_path / "model32.pt"),
+        st,
+        tmp_path / "s",
+        evaluations=["speed"],
+        reference_teacher=ref,
+        config=cfg,
+    )["speed"]
     assert res["student_dtype"] == "float32" and res["teacher_dtype"] == "float32"
     assert res["teacher_label_dtype"] == "float64"
     assert res["device"] == "cpu" and "gpu_name" in res and res["float32_matmul_precision"] == "highest"
     tea = run_evaluations(ref, st, tmp_path / "t", evaluations=["speed"], reference_teacher=ref, config=cfg)["speed"]
     assert tea["teacher_dtype"] == "float32" and tea["teacher_label_dtype"] == "float64"
     # a teacher given as an object, without a way to reload it, is timed as it is and says so
-    fixed = run_evaluations(EvaluatedStudent(tmp_path / "model32.pt"), st, tmp_path / "f", evaluations=["speed"],
-                            reference_teacher=setup[2], config=cfg)["speed"]
+    fixed = run_evaluations(
+        EvaluatedStudent(tmp_path / "model32.pt"),
+        st,
+        tmp_path / "f",
+        evaluations=["speed"],
+        reference_teacher=setup[2],
+        config=cfg,
+    )["speed"]
     assert fixed["teacher_dtype"] == "float64"
 
 
@@ -183,8 +296,13 @@ class _Named(dict):
 def _smk(params, wildcards, inputs, output):
     from types import SimpleNamespace
 
-    return SimpleNamespace(params=SimpleNamespace(**params), wildcards=_Named(wildcards), input=_Named(inputs),
-                           output=[str(output)], threads=1)
+    return SimpleNamespace(
+        params=SimpleNamespace(**params),
+        wildcards=_Named(wildcards),
+        input=_Named(inputs),
+        output=[str(output)],
+        threads=1,
+    )
 
 
 def test_snakemake_jobs_write_the_identity_of_each_evaluation(setup, tmp_path, capsys):
@@ -195,20 +313,43 @@ def test_snakemake_jobs_write_the_identity_of_each_evaluation(setup, tmp_path, c
     d, st, _ = setup
     spec = {"model": "torch:toy_models:morse", "options": {}, "vjp_method": "auto"}
     vib = {"n_structures": 1, "fmax": 1e-2, "max_steps": 1000, "molecules_only": False}
-    meta = minima.snakemake_job(_smk({"minima": {"split": "test", "protocol": vib, "teacher_dtype": "float64",
-                                                 "reference_teacher": spec}},
-                                     {"subset": "s", "teacher": "morse"}, {"structures": str(st)},
-                                     tmp_path / "minima.h5"))
+    meta = minima.snakemake_job(
+        _smk(
+            {"minima": {"split": "test", "protocol": vib, "teacher_dtype": "float64", "reference_teacher": spec}},
+            {"subset": "s", "teacher": "morse"},
+            {"structures": str(st)},
+            tmp_path / "minima.h5",
+        )
+    )
     assert meta["teacher_dtype"] == "float64" and (tmp_path / "minima.h5").exists()
-    inputs = {"structures": str(st), "labels": str(d / "l.h5"), "hessians": str(d / "h.h5"),
-              "minima": str(tmp_path / "minima.h5")}
+    inputs = {
+        "structures": str(st),
+        "labels": str(d / "l.h5"),
+        "hessians": str(d / "h.h5"),
+        "minima": str(tmp_path / "minima.h5"),
+    }
     for ev, protocol in (("test", {}), ("vibrations", {"n_structures": 1, "fmax": 1e-2})):
-        params = {"evaluation": {"evaluation": ev, "split": "test", "protocol": protocol, "teacher_dtype": "float64",
-                                 "reference_teacher": spec}}
-        stu = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "run": "r", "evaluation": ev},
-                                          {**inputs, "model": str(d / "model.pt")}, tmp_path / "r" / f"{ev}.json"))
-        tea = evaluate.snakemake_job(_smk(params, {"subset": "s", "teacher": "morse", "evaluation": ev}, inputs,
-                                          tmp_path / "t" / f"{ev}.json"), device="cpu")
+        params = {
+            "evaluation": {
+                "evaluation": ev,
+                "split": "test",
+                "protocol": protocol,
+                "teacher_dtype": "float64",
+                "reference_teacher": spec,
+            }
+        }
+        stu = evaluate.snakemake_job(
+            _smk(
+                params,
+                {"subset": "s", "teacher": "morse", "run": "r", "evaluation": ev},
+                {**inputs, "model": str(d / "model.pt")},
+                tmp_path / "r" / f"{ev}.json",
+            )
+        )
+        tea = evaluate.snakemake_job(
+            _smk(params, {"subset": "s", "teacher": "morse", "evaluation": ev}, inputs, tmp_path / "t" / f"{ev}.json"),
+            device="cpu",
+        )
         written = json.loads((tmp_path / "r" / f"{ev}.json").read_text())
         assert written["identity"] == stu["identity"] == {"subset": "s", "teacher": "morse", "run": "r"}
         assert tea["identity"] == {"subset": "s", "teacher": "morse", "run": None} and tea["kind"] == "teacher"
@@ -216,8 +357,13 @@ def test_snakemake_jobs_write_the_identity_of_each_evaluation(setup, tmp_path, c
     assert tea["freq_mae_cm1"] == 0.0  # the teacher at its own minima
     assert '"evaluation": "vibrations"' in capsys.readouterr().out
     with pytest.raises(HessdistillError, match="identity has unknown key"):
-        run_evaluations(EvaluatedStudent(d / "model.pt"), st, tmp_path / "x", evaluations=["test"],
-                        identity={"subset": "s", "student": "r"})
+        run_evaluations(
+            EvaluatedStudent(d / "model.pt"),
+            st,
+            tmp_path / "x",
+            evaluations=["test"],
+            identity={"subset": "s", "student": "r"},
+        )
 
 
 def test_teachers_and_students_meet_the_evaluated_model_contract(setup):

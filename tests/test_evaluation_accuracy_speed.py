@@ -8,8 +8,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from hessdistill.core.model import calculator_predictor
 from hessdistill.evaluation.accuracy import accuracy, accuracy_from_stores
-from hessdistill.students.evaluated import student_hessian_rows_fn, student_predictor
 from hessdistill.evaluation.speed import speed_comparison
+from hessdistill.students.evaluated import student_hessian_rows_fn, student_predictor
 from hessdistill.teachers import load_teacher
 from hessdistill.teachers.calculator import TeacherCalculator
 
@@ -38,8 +38,7 @@ def test_accuracy_against_manual_numbers():
     for a in atoms:  # references = teacher + known offsets
         e, f = teacher.energy_forces(a)
         a.calc = SinglePointCalculator(a, energy=e + 0.01 * len(a), forces=f + 0.002)
-    res = accuracy(calculator_predictor(TeacherCalculator(teacher)), atoms,
-                   teacher_labels=teacher.energy_forces(atoms))
+    res = accuracy(calculator_predictor(TeacherCalculator(teacher)), atoms, teacher_labels=teacher.energy_forces(atoms))
     assert res["ref_energy_mae_meV_atom"] == pytest.approx(10.0)
     assert res["ref_force_mae_meV_A"] == pytest.approx(2.0)
     assert res["ref_force_l2mae_meV_A"] == pytest.approx(2.0 * np.sqrt(3))
@@ -85,8 +84,14 @@ def test_accuracy_from_stores(tmp_path):
         a.calc = SinglePointCalculator(a, energy=e, forces=f)
     st = write_structures(tmp_path / "s.h5", {"test": atoms})
     run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", rows_per_structure=3, progress=False)
-    res = accuracy_from_stores(calculator_predictor(TeacherCalculator(teacher)), st, split="test", labels=tmp_path / "l.h5",
-                               hessians=tmp_path / "h.h5", hessian_rows_fn=teacher.hessian_rows)
+    res = accuracy_from_stores(
+        calculator_predictor(TeacherCalculator(teacher)),
+        st,
+        split="test",
+        labels=tmp_path / "l.h5",
+        hessians=tmp_path / "h.h5",
+        hessian_rows_fn=teacher.hessian_rows,
+    )
     assert res["ref_force_mae_meV_A"] == pytest.approx(0.0, abs=1e-9)
     assert res["hessian_mae_meV_A2"] == pytest.approx(0.0, abs=1e-9) and res["hessian_n_elements"] > 0
 

@@ -20,29 +20,82 @@ from ase.calculators.morse import MorsePotential
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.cluster import Icosahedron
 from ase.collections import g2
+from test_evaluation_dynamics import R_MIN, nu_cm1
 
-from hessdistill.evaluation.md import find_bonds, md_stability_suite, mean_sem, run_md
-from hessdistill.evaluation.relax import relax_comparison, run_optimizer
-from hessdistill.evaluation.vibrations import (fd_hessian_fn, frequency_suite, harmonic_frequencies,
-                                               vibrational_comparison)
 from hessdistill.core.model import calculator_predictor
 from hessdistill.evaluation.accuracy import accuracy
+from hessdistill.evaluation.md import find_bonds, md_stability_suite, mean_sem, run_md
+from hessdistill.evaluation.relax import relax_comparison, run_optimizer
 from hessdistill.evaluation.speed import time_teacher
-from test_evaluation_dynamics import R_MIN, nu_cm1
+from hessdistill.evaluation.vibrations import (
+    fd_hessian_fn,
+    frequency_suite,
+    harmonic_frequencies,
+    vibrational_comparison,
+)
 
 # ------------------------------------------------------------------------------------------ bonds
 
 #: Chemical bonds (bonded atom pairs, bond order ignored), counted by hand from the structural formulas.
 G2_BONDS = {
-    "H2": 1, "F2": 1, "Cl2": 1, "N2": 1, "P2": 1, "S2": 1, "Li2": 1, "HF": 1, "NaCl": 1, "OH": 1, "CN": 1,
-    "H2O": 2, "CO2": 2, "SO2": 2, "NO2": 2, "HCN": 2, "H2O2": 3, "NH3": 3, "PH3": 3, "PF3": 3, "CH3": 3,
-    "ClF3": 3, "AlCl3": 3, "C2H2": 3, "CH4": 4, "SiH4": 4, "SiF4": 4, "CCl4": 4, "HCOOH": 4, "CH3NO2": 6,
-    "Si2H6": 7, "CH3CH2OH": 8, "C4H4O": 9, "C4H4S": 9, "C2H6SO": 9, "bicyclobutane": 11, "C5H5N": 11,
-    "C6H6": 12, "cyclobutane": 12, "trans-butane": 13,
+    "H2": 1,
+    "F2": 1,
+    "Cl2": 1,
+    "N2": 1,
+    "P2": 1,
+    "S2": 1,
+    "Li2": 1,
+    "HF": 1,
+    "NaCl": 1,
+    "OH": 1,
+    "CN": 1,
+    "H2O": 2,
+    "CO2": 2,
+    "SO2": 2,
+    "NO2": 2,
+    "HCN": 2,
+    "H2O2": 3,
+    "NH3": 3,
+    "PH3": 3,
+    "PF3": 3,
+    "CH3": 3,
+    "ClF3": 3,
+    "AlCl3": 3,
+    "C2H2": 3,
+    "CH4": 4,
+    "SiH4": 4,
+    "SiF4": 4,
+    "CCl4": 4,
+    "HCOOH": 4,
+    "CH3NO2": 6,
+    "Si2H6": 7,
+    "CH3CH2OH": 8,
+    "C4H4O": 9,
+    "C4H4S": 9,
+    "C2H6SO": 9,
+    "bicyclobutane": 11,
+    "C5H5N": 11,
+    "C6H6": 12,
+    "cyclobutane": 12,
+    "trans-butane": 13,
 }
 #: Largest number of bonded neighbours each element can have (hypervalent S, P, Cl included).
-MAX_VALENCE = {"H": 1, "Li": 1, "Na": 1, "F": 1, "Be": 2, "O": 2, "B": 4, "Al": 4, "C": 4, "Si": 4, "N": 4,
-               "P": 5, "S": 6, "Cl": 7}
+MAX_VALENCE = {
+    "H": 1,
+    "Li": 1,
+    "Na": 1,
+    "F": 1,
+    "Be": 2,
+    "O": 2,
+    "B": 4,
+    "Al": 4,
+    "C": 4,
+    "Si": 4,
+    "N": 4,
+    "P": 5,
+    "S": 6,
+    "Cl": 7,
+}
 
 
 def degrees(atoms, bonds):
@@ -82,8 +135,12 @@ def test_periodic_bonds_through_images():
     bonds = find_bonds(si)
     assert len(bonds) == 16 and set(degrees(si, bonds)) == {4}
     assert any(s != (0, 0, 0) for _, _, s in bonds)
-    sto = Atoms("SrTiO3", scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]],
-                cell=[3.905] * 3, pbc=True)
+    sto = Atoms(
+        "SrTiO3",
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        cell=[3.905] * 3,
+        pbc=True,
+    )
     bonds = find_bonds(sto)
     sym = sto.get_chemical_symbols()
     kinds = sorted("".join(sorted((sym[i], sym[j]))) for i, j, _ in bonds)
@@ -146,8 +203,8 @@ class Hole(Calculator):
             d = a.positions[1] - a.positions[0]
             r = np.linalg.norm(d)
             e -= self.c / r
-            f[0] += self.c / r ** 2 * d / r
-            f[1] -= self.c / r ** 2 * d / r
+            f[0] += self.c / r**2 * d / r
+            f[1] -= self.c / r**2 * d / r
         self.results = {"energy": e, "forces": f}
 
 
@@ -248,8 +305,16 @@ def test_relaxations_reach_analytic_minima():
     assert run_optimizer(dimer, optimizer="BFGS", fmax=fmax)["converged"]
     k = 2 * eps * (rho0 / r0) ** 2  # curvature at r0
     assert abs(dimer.get_distance(0, 1) - r0) <= fmax / k
-    res = relax_comparison([Atoms("H2", positions=[[0, 0, 0], [1.3, 0, 0]])] * 5, morse, morse, fmax=fmax,
-                           max_steps=300, optimizer="BFGS", perturb=0.05, seed=0)
+    res = relax_comparison(
+        [Atoms("H2", positions=[[0, 0, 0], [1.3, 0, 0]])] * 5,
+        morse,
+        morse,
+        fmax=fmax,
+        max_steps=300,
+        optimizer="BFGS",
+        perturb=0.05,
+        seed=0,
+    )
     assert res["model_success_rate"] == 1.0 and res["n_compared"] == 5 and res["rmsd_n"] == 5
     assert res["rmsd_mean_A"] < 1e-3 and res["energy_error_mae_meV_atom"] < 1e-3
     lj_dimer = Atoms("Ar2", positions=[[0, 0, 0], [1.3, 0, 0]])
@@ -257,8 +322,9 @@ def test_relaxations_reach_analytic_minima():
     assert run_optimizer(lj_dimer, optimizer="BFGS", fmax=1e-4)["converged"]
     assert lj_dimer.get_distance(0, 1) == pytest.approx(R_MIN, abs=1e-4)  # 2^(1/6) σ
     bottomless = Hole(Spring(5.0, 1.3), c=2.0)  # c/r² beats the spring at every r: no minimum
-    res = relax_comparison([Atoms("Ar2", positions=[[0, 0, 0], [1.3, 0, 0]])], bottomless, Spring(5.0, 1.3),
-                           max_steps=200, seed=0)
+    res = relax_comparison(
+        [Atoms("Ar2", positions=[[0, 0, 0], [1.3, 0, 0]])], bottomless, Spring(5.0, 1.3), max_steps=200, seed=0
+    )
     assert res["model_success_rate"] == 0.0 and res["teacher_success_rate"] == 1.0 and res["failures"]
 
 
@@ -304,8 +370,9 @@ def test_accuracy_zero_on_own_labels_and_equal_to_a_known_shift():
     own = accuracy(calculator_predictor(EMT()), structures)
     assert own["ref_energy_mae_meV_atom"] < 1e-9 and own["ref_force_mae_meV_A"] < 1e-9
     for c in structures:
-        c.calc = SinglePointCalculator(c, energy=c.get_potential_energy() + 0.007 * len(c),
-                                       forces=c.get_forces() - 0.004)
+        c.calc = SinglePointCalculator(
+            c, energy=c.get_potential_energy() + 0.007 * len(c), forces=c.get_forces() - 0.004
+        )
     shifted = accuracy(calculator_predictor(EMT()), structures)
     assert shifted["ref_energy_mae_meV_atom"] == pytest.approx(7.0)
     assert shifted["ref_force_mae_meV_A"] == pytest.approx(4.0)
@@ -371,8 +438,10 @@ class _ScaledEMT(EMT):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        self.results = {k: (self.s * v if k in ("energy", "free_energy", "forces", "energies") else v)
-                        for k, v in self.results.items()}
+        self.results = {
+            k: (self.s * v if k in ("energy", "free_energy", "forces", "energies") else v)
+            for k, v in self.results.items()
+        }
 
 
 def test_phonons_known_answers():
@@ -418,7 +487,12 @@ def test_vibration_structures_come_from_distinct_trajectories_first():
     loose = molecule("CH4")  # no trajectory recorded: its own group
     got = spread_structures(pool + [loose], 5)
     assert [(a.info.get("trajectory"), a.info.get("frame")) for a in got] == [
-        ("md0", 0), ("md1", 0), ("rattle0", 0), (None, None), ("md0", 1)]
+        ("md0", 0),
+        ("md1", 0),
+        ("rattle0", 0),
+        (None, None),
+        ("md0", 1),
+    ]
     assert len(spread_structures(pool, 50)) == 6 and spread_structures(pool, 0) == []
 
 

@@ -11,14 +11,17 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 from ase.calculators.morse import MorsePotential
+from toy_models import lj_hessian  # noqa: E402
 
 from hessdistill.evaluation.md import find_bonds, md_stability_suite, reference_bond_lengths, run_md, smeared_rdf
 from hessdistill.evaluation.output import write_json
-from hessdistill.evaluation.relax import relax_comparison
-from hessdistill.evaluation.vibrations import (compare_frequencies, fd_hessian_fn, harmonic_frequencies,
-                                               vibrational_comparison)
-from hessdistill.evaluation.relax import kabsch_rmsd
-from toy_models import lj_hessian  # noqa: E402
+from hessdistill.evaluation.relax import kabsch_rmsd, relax_comparison
+from hessdistill.evaluation.vibrations import (
+    compare_frequencies,
+    fd_hessian_fn,
+    harmonic_frequencies,
+    vibrational_comparison,
+)
 
 R_MIN = 2.0 ** (1.0 / 6.0)  # LJ minimum for sigma = 1
 
@@ -40,7 +43,7 @@ def spring_hessian(positions, pairs, k, r0=None):
         ref = r if r0 is None else r0[p]
         blk = k * np.outer(e, e) + k * (r - ref) / r * (np.eye(3) - np.outer(e, e))
         for a, b, s in ((i, i, 1), (j, j, 1), (i, j, -1), (j, i, -1)):
-            h[3 * a:3 * a + 3, 3 * b:3 * b + 3] += s * blk
+            h[3 * a : 3 * a + 3, 3 * b : 3 * b + 3] += s * blk
     return h
 
 
@@ -70,7 +73,7 @@ def test_harmonic_diatomic_frequency_matches_analytic():
 def test_morse_diatomic_fd_frequency():
     eps, r0, rho0 = 2.0, 1.5, 6.0
     calc = MorsePotential(epsilon=eps, r0=r0, rho0=rho0, rcut1=10.0, rcut2=12.0)
-    a = Atoms("H2", positions=[[0, 0, 0], [0.3, 0.4, r0 * math.sqrt(1 - 0.25 / r0 ** 2)]])
+    a = Atoms("H2", positions=[[0, 0, 0], [0.3, 0.4, r0 * math.sqrt(1 - 0.25 / r0**2)]])
     k = 2 * eps * (rho0 / r0) ** 2  # d²E/dr² at r0 of E = ε e^{ρ(1-r/r0)} (e^{ρ(1-r/r0)} - 2)
     f = harmonic_frequencies(a, fd_hessian_fn(calc, step=1e-4, order=4)(a))
     assert f.shape == (1,)
@@ -78,7 +81,7 @@ def test_morse_diatomic_fd_frequency():
 
 
 def test_lj_trimer_and_tetrahedron_analytic_modes():
-    k = 4 * (156 * R_MIN ** -14 - 42 * R_MIN ** -8)
+    k = 4 * (156 * R_MIN**-14 - 42 * R_MIN**-8)
     tri = Atoms("Ar3", positions=[[0, 0, 0], [R_MIN, 0, 0], [R_MIN / 2, R_MIN * math.sqrt(3) / 2, 0]])
     m = tri.get_masses()[0]
     f = harmonic_frequencies(tri, lj_hessian(tri.positions))
@@ -116,7 +119,9 @@ def test_rigid_motion_and_mode_counts():
     want = [0.0, 0.0, nu_cm1(k, m_o), nu_cm1(k * (1 / m_o + 2 / m_c), 1.0)]
     np.testing.assert_allclose(f, want, atol=1e-4, rtol=1e-9)
     # imaginary modes come back negative: a saddle (stretched beyond r0 with negative curvature)
-    f_neg = harmonic_frequencies(Atoms("CO", positions=[[0, 0, 0], [1.1, 0, 0]]), -spring_hessian([[0, 0, 0], [1.1, 0, 0]], [(0, 1)], k))
+    f_neg = harmonic_frequencies(
+        Atoms("CO", positions=[[0, 0, 0], [1.1, 0, 0]]), -spring_hessian([[0, 0, 0], [1.1, 0, 0]], [(0, 1)], k)
+    )
     assert f_neg.shape == (1,) and f_neg[0] < 0
 
 
@@ -147,7 +152,7 @@ def test_compare_and_vibrational_comparison(tmp_path):
     res = vibrational_comparison(tri, model, teacher, teacher_hessian_fn=lambda a: lj_hessian(a.positions), fmax=1e-4)
     assert res["teacher_relax_converged"] and res["error"] is None
     m = tri.get_masses()[0]
-    k = 4 * (156 * R_MIN ** -14 - 42 * R_MIN ** -8)
+    k = 4 * (156 * R_MIN**-14 - 42 * R_MIN**-8)
     np.testing.assert_allclose(res["teacher_cm1"], sorted([nu_cm1(1.5 * k, m)] * 2 + [nu_cm1(3 * k, m)]), rtol=1e-4)
     assert res["freq_mae_cm1"] > 10.0  # the wrong sigma is clearly visible
     res_same = vibrational_comparison(tri, teacher, teacher, fmax=1e-4)
@@ -174,8 +179,10 @@ class CurlLJ(Calculator):
         a = self.atoms.copy()
         a.calc = self.lj
         r = a.positions - a.positions.mean(axis=0)
-        self.results = {"energy": a.get_potential_energy(),
-                        "forces": a.get_forces() + self.alpha * np.cross([0.0, 0.0, 1.0], r)}
+        self.results = {
+            "energy": a.get_potential_energy(),
+            "forces": a.get_forces() + self.alpha * np.cross([0.0, 0.0, 1.0], r),
+        }
 
 
 class Broken(Calculator):
@@ -219,8 +226,10 @@ class Pull(Calculator):
         a.calc = self.lj
         f = a.get_forces()
         ext = np.array([[-self.force, 0, 0], [self.force, 0, 0]])
-        self.results = {"energy": a.get_potential_energy() - self.force * (a.positions[1, 0] - a.positions[0, 0]),
-                        "forces": f + ext}
+        self.results = {
+            "energy": a.get_potential_energy() - self.force * (a.positions[1, 0] - a.positions[0, 0]),
+            "forces": f + ext,
+        }
 
 
 def lj_cluster():
@@ -228,30 +237,61 @@ def lj_cluster():
 
 
 def test_nve_conserves_energy_and_curl_force_does_not(tmp_path):
-    good = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=1000, timestep_fs=0.5,
-                  temperature_K=300, seed=1, log_every=5)
+    good = run_md(
+        lj_cluster(),
+        LennardJones(sigma=1.0, epsilon=1.0, rc=10.0),
+        steps=1000,
+        timestep_fs=0.5,
+        temperature_K=300,
+        seed=1,
+        log_every=5,
+    )
     assert good["stable"] and good["steps_completed"] == 1000 and good["criterion"] == "bonds"
     assert abs(good["drift_meV_atom_ps"]) < 0.5 and good["max_abs_dE_meV_atom"] < 1.0
-    bad = run_md(lj_cluster(), CurlLJ(alpha=0.2), steps=1000, timestep_fs=0.5, temperature_K=300, seed=1,
-                 log_every=5, stop_on_collapse=False)
+    bad = run_md(
+        lj_cluster(),
+        CurlLJ(alpha=0.2),
+        steps=1000,
+        timestep_fs=0.5,
+        temperature_K=300,
+        seed=1,
+        log_every=5,
+        stop_on_collapse=False,
+    )
     assert bad["drift_meV_atom_ps"] > 20 * max(abs(good["drift_meV_atom_ps"]), 0.05)
     assert bad["max_abs_dE_meV_atom"] > 10 * good["max_abs_dE_meV_atom"]
     # same seed, same run; the result is JSON-able as is
-    again = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=1000, timestep_fs=0.5,
-                   temperature_K=300, seed=1, log_every=5)
+    again = run_md(
+        lj_cluster(),
+        LennardJones(sigma=1.0, epsilon=1.0, rc=10.0),
+        steps=1000,
+        timestep_fs=0.5,
+        temperature_K=300,
+        seed=1,
+        log_every=5,
+    )
     assert again["series"]["etot_eV_atom"] == good["series"]["etot_eV_atom"]
     json.dumps(good, allow_nan=False)
     write_json(tmp_path / "md.json", good)
     s = good["series"]
     assert len(s["time_ps"]) == 201 and s["time_ps"][-1] == pytest.approx(0.5)
     # a window shorter than min_energy_window_ps (0.5 ps) gives no drift, and says why
-    short = run_md(lj_cluster(), LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=400, timestep_fs=0.5,
-                   temperature_K=300, seed=1, log_every=5)
+    short = run_md(
+        lj_cluster(),
+        LennardJones(sigma=1.0, epsilon=1.0, rc=10.0),
+        steps=400,
+        timestep_fs=0.5,
+        temperature_K=300,
+        seed=1,
+        log_every=5,
+    )
     assert short["stable"] and short["drift_meV_atom_ps"] is None and short["fluctuation_meV_atom"] is None
     assert "0.2 ps" in short["energy_stats_note"] and short["max_abs_dE_meV_atom"] < 1.0
 
 
-@pytest.mark.parametrize("mode,reason", [("nan", "nonfinite"), ("huge", "force_too_large"), ("raise", "calculator_error")])
+@pytest.mark.parametrize(
+    "mode,reason", [("nan", "nonfinite"), ("huge", "force_too_large"), ("raise", "calculator_error")]
+)
 def test_broken_model_is_unstable_not_crashing(mode, reason):
     cu = bulk("Cu", "fcc", a=3.6, cubic=True)
     # 1 call at start, then one per step: failure on the 21st call = step 20
@@ -282,7 +322,9 @@ def test_bond_deviation_collapse_detection():
         fr.positions[1, 0] = x
     ref = reference_bond_lengths(frames, bonds)
     assert ref == pytest.approx([R_MIN + 0.6])
-    off = run_md(dimer, LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=200, seed=0, bonds=bonds, reference_lengths=ref)
+    off = run_md(
+        dimer, LennardJones(sigma=1.0, epsilon=1.0, rc=10.0), steps=200, seed=0, bonds=bonds, reference_lengths=ref
+    )
     assert off["collapsed"] and off["time_to_collapse_ps"] == 0.0
 
 
@@ -301,8 +343,16 @@ def test_periodic_site_criterion_robust_to_heat_but_detects_melting():
 
 def test_rdf_criterion():
     cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1))
-    kw = dict(ensemble="nvt", timestep_fs=2.0, friction_per_fs=0.02, check_every=10, log_every=10, seed=2,
-              criterion="rdf", rdf_window_fs=100.0)
+    kw = dict(
+        ensemble="nvt",
+        timestep_fs=2.0,
+        friction_per_fs=0.02,
+        check_every=10,
+        log_every=10,
+        seed=2,
+        criterion="rdf",
+        rdf_window_fs=100.0,
+    )
     warm = run_md(cu, EMT(), temperature_K=1200, steps=150, **kw)  # reference: the smeared initial lattice
     assert warm["stable"] and warm["criterion"] == "rdf", warm["detail"]
     melt = run_md(cu, EMT(), temperature_K=20000, steps=150, **kw)
@@ -323,7 +373,9 @@ def test_stability_suite_aggregates():
     assert suite["n_structures"] == 2 and suite["fraction_stable"] == 1.0
     assert suite["mean_time_to_collapse_ps"] is None and suite["mean_survival_time_ps"] == pytest.approx(0.1)
     assert "series" not in suite["runs"][0]
-    broken = md_stability_suite([bulk("Cu", "fcc", a=3.6, cubic=True)] * 2, Broken(EMT(), k=10**9, mode="nan"), steps=20)
+    broken = md_stability_suite(
+        [bulk("Cu", "fcc", a=3.6, cubic=True)] * 2, Broken(EMT(), k=10**9, mode="nan"), steps=20
+    )
     assert broken["fraction_stable"] == 1.0
     bad = md_stability_suite([bulk("Cu", "fcc", a=3.6, cubic=True)], Broken(EMT(), k=5, mode="raise"), steps=20)
     assert bad["fraction_stable"] == 0.0 and bad["unstable_reasons"] == {"calculator_error": 1}

@@ -41,8 +41,10 @@ def test_the_schema_protocol_has_the_options_and_defaults_of_the_protocols(evalu
     for option, spec in section["properties"].items():
         if "default" in spec:
             assert spec["default"] == DEFAULTS[evaluation][option], f"{evaluation}.{option}"
-    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in Draft202012Validator(section).iter_errors(
-        DEFAULTS[evaluation])]
+    errors = [
+        f"{'.'.join(map(str, e.path))}: {e.message}"
+        for e in Draft202012Validator(section).iter_errors(DEFAULTS[evaluation])
+    ]
     assert not errors, f"the library's {evaluation} defaults are invalid under the schema: {errors}"
 
 
@@ -57,8 +59,8 @@ def test_protocol_choices_in_the_code_accept_the_defaults():
 
 
 def test_the_registry_runs_every_protocol():
-    from hessdistill.evaluation.registry import REGISTRY, get_evaluation
     from hessdistill.core.errors import HessdistillError
+    from hessdistill.evaluation.registry import REGISTRY, get_evaluation
 
     assert tuple(REGISTRY) == EVALUATIONS
     for name, ev in REGISTRY.items():
@@ -97,9 +99,15 @@ sys.meta_path.insert(0, Block())
 
 @pytest.mark.parametrize("module", ["hessdistill.evaluation", "hessdistill.evaluation.protocols"])
 def test_the_workflow_imports_the_protocols_without_numpy_or_torch(module):
-    code = BLOCK + f"import {module}\nfrom hessdistill.evaluation.protocols import merge_config\n" \
-                   "assert merge_config({'md': {'steps': 3}})['md']['steps'] == 3\n"
+    code = (
+        BLOCK + f"import {module}\nfrom hessdistill.evaluation.protocols import merge_config\n"
+        "assert merge_config({'md': {'steps': 3}})['md']['steps'] == 3\n"
+    )
     env_path = str(ROOT / "src")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+    )
     assert res.returncode == 0, res.stderr

@@ -7,25 +7,51 @@ from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.md.verlet import VelocityVerlet
 
-from hessdistill.students.calculator import StudentCalculator
-from hessdistill.core.graphs import neighbour_list
-from hessdistill.students.deployed import FastCalculator, Runner
 from hessdistill.core.errors import HessdistillError
+from hessdistill.core.graphs import neighbour_list
 from hessdistill.core.neighbours import VerletList
 from hessdistill.students import build_student
+from hessdistill.students.calculator import StudentCalculator
+from hessdistill.students.deployed import FastCalculator, Runner
 from hessdistill.students.export import export_student, load_exported
 
 ARCHS = {
     "painn": {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0},
-    "painn-direct": {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0,
-                     "direct_forces": True},
+    "painn-direct": {
+        "arch": "painn",
+        "hidden": 16,
+        "num_layers": 2,
+        "num_rbf": 8,
+        "cutoff": 4.0,
+        "direct_forces": True,
+    },
     "schnet": {"arch": "schnet", "hidden": 16, "num_filters": 16, "num_interactions": 2, "num_rbf": 8, "cutoff": 4.0},
-    "gemnet-dT": {"arch": "gemnet", "num_blocks": 1, "emb_size_atom": 16, "emb_size_edge": 16, "emb_size_trip": 8,
-                  "emb_size_rbf": 4, "emb_size_cbf": 4, "emb_size_bil_trip": 8, "cutoff": 4.0, "max_neighbors": 12,
-                  "direct_forces": True},
-    "gemnet-T": {"arch": "gemnet", "num_blocks": 1, "emb_size_atom": 16, "emb_size_edge": 16, "emb_size_trip": 8,
-                 "emb_size_rbf": 4, "emb_size_cbf": 4, "emb_size_bil_trip": 8, "cutoff": 4.0, "max_neighbors": 12,
-                 "direct_forces": False},
+    "gemnet-dT": {
+        "arch": "gemnet",
+        "num_blocks": 1,
+        "emb_size_atom": 16,
+        "emb_size_edge": 16,
+        "emb_size_trip": 8,
+        "emb_size_rbf": 4,
+        "emb_size_cbf": 4,
+        "emb_size_bil_trip": 8,
+        "cutoff": 4.0,
+        "max_neighbors": 12,
+        "direct_forces": True,
+    },
+    "gemnet-T": {
+        "arch": "gemnet",
+        "num_blocks": 1,
+        "emb_size_atom": 16,
+        "emb_size_edge": 16,
+        "emb_size_trip": 8,
+        "emb_size_rbf": 4,
+        "emb_size_cbf": 4,
+        "emb_size_bil_trip": 8,
+        "cutoff": 4.0,
+        "max_neighbors": 12,
+        "direct_forces": False,
+    },
 }
 
 
@@ -122,14 +148,15 @@ def test_exported_aoti_equals_eager_over_an_md_run(tmp_path, name):
 def test_runner_batches_structures_and_reuses_pairs():
     m = student("painn")
     structs = structures()
-    runner = Runner(m, [a.numbers for a in structs], [a.cell.array for a in structs], [a.pbc for a in structs],
-                    skin=0.5)
+    runner = Runner(
+        m, [a.numbers for a in structs], [a.cell.array for a in structs], [a.pbc for a in structs], skin=0.5
+    )
     e, f = runner([a.positions for a in structs])
     for k, a in enumerate(structs):
         a.calc = StudentCalculator(m)
         assert abs(e[k] - a.get_potential_energy()) < 1e-4 * max(abs(e[k]), 1)
         lo = sum(len(b) for b in structs[:k])
-        np.testing.assert_allclose(f[lo:lo + len(a)], a.get_forces(), atol=2e-5)
+        np.testing.assert_allclose(f[lo : lo + len(a)], a.get_forces(), atol=2e-5)
     builds = runner.rebuilds
     runner([a.positions + 0.01 for a in structs])
     assert runner.rebuilds == builds  # moved 0.017 Å < skin / 2: no new neighbour search
@@ -160,8 +187,15 @@ def test_cli_export_writes_a_checked_file(tmp_path, capsys):
     from hessdistill.cli import main
 
     m = student("schnet")
-    torch.save({"format": "hessdistill.student", "student_config": m.config(), "dtype": "float32",
-                "state_dict": m.state_dict()}, tmp_path / "model.pt")
+    torch.save(
+        {
+            "format": "hessdistill.student",
+            "student_config": m.config(),
+            "dtype": "float32",
+            "state_dict": m.state_dict(),
+        },
+        tmp_path / "model.pt",
+    )
     assert main(["export", str(tmp_path / "model.pt"), "-o", str(tmp_path / "student.pt")]) == 0
     assert "checked against the eager model" in capsys.readouterr().out
     exp = load_exported(tmp_path / "student.pt")

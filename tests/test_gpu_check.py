@@ -8,14 +8,36 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("environment", "labels", "train-painn", "train-gemnet-dT", "resume-cpu", "resume-on-cpu",
-         "forces-cpu-vs-cpu", "deterministic", "speed", "export")
+STEPS = (
+    "environment",
+    "labels",
+    "train-painn",
+    "train-gemnet-dT",
+    "resume-cpu",
+    "resume-on-cpu",
+    "forces-cpu-vs-cpu",
+    "deterministic",
+    "speed",
+    "export",
+)
 
 
 @pytest.mark.slow
 def test_gpu_check_passes_every_step_on_the_cpu(tmp_path):
-    res = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--device", "cpu", "--no-workflow",
-                          "--out", str(tmp_path / "gc")], capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--no-workflow",
+            "--out",
+            str(tmp_path / "gc"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     out = res.stdout
     assert res.returncode == 0, out + res.stderr[-4000:]
     for step in STEPS:

@@ -5,11 +5,11 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import molecule
+from toy_models import lj_hessian
 
 from hessdistill.core import hessian as hess
 from hessdistill.core.errors import TeacherError
 from hessdistill.teachers import load_teacher
-from toy_models import lj_hessian
 
 
 def lj_cluster(seed=0):
@@ -110,14 +110,17 @@ def test_forces_without_graph_are_rejected():
         hess.force_jacobian_rows(torch.zeros(2, 3), pos, [0])
 
 
-@pytest.mark.parametrize("name,match", [
-    ("nonsense", "unknown teacher"),
-    ("ase:ase.calculators.emt", "ase:<module>:<Class>"),
-    ("ase:no_such_module_xyz:Calc", "cannot import"),
-    ("ase:ase.calculators.emt:NoSuchCalc", "no calculator class"),
-    ("mace-off", "say which model"),
-    ("torch:toy_models:nope", "cannot find"),
-])
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("nonsense", "unknown teacher"),
+        ("ase:ase.calculators.emt", "ase:<module>:<Class>"),
+        ("ase:no_such_module_xyz:Calc", "cannot import"),
+        ("ase:ase.calculators.emt:NoSuchCalc", "no calculator class"),
+        ("mace-off", "say which model"),
+        ("torch:toy_models:nope", "cannot find"),
+    ],
+)
 def test_bad_teacher_names(name, match):
     with pytest.raises(TeacherError, match=match):
         load_teacher(name)

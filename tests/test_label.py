@@ -15,8 +15,8 @@ import pytest
 from ase.build import molecule
 
 from hessdistill.core import hessian as hess
-from hessdistill.data.labels import HessianStore, LabelStore
 from hessdistill.core.errors import HessdistillError, StoreError
+from hessdistill.data.labels import HessianStore, LabelStore
 from hessdistill.jobs.label import rows_for, run_labelling
 from hessdistill.teachers import load_teacher
 
@@ -42,9 +42,11 @@ def make_store(path, n_train=10, n_test=3, seed=0):
 def read_all(path):
     out = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 out[name] = obj[()]
+
         f.visititems(visit)
         attrs = dict(f.attrs)
     return out, attrs
@@ -53,8 +55,17 @@ def read_all(path):
 def test_labels_and_rows_match_teacher(tmp_path):
     st = make_store(tmp_path / "s.h5")
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
-    summary = run_labelling(st, teacher, tmp_path / "labels.h5", hessians_out=tmp_path / "hess.h5",
-                            hessian_splits=["train"], rows_per_structure=4, row_seed=7, chunk_size=3, progress=False)
+    summary = run_labelling(
+        st,
+        teacher,
+        tmp_path / "labels.h5",
+        hessians_out=tmp_path / "hess.h5",
+        hessian_splits=["train"],
+        rows_per_structure=4,
+        row_seed=7,
+        chunk_size=3,
+        progress=False,
+    )
     assert summary["structures_computed"] == 13 and summary["structures_resumed"] == 0
     assert not (tmp_path / "labels.h5.parts").exists()
     from hessdistill.data.store import StructureStore
@@ -88,7 +99,9 @@ def test_labels_and_rows_match_teacher(tmp_path):
 def test_full_hessians_float32_storage(tmp_path):
     st = make_store(tmp_path / "s.h5", n_train=3, n_test=1)
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
-    run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", storage_dtype="float32", progress=False)
+    run_labelling(
+        st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", storage_dtype="float32", progress=False
+    )
     from hessdistill.data.store import StructureStore
 
     with StructureStore(st) as s, HessianStore(tmp_path / "h.h5") as hs:
@@ -102,8 +115,9 @@ def test_full_hessians_float32_storage(tmp_path):
 
 
 def _run_cli(args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "hessdistill.jobs.label", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hessdistill.jobs.label", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def test_killed_job_resumes_without_recomputing(tmp_path):
@@ -111,10 +125,36 @@ def test_killed_job_resumes_without_recomputing(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "killed" / "labels.h5"
     hout = tmp_path / "killed" / "hess.h5"
-    common = ["--rows", "5", "--row-seed", "3", "--chunk-size", "2", "--hessian-splits", "train", "--no-progress",
-              "--dtype", "float64", "--device", "cpu"]
-    proc = _run_cli([str(st), "--teacher", "torch:toy_models:slow_morse", "--teacher-options", '{"delay": 0.25}',
-                     "--labels-out", str(out), "--hessians-out", str(hout), *common], env=env)
+    common = [
+        "--rows",
+        "5",
+        "--row-seed",
+        "3",
+        "--chunk-size",
+        "2",
+        "--hessian-splits",
+        "train",
+        "--no-progress",
+        "--dtype",
+        "float64",
+        "--device",
+        "cpu",
+    ]
+    proc = _run_cli(
+        [
+            str(st),
+            "--teacher",
+            "torch:toy_models:slow_morse",
+            "--teacher-options",
+            '{"delay": 0.25}',
+            "--labels-out",
+            str(out),
+            "--hessians-out",
+            str(hout),
+            *common,
+        ],
+        env=env,
+    )
     parts = out.parent / "labels.h5.parts"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(parts.glob("train-*.npz"))) < 2:
@@ -131,8 +171,18 @@ def test_killed_job_resumes_without_recomputing(tmp_path):
     teacher = load_teacher("torch:toy_models:slow_morse", delay=0.0, dtype="float64", device="cpu")
     teacher.name = "torch:toy_models:slow_morse"
     computed = []
-    summary = run_labelling(st, teacher, out, hessians_out=hout, hessian_splits=["train"], rows_per_structure=5,
-                            row_seed=3, chunk_size=2, progress=False, computed_log=computed)
+    summary = run_labelling(
+        st,
+        teacher,
+        out,
+        hessians_out=hout,
+        hessian_splits=["train"],
+        rows_per_structure=5,
+        row_seed=3,
+        chunk_size=2,
+        progress=False,
+        computed_log=computed,
+    )
     assert len(computed) == len(set(computed))
     recomputed = {(s, i) for s, i in computed if (s, i // 2) in finished}
     assert not recomputed, f"structures computed twice: {sorted(recomputed)}"
@@ -141,8 +191,17 @@ def test_killed_job_resumes_without_recomputing(tmp_path):
 
     # an uninterrupted run gives identical stores
     ref_l, ref_h = tmp_path / "ref" / "labels.h5", tmp_path / "ref" / "hess.h5"
-    run_labelling(st, teacher, ref_l, hessians_out=ref_h, hessian_splits=["train"], rows_per_structure=5, row_seed=3,
-                  chunk_size=2, progress=False)
+    run_labelling(
+        st,
+        teacher,
+        ref_l,
+        hessians_out=ref_h,
+        hessian_splits=["train"],
+        rows_per_structure=5,
+        row_seed=3,
+        chunk_size=2,
+        progress=False,
+    )
     for a, b in ((out, ref_l), (hout, ref_h)):
         da, aa = read_all(a)
         db, ab = read_all(b)
@@ -161,13 +220,27 @@ def test_resume_refuses_changed_settings(tmp_path):
     parts.mkdir()
     (parts / "manifest.json").write_text(json.dumps({"rows_per_structure": 2}))
     with pytest.raises(HessdistillError, match="different settings"):
-        run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", rows_per_structure=4, progress=False)
+        run_labelling(
+            st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", rows_per_structure=4, progress=False
+        )
 
 
 def test_cli_errors_are_clear(tmp_path):
     st = make_store(tmp_path / "s.h5", n_train=2, n_test=1)
-    res = subprocess.run([sys.executable, "-m", "hessdistill.jobs.label", str(st), "--teacher", "nope",
-                          "--labels-out", str(tmp_path / "l.h5")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hessdistill.jobs.label",
+            str(st),
+            "--teacher",
+            "nope",
+            "--labels-out",
+            str(tmp_path / "l.h5"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "unknown teacher" in res.stderr
     teacher = load_teacher("torch:toy_models:morse")
     with pytest.raises(StoreError, match="no split 'val'"):
@@ -185,8 +258,17 @@ def chgnet_teacher():
 def test_node_features_stored_aligned(tmp_path, chgnet_teacher):
     teacher = chgnet_teacher
     st = make_store(tmp_path / "s.h5", n_train=3, n_test=2)
-    summary = run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", hessian_splits=["train"],
-                            rows_per_structure=2, chunk_size=2, progress=False, node_features=True)
+    summary = run_labelling(
+        st,
+        teacher,
+        tmp_path / "l.h5",
+        hessians_out=tmp_path / "h.h5",
+        hessian_splits=["train"],
+        rows_per_structure=2,
+        chunk_size=2,
+        progress=False,
+        node_features=True,
+    )
     assert summary["node_features"] and summary["node_feature_dim"] == 64
     from hessdistill.data.store import StructureStore
 
@@ -221,9 +303,22 @@ def test_node_features_off_by_default_and_unsupported(tmp_path):
             ls.element_embeddings()
     with pytest.raises(HessdistillError, match="does not provide them"):
         run_labelling(st, teacher, tmp_path / "l2.h5", progress=False, node_features=True)
-    res = subprocess.run([sys.executable, "-m", "hessdistill.jobs.label", str(st), "--teacher", "ase:ase.calculators.emt:EMT",
-                          "--labels-out", str(tmp_path / "l3.h5"), "--node-features", "--no-progress"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hessdistill.jobs.label",
+            str(st),
+            "--teacher",
+            "ase:ase.calculators.emt:EMT",
+            "--labels-out",
+            str(tmp_path / "l3.h5"),
+            "--node-features",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "does not provide them" in res.stderr
 
 
@@ -249,7 +344,9 @@ def _interrupting(teacher, method, after):
 def test_node_features_resume_and_refuse_mixing(tmp_path, chgnet_teacher):
     teacher = chgnet_teacher
     st = make_store(tmp_path / "s.h5", n_train=4, n_test=1)
-    kw = dict(hessians_out=tmp_path / "h.h5", hessian_splits=["train"], rows_per_structure=2, chunk_size=2, progress=False)
+    kw = dict(
+        hessians_out=tmp_path / "h.h5", hessian_splits=["train"], rows_per_structure=2, chunk_size=2, progress=False
+    )
     out = tmp_path / "l.h5"
     parts = tmp_path / "l.h5.parts"
 
@@ -304,11 +401,14 @@ def test_hessian_blocks_are_written_one_structure_at_a_time(tmp_path):
         def f():
             calls.append(k)
             return rows[k]
+
         return f
 
     d = {"n_atoms": n_atoms, "row_index": row_index, "structure_content_hash": "x"}
     write_hessians(tmp_path / "a.h5", {"train": {**d, "rows": rows}}, {"teacher": "t"}, "float32")
-    write_hessians(tmp_path / "b.h5", {"train": {**d, "rows": [lazy(k) for k in range(3)]}}, {"teacher": "t"}, "float32")
+    write_hessians(
+        tmp_path / "b.h5", {"train": {**d, "rows": [lazy(k) for k in range(3)]}}, {"teacher": "t"}, "float32"
+    )
     assert calls == [0, 1, 2]
     a, _ = read_all(tmp_path / "a.h5")
     b, _ = read_all(tmp_path / "b.h5")

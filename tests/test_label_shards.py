@@ -5,20 +5,32 @@ import json
 
 import numpy as np
 import pytest
+from test_label import _Interrupt, _interrupting, make_store, read_all
 
-from hessdistill.workflow.config_check import ConfigError, check_label_shards, label_shard_problems
 from hessdistill.core.errors import HessdistillError
 from hessdistill.jobs.label import run_labelling
 from hessdistill.jobs.label_shards import merge_label_shards, run_label_shard, shard_assignment
 from hessdistill.teachers import load_teacher
-from test_label import _Interrupt, _interrupting, make_store, read_all
+from hessdistill.workflow.config_check import ConfigError, check_label_shards, label_shard_problems
 
 KW = dict(hessian_splits=["train"], rows_per_structure=4, row_seed=7)
 
 
 def _sharded(st, teacher, root, n, kw=KW, computed=None, **extra):
-    sums = [run_label_shard(st, teacher, root / "label_cache", k, n, summary_out=root / "label_shards" / f"{k}.json",
-                            computed_log=computed, **kw, **extra) for k in range(n)]
+    sums = [
+        run_label_shard(
+            st,
+            teacher,
+            root / "label_cache",
+            k,
+            n,
+            summary_out=root / "label_shards" / f"{k}.json",
+            computed_log=computed,
+            **kw,
+            **extra,
+        )
+        for k in range(n)
+    ]
     return sums
 
 
@@ -54,11 +66,14 @@ def test_shard_assignment_is_deterministic_complete_and_balanced():
             shard_assignment(counts, bad, key="teachers.t.shards")
 
 
-@pytest.mark.parametrize("model,n,kw", [
-    ("torch:toy_models:morse", 3, KW),
-    ("torch:toy_models:morse", 2, dict(rows_per_structure="full", storage_dtype="float32")),
-    ("ase:ase.calculators.emt:EMT", 2, dict(hessian_splits=["train", "test"], rows_per_structure=3, row_seed=1)),
-])
+@pytest.mark.parametrize(
+    "model,n,kw",
+    [
+        ("torch:toy_models:morse", 3, KW),
+        ("torch:toy_models:morse", 2, dict(rows_per_structure="full", storage_dtype="float32")),
+        ("ase:ase.calculators.emt:EMT", 2, dict(hessian_splits=["train", "test"], rows_per_structure=3, row_seed=1)),
+    ],
+)
 def test_merged_shards_equal_an_unsharded_run_bitwise(tmp_path, model, n, kw):
     st = make_store(tmp_path / "s.h5", n_train=5, n_test=2)
     teacher = load_teacher(model, dtype="float64")
@@ -90,8 +105,12 @@ def test_a_killed_shard_and_a_new_shard_count_recompute_nothing(tmp_path):
     sums = _sharded(st, teacher, tmp_path, 3, computed=computed)
     assert len(computed) == 11 and len(set(computed)) == 11, computed  # each structure computed exactly once
     assert sum(s["structures_resumed"] for s in sums) == 8 and sum(s["structures_computed"] for s in sums) == 3
-    merge_label_shards(st, [tmp_path / "label_shards" / f"{k}.json" for k in range(3)], tmp_path / "l3.h5",
-                       hessians_out=tmp_path / "h3.h5")
+    merge_label_shards(
+        st,
+        [tmp_path / "label_shards" / f"{k}.json" for k in range(3)],
+        tmp_path / "l3.h5",
+        hessians_out=tmp_path / "h3.h5",
+    )
     # and back to 2 (or up to 11) shards with a teacher that fails on any call: everything comes from the cache
     undo = _interrupting(teacher, "labels", 0)
     try:

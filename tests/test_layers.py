@@ -60,8 +60,13 @@ GRAPH = import_graph()
 
 def test_every_module_has_a_layer():
     assert len(GRAPH) > 40
-    unknown = [m for m in GRAPH if m.count(".") >= 1 and m.split(".")[1] not in LAYERS
-               and m not in ("hessdistill.cli", "hessdistill.calculator", "hessdistill.deployed")]
+    unknown = [
+        m
+        for m in GRAPH
+        if m.count(".") >= 1
+        and m.split(".")[1] not in LAYERS
+        and m not in ("hessdistill.cli", "hessdistill.calculator", "hessdistill.deployed")
+    ]
     assert not unknown, f"modules outside every layer (add them to a package or to LAYERS): {unknown}"
 
 
@@ -88,7 +93,7 @@ def test_no_circular_imports():
         stack.append(m)
         for t in sorted(GRAPH.get(m, ())):
             if state.get(t) == 1:
-                cycles.append(stack[stack.index(t):] + [t])
+                cycles.append(stack[stack.index(t) :] + [t])
             elif t not in state:
                 visit(t)
         stack.pop()
@@ -114,5 +119,7 @@ def test_no_private_names_across_modules():
             if isinstance(node, ast.ImportFrom) and ours:
                 names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
                 if names:
-                    bad.append(f"{path.name if path in scripts else module_name(path)}: from {'.' * node.level}{node.module or ''} import {names}")
+                    bad.append(
+                        f"{path.name if path in scripts else module_name(path)}: from {'.' * node.level}{node.module or ''} import {names}"
+                    )
     assert not bad, "private names imported across modules:\n" + "\n".join(bad)

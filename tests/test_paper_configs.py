@@ -37,17 +37,53 @@ EXPECTED = {
     # 3 subsets x 11 runs + 6 s-ablation runs on one subset + 6 size-sweep runs on another = 45 trainings; 3 CPU
     # evaluations (test, vibrations, relax) and 2 GPU ones (md, speed) per run and teacher; one teacher_minima per
     # subset and teacher (shared by the vibrations evaluations)
-    "spice": (["train_large_neut_no_bad_clean.xyz", "test_large_neut_all.xyz"],
-              {"prepare_subset": 3, "label_teacher_shard": 24, "label_teacher_merge": 3, "train_run": 45, "evaluate_run": 135,
-               "evaluate_run_md_speed": 90, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3, "report": 1}),
-    "mptrj": (["MPtrj_2022.9_full.json", "bandgap_gt5_mp_ids.txt"],
-              {"prepare_subset": 3, "label_teacher_shard": 24, "label_teacher_merge": 3, "train_run": 24, "evaluate_run": 72,
-               "evaluate_run_md_speed": 48, "evaluate_teacher": 9, "evaluate_teacher_md_speed": 6, "teacher_minima": 3,
-               "report": 1}),
+    "spice": (
+        ["train_large_neut_no_bad_clean.xyz", "test_large_neut_all.xyz"],
+        {
+            "prepare_subset": 3,
+            "label_teacher_shard": 24,
+            "label_teacher_merge": 3,
+            "train_run": 45,
+            "evaluate_run": 135,
+            "evaluate_run_md_speed": 90,
+            "evaluate_teacher": 9,
+            "evaluate_teacher_md_speed": 6,
+            "teacher_minima": 3,
+            "report": 1,
+        },
+    ),
+    "mptrj": (
+        ["MPtrj_2022.9_full.json", "bandgap_gt5_mp_ids.txt"],
+        {
+            "prepare_subset": 3,
+            "label_teacher_shard": 24,
+            "label_teacher_merge": 3,
+            "train_run": 24,
+            "evaluate_run": 72,
+            "evaluate_run_md_speed": 48,
+            "evaluate_teacher": 9,
+            "evaluate_teacher_md_speed": 6,
+            "teacher_minima": 3,
+            "report": 1,
+        },
+    ),
     # MD22 files absent: the download rule fetches both (URLs from SOURCES)
-    "md22": ([], {"download_source": 2, "prepare_subset": 2, "label_teacher_shard": 8, "label_teacher_merge": 2, "train_run": 8, "evaluate_run": 24,
-                  "evaluate_run_md_speed": 16, "evaluate_teacher": 6, "evaluate_teacher_md_speed": 4,
-                  "teacher_minima": 2, "report": 1}),
+    "md22": (
+        [],
+        {
+            "download_source": 2,
+            "prepare_subset": 2,
+            "label_teacher_shard": 8,
+            "label_teacher_merge": 2,
+            "train_run": 8,
+            "evaluate_run": 24,
+            "evaluate_run_md_speed": 16,
+            "evaluate_teacher": 6,
+            "evaluate_teacher_md_speed": 4,
+            "teacher_minima": 2,
+            "report": 1,
+        },
+    ),
 }
 
 
@@ -99,9 +135,17 @@ def test_canon_is_order_and_type_insensitive():
 
 def test_offline_analogue_config_dry_runs_with_the_expected_jobs(tmp_path):
     cfg = yaml.safe_load((ROOT / "configs" / "offline-analogue.yaml").read_text())
-    assert dry_run_counts(tmp_path, cfg) == {"prepare_subset": 1, "label_teacher": 1, "train_run": 8,
-                                             "evaluate_run": 24, "evaluate_run_md_speed": 16, "evaluate_teacher": 3,
-                                             "evaluate_teacher_md_speed": 2, "teacher_minima": 1, "report": 1}
+    assert dry_run_counts(tmp_path, cfg) == {
+        "prepare_subset": 1,
+        "label_teacher": 1,
+        "train_run": 8,
+        "evaluate_run": 24,
+        "evaluate_run_md_speed": 16,
+        "evaluate_teacher": 3,
+        "evaluate_teacher_md_speed": 2,
+        "teacher_minima": 1,
+        "report": 1,
+    }
 
 
 def test_offline_table1_config_learns_reference_labels_from_another_model_than_the_teacher(tmp_path):
@@ -110,6 +154,14 @@ def test_offline_table1_config_learns_reference_labels_from_another_model_than_t
     (teacher,) = cfg["teachers"].values()
     assert subset["source"]["options"]["teacher"] == "chgnet" and teacher["model"] == "sevenn"  # reference != teacher
     assert {r["method"] for r in cfg["runs"].values()} == {"undistilled", "hessian", "n2n", "teacher-forces"}
-    assert dry_run_counts(tmp_path, cfg) == {"prepare_subset": 1, "label_teacher": 1, "train_run": 4,
-                                             "evaluate_run": 8, "evaluate_run_md_speed": 4, "evaluate_teacher": 1,
-                                             "evaluate_teacher_md_speed": 1, "teacher_minima": 1, "report": 1}
+    assert dry_run_counts(tmp_path, cfg) == {
+        "prepare_subset": 1,
+        "label_teacher": 1,
+        "train_run": 4,
+        "evaluate_run": 8,
+        "evaluate_run_md_speed": 4,
+        "evaluate_teacher": 1,
+        "evaluate_teacher_md_speed": 1,
+        "teacher_minima": 1,
+        "report": 1,
+    }

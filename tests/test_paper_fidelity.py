@@ -64,8 +64,15 @@ def test_each_paper_setting_is_in_the_paper_config(check):
             assert got == want, (name, label, key, got, want)
 
 
-@pytest.mark.parametrize("run,count", [("gemnet-hessian", 672_918), ("gemnet-hessian-283k", 283_702),
-                                       ("gemnet-hessian-112k", 111_622), ("gemnet-hessian-49k", 48_622)])
+@pytest.mark.parametrize(
+    "run,count",
+    [
+        ("gemnet-hessian", 672_918),
+        ("gemnet-hessian-283k", 283_702),
+        ("gemnet-hessian-112k", 111_622),
+        ("gemnet-hessian-49k", 48_622),
+    ],
+)
 def test_size_sweep_students_have_the_papers_parameter_counts(run, count):
     from hessdistill.students.registry import build_student
 

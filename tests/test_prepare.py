@@ -9,10 +9,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from hessdistill.jobs.prepare import main, prepare_subset
+from hessdistill.core.errors import HessdistillError, StructureError
 from hessdistill.data.formats import read_extxyz, write_extxyz
 from hessdistill.data.store import StructureStore
-from hessdistill.core.errors import HessdistillError, StructureError
+from hessdistill.jobs.prepare import main, prepare_subset
 
 
 def make_xyz(path, n=24, seed=0):
@@ -126,7 +126,9 @@ def test_overlapping_atoms_name_the_structure_and_a_selector_that_drops_it(tmp_p
 def test_cli_writes_report(tmp_path, capsys):
     xyz = make_xyz(tmp_path / "d.xyz")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec_for("d.xyz")))  # relative to the spec file
-    assert main([str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o.h5"), "--report", str(tmp_path / "r.json")]) == 0
+    assert (
+        main([str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o.h5"), "--report", str(tmp_path / "r.json")]) == 0
+    )
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["selection"]["source"]["n_selected"] == 12
     assert "kept 12 of 16" in capsys.readouterr().out
@@ -145,9 +147,16 @@ def test_run_and_snakemake_job_build_the_same_store(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(spec))  # JSON keeps the order of the split names (YAML sorts)
     rep = run(tmp_path / "spec.json", tmp_path / "run.h5", base_dir=tmp_path, report=tmp_path / "r.json")
     assert rep["splits"] == ref["splits"] == json.loads((tmp_path / "r.json").read_text())["splits"]
-    smk = SimpleNamespace(threads=1, params=SimpleNamespace(spec=spec), output=[str(tmp_path / "smk.h5")],
-                          config={"data_dir": str(tmp_path)})
+    smk = SimpleNamespace(
+        threads=1,
+        params=SimpleNamespace(spec=spec),
+        output=[str(tmp_path / "smk.h5")],
+        config={"data_dir": str(tmp_path)},
+    )
     assert snakemake_job(smk)["splits"] == ref["splits"]
-    with StructureStore(tmp_path / "ref.h5") as a, StructureStore(tmp_path / "run.h5") as b, \
-            StructureStore(tmp_path / "smk.h5") as c:
+    with (
+        StructureStore(tmp_path / "ref.h5") as a,
+        StructureStore(tmp_path / "run.h5") as b,
+        StructureStore(tmp_path / "smk.h5") as c,
+    ):
         assert a.content_hash("train") == b.content_hash("train") == c.content_hash("train")

@@ -69,8 +69,14 @@ def test_readme_command_dry_runs(command, tmp_path):
     workdir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
     env["PATH"] = os.pathsep.join([str(tmp_path / "bin"), str(SNAKEMAKE.parent), env.get("PATH", "")])
-    proc = subprocess.run([str(SNAKEMAKE), *argv[1:], "-n", "--directory", str(workdir), "--snakefile",
-                           str(REPO / "Snakefile")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(SNAKEMAKE), *argv[1:], "-n", "--directory", str(workdir), "--snakefile", str(REPO / "Snakefile")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"`{command}` failed (exit {proc.returncode}):\n{output[-4000:]}"
     assert "This was a dry-run" in output, output[-4000:]

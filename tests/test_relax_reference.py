@@ -34,8 +34,11 @@ class Recording(Calculator):
             self.first = self.atoms.get_positions().copy()
         a = self.atoms.copy()
         a.calc = self.lj
-        self.results = {"energy": a.get_potential_energy(), "free_energy": a.get_potential_energy(),
-                        "forces": a.get_forces()}
+        self.results = {
+            "energy": a.get_potential_energy(),
+            "free_energy": a.get_potential_energy(),
+            "forces": a.get_forces(),
+        }
 
 
 def _trimer():
@@ -63,10 +66,14 @@ def test_reference_calculator_names_and_errors():
     # a bare name works too; a non-ase name is a teacher wrapped as a calculator
     torch_rc = reference_calculator("torch:toy_models:morse")
     assert type(torch_rc.calc).__name__ == "TeacherCalculator" and torch_rc.name == "torch:toy_models:morse"
-    for bad, what in [({"model": "ase:no_such_pkg.sub:Calc"}, "cannot import"), ({"model": "dft"}, "unknown"),
-                      ({"model": "ase:ase.calculators.emt:Nope"}, "no calculator class"),
-                      ({"model": "ase:tblite.ase"}, "incomplete"), ({"modle": "chgnet"}, "expected"),
-                      ({"model": "mace:/no/such/file.model"}, "cannot load")]:
+    for bad, what in [
+        ({"model": "ase:no_such_pkg.sub:Calc"}, "cannot import"),
+        ({"model": "dft"}, "unknown"),
+        ({"model": "ase:ase.calculators.emt:Nope"}, "no calculator class"),
+        ({"model": "ase:tblite.ase"}, "incomplete"),
+        ({"modle": "chgnet"}, "expected"),
+        ({"model": "mace:/no/such/file.model"}, "cannot load"),
+    ]:
         with pytest.raises(TeacherError, match=what) as info:
             reference_calculator(bad)
         assert REFERENCE_KEY in str(info.value) and "fix:" in str(info.value)
@@ -77,8 +84,16 @@ def test_relaxation_rescored_by_the_reference():
     ref = reference_calculator(GFN2)
     model = reference_calculator(GFN1).calc  # a "model" that is not the reference
     water, ethanol = molecule("H2O"), molecule("CH3CH2OH")
-    res = relax_comparison([water, ethanol], model, ref.calc, fmax=0.05, max_steps=300, perturb=0.0,
-                           reference_calc=ref.calc, reference_info=ref.metadata())
+    res = relax_comparison(
+        [water, ethanol],
+        model,
+        ref.calc,
+        fmax=0.05,
+        max_steps=300,
+        perturb=0.0,
+        reference_calc=ref.calc,
+        reference_info=ref.metadata(),
+    )
     assert res["reference_calculator"]["options"]["method"] == "GFN2-xTB"
     assert res["model_success_rate"] == 1.0 and res["teacher_success_rate"] == 1.0
     for rec, a in zip(res["structures"], (water, ethanol)):
@@ -91,7 +106,8 @@ def test_relaxation_rescored_by_the_reference():
         assert rec["model_ref_energy_eV_atom"] == pytest.approx(rec["model_ref_energy_eV"] / len(a))
         # the teacher is the reference: its re-scoring equals the teacher's own (to the SCF tolerance)
         assert rec["energy_error_meV_atom"] == pytest.approx(
-            1000 * (rec["model_ref_energy_eV"] - rec["teacher_ref_energy_eV"]) / len(a), abs=1e-3)
+            1000 * (rec["model_ref_energy_eV"] - rec["teacher_ref_energy_eV"]) / len(a), abs=1e-3
+        )
     assert res["model_ref_energy_mean_n"] == 2 and res["model_ref_fmean_se_eV_A"] is not None
     assert res["model_ref_fmean_eV_A"] == pytest.approx(np.mean([r["model_ref_fmean_eV_A"] for r in res["structures"]]))
     assert res["teacher_ref_fmax_mean_eV_A"] <= 0.05
@@ -130,8 +146,9 @@ def test_relax_job_records_the_reference(tmp_path):
     st = write_structures(tmp_path / "s.h5", {"test": [water]})
     teacher = load_teacher("ase:tblite.ase:TBLite", method="GFN1-xTB", verbosity=0)
     cfg = {"relax": {"n_structures": 1, "perturb": 0, "reference_calculator": GFN2}}
-    res = run_evaluations(teacher, st, tmp_path / "t", evaluations=["relax"], reference_teacher=teacher,
-                          config=cfg)["relax"]
+    res = run_evaluations(teacher, st, tmp_path / "t", evaluations=["relax"], reference_teacher=teacher, config=cfg)[
+        "relax"
+    ]
     assert res["protocol"]["reference_calculator"] == GFN2 and res["perturb_A"] == 0.0
     assert res["reference_calculator"]["name"] == "ase:tblite.ase:TBLite"
     assert res["structures"][0]["model_ref_energy_eV"] is not None
@@ -173,12 +190,23 @@ def test_workflow_config_accepts_and_checks_the_reference_calculator():
 
 def _relax_json(energies, forces, converged=None, reference=True):
     converged = converged or [True] * len(energies)
-    structs = [{"index": i, "model_converged": c, "teacher_converged": True, "model_ref_energy_eV_atom": e,
-                "model_ref_fmean_eV_A": f} for i, (e, f, c) in enumerate(zip(energies, forces, converged))]
+    structs = [
+        {
+            "index": i,
+            "model_converged": c,
+            "teacher_converged": True,
+            "model_ref_energy_eV_atom": e,
+            "model_ref_fmean_eV_A": f,
+        }
+        for i, (e, f, c) in enumerate(zip(energies, forces, converged))
+    ]
     d = {"evaluation": "relax", "model_success_rate": float(np.mean(converged)), "structures": structs}
     if reference:
-        d["reference_calculator"] = {"name": "ase:tblite.ase:TBLite", "options": {"method": "GFN2-xTB"},
-                                     "version": "0.8.0"}
+        d["reference_calculator"] = {
+            "name": "ase:tblite.ase:TBLite",
+            "options": {"method": "GFN2-xTB"},
+            "version": "0.8.0",
+        }
     return d
 
 
@@ -195,8 +223,9 @@ def test_report_tabulates_the_reference_energy_against_the_undistilled_run(tmp_p
         (base / "eval" / "relax.json").write_text(json.dumps(relax))
         files.append(base / "eval" / "relax.json")
         if method:
-            (base / "summary.json").write_text(json.dumps({"method": method, "n_params": n_params,
-                                                          "student": {"arch": arch}}))
+            (base / "summary.json").write_text(
+                json.dumps({"method": method, "n_params": n_params, "student": {"arch": arch}})
+            )
             files.append(base / "summary.json")
 
     put("teacher", _relax_json([-5.0, -6.0], [0.001, 0.002]))

@@ -11,13 +11,13 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from test_training import run_cfg, stores, toy  # noqa: F401 (stores: the module-scoped fixture)
 
-from hessdistill.core.graphs import atoms_to_data, collate
 from hessdistill.core.errors import HessdistillError
+from hessdistill.core.graphs import atoms_to_data, collate
 from hessdistill.students import build_student
-from hessdistill.training.data import DistillDataset, HessianCollate
-from hessdistill.training.losses import LossWeights, compute_loss, hessian_loss, hessian_outliers, n2n_loss
 from hessdistill.training.config import TrainConfig
+from hessdistill.training.data import DistillDataset, HessianCollate
 from hessdistill.training.loop import EMA
+from hessdistill.training.losses import LossWeights, compute_loss, hessian_loss, hessian_outliers, n2n_loss
 
 
 # ----------------------------------------------------------------------------- optimiser and EMA
@@ -26,8 +26,14 @@ def test_adam_eps_reaches_the_optimizer_and_outliers_are_counted(stores, tmp_pat
 
     st, lab, hes = stores
     # threshold below every teacher Hessian entry's max: all 12 training structures are down-weighted each epoch
-    s = train(run_cfg(max_epochs=2, adam_eps=1e-7, hessian_outlier_threshold=1e-6), st, tmp_path / "eps", labels=lab,
-              hessians=hes, progress=False)
+    s = train(
+        run_cfg(max_epochs=2, adam_eps=1e-7, hessian_outlier_threshold=1e-6),
+        st,
+        tmp_path / "eps",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     ck = torch.load(tmp_path / "eps" / "last.pt", weights_only=False)
     assert [g["eps"] for g in ck["optimizer"]["param_groups"]] == [1e-7]
     rows = list(csv.DictReader((tmp_path / "eps" / "log.csv").open()))
@@ -40,8 +46,14 @@ def test_adam_eps_reaches_the_optimizer_and_outliers_are_counted(stores, tmp_pat
     assert ck["optimizer"]["param_groups"][0]["eps"] == 1e-8
     assert s["hessian_outliers"] is None and "hessian_outliers" not in (tmp_path / "default" / "log.csv").read_text()
     # a threshold above every entry: counted, zero
-    s = train(run_cfg(max_epochs=1, hessian_outlier_threshold=1e6), st, tmp_path / "none", labels=lab, hessians=hes,
-              progress=False)
+    s = train(
+        run_cfg(max_epochs=1, hessian_outlier_threshold=1e6),
+        st,
+        tmp_path / "none",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert s["hessian_outliers"] == 0
 
 
@@ -133,8 +145,9 @@ def test_outlier_guard_scales_exactly_the_structures_over_the_threshold(stores):
     w = LossWeights(energy=0, forces=0, hessian=400.0)
     _, terms, _ = compute_loss(model, batch, w, hessian_outlier_threshold=thr, hessian_outlier_weight=1e-8)
     assert terms["hessian_outliers"].item() == flagged.sum()
-    assert terms["hessian"].item() == pytest.approx((per_struct * np.where(flagged, 1e-8, 1.0)).sum() / n_total,
-                                                    rel=1e-10)
+    assert terms["hessian"].item() == pytest.approx(
+        (per_struct * np.where(flagged, 1e-8, 1.0)).sum() / n_total, rel=1e-10
+    )
     same, _ = hessian_loss(forces, batch, outlier_threshold=absmax.max() * 2)
     assert same.item() == plain.item()
 
@@ -205,8 +218,15 @@ def test_painn_max_neighbors_round_trips_through_a_checkpoint(tmp_path):
 
     model = _painn(max_neighbors=4)
     assert model.config()["max_neighbors"] == 4
-    torch.save({"format": "hessdistill.student", "student_config": model.config(),
-                "state_dict": model.state_dict(), "dtype": "float64"}, tmp_path / "model.pt")
+    torch.save(
+        {
+            "format": "hessdistill.student",
+            "student_config": model.config(),
+            "state_dict": model.state_dict(),
+            "dtype": "float64",
+        },
+        tmp_path / "model.pt",
+    )
     loaded, _ = load_student(tmp_path / "model.pt")
     assert loaded.max_neighbors == 4 and loaded.config() == model.config()
     structs = _structures()
@@ -222,7 +242,6 @@ def test_capped_painn_fast_path_follows_the_cap_when_neighbours_change_rank():
     changes with the positions even where the Verlet list and the set of pairs within the cutoff do not)."""
     from hessdistill.students.deployed import Runner
     from hessdistill.students.export import extras_spec
-
     from hessdistill.students.layers import capped_edges
 
     model = _painn(max_neighbors=3)

@@ -2,8 +2,8 @@
 
 import csv
 import io
-import re
 import json
+import re
 
 import pytest
 
@@ -21,41 +21,97 @@ def _write(path, obj):
 def _tree(tmp_path, with_speed=True):
     """Two subsets x one teacher x runs {undistilled, hessian} + the teacher pseudo-run."""
     paths = []
-    errs = {("s1", "undistilled"): (3.0, 30.0), ("s1", "hessian"): (2.0, 20.0),
-            ("s2", "undistilled"): (1.0, 11.0), ("s2", "hessian"): (1.5, 12.0)}
+    errs = {
+        ("s1", "undistilled"): (3.0, 30.0),
+        ("s1", "hessian"): (2.0, 20.0),
+        ("s2", "undistilled"): (1.0, 11.0),
+        ("s2", "hessian"): (1.5, 12.0),
+    }
     for (subset, run), (e, f) in errs.items():
         d = tmp_path / "results" / subset / "runs" / "T" / run
-        paths.append(_write(d / "eval" / "test.json", {
-            "n_params": 1000, "ref_energy_mae_meV_atom": e, "ref_force_mae_meV_A": f, "ref_force_rel_error": f / 200.0,
-            "teacher_energy_mae_meV_atom": e / 2, "teacher_force_mae_meV_A": f / 2,
-            "teacher_force_rel_error": f / 400.0,
-            "hessian_mae_meV_A2": 10 * f,
-            "parity": {"against": "teacher", "force_pred_eV_A": [0.1, 0.2, -0.3], "force_target_eV_A": [0.1, 0.25, -0.2],
-                       "energy_per_atom_pred_eV": [-1.0], "energy_per_atom_target_eV": [-1.01]}}))
+        paths.append(
+            _write(
+                d / "eval" / "test.json",
+                {
+                    "n_params": 1000,
+                    "ref_energy_mae_meV_atom": e,
+                    "ref_force_mae_meV_A": f,
+                    "ref_force_rel_error": f / 200.0,
+                    "teacher_energy_mae_meV_atom": e / 2,
+                    "teacher_force_mae_meV_A": f / 2,
+                    "teacher_force_rel_error": f / 400.0,
+                    "hessian_mae_meV_A2": 10 * f,
+                    "parity": {
+                        "against": "teacher",
+                        "force_pred_eV_A": [0.1, 0.2, -0.3],
+                        "force_target_eV_A": [0.1, 0.25, -0.2],
+                        "energy_per_atom_pred_eV": [-1.0],
+                        "energy_per_atom_target_eV": [-1.01],
+                    },
+                },
+            )
+        )
         if with_speed:
-            paths.append(_write(d / "eval" / "speed.json", {
-                "device": "cpu", "student": {"latency_ms": 2.0, "throughput_structures_s": 500.0, "ns_per_day": 43.2},
-                "teacher": {"latency_ms": 20.0, "throughput_structures_s": 50.0}, "speedup_latency": 10.0,
-                "speedup_throughput": 10.0 if run == "hessian" else 9.0}))
-        paths.append(_write(d / "eval" / "md.json", {
-            "n_structures": 2, "n_stable": 2 if run == "hessian" else 1, "fraction_stable": 1.0 if run == "hessian" else 0.5,
-            "mean_survival_time_ps": 1.0 if run == "hessian" else 0.6, "mean_abs_drift_meV_atom_ps": 0.1,
-            "runs": [{"ensemble": "nve", "simulated_time_ps": 1.0,
-                      "series": {"time_ps": [0, 0.5, 1.0], "etot_eV_atom": [-1.0, -1.0001, -1.0002]}}]}))
+            paths.append(
+                _write(
+                    d / "eval" / "speed.json",
+                    {
+                        "device": "cpu",
+                        "student": {"latency_ms": 2.0, "throughput_structures_s": 500.0, "ns_per_day": 43.2},
+                        "teacher": {"latency_ms": 20.0, "throughput_structures_s": 50.0},
+                        "speedup_latency": 10.0,
+                        "speedup_throughput": 10.0 if run == "hessian" else 9.0,
+                    },
+                )
+            )
+        paths.append(
+            _write(
+                d / "eval" / "md.json",
+                {
+                    "n_structures": 2,
+                    "n_stable": 2 if run == "hessian" else 1,
+                    "fraction_stable": 1.0 if run == "hessian" else 0.5,
+                    "mean_survival_time_ps": 1.0 if run == "hessian" else 0.6,
+                    "mean_abs_drift_meV_atom_ps": 0.1,
+                    "runs": [
+                        {
+                            "ensemble": "nve",
+                            "simulated_time_ps": 1.0,
+                            "series": {"time_ps": [0, 0.5, 1.0], "etot_eV_atom": [-1.0, -1.0001, -1.0002]},
+                        }
+                    ],
+                },
+            )
+        )
         (d / "log.csv").write_text("epoch,val_force_mae_meV_A\n1,100\n2,50\n")
         paths.append(d / "log.csv")
         paths.append(_write(d / "summary.json", {"method": run, "train_time_s": 12.5, "epochs": 2}))
         t = tmp_path / "results" / subset / "teachers" / "T" / "eval"
-        paths.append(_write(t / "test.json", {"n_params": 99999, "ref_energy_mae_meV_atom": 0.5,
-                                              "ref_force_mae_meV_A": 0.7, "teacher_force_mae_meV_A": 0.0,
-                                              "ref_force_rel_error": 0.01}))
+        paths.append(
+            _write(
+                t / "test.json",
+                {
+                    "n_params": 99999,
+                    "ref_energy_mae_meV_atom": 0.5,
+                    "ref_force_mae_meV_A": 0.7,
+                    "teacher_force_mae_meV_A": 0.0,
+                    "ref_force_rel_error": 0.01,
+                },
+            )
+        )
     return sorted(set(paths))
 
 
 def test_collect_identifies_runs_and_teachers_and_orders_teacher_first(tmp_path):
     recs = collect(_tree(tmp_path), {"undistilled": {"method": "undistilled"}, "hessian": {"method": "hessian"}})
-    assert [(r.subset, r.run) for r in recs] == [("s1", "teacher"), ("s1", "undistilled"), ("s1", "hessian"),
-                                                 ("s2", "teacher"), ("s2", "undistilled"), ("s2", "hessian")]
+    assert [(r.subset, r.run) for r in recs] == [
+        ("s1", "teacher"),
+        ("s1", "undistilled"),
+        ("s1", "hessian"),
+        ("s2", "teacher"),
+        ("s2", "undistilled"),
+        ("s2", "hessian"),
+    ]
     h = recs[2]
     assert h.method == "hessian" and h.summary["epochs"] == 2 and h.log[-1]["val_force_mae_meV_A"] == 50.0
     with pytest.raises(ValueError, match="not a run or teacher evaluation file"):
@@ -65,18 +121,23 @@ def test_collect_identifies_runs_and_teachers_and_orders_teacher_first(tmp_path)
 def test_collect_prefers_an_evaluations_identity_and_falls_back_to_its_path(tmp_path):
     """eval JSONs written by the evaluation job carry identity {subset, teacher, run}: it wins over the path
     (files moved or renamed); files without it (older results) are filed by their path, as before."""
-    moved = _write(tmp_path / "elsewhere" / "test.json", {"identity": {"subset": "s1", "teacher": "T", "run": "hessian"},
-                                                          "ref_force_mae_meV_A": 5.0})
-    teacher = _write(tmp_path / "copy" / "speed.json", {"identity": {"subset": "s1", "teacher": "T", "run": None},
-                                                        "device": "cpu"})
+    moved = _write(
+        tmp_path / "elsewhere" / "test.json",
+        {"identity": {"subset": "s1", "teacher": "T", "run": "hessian"}, "ref_force_mae_meV_A": 5.0},
+    )
+    teacher = _write(
+        tmp_path / "copy" / "speed.json", {"identity": {"subset": "s1", "teacher": "T", "run": None}, "device": "cpu"}
+    )
     old = _write(tmp_path / "results" / "s1" / "runs" / "T" / "hessian" / "eval" / "md.json", {"n_structures": 2})
     recs = collect([moved, teacher, old], {"hessian": {"method": "hessian"}})
     assert [(r.subset, r.teacher, r.run) for r in recs] == [("s1", "T", "teacher"), ("s1", "T", "hessian")]
     assert set(recs[1].evals) == {"test", "md"} and recs[1].get("test", "ref_force_mae_meV_A") == 5.0
     assert set(recs[0].evals) == {"speed"}
     # an identity names the run even where the path names another
-    wrong_place = _write(tmp_path / "results" / "s2" / "runs" / "T" / "undistilled" / "eval" / "relax.json",
-                         {"identity": {"subset": "s1", "teacher": "T", "run": "hessian"}})
+    wrong_place = _write(
+        tmp_path / "results" / "s2" / "runs" / "T" / "undistilled" / "eval" / "relax.json",
+        {"identity": {"subset": "s1", "teacher": "T", "run": "hessian"}},
+    )
     assert [(r.subset, r.run) for r in collect([wrong_place])] == [("s1", "hessian")]
 
 
@@ -97,8 +158,14 @@ def test_accuracy_table_marks_the_best_student_per_column_not_the_teacher(tmp_pa
     recs = collect(_tree(tmp_path), {"undistilled": {}, "hessian": {}})
     t, vs_teacher = accuracy_tables(recs, digits=1)
     assert t.title.startswith("Table 1: test accuracy against the reference labels")
-    assert t.header[3:] == ["s1: E MAE (meV/atom)", "s1: F MAE (meV/Å)", "s1: |ΔF| / |F| (%)",
-                            "s2: E MAE (meV/atom)", "s2: F MAE (meV/Å)", "s2: |ΔF| / |F| (%)"]
+    assert t.header[3:] == [
+        "s1: E MAE (meV/atom)",
+        "s1: F MAE (meV/Å)",
+        "s1: |ΔF| / |F| (%)",
+        "s2: E MAE (meV/atom)",
+        "s2: F MAE (meV/Å)",
+        "s2: |ΔF| / |F| (%)",
+    ]
     labels = [r[0] for r in t.rows]
     assert labels == ["Teacher (T)", "undistilled", "hessian"] and t.rows[0][2] == "99,999"
     assert t.rows[0][3:] == ["0.5", "0.7", "1.0", "0.5", "0.7", "1.0"]  # teacher vs the reference labels
@@ -174,18 +241,33 @@ def test_dynamics_table_shows_mean_se_n_and_averages_drift_over_stable_runs_only
     from hessdistill.reporting import dynamics_table
 
     d = tmp_path / "results" / "s" / "runs" / "T" / "r" / "eval"
-    runs = [{"stable": True, "simulated_time_ps": 1.0, "drift_meV_atom_ps": 0.1},
-            {"stable": True, "simulated_time_ps": 1.0, "drift_meV_atom_ps": -0.3},
-            {"stable": False, "time_to_collapse_ps": 0.005, "simulated_time_ps": 0.005, "drift_meV_atom_ps": 785.0}]
-    paths = [_write(d / "md.json", {"n_structures": 3, "n_stable": 2, "mean_abs_drift_meV_atom_ps": 261.8,
-                                    "runs": runs}),
-             _write(d / "vibrations.json", {"freq_mae_cm1": 3.0, "runs": [{"freq_mae_cm1": 2.0, "freq_mae_rel": 0.01},
-                                                                          {"freq_mae_cm1": 4.0, "freq_mae_rel": 0.02}]}),
-             _write(d / "test.json", {"hessian_rel_error_per_structure": [0.02, 0.03]}),
-             _write(d / "relax.json", {"model_success_rate": 1.0, "energy_error_mae_meV_atom": 5.0,
-                                       "structures": [{"model_converged": True, "teacher_converged": True,
-                                                       "energy_error_meV_atom": -5.0, "rmsd_A": 0.1}]}),
-             _write(d.parent / "summary.json", {"method": "hessian", "train_time_s": 150.4})]
+    runs = [
+        {"stable": True, "simulated_time_ps": 1.0, "drift_meV_atom_ps": 0.1},
+        {"stable": True, "simulated_time_ps": 1.0, "drift_meV_atom_ps": -0.3},
+        {"stable": False, "time_to_collapse_ps": 0.005, "simulated_time_ps": 0.005, "drift_meV_atom_ps": 785.0},
+    ]
+    paths = [
+        _write(d / "md.json", {"n_structures": 3, "n_stable": 2, "mean_abs_drift_meV_atom_ps": 261.8, "runs": runs}),
+        _write(
+            d / "vibrations.json",
+            {
+                "freq_mae_cm1": 3.0,
+                "runs": [{"freq_mae_cm1": 2.0, "freq_mae_rel": 0.01}, {"freq_mae_cm1": 4.0, "freq_mae_rel": 0.02}],
+            },
+        ),
+        _write(d / "test.json", {"hessian_rel_error_per_structure": [0.02, 0.03]}),
+        _write(
+            d / "relax.json",
+            {
+                "model_success_rate": 1.0,
+                "energy_error_mae_meV_atom": 5.0,
+                "structures": [
+                    {"model_converged": True, "teacher_converged": True, "energy_error_meV_atom": -5.0, "rmsd_A": 0.1}
+                ],
+            },
+        ),
+        _write(d.parent / "summary.json", {"method": "hessian", "train_time_s": 150.4}),
+    ]
     t = dynamics_table(collect(paths, {}))
     row = dict(zip(t.header, t.rows[0]))
     assert row["train time (s)"] == "150.40"  # the wall time beside the errors: students compared at equal budgets
@@ -207,16 +289,27 @@ def test_phonon_figure_has_one_legend_entry_per_model_and_named_path_points(tmp_
     from hessdistill import reporting
 
     matplotlib.use("Agg")
-    bands = {"distances": [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]],
-             "frequencies_cm1": [[[0.0, 100.0, 200.0]] * 3] * 3,
-             "labels": ["G", "X", "R", "M", "G"], "connections": [True, False, False]}
+    bands = {
+        "distances": [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]],
+        "frequencies_cm1": [[[0.0, 100.0, 200.0]] * 3] * 3,
+        "labels": ["G", "X", "R", "M", "G"],
+        "connections": [True, False, False],
+    }
     dos = {"frequency_cm1": [0.0, 100.0, 200.0], "dos": [0.0, 1.0, 0.5]}
-    run = {"formula": "SrTiO3", "spacegroup": "Pm-3m (221)", "bands": {"teacher": bands, "model": bands},
-           "dos": {"teacher": dos, "model": dos}}
+    run = {
+        "formula": "SrTiO3",
+        "spacegroup": "Pm-3m (221)",
+        "bands": {"teacher": bands, "model": bands},
+        "dos": {"teacher": dos, "model": dos},
+    }
     paths = []
     for name in ("undistilled", "hessian"):
-        paths.append(_write(tmp_path / "results" / "s1" / "runs" / "T" / name / "eval" / "phonons.json",
-                            {"n_structures": 1, "runs": [run]}))
+        paths.append(
+            _write(
+                tmp_path / "results" / "s1" / "runs" / "T" / name / "eval" / "phonons.json",
+                {"n_structures": 1, "runs": [run]},
+            )
+        )
     seen = {}
     monkeypatch.setattr(reporting, "_save_fig", lambda fig, path: seen.update(fig=fig))
     reporting.fig_phonons(collect(paths), tmp_path / "fig.png")
@@ -252,13 +345,21 @@ def test_teacher_energy_error_without_the_offset_is_noted_under_table_1(tmp_path
     paths = _tree(tmp_path)
     t = tmp_path / "results" / "s1" / "teachers" / "T" / "eval" / "test.json"
     d = json.loads(t.read_text())
-    d.update({"ref_energy_mae_meV_atom": 403.0, "ref_energy_mae_offset_free_meV_atom": 1.25,
-              "ref_energy_offsets_eV": {"8": -0.687}, "ref_energy_offset_mean_meV_atom": -412.2,
-              "ref_energy_offsets_fitted_on": "train"})
+    d.update(
+        {
+            "ref_energy_mae_meV_atom": 403.0,
+            "ref_energy_mae_offset_free_meV_atom": 1.25,
+            "ref_energy_offsets_eV": {"8": -0.687},
+            "ref_energy_offset_mean_meV_atom": -412.2,
+            "ref_energy_offsets_fitted_on": "train",
+        }
+    )
     t.write_text(json.dumps(d))
     table, vs_teacher = accuracy_tables(collect(paths))
     note = [n for n in table.notes if n.startswith("Teacher on s1")]
-    assert note == ["Teacher on s1: energy MAE 1.25 meV/atom after per-element offsets fitted on the train split "
-                    "(on average -412.2 meV/atom on the test structures): the part of its energy error that is not "
-                    "a different zero of energy."]
+    assert note == [
+        "Teacher on s1: energy MAE 1.25 meV/atom after per-element offsets fitted on the train split "
+        "(on average -412.2 meV/atom on the test structures): the part of its energy error that is not "
+        "a different zero of energy."
+    ]
     assert not any(n.startswith("Teacher on") for n in vs_teacher.notes)

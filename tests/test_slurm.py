@@ -20,13 +20,20 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-
 from test_workflow import ROOT, base_config, snakemake
 
 # label_teacher_shard: teachers.<name>.shards > 1 (label_teacher_merge is a CPU job)
 GPU_RULES = {"label_teacher", "label_teacher_shard", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed"}
-FAMILIES = ("prepare", "label", "train", "evaluate", "evaluate_device", "evaluate_teacher",
-            "evaluate_teacher_device", "report")
+FAMILIES = (
+    "prepare",
+    "label",
+    "train",
+    "evaluate",
+    "evaluate_device",
+    "evaluate_teacher",
+    "evaluate_teacher_device",
+    "report",
+)
 
 
 def _slurm_up() -> str | None:
@@ -50,8 +57,8 @@ def slurm():
 
 def slurm_config() -> dict:
     cfg = base_config()
-    cfg["use_gpu"] = True          # GPU families request gpu_request ({gpu: 1}) ...
-    cfg["gpu_device"] = "auto"     # ... and run on cpu where the (dummy) GPU is not usable
+    cfg["use_gpu"] = True  # GPU families request gpu_request ({gpu: 1}) ...
+    cfg["gpu_device"] = "auto"  # ... and run on cpu where the (dummy) GPU is not usable
     # one thread per job so that two jobs share the 2-core test node
     cfg["resources"] = {f: {"threads": 1, "mem_mb": 2500} for f in FAMILIES}
     return cfg
@@ -72,9 +79,17 @@ def runs(slurm, tmp_path_factory, ci_tiny_completed):
     # through Slurm the labelling is sharded (2 shard jobs + a merge job): the comparison with the local, unsharded
     # run below checks that the merged labels are the single job's
     cfg_slurm = {**cfg, "teachers": {t: {**spec, "shards": 2} for t, spec in cfg["teachers"].items()}}
-    res = snakemake(wd_slurm, cfg_slurm, "--profile", str(ROOT / "profiles" / "slurm"),
-                    "--slurm-init-seconds-before-status-checks", "3",
-                    "--slurm-logdir", str(wd_slurm / "slurm-logs"), timeout=1500)
+    res = snakemake(
+        wd_slurm,
+        cfg_slurm,
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--slurm-init-seconds-before-status-checks",
+        "3",
+        "--slurm-logdir",
+        str(wd_slurm / "slurm-logs"),
+        timeout=1500,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
     # the local run is the session's ci-tiny run (tests/conftest.py), shared with test_workflow: the same configuration
@@ -93,8 +108,17 @@ def test_every_job_went_through_slurm_and_gpu_families_asked_for_a_gpu(runs):
     jobs = _jobs_by_rule(runs["output"])
     rules = set(jobs.values())
     # report is a localrule (cheap, on the submitting node); everything else is a Slurm job
-    assert rules == {"prepare_subset", "label_teacher_shard", "label_teacher_merge", "train_run", "evaluate_run",
-                     "evaluate_run_md_speed", "evaluate_teacher", "evaluate_teacher_md_speed", "teacher_minima"}, rules
+    assert rules == {
+        "prepare_subset",
+        "label_teacher_shard",
+        "label_teacher_merge",
+        "train_run",
+        "evaluate_run",
+        "evaluate_run_md_speed",
+        "evaluate_teacher",
+        "evaluate_teacher_md_speed",
+        "teacher_minima",
+    }, rules
     assert list(jobs.values()).count("label_teacher_shard") == 2
     assert len(jobs) == 22, jobs  # 24 jobs less `all` and the local report
     for jobid, rule in jobs.items():
@@ -110,9 +134,11 @@ def test_every_job_went_through_slurm_and_gpu_families_asked_for_a_gpu(runs):
 
 def test_results_match_a_local_run(runs):
     a, b = runs["slurm"] / "results", runs["local"] / "results"
-    pairs = {"structures": ("data/structures.h5", ["positions", "numbers", "energy", "forces"]),
-             "labels": ("teachers/chgnet/labels.h5", ["energy", "forces"]),
-             "hessians": ("teachers/chgnet/hessians.h5", ["row_index", "values"])}
+    pairs = {
+        "structures": ("data/structures.h5", ["positions", "numbers", "energy", "forces"]),
+        "labels": ("teachers/chgnet/labels.h5", ["energy", "forces"]),
+        "hessians": ("teachers/chgnet/hessians.h5", ["row_index", "values"]),
+    }
     for name, (rel, keys) in pairs.items():
         with h5py.File(a / "tiny-sto" / rel) as fa, h5py.File(b / "tiny-sto" / rel) as fb:
             assert sorted(fa.keys()) == sorted(fb.keys()), name
@@ -121,8 +147,9 @@ def test_results_match_a_local_run(runs):
                     continue
                 for k in keys:
                     if k in fa[split]:
-                        np.testing.assert_allclose(fa[split][k][()], fb[split][k][()], rtol=1e-5, atol=1e-6,
-                                                   err_msg=f"{name}/{split}/{k}")
+                        np.testing.assert_allclose(
+                            fa[split][k][()], fb[split][k][()], rtol=1e-5, atol=1e-6, err_msg=f"{name}/{split}/{k}"
+                        )
     for run in ("tiny-undistilled", "tiny-hessian"):
         ta = json.loads((a / f"tiny-sto/runs/chgnet/{run}/eval/test.json").read_text())
         tb = json.loads((b / f"tiny-sto/runs/chgnet/{run}/eval/test.json").read_text())

@@ -24,7 +24,7 @@ def smooth_hessian(atoms):
     k, q = 2.0, 5.0
     h = np.zeros((3 * len(atoms),) * 2)
     for i, u in enumerate(atoms.positions - CENTRES):
-        h[3 * i:3 * i + 3, 3 * i:3 * i + 3] = 2 * k * np.eye(3) + q * (4 * (u @ u) * np.eye(3) + 8 * np.outer(u, u))
+        h[3 * i : 3 * i + 3, 3 * i : 3 * i + 3] = 2 * k * np.eye(3) + q * (4 * (u @ u) * np.eye(3) + 8 * np.outer(u, u))
     return h
 
 
@@ -33,7 +33,7 @@ def cone_hessian(atoms, eps=1e-3):
     h = np.zeros((3 * len(atoms),) * 2)
     for i, u in enumerate(atoms.positions - CENTRES):
         r2 = u @ u + eps**2
-        h[3 * i:3 * i + 3, 3 * i:3 * i + 3] = (np.eye(3) - np.outer(u, u) / r2) / np.sqrt(r2)
+        h[3 * i : 3 * i + 3, 3 * i : 3 * i + 3] = (np.eye(3) - np.outer(u, u) / r2) / np.sqrt(r2)
     return h
 
 
@@ -57,8 +57,12 @@ def test_an_analytic_energy_is_smooth_and_a_cone_is_not():
 
 def _perovskite():
     a = 3.905
-    at = Atoms("SrTiO3", scaled_positions=[(0, 0, 0), (.5, .5, .5), (.5, .5, 0), (.5, 0, .5), (0, .5, .5)],
-               cell=[a, a, a], pbc=True)
+    at = Atoms(
+        "SrTiO3",
+        scaled_positions=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0), (0.5, 0, 0.5), (0, 0.5, 0.5)],
+        cell=[a, a, a],
+        pbc=True,
+    )
     at.rattle(0.03, seed=3)
     return at
 
@@ -81,7 +85,21 @@ def test_chgnet_hessian_is_rough_at_a_perovskite(tmp_path):
     path = write_structures(tmp_path / "s.h5", {"test": [_perovskite()]}, require_labels=False)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        main(["--teacher", "chgnet", "--structures", str(path), "--n-structures", "1", "--span", "0.008",
-              "--points", "9", "--window", "3"])
+        main(
+            [
+                "--teacher",
+                "chgnet",
+                "--structures",
+                str(path),
+                "--n-structures",
+                "1",
+                "--span",
+                "0.008",
+                "--points",
+                "9",
+                "--window",
+                "3",
+            ]
+        )
     line = json.loads(buf.getvalue().splitlines()[0])
     assert line["formula"] == "O3SrTi" and line["rough_median"] == pytest.approx(r["rough_median"], rel=1e-6)

@@ -13,10 +13,10 @@ import pytest
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from hessdistill.data import read_structures, write_structures
 from hessdistill.core.digest import file_digest
+from hessdistill.core.errors import StructureError
+from hessdistill.data import read_structures, write_structures
 from hessdistill.data import sources as src
-from hessdistill.data.sources import mptrj as mptrj_reader
 from hessdistill.data.sources import (
     SOURCES,
     ChecksumError,
@@ -33,7 +33,7 @@ from hessdistill.data.sources import (
     vasp_stress_to_ase,
     verify_checksum,
 )
-from hessdistill.core.errors import StructureError
+from hessdistill.data.sources import mptrj as mptrj_reader
 
 # reference values written out, not taken from ase.units, so a wrong constant in the code would show
 HARTREE = 27.211386  # eV
@@ -78,29 +78,40 @@ def test_vasp_stress_sign_and_units():
     assert s[0, 1] == pytest.approx(-0.2 * GPA, rel=1e-6)
 
 
-@pytest.mark.parametrize("smiles, charge", [
-    ("[H:3][C:1](=[O:2])[H:4]", 0),
-    ("[H:4][C:1](=[O:2])[O-:3]", -1),
-    ("[N+:1]([H:2])([H:3])([H:4])[H:5]", 1),
-    ("[NH4+]", 1), ("[Ca+2]", 2), ("[O--]", -2), ("[Na+].[Cl-]", 0), ("CCO", 0), ("[C@@H:3]", 0),
-])
+@pytest.mark.parametrize(
+    "smiles, charge",
+    [
+        ("[H:3][C:1](=[O:2])[H:4]", 0),
+        ("[H:4][C:1](=[O:2])[O-:3]", -1),
+        ("[N+:1]([H:2])([H:3])([H:4])[H:5]", 1),
+        ("[NH4+]", 1),
+        ("[Ca+2]", 2),
+        ("[O--]", -2),
+        ("[Na+].[Cl-]", 0),
+        ("CCO", 0),
+        ("[C@@H:3]", 0),
+    ],
+)
 def test_smiles_formal_charge(smiles, charge):
     assert smiles_formal_charge(smiles) == charge
 
 
-@pytest.mark.parametrize("subset, short", [
-    ("SPICE DES Monomers Single Points Dataset v1.1", "DES370K Monomers"),
-    ("SPICE DES370K Single Points Dataset v1.0", "DES370K Dimers"),
-    ("SPICE DES370K Single Points Dataset Supplement v1.1", "DES370K Dimers"),
-    ("SPICE Solvated Amino Acids Single Points Dataset v1.1", "Solvated Amino Acids"),
-    ("SPICE PubChem Set 7 Single Points Dataset v1.0", "PubChem"),
-    ("SPICE PubChem Boron Silicon v1.0", "PubChem"),
-    ("SPICE Solvated PubChem Set 1 v1.0", "Solvated PubChem"),
-    ("SPICE Dipeptides Single Points Dataset v1.3", "Dipeptides"),
-    ("SPICE Ion Pairs Single Points Dataset v1.2", "Ion Pairs"),
-    ("SPICE Water Clusters v1.0", "Water Clusters"),
-    ("SPICE Amino Acid Ligand v1.0", "Amino Acid Ligand Pairs"),
-])
+@pytest.mark.parametrize(
+    "subset, short",
+    [
+        ("SPICE DES Monomers Single Points Dataset v1.1", "DES370K Monomers"),
+        ("SPICE DES370K Single Points Dataset v1.0", "DES370K Dimers"),
+        ("SPICE DES370K Single Points Dataset Supplement v1.1", "DES370K Dimers"),
+        ("SPICE Solvated Amino Acids Single Points Dataset v1.1", "Solvated Amino Acids"),
+        ("SPICE PubChem Set 7 Single Points Dataset v1.0", "PubChem"),
+        ("SPICE PubChem Boron Silicon v1.0", "PubChem"),
+        ("SPICE Solvated PubChem Set 1 v1.0", "Solvated PubChem"),
+        ("SPICE Dipeptides Single Points Dataset v1.3", "Dipeptides"),
+        ("SPICE Ion Pairs Single Points Dataset v1.2", "Ion Pairs"),
+        ("SPICE Water Clusters v1.0", "Water Clusters"),
+        ("SPICE Amino Acid Ligand v1.0", "Amino Acid Ligand Pairs"),
+    ],
+)
 def test_spice_config_type(subset, short):
     assert spice_config_type(subset) == short
 
@@ -230,8 +241,11 @@ def test_spice_wrong_shape(tmp_path):
         g = _spice_group(f, FORMATE, 2, np.random.default_rng(0))
         del g["dft_total_gradient"]
         g.create_dataset("dft_total_gradient", data=np.zeros((2, 3, 3)), dtype=np.float32)
-    with pytest.raises(StructureError, match=r"group 'formate'.*'dft_total_gradient' has shape \(2, 3, 3\), "
-                                             r"expected \(2, 4, 3\)"):
+    with pytest.raises(
+        StructureError,
+        match=r"group 'formate'.*'dft_total_gradient' has shape \(2, 3, 3\), "
+        r"expected \(2, 4, 3\)",
+    ):
         read_spice_hdf5(path)
 
 
@@ -348,13 +362,33 @@ def _pmg_structure(lattice, species, frac):
     lengths = np.linalg.norm(lattice, axis=1)
     sites = []
     for symbol, abc in zip(species, frac):
-        sites.append({"species": [{"element": symbol, "occu": 1}], "abc": list(abc), "properties": {"magmom": 0.0},
-                      "label": symbol, "xyz": list(np.asarray(abc) @ lattice)})
-    return {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0, "properties": {},
-            "lattice": {"matrix": lattice.tolist(), "pbc": [True, True, True], "a": lengths[0], "b": lengths[1],
-                        "c": lengths[2], "alpha": 90.0, "beta": 90.0, "gamma": 90.0,
-                        "volume": float(abs(np.linalg.det(lattice)))},
-            "sites": sites}
+        sites.append(
+            {
+                "species": [{"element": symbol, "occu": 1}],
+                "abc": list(abc),
+                "properties": {"magmom": 0.0},
+                "label": symbol,
+                "xyz": list(np.asarray(abc) @ lattice),
+            }
+        )
+    return {
+        "@module": "pymatgen.core.structure",
+        "@class": "Structure",
+        "charge": 0,
+        "properties": {},
+        "lattice": {
+            "matrix": lattice.tolist(),
+            "pbc": [True, True, True],
+            "a": lengths[0],
+            "b": lengths[1],
+            "c": lengths[2],
+            "alpha": 90.0,
+            "beta": 90.0,
+            "gamma": 90.0,
+            "volume": float(abs(np.linalg.det(lattice))),
+        },
+        "sites": sites,
+    }
 
 
 def _mptrj_frame(structure, n, *, e_unc, e_cor, stress, mp_id, rng, magmom=True, bandgap=0.0):
@@ -378,19 +412,45 @@ def _mptrj_frame(structure, n, *, e_unc, e_cor, stress, mp_id, rng, magmom=True,
 def mptrj_data():
     rng = np.random.default_rng(3)
     cscl = _pmg_structure(np.eye(3) * 4.1, ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    y2o3 = _pmg_structure([[3.5, 0.1, 0], [0, 3.6, 0], [0.2, 0, 3.7]], ["Y", "Y", "O", "O", "O"],
-                          [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], [0.75, 0.25, 0.5], [0.1, 0.6, 0.9]])
+    y2o3 = _pmg_structure(
+        [[3.5, 0.1, 0], [0, 3.6, 0], [0.2, 0, 3.7]],
+        ["Y", "Y", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], [0.75, 0.25, 0.5], [0.1, 0.6, 0.9]],
+    )
     return {
         "mp-573697": {
-            "mp-573697-0-0": _mptrj_frame(cscl, 2, e_unc=-7.25, e_cor=-7.5, mp_id="mp-573697", rng=rng,
-                                          stress=[[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]]),
-            "mp-573697-0-1": _mptrj_frame(cscl, 2, e_unc=-7.26, e_cor=-7.51, mp_id="mp-573697", rng=rng,
-                                          stress=[[-2.0, 0.5, 0.0], [0.5, -2.0, 0.0], [0.0, 0.0, -2.0]],
-                                          magmom=False, bandgap=5.3),
+            "mp-573697-0-0": _mptrj_frame(
+                cscl,
+                2,
+                e_unc=-7.25,
+                e_cor=-7.5,
+                mp_id="mp-573697",
+                rng=rng,
+                stress=[[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]],
+            ),
+            "mp-573697-0-1": _mptrj_frame(
+                cscl,
+                2,
+                e_unc=-7.26,
+                e_cor=-7.51,
+                mp_id="mp-573697",
+                rng=rng,
+                stress=[[-2.0, 0.5, 0.0], [0.5, -2.0, 0.0], [0.0, 0.0, -2.0]],
+                magmom=False,
+                bandgap=5.3,
+            ),
         },
         "mp-2652": {
-            "mp-1234-1-3": _mptrj_frame(y2o3, 5, e_unc=-40.0, e_cor=-41.4, mp_id="mp-2652", rng=rng,
-                                        stress=[[1.0, 0.2, 0.3], [0.2, 2.0, 0.4], [0.3, 0.4, 3.0]], bandgap=4.1),
+            "mp-1234-1-3": _mptrj_frame(
+                y2o3,
+                5,
+                e_unc=-40.0,
+                e_cor=-41.4,
+                mp_id="mp-2652",
+                rng=rng,
+                stress=[[1.0, 0.2, 0.3], [0.2, 2.0, 0.4], [0.3, 0.4, 3.0]],
+                bandgap=4.1,
+            ),
         },
     }
 
@@ -555,10 +615,19 @@ def _md22_arrays(rng, m=4, n=5, e_shape="column"):
     R = rng.normal(scale=2.0, size=(m, n, 3))
     E = -1.0e5 + rng.normal(size=m)
     F = rng.normal(scale=20.0, size=(m, n, 3))
-    return {"type": np.array("d"), "code_version": np.array("1.0.0"), "name": np.array("buckyball-catcher"),
-            "theory": np.array("PBE+MBD"), "z": z, "R": R, "E": E[:, None] if e_shape == "column" else E, "F": F,
-            "md5": np.array("0123456789abcdef0123456789abcdef"), "r_unit": np.array("Ang"),
-            "e_unit": np.array("kcal/mol")}
+    return {
+        "type": np.array("d"),
+        "code_version": np.array("1.0.0"),
+        "name": np.array("buckyball-catcher"),
+        "theory": np.array("PBE+MBD"),
+        "z": z,
+        "R": R,
+        "E": E[:, None] if e_shape == "column" else E,
+        "F": F,
+        "md5": np.array("0123456789abcdef0123456789abcdef"),
+        "r_unit": np.array("Ang"),
+        "e_unit": np.array("kcal/mol"),
+    }
 
 
 @pytest.fixture
@@ -640,8 +709,9 @@ def test_generic_ase_db_with_custom_keys(tmp_path):
     with ase.db.connect(path) as db:
         for i in range(2):
             a = Atoms("H2O", positions=rng.normal(size=(3, 3)))
-            db.write(a, dft_energy=-10.0 - i, subset="water", total_charge=0,
-                     data={"dft_forces": rng.normal(size=(3, 3))})
+            db.write(
+                a, dft_energy=-10.0 - i, subset="water", total_charge=0, data={"dft_forces": rng.normal(size=(3, 3))}
+            )
     atoms = read_generic(path, energy_key="dft_energy", forces_key="dft_forces", charge_key="total_charge")
     assert [a.get_potential_energy() for a in atoms] == [-10.0, -11.0]
     assert atoms[0].get_forces().shape == (3, 3)
@@ -687,8 +757,10 @@ def test_sources_table_is_complete_and_honest():
                 assert value is None or (len(value) == length and re.fullmatch(r"[0-9a-f]+", value)), (name, f)
             assert f["checksum_source"], (name, f["name"])  # where the value came from, or why it is missing
     assert SOURCES["mptrj"]["files"][0]["name"] == "MPtrj_2022.9_full.json"
-    assert {f["name"] for f in SOURCES["mace-off"]["files"]} == {"train_large_neut_no_bad_clean.xyz",
-                                                                   "test_large_neut_all.xyz"}
+    assert {f["name"] for f in SOURCES["mace-off"]["files"]} == {
+        "train_large_neut_no_bad_clean.xyz",
+        "test_large_neut_all.xyz",
+    }
     assert expected_checksum("spice2", "SPICE-2.0.1.hdf5")[0] == "md5"
     assert expected_checksum("md22", "md22_buckyball-catcher.npz") is None
     with pytest.raises(KeyError):
@@ -727,8 +799,9 @@ def test_read_source_dispatch_errors(md22_file):
 
 def test_maceoff_neutral_only_needs_a_charge(tmp_path):
     path = tmp_path / "bare.xyz"
-    path.write_text(re.sub(r' smiles="[^"]*"', "", MACEOFF_XYZ.replace(" total_charge=0", "")
-                           .replace(" total_charge=-1", "")))
+    path.write_text(
+        re.sub(r' smiles="[^"]*"', "", MACEOFF_XYZ.replace(" total_charge=0", "").replace(" total_charge=-1", ""))
+    )
     with pytest.raises(StructureError, match="neutral_only needs the total charge"):
         read_maceoff_xyz(path, default_charge=None, neutral_only=True)
 

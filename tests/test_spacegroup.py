@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from hessdistill.jobs.prepare import prepare_subset
+from hessdistill.data.perovskite import is_perovskite
 from hessdistill.data.spacegroup import mptrj_frame_order, space_group, space_group_numbers
 from hessdistill.data.store import StructureStore
-from hessdistill.data.perovskite import is_perovskite
 from hessdistill.data.subsets import SelectorError, compile_selectors, select
+from hessdistill.jobs.prepare import prepare_subset
 
 spglib = pytest.importorskip("spglib")
 
@@ -33,20 +33,42 @@ def _cscl(a=4.12):
 
 def _pmg(species, lattice, frac):
     lattice = np.asarray(lattice, dtype=float)
-    sites = [{"species": [{"element": s, "occu": 1}], "abc": list(map(float, f)),
-              "xyz": (np.asarray(f) @ lattice).tolist(), "label": s, "properties": {}}
-             for s, f in zip(species, frac)]
-    return {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
-            "lattice": {"matrix": lattice.tolist(), "pbc": [True, True, True]}, "sites": sites}
+    sites = [
+        {
+            "species": [{"element": s, "occu": 1}],
+            "abc": list(map(float, f)),
+            "xyz": (np.asarray(f) @ lattice).tolist(),
+            "label": s,
+            "properties": {},
+        }
+        for s, f in zip(species, frac)
+    ]
+    return {
+        "@module": "pymatgen.core.structure",
+        "@class": "Structure",
+        "charge": 0,
+        "lattice": {"matrix": lattice.tolist(), "pbc": [True, True, True]},
+        "sites": sites,
+    }
 
 
 def _frame(structure, e_per_atom, mp_id, rng):
     n = len(structure[0])
     e = e_per_atom * n
-    return {"structure": _pmg(*structure), "uncorrected_total_energy": e + 0.1, "corrected_total_energy": e,
-            "energy_per_atom": e / n, "ef_per_atom": -1.0, "e_per_atom_relaxed": e_per_atom,
-            "ef_per_atom_relaxed": -1.0, "force": rng.normal(scale=0.05, size=(n, 3)).round(6).tolist(),
-            "stress": np.eye(3).tolist(), "magmom": None, "bandgap": 1.0, "mp_id": mp_id}
+    return {
+        "structure": _pmg(*structure),
+        "uncorrected_total_energy": e + 0.1,
+        "corrected_total_energy": e,
+        "energy_per_atom": e / n,
+        "ef_per_atom": -1.0,
+        "e_per_atom_relaxed": e_per_atom,
+        "ef_per_atom_relaxed": -1.0,
+        "force": rng.normal(scale=0.05, size=(n, 3)).round(6).tolist(),
+        "stress": np.eye(3).tolist(),
+        "magmom": None,
+        "bandgap": 1.0,
+        "mp_id": mp_id,
+    }
 
 
 def _noisy(structure, rng, scale):
@@ -70,20 +92,29 @@ def mptrj_like(path, seed=0):
             "mp-5229-0-4": _frame(_srtio3(3.93, ti_dz=0.25), -7.95, "mp-5229", rng),
             "mp-5229-1-2": _frame(_srtio3(3.905), -8.00, "mp-5229", rng),
         },
-        "mp-22865": {f"mp-22865-0-{k}": _frame(_noisy(_cscl(4.15 - 0.01 * k), rng, 0.01), -3.0 - 0.01 * k,
-                                               "mp-22865", rng) for k in range(4)},
-        "mp-20459": {f"mp-20459-0-{k}": _frame(_srtio3(3.90, c=4.13, ti_dz=0.3 + 0.01 * k), -7.0 - 0.01 * k,
-                                               "mp-20459", rng) for k in range(3)},
-        "mp-4019": {f"mp-4019-0-{k}": _frame(_srtio3(3.80, b=3.90, c=4.00 + 0.01 * k), -7.5 - 0.01 * k,
-                                             "mp-4019", rng) for k in range(2)},
+        "mp-22865": {
+            f"mp-22865-0-{k}": _frame(_noisy(_cscl(4.15 - 0.01 * k), rng, 0.01), -3.0 - 0.01 * k, "mp-22865", rng)
+            for k in range(4)
+        },
+        "mp-20459": {
+            f"mp-20459-0-{k}": _frame(_srtio3(3.90, c=4.13, ti_dz=0.3 + 0.01 * k), -7.0 - 0.01 * k, "mp-20459", rng)
+            for k in range(3)
+        },
+        "mp-4019": {
+            f"mp-4019-0-{k}": _frame(_srtio3(3.80, b=3.90, c=4.00 + 0.01 * k), -7.5 - 0.01 * k, "mp-4019", rng)
+            for k in range(2)
+        },
     }
     path.write_text(json.dumps(data))
     return path
 
 
 def _spec(path, selectors, **split):
-    return {"source": {"name": "mptrj", "path": str(path)}, "selectors": selectors,
-            "split": {"fractions": {"train": 0.85, "val": 0.15}, "seed": 0, **split}}
+    return {
+        "source": {"name": "mptrj", "path": str(path)},
+        "selectors": selectors,
+        "split": {"fractions": {"train": 0.85, "val": 0.15}, "seed": 0, **split},
+    }
 
 
 def _read(path):
@@ -123,8 +154,12 @@ def test_pm3m_per_material_keeps_whole_materials_any_composition(tmp_path):
     assert e["per"] == "material" and e["key"] == "mp_id" and e["frame"] == "lowest_energy"
     assert e["symprec"] == 0.1 and e["angle_tolerance"] == -1.0 and e["spglib_version"] == spglib.__version__
     assert e["space_groups"] == [221] and e["n_materials"] == 4 and e["n_materials_kept"] == 2
-    assert e["materials"] == {"mp-5229": ["mp-5229-1-2", 221], "mp-22865": ["mp-22865-0-3", 221],
-                              "mp-20459": ["mp-20459-0-2", 99], "mp-4019": ["mp-4019-0-1", 47]}
+    assert e["materials"] == {
+        "mp-5229": ["mp-5229-1-2", 221],
+        "mp-22865": ["mp-22865-0-3", 221],
+        "mp-20459": ["mp-20459-0-2", 99],
+        "mp-4019": ["mp-4019-0-1", 47],
+    }
     assert e["space_group_counts"] == {"47": 1, "99": 1, "221": 2}
 
     # the same by symbol, and by frame: only the frames that are themselves Pm-3m
@@ -171,17 +206,23 @@ def test_symprec_is_applied_and_recorded(tmp_path):
     assert rep5["selectors"][0]["angle_tolerance"] == 5.0
 
 
-@pytest.mark.parametrize("spec, pattern", [
-    ({"space_group": {}}, r"selectors\[0\]: space_group: give the space group as number .*\n  fix: write"),
-    ({"space_group": {"symbol": "Pm3m"}}, r"unknown space group symbol 'Pm3m' \(did you mean 'Pm-3m'\?\)"),
-    ({"space_group": 231}, r"space_group number must be 1..230, got 231"),
-    ({"space_group": {"number": 221, "symbol": "Pm-3m"}}, r"give number or symbol, not both"),
-    ({"space_group": {"number": 221, "per": "frames"}}, r"space_group: per must be one of material, frame"),
-    ({"space_group": {"number": 221, "symprec": 0}}, r"space_group: symprec \(Å\) must be > 0"),
-    ({"space_group": {"number": 221, "angle_tolerance": 95}}, r"angle_tolerance must be in \(0, 90\)"),
-    ({"space_group": {"number": 221, "per": "frame", "frame": "last"}}, r"\['frame'\] only apply to per: material"),
-    ({"space_group": {"number": 221, "symmprec": 0.1}}, r"unknown option\(s\) \['symmprec'\] \(did you mean 'symprec'\?\)"),
-])
+@pytest.mark.parametrize(
+    "spec, pattern",
+    [
+        ({"space_group": {}}, r"selectors\[0\]: space_group: give the space group as number .*\n  fix: write"),
+        ({"space_group": {"symbol": "Pm3m"}}, r"unknown space group symbol 'Pm3m' \(did you mean 'Pm-3m'\?\)"),
+        ({"space_group": 231}, r"space_group number must be 1..230, got 231"),
+        ({"space_group": {"number": 221, "symbol": "Pm-3m"}}, r"give number or symbol, not both"),
+        ({"space_group": {"number": 221, "per": "frames"}}, r"space_group: per must be one of material, frame"),
+        ({"space_group": {"number": 221, "symprec": 0}}, r"space_group: symprec \(Å\) must be > 0"),
+        ({"space_group": {"number": 221, "angle_tolerance": 95}}, r"angle_tolerance must be in \(0, 90\)"),
+        ({"space_group": {"number": 221, "per": "frame", "frame": "last"}}, r"\['frame'\] only apply to per: material"),
+        (
+            {"space_group": {"number": 221, "symmprec": 0.1}},
+            r"unknown option\(s\) \['symmprec'\] \(did you mean 'symprec'\?\)",
+        ),
+    ],
+)
 def test_space_group_spec_errors_name_the_selector(spec, pattern):
     with pytest.raises(SelectorError, match=pattern):
         compile_selectors([spec])
@@ -189,8 +230,11 @@ def test_space_group_spec_errors_name_the_selector(spec, pattern):
 
 def test_per_material_needs_the_material_key():
     a = Atoms(*(_cscl()[:1]), cell=_cscl()[1], scaled_positions=_cscl()[2], pbc=True)
-    with pytest.raises(SelectorError, match=r"selectors\[0\] space_group \(per: material\): atoms.info has no key "
-                                            r"'mp_id'.*\n  fix: use per: frame"):
+    with pytest.raises(
+        SelectorError,
+        match=r"selectors\[0\] space_group \(per: material\): atoms.info has no key "
+        r"'mp_id'.*\n  fix: use per: frame",
+    ):
         select([a], [{"space_group": 221}])
     assert len(select([a], [{"space_group": {"number": 221, "per": "frame"}}])[0]) == 1
 
@@ -198,8 +242,9 @@ def test_per_material_needs_the_material_key():
 # ---------------------------------------------------------------------------------------------- prepare + splits
 def test_prepared_store_records_how_the_subset_was_made(tmp_path):
     path = mptrj_like(tmp_path / "mptrj.json")
-    rep = prepare_subset(_spec(path, [{"space_group": {"number": 221}}], carve_test_from_train=True),
-                         tmp_path / "perovskites.h5")
+    rep = prepare_subset(
+        _spec(path, [{"space_group": {"number": 221}}], carve_test_from_train=True), tmp_path / "perovskites.h5"
+    )
     assert rep["selection"]["source"]["n_selected"] == 7
     with StructureStore(tmp_path / "perovskites.h5") as st:
         sel = json.loads(st.attrs["selection_report"])["selectors"][0]
@@ -214,8 +259,10 @@ def _many_frames_json(path, n_materials=10, n_frames=4, seed=1):
     data = {}
     for m in range(n_materials):
         mp = f"mp-{1000 + m}"
-        data[mp] = {f"{mp}-0-{k}": _frame(_noisy(_cscl(4.0 + 0.02 * m), rng, 0.01), -3.0 - 0.01 * k, mp, rng)
-                    for k in range(n_frames)}
+        data[mp] = {
+            f"{mp}-0-{k}": _frame(_noisy(_cscl(4.0 + 0.02 * m), rng, 0.01), -3.0 - 0.01 * k, mp, rng)
+            for k in range(n_frames)
+        }
     path.write_text(json.dumps(data))
     return path
 
@@ -254,8 +301,8 @@ def test_mptrj_split_85_15_per_frame_then_test_carved_from_train(tmp_path):
 def test_cli_prints_and_config_check_reports_space_group(tmp_path, capsys):
     import yaml
 
-    from hessdistill.workflow.config_check import _selector_problems
     from hessdistill.jobs.prepare import main
+    from hessdistill.workflow.config_check import _selector_problems
 
     path = mptrj_like(tmp_path / "mptrj.json")
     spec = tmp_path / "perovskites.yaml"
@@ -264,5 +311,7 @@ def test_cli_prints_and_config_check_reports_space_group(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "space_group: kept 7 of 12" in out
     assert f"spglib {spglib.__version__}, symprec 0.1 Å" in out and "2 of 4 materials (frame: lowest_energy)" in out
-    problems = _selector_problems([{"space_group": {"number": 221}}, {"space_group": "Pm3m"}], "subsets.p.selectors", None)
+    problems = _selector_problems(
+        [{"space_group": {"number": 221}}, {"space_group": "Pm3m"}], "subsets.p.selectors", None
+    )
     assert len(problems) == 1 and "subsets.p.selectors[1]" in problems[0] and "did you mean 'Pm-3m'" in problems[0]

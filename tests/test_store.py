@@ -14,6 +14,8 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from hessdistill.core.errors import StoreError, StructureError
+from hessdistill.core.structures import validate_atoms
 from hessdistill.data import (
     FORMAT,
     UNITS,
@@ -25,8 +27,6 @@ from hessdistill.data import (
     write_extxyz,
     write_structures,
 )
-from hessdistill.core.structures import validate_atoms
-from hessdistill.core.errors import StoreError, StructureError
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -51,8 +51,15 @@ def _label(atoms, rng, *, stress=False, via="calc"):
 def _molecule(name, rng, **kw):
     a = molecule(name)
     a.positions += rng.normal(scale=0.05, size=a.positions.shape)  # non-round floats
-    a.info.update({"config_type": "molecule", "smiles": name, "frame": int(rng.integers(100)), "temperature": 300.5,
-                   "relaxed": False})
+    a.info.update(
+        {
+            "config_type": "molecule",
+            "smiles": name,
+            "frame": int(rng.integers(100)),
+            "temperature": 300.5,
+            "relaxed": False,
+        }
+    )
     return _label(a, rng, **kw)
 
 
@@ -165,8 +172,12 @@ def test_labels_from_a_real_calculator(tmp_path):
 
 
 def test_attributes_and_units(tmp_path, splits):
-    path = write_structures(tmp_path / "s.h5", splits, labels="teacher:emt:1",
-                            attrs={"source": "demo", "seed": 3, "subset": {"elements": ["H", "O"]}, "frac": 0.5})
+    path = write_structures(
+        tmp_path / "s.h5",
+        splits,
+        labels="teacher:emt:1",
+        attrs={"source": "demo", "seed": 3, "subset": {"elements": ["H", "O"]}, "frac": 0.5},
+    )
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == FORMAT and f.attrs["format_version"] == 1
         for key, unit in UNITS.items():
@@ -360,8 +371,14 @@ def test_overlapping_atoms_in_a_molecule(tmp_path):
     structs = [_labelled(molecule("H2O")), _labelled(dup)]
     with pytest.raises(StructureError, match=r"atoms 2 and 5 are 0\.000 Å apart") as err:
         write_structures(tmp_path / "ov.h5", {"train": structs})
-    _assert_names(err, "ov.h5", "structure 1 of split 'train'", "MIN_DISTANCE_A = 0.5 Å",
-                  "remove the structure with a selector", "fix the geometry")
+    _assert_names(
+        err,
+        "ov.h5",
+        "structure 1 of split 'train'",
+        "MIN_DISTANCE_A = 0.5 Å",
+        "remove the structure with a selector",
+        "fix the geometry",
+    )
     assert err.value.structure == "1 of split 'train'"
     assert not (tmp_path / "ov.h5").exists()
     validate_atoms(structs[1], index=1)  # readers pass it on, so that a selector can drop it before the write

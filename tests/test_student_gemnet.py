@@ -7,15 +7,26 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule
-
-from hessdistill.core.graphs import atoms_to_data, batch_atoms, collate
-from hessdistill.core.errors import HessdistillError
-from hessdistill.students import build_student
-from hessdistill.students.gemnet import GemNet, reverse_edges, triplets
 from test_students_painn_schnet import training_step
 
-TINY = dict(num_blocks=2, emb_size_atom=8, emb_size_edge=8, emb_size_trip=4, emb_size_rbf=4, emb_size_cbf=4,
-            emb_size_bil_trip=8, num_spherical=3, num_radial=4, num_atom=1, cutoff=4.0)
+from hessdistill.core.errors import HessdistillError
+from hessdistill.core.graphs import atoms_to_data, batch_atoms, collate
+from hessdistill.students import build_student
+from hessdistill.students.gemnet import GemNet, reverse_edges, triplets
+
+TINY = dict(
+    num_blocks=2,
+    emb_size_atom=8,
+    emb_size_edge=8,
+    emb_size_trip=4,
+    emb_size_rbf=4,
+    emb_size_cbf=4,
+    emb_size_bil_trip=8,
+    num_spherical=3,
+    num_radial=4,
+    num_atom=1,
+    cutoff=4.0,
+)
 
 
 def tiny(direct=True, dtype=torch.float64, seed=0, **kw):
@@ -47,7 +58,6 @@ def random_rotation(seed):
     return q * np.sign(np.linalg.det(q))
 
 
-
 def force_jacobian(f, pos):
     """dF/dx (3N, 3N), row by row (keeps the graph, so a loss on it can still be backpropagated)."""
     n = f.numel()
@@ -58,6 +68,7 @@ def force_jacobian(f, pos):
         (g,) = torch.autograd.grad(f.reshape(-1), pos, v, retain_graph=True)
         rows.append(g.reshape(-1))
     return torch.stack(rows)
+
 
 def test_parameter_counts_match_official():
     threads = torch.get_num_threads()
@@ -191,7 +202,7 @@ def test_batching_and_rebuild_and_dtype():
         for k, a in enumerate(structs):
             _, ek, fk = run(model, [a])
             assert torch.allclose(e[k], ek[0], atol=1e-10)
-            assert torch.allclose(f[start:start + len(a)], fk, atol=1e-10)
+            assert torch.allclose(f[start : start + len(a)], fk, atol=1e-10)
             start += len(a)
         clone = build_student(model.config()).double()
         clone.load_state_dict(model.state_dict())
@@ -222,8 +233,9 @@ def test_periodic_triplets_keep_other_images_of_the_same_atom():
     _, e, f = run(model, [a])
     assert torch.isfinite(e).all() and float(f.detach().abs().max()) < 1e-9  # symmetric site: no force
     # skewed two-atom cell: vectorised triplets == brute force, reverse edges match (j, i, -shift)
-    two = Atoms("CO", positions=[[0, 0, 0], [0.9, 0.4, 0.2]], cell=[[2.6, 0, 0], [0.9, 2.4, 0], [0.3, 0.7, 2.8]],
-                pbc=True)
+    two = Atoms(
+        "CO", positions=[[0, 0, 0], [0.9, 0.4, 0.2]], cell=[[2.6, 0, 0], [0.9, 2.4, 0], [0.3, 0.7, 2.8]], pbc=True
+    )
     b = batch_atoms([two], 4.5)
     i, j = b.edge_index
     swap = reverse_edges(b, i, j, b.edge_shift)
@@ -356,8 +368,9 @@ def test_prepared_forward_has_no_host_syncs(direct):
 def test_unknown_elements_fail_where_the_data_is_built():
     model = tiny(True, num_elements=10)
     na = Atoms("NaCl", positions=[[0, 0, 0], [2.8, 0, 0]])
-    with pytest.raises(HessdistillError,
-                       match=r"(?s)GemNet: element\(s\) Na \(Z=11\), Cl \(Z=17\) .*num_elements >= 17"):
+    with pytest.raises(
+        HessdistillError, match=r"(?s)GemNet: element\(s\) Na \(Z=11\), Cl \(Z=17\) .*num_elements >= 17"
+    ):
         atoms_to_data(na, model.cutoff, student=model)
     table = {"numbers": [1, 6, 8], "table": np.random.default_rng(0).normal(size=(3, 5)).tolist()}
     with pytest.raises(HessdistillError, match=r"GemNet: element\(s\) N \(Z=7\) not in the teacher embedding"):

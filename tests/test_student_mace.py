@@ -12,18 +12,26 @@ pytest.importorskip("mace")
 
 import torch  # noqa: E402
 from ase.build import bulk, molecule  # noqa: E402
+from test_training import brute_force_jacobian, run_cfg, stores  # noqa: E402,F401  (module fixture reused)
 
-from hessdistill.core.graphs import batch_atoms  # noqa: E402
 from hessdistill.core.errors import HessdistillError  # noqa: E402
+from hessdistill.core.graphs import batch_atoms  # noqa: E402
 from hessdistill.students import build_student  # noqa: E402
 from hessdistill.training.data import DistillDataset, HessianCollate  # noqa: E402
 from hessdistill.training.losses import hessian_loss  # noqa: E402
-from test_training import brute_force_jacobian, run_cfg, stores  # noqa: E402,F401  (module fixture reused)
 
 pytestmark = pytest.mark.mace
 
-SMALL = {"arch": "mace", "cutoff": 4.0, "atomic_numbers": [1, 6, 7, 8, 14], "num_channels": 8, "max_L": 1,
-         "num_interactions": 2, "correlation": 2, "radial_mlp": [16, 16]}
+SMALL = {
+    "arch": "mace",
+    "cutoff": 4.0,
+    "atomic_numbers": [1, 6, 7, 8, 14],
+    "num_channels": 8,
+    "max_L": 1,
+    "num_interactions": 2,
+    "correlation": 2,
+    "radial_mlp": [16, 16],
+}
 
 
 def small(dtype=torch.float64):
@@ -44,7 +52,9 @@ def test_forces_are_minus_the_energy_gradient_molecule_and_crystal():
             for sign in (1, -1):
                 d = a.copy()
                 d.positions[atom, comp] += sign * h
-                e.append(float(model(batch_atoms([d], model.cutoff, dtype=torch.float64), create_graph=False)[0][0].detach()))
+                e.append(
+                    float(model(batch_atoms([d], model.cutoff, dtype=torch.float64), create_graph=False)[0][0].detach())
+                )
             assert float(f[atom, comp]) == pytest.approx(-(e[0] - e[1]) / (2 * h), rel=1e-6, abs=1e-9)
 
 
@@ -88,8 +98,14 @@ def test_mace_student_trains_checkpoints_and_runs_in_ase(stores, tmp_path):  # n
     from hessdistill.training import train
 
     st, lab, hes = stores
-    s = train(run_cfg(student=dict(SMALL), max_epochs=3, dtype="float64", lr=3e-3), st, tmp_path / "r", labels=lab,
-              hessians=hes, progress=False)
+    s = train(
+        run_cfg(student=dict(SMALL), max_epochs=3, dtype="float64", lr=3e-3),
+        st,
+        tmp_path / "r",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert s["epochs"] == 3 and np.isfinite(s["best_val_force_mae_meV_A"]) and s["student"]["arch"] == "mace"
     with open(tmp_path / "r" / "log.csv") as fh:
         first = float(next(csv.DictReader(fh))["val_force_mae_meV_A"])

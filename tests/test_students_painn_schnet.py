@@ -12,8 +12,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hessdistill.core.graphs import atoms_to_data, batch_atoms, collate
 from hessdistill.core.errors import HessdistillError
+from hessdistill.core.graphs import atoms_to_data, batch_atoms, collate
 from hessdistill.students import build_student
 from hessdistill.students.painn import PaiNN
 from hessdistill.students.schnet import SchNet
@@ -289,11 +289,23 @@ def count_host_syncs():
         return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in items)
 
     def no_output_size(*args, **kwargs):
-        return "output_size" not in kwargs and (len(args) > 1 and isinstance(args[1], torch.Tensor)
-                                                or isinstance(kwargs.get("repeats"), torch.Tensor))
+        return "output_size" not in kwargs and (
+            len(args) > 1 and isinstance(args[1], torch.Tensor) or isinstance(kwargs.get("repeats"), torch.Tensor)
+        )
 
-    for name in ("item", "tolist", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__", "nonzero",
-                 "unique", "masked_select"):
+    for name in (
+        "item",
+        "tolist",
+        "cpu",
+        "numpy",
+        "__int__",
+        "__float__",
+        "__bool__",
+        "__index__",
+        "nonzero",
+        "unique",
+        "masked_select",
+    ):
         patch(torch.Tensor, name)
     for name in ("nonzero", "unique", "masked_select", "argwhere"):
         patch(torch, name)
@@ -373,8 +385,12 @@ def test_painn_curvature_stays_bounded_at_symmetric_structures():
     from hessdistill.core.hessian import hessian_rows
     from hessdistill.students import build_student
 
-    cubic = Atoms(["Sr", "Ti", "O", "O", "O"], scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5],
-                                                                  [0, .5, .5]], cell=np.eye(3) * 3.9, pbc=True)
+    cubic = Atoms(
+        ["Sr", "Ti", "O", "O", "O"],
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        cell=np.eye(3) * 3.9,
+        pbc=True,
+    )
     distorted = cubic.copy()
     distorted.positions += np.random.default_rng(0).normal(scale=0.05, size=(5, 3))
 
@@ -387,22 +403,25 @@ def test_painn_curvature_stays_bounded_at_symmetric_structures():
     ratios = {}
     for eps in (1e-8, 1.0):
         torch.manual_seed(0)
-        m = build_student({"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.5,
-                           "vector_norm_eps": eps}).double()
+        m = build_student(
+            {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.5, "vector_norm_eps": eps}
+        ).double()
         ratios[eps] = hess_norm(m, cubic) / hess_norm(m, distorted)
     assert ratios[1.0] < 3.0
     assert ratios[1e-8] > 10 * ratios[1.0]
 
 
 def test_old_painn_checkpoints_keep_the_norm_they_were_trained_with(tmp_path):
-    from hessdistill.students.checkpoint import load_student
     from hessdistill.students import build_student
+    from hessdistill.students.checkpoint import load_student
 
     m = build_student({"arch": "painn", "hidden": 8, "num_layers": 1, "num_rbf": 4, "cutoff": 4.0})
     assert m.hparams["vector_norm_eps"] == 1.0
     cfg = m.config()
     del cfg["vector_norm_eps"]  # a checkpoint written before the parameter existed
-    torch.save({"format": "hessdistill.student", "student_config": cfg, "dtype": "float32",
-                "state_dict": m.state_dict()}, tmp_path / "old.pt")
+    torch.save(
+        {"format": "hessdistill.student", "student_config": cfg, "dtype": "float32", "state_dict": m.state_dict()},
+        tmp_path / "old.pt",
+    )
     old, _ = load_student(tmp_path / "old.pt")
     assert old.hparams["vector_norm_eps"] == 1e-8

@@ -13,6 +13,7 @@ from ase.build import bulk, molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.spacegroup import crystal
 
+from hessdistill.core.errors import HessdistillError
 from hessdistill.data import StructureStore
 from hessdistill.data.perovskite import is_perovskite, perovskite_check
 from hessdistill.data.splits import (
@@ -31,7 +32,6 @@ from hessdistill.data.subsets import (
     read_id_list,
     select,
 )
-from hessdistill.core.errors import HessdistillError
 
 
 # ---------------------------------------------------------------------------------------------- structures
@@ -44,8 +44,9 @@ def _label(atoms, energy, fmax=1.0, seed=0):
 
 
 def _ch3i():
-    return Atoms("CH3I", positions=[[0, 0, 0], [0, 1.03, 0.36], [0.89, -0.51, 0.36], [-0.89, -0.51, 0.36],
-                                    [0, 0, -2.14]])
+    return Atoms(
+        "CH3I", positions=[[0, 0, 0], [0, 1.03, 0.36], [0.89, -0.51, 0.36], [-0.89, -0.51, 0.36], [0, 0, -2.14]]
+    )
 
 
 def _pool():
@@ -58,8 +59,12 @@ def _pool():
         (molecule("NH3"), {"subset": "Solvated Amino Acids", "total_charge": 1, "smiles": "N"}, -19.0, 30.0),
         (bulk("Y", "hcp", a=3.65, c=5.73), {"mp_id": "mp-112", "charge": 0}, -12.9, 0.1),
         (bulk("NaCl", "rocksalt", a=5.64, cubic=True), {"mp_id": "mp-22862"}, -6.8, 0.0),
-        (crystal(["Y", "O"], basis=[(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225, cellpar=[5.2] * 3 + [90] * 3),
-         {"mp_id": "mp-2652"}, -40.0, 2.0),  # fluorite-type YO2 (made up), 12 atoms
+        (
+            crystal(["Y", "O"], basis=[(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225, cellpar=[5.2] * 3 + [90] * 3),
+            {"mp_id": "mp-2652"},
+            -40.0,
+            2.0,
+        ),  # fluorite-type YO2 (made up), 12 atoms
     ]
     for k, (atoms, info, e, fmax) in enumerate(specs):
         atoms.info.update(info)
@@ -77,8 +82,9 @@ def _run(pool, spec, **kw):
 
 
 def _srtio3(a=3.905):
-    return crystal(["Sr", "Ti", "O"], basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221,
-                   cellpar=[a] * 3 + [90] * 3)
+    return crystal(
+        ["Sr", "Ti", "O"], basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221, cellpar=[a] * 3 + [90] * 3
+    )
 
 
 def _catio3_pnma():
@@ -89,18 +95,28 @@ def _catio3_pnma():
 
 
 def _ilmenite():
-    return crystal(["Fe", "Ti", "O"], basis=[(0, 0, 0.3554), (0, 0, 0.1464), (0.3177, 0.0229, 0.2449)],
-                   spacegroup=148, cellpar=[5.088, 5.088, 14.09, 90, 90, 120])
+    return crystal(
+        ["Fe", "Ti", "O"],
+        basis=[(0, 0, 0.3554), (0, 0, 0.1464), (0.3177, 0.0229, 0.2449)],
+        spacegroup=148,
+        cellpar=[5.088, 5.088, 14.09, 90, 90, 120],
+    )
 
 
 def _banio3_2h():
     """Hexagonal 2H-BaNiO3: ABO3 with face-sharing NiO6 chains."""
-    return crystal(["Ba", "Ni", "O"], basis=[(1 / 3, 2 / 3, 0.75), (0, 0, 0), (0.1486, 0.2972, 0.25)], spacegroup=194,
-                   cellpar=[5.629, 5.629, 4.811, 90, 90, 120])
+    return crystal(
+        ["Ba", "Ni", "O"],
+        basis=[(1 / 3, 2 / 3, 0.75), (0, 0, 0), (0.1486, 0.2972, 0.25)],
+        spacegroup=194,
+        cellpar=[5.629, 5.629, 4.811, 90, 90, 120],
+    )
 
 
 def _pocl3():
-    return Atoms("POCl3", positions=[[0, 0, 0], [0, 0, 1.45], [1.9, 0, -0.6], [-0.95, 1.65, -0.6], [-0.95, -1.65, -0.6]])
+    return Atoms(
+        "POCl3", positions=[[0, 0, 0], [0, 0, 1.45], [1.9, 0, -0.6], [-0.95, 1.65, -0.6], [-0.95, -1.65, -0.6]]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- element selectors
@@ -129,7 +145,11 @@ def test_element_selector_errors():
 # ---------------------------------------------------------------------------------------------- info selectors
 def test_info_selectors_and_spice_group():
     pool = _pool()
-    assert _run(pool, [{"info_equals": {"key": "config_type", "value": "DES370K Monomers"}, "missing": "drop"}])[0] == [0, 1, 2]
+    assert _run(pool, [{"info_equals": {"key": "config_type", "value": "DES370K Monomers"}, "missing": "drop"}])[0] == [
+        0,
+        1,
+        2,
+    ]
     assert _run(pool, [{"info_in": {"key": "smiles", "values": ["O", "CI"]}, "missing": "drop"}])[0] == [0, 2]
     # the SPICE convenience: config_type (MACE-OFF files) or subset
     assert _run(pool, [{"spice_group": "DES370K Monomers", "missing": "drop"}])[0] == [0, 1, 2]
@@ -157,8 +177,10 @@ def test_info_selector_missing_key_fails_fast():
 
 def test_id_list_from_file(tmp_path):
     f = tmp_path / "bandgap_gt5.txt"
-    f.write_text("# Materials Project v2023.11.1, summary band_gap >= 5 eV (frozen)\n"
-                 "mp-22862   # NaCl\n\n  mp-2652\n# mp-112 commented out\n")
+    f.write_text(
+        "# Materials Project v2023.11.1, summary band_gap >= 5 eV (frozen)\n"
+        "mp-22862   # NaCl\n\n  mp-2652\n# mp-112 commented out\n"
+    )
     ids, digest = read_id_list(f)
     assert ids == {"mp-22862", "mp-2652"}
     assert digest == hashlib.sha256(f.read_bytes()).hexdigest()
@@ -168,8 +190,9 @@ def test_id_list_from_file(tmp_path):
     entry = rep["selectors"][0]
     assert entry["sha256"] == digest and entry["n_ids"] == 2 and entry["key"] == "mp_id"
     # relative file against base_dir, explicit key, pinned hash
-    kept, _ = _run(pool[4:], [{"id_list": {"file": "bandgap_gt5.txt", "key": "mp_id", "sha256": digest}}],
-                   base_dir=tmp_path)
+    kept, _ = _run(
+        pool[4:], [{"id_list": {"file": "bandgap_gt5.txt", "key": "mp_id", "sha256": digest}}], base_dir=tmp_path
+    )
     assert kept == [1, 2]
     with pytest.raises(SelectorError, match="sha256"):
         compile_selectors([{"id_list": str(f), "sha256": "0" * 64}])
@@ -218,14 +241,19 @@ def test_max_force_on_dict_form_is_rejected_and_labels_required():
 # ---------------------------------------------------------------------------------------------- composition and reports
 def test_composition_and_report_counts():
     pool = _pool()
-    spec = [{"any_of": [{"contains_elements": ["Y"]}, {"contains_elements": ["I"]}]},
-            {"not": {"max_atoms": 2}},
-            [{"max_force": 10.0}, {"not": {"formula_in": ["Y2"]}}]]
+    spec = [
+        {"any_of": [{"contains_elements": ["Y"]}, {"contains_elements": ["I"]}]},
+        {"not": {"max_atoms": 2}},
+        [{"max_force": 10.0}, {"not": {"formula_in": ["Y2"]}}],
+    ]
     kept, rep = _run(pool, spec, source="mptrj.h5")
     assert kept == [2, 6]
     assert rep["source"] == "mptrj.h5" and rep["n_input"] == 7 and rep["n_selected"] == 2
     assert [(e["index"], e["selector"], e["seen"], e["kept"]) for e in rep["selectors"]] == [
-        (0, "any_of", 7, 3), (1, "not", 3, 2), (2, "all_of", 2, 2)]
+        (0, "any_of", 7, 3),
+        (1, "not", 3, 2),
+        (2, "all_of", 2, 2),
+    ]
     assert rep["selectors"][1]["spec"] == {"not": {"max_atoms": 2}}
     json.dumps(rep)  # JSON-able
     # no selectors: everything
@@ -258,22 +286,31 @@ def test_empty_selection_names_the_selector():
         select([], [{"max_atoms": 3}])
 
 
-@pytest.mark.parametrize("spec, pattern", [
-    ([{"contains_element": ["Y"]}], r"selectors\[0\]: unknown selector 'contains_element' \(did you mean 'contains_elements'\?\)"),
-    ([{"max_atoms": 60}, {"max_frc": 1.0}], r"selectors\[1\]: unknown selector 'max_frc'.*valid selectors: contains_elements"),
-    ([{"any_of": [{"max_atom": 3}]}], r"selectors\[0\]\.any_of\[0\]: unknown selector 'max_atom'"),
-    ([{"not": {"bogus": 1}}], r"selectors\[0\]\.not: unknown selector 'bogus'"),
-    ([{"max_atoms": 60, "min_atoms": 2}], r"one selector per mapping"),
-    ([{"max_atoms": "60"}], r"max_atoms must be an integer, got '60'"),
-    ([{"max_atoms": True}], r"max_atoms must be an integer"),
-    ([{"periodic": "yes"}], r"periodic must be true or false"),
-    ([{"contains_elements": ["Y"], "mod": "any"}], r"unknown option\(s\) \['mod'\] \(did you mean 'mode'\?\)"),
-    ([{"perovskite": {"cubic": True}}], r"unknown option\(s\) \['cubic'\] \(did you mean 'cubic_only'\?\)"),
-    ([{"perovskite": {"symmetry": "magic"}}], r"symmetry must be one of geometric, spglib, auto"),
-    ("max_atoms", r"expected a list of selector mappings"),
-    ([["not a mapping"]], r"a selector must be a mapping"),
-    ([{"formula_in": ["Xx2"]}], r"unknown element symbol 'Xx'"),
-])
+@pytest.mark.parametrize(
+    "spec, pattern",
+    [
+        (
+            [{"contains_element": ["Y"]}],
+            r"selectors\[0\]: unknown selector 'contains_element' \(did you mean 'contains_elements'\?\)",
+        ),
+        (
+            [{"max_atoms": 60}, {"max_frc": 1.0}],
+            r"selectors\[1\]: unknown selector 'max_frc'.*valid selectors: contains_elements",
+        ),
+        ([{"any_of": [{"max_atom": 3}]}], r"selectors\[0\]\.any_of\[0\]: unknown selector 'max_atom'"),
+        ([{"not": {"bogus": 1}}], r"selectors\[0\]\.not: unknown selector 'bogus'"),
+        ([{"max_atoms": 60, "min_atoms": 2}], r"one selector per mapping"),
+        ([{"max_atoms": "60"}], r"max_atoms must be an integer, got '60'"),
+        ([{"max_atoms": True}], r"max_atoms must be an integer"),
+        ([{"periodic": "yes"}], r"periodic must be true or false"),
+        ([{"contains_elements": ["Y"], "mod": "any"}], r"unknown option\(s\) \['mod'\] \(did you mean 'mode'\?\)"),
+        ([{"perovskite": {"cubic": True}}], r"unknown option\(s\) \['cubic'\] \(did you mean 'cubic_only'\?\)"),
+        ([{"perovskite": {"symmetry": "magic"}}], r"symmetry must be one of geometric, spglib, auto"),
+        ("max_atoms", r"expected a list of selector mappings"),
+        ([["not a mapping"]], r"a selector must be a mapping"),
+        ([{"formula_in": ["Xx2"]}], r"unknown element symbol 'Xx'"),
+    ],
+)
 def test_bad_specs_fail_fast(spec, pattern):
     with pytest.raises(SelectorError, match=pattern):
         compile_selectors(spec)
@@ -309,8 +346,16 @@ PEROVSKITES = {  # name: (builder, perovskite, cubic)
     "SrTiO3 cubic": (_srtio3, True, True),
     "SrTiO3 2x2x2": (lambda: _srtio3().repeat((2, 2, 2)), True, True),
     "SrTiO3 2x1x1 atoms shuffled": (lambda: _srtio3().repeat((2, 1, 1))[[4, 9, 0, 7, 2, 5, 8, 1, 3, 6]], True, True),
-    "CsPbI3 cubic": (lambda: crystal(["Cs", "Pb", "I"], basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)],
-                                     spacegroup=221, cellpar=[6.29] * 3 + [90] * 3), True, True),
+    "CsPbI3 cubic": (
+        lambda: crystal(
+            ["Cs", "Pb", "I"],
+            basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)],
+            spacegroup=221,
+            cellpar=[6.29] * 3 + [90] * 3,
+        ),
+        True,
+        True,
+    ),
     "SrTiO3 rattled 2x2x2": (_rattled_supercell, True, False),
     "SrTiO3 tetragonal strain": (_tetragonal, True, False),
     "CaTiO3 Pnma tilted": (_catio3_pnma, True, False),
@@ -320,8 +365,11 @@ PEROVSKITES = {  # name: (builder, perovskite, cubic)
     "POCl3 molecule": (_pocl3, False, False),
     "POCl3 in a periodic box": (_boxed_pocl3, False, False),
     "NaCl": (lambda: bulk("NaCl", "rocksalt", a=5.64), False, False),
-    "SrTiO3 as Sr-Ti-H (H not an anion)": (lambda: Atoms(numbers=[38, 22, 1, 1, 1], positions=_srtio3().positions,
-                                                          cell=_srtio3().cell, pbc=True), False, False),
+    "SrTiO3 as Sr-Ti-H (H not an anion)": (
+        lambda: Atoms(numbers=[38, 22, 1, 1, 1], positions=_srtio3().positions, cell=_srtio3().cell, pbc=True),
+        False,
+        False,
+    ),
 }
 
 
@@ -385,17 +433,20 @@ def test_split_sizes_largest_remainder():
         assert sum(split_sizes(n, fractions={"a": 0.45, "b": 0.35, "c": 0.2}).values()) == n
 
 
-@pytest.mark.parametrize("kw, pattern", [
-    ({"fractions": {"train": 0.8, "val": 0.1}}, "sum to 0.9, not 1"),
-    ({"fractions": {"train": 0.8, "val": 0.5}}, "sum to 1.3"),
-    ({"fractions": {"train": -0.1, "val": 1.1}}, r"must be a number in \[0, 1\]"),
-    ({"counts": {"train": 8, "val": 5}}, "ask for 13 structures but only 10"),
-    ({"counts": {"train": "rest", "val": "rest"}}, "only one split may be 'rest'"),
-    ({"counts": {"train": "all"}}, "the only string allowed is 'rest'"),
-    ({"counts": {"train": 2.5}}, "non-negative integer"),
-    ({}, "exactly one of fractions= or counts="),
-    ({"fractions": {"a": 0.5, "b": 0.5}, "counts": {"a": 1}}, "exactly one of"),
-])
+@pytest.mark.parametrize(
+    "kw, pattern",
+    [
+        ({"fractions": {"train": 0.8, "val": 0.1}}, "sum to 0.9, not 1"),
+        ({"fractions": {"train": 0.8, "val": 0.5}}, "sum to 1.3"),
+        ({"fractions": {"train": -0.1, "val": 1.1}}, r"must be a number in \[0, 1\]"),
+        ({"counts": {"train": 8, "val": 5}}, "ask for 13 structures but only 10"),
+        ({"counts": {"train": "rest", "val": "rest"}}, "only one split may be 'rest'"),
+        ({"counts": {"train": "all"}}, "the only string allowed is 'rest'"),
+        ({"counts": {"train": 2.5}}, "non-negative integer"),
+        ({}, "exactly one of fractions= or counts="),
+        ({"fractions": {"a": 0.5, "b": 0.5}, "counts": {"a": 1}}, "exactly one of"),
+    ],
+)
 def test_split_size_errors(kw, pattern):
     with pytest.raises(SplitError, match=pattern):
         split_sizes(10, **kw)
@@ -482,15 +533,17 @@ def test_carve_test_from_train():
 
 def test_split_report_and_byte_identical_store(tmp_path):
     pool = _frames(n_groups=8)
-    sel, sel_rep = select(pool, [{"periodic": False}, {"info_in": {"key": "frame", "values": [0, 1, 2]}}],
-                          source="pool.xyz")
+    sel, sel_rep = select(
+        pool, [{"periodic": False}, {"info_in": {"key": "frame", "values": [0, 1, 2]}}], source="pool.xyz"
+    )
     assert 0 < len(sel) < len(pool)
     spec = dict(fractions={"train": 0.6, "val": 0.2, "test": 0.2})
 
     def build(path):
         splits = make_splits(sel, seed=7, **spec)
-        return write_split_store(path, splits, seed=7, selectors_report=sel_rep, source="pool.xyz",
-                                 attrs={"subset": "molecules"}, **spec), splits
+        return write_split_store(
+            path, splits, seed=7, selectors_report=sel_rep, source="pool.xyz", attrs={"subset": "molecules"}, **spec
+        ), splits
 
     p1, splits = build(tmp_path / "a" / "store.h5")
     p2, _ = build(tmp_path / "b" / "store.h5")
@@ -502,13 +555,23 @@ def test_split_report_and_byte_identical_store(tmp_path):
     with StructureStore(p1) as store:
         attrs = store.attrs
         assert attrs["split_seed"] == 7 and attrs["source"] == "pool.xyz" and attrs["subset"] == "molecules"
-        assert json.loads(attrs["selectors"]) == [{"periodic": False}, {"info_in": {"key": "frame", "values": [0, 1, 2]}}]
+        assert json.loads(attrs["selectors"]) == [
+            {"periodic": False},
+            {"info_in": {"key": "frame", "values": [0, 1, 2]}},
+        ]
         assert json.loads(attrs["selection_report"])["n_selected"] == len(sel)
         assert json.loads(attrs["split_report"]) == rep
         assert {s: store.n_structures(s) for s in store.splits} == {k: len(v) for k, v in splits.items()}
     # another seed gives another file
-    p3 = write_split_store(tmp_path / "c.h5", make_splits(sel, seed=8, **spec), seed=8, selectors_report=sel_rep,
-                           source="pool.xyz", attrs={"subset": "molecules"}, **spec)
+    p3 = write_split_store(
+        tmp_path / "c.h5",
+        make_splits(sel, seed=8, **spec),
+        seed=8,
+        selectors_report=sel_rep,
+        source="pool.xyz",
+        attrs={"subset": "molecules"},
+        **spec,
+    )
     assert p3.read_bytes() != p1.read_bytes()
     with pytest.raises(ValueError, match="split_seed"):
         write_split_store(tmp_path / "d.h5", splits, seed=7, attrs={"split_seed": 1})

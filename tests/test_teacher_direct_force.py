@@ -80,14 +80,30 @@ def test_labelled_and_distilled_like_any_teacher(checkpoint, tmp_path):
             mols.append(a)
         splits[split] = mols
     st = write_structures(tmp_path / "s.h5", splits, labels="teacher:direct")
-    run_labelling(st, teacher, tmp_path / "l.h5", hessians_out=tmp_path / "h.h5", hessian_splits=["train"],
-                  rows_per_structure="full", progress=False)
+    run_labelling(
+        st,
+        teacher,
+        tmp_path / "l.h5",
+        hessians_out=tmp_path / "h.h5",
+        hessian_splits=["train"],
+        rows_per_structure="full",
+        progress=False,
+    )
     with StructureStore(st) as s, HessianStore(tmp_path / "h.h5") as hs:
         assert hs.attrs["conservative"] in (False, 0, "False", "false")
         a = s.atoms("train", 2)
         np.testing.assert_allclose(hs.full("train", 2), teacher.hessian(a), atol=1e-10)
-    cfg = dict(student={"arch": "toy", "cutoff": 4.0, "direct_forces": True}, method="hessian", rows_per_structure=2,
-               batch_size=4, max_epochs=3, lr=3e-3, dtype="float64", device="cpu", seed=0)
+    cfg = dict(
+        student={"arch": "toy", "cutoff": 4.0, "direct_forces": True},
+        method="hessian",
+        rows_per_structure=2,
+        batch_size=4,
+        max_epochs=3,
+        lr=3e-3,
+        dtype="float64",
+        device="cpu",
+        seed=0,
+    )
     summary = train(cfg, st, tmp_path / "run", labels=tmp_path / "l.h5", hessians=tmp_path / "h.h5", progress=False)
     assert summary["epochs"] == 3 and np.isfinite(summary["best_val_force_mae_meV_A"])
     assert (tmp_path / "run" / "best.pt").exists()

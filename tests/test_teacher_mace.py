@@ -212,7 +212,10 @@ def test_foundation_offline_download_fails_fast(tmp_path, monkeypatch):
         pytest.skip("network available: would download the real MACE-OFF23 large weights")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("HESSDISTILL_OFFLINE", raising=False)
-    for name, fname in (("mace-off:large", "MACE-OFF23_large.model"), ("mace-mp:small", "20231210mace128L0_energy_epoch249model")):
+    for name, fname in (
+        ("mace-off:large", "MACE-OFF23_large.model"),
+        ("mace-mp:small", "20231210mace128L0_energy_epoch249model"),
+    ):
         t0 = time.perf_counter()
         with pytest.raises(TeacherError) as info:
             load_teacher(name)

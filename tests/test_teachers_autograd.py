@@ -123,7 +123,9 @@ def _sevenn_pipeline_float64(teacher, atoms: Atoms) -> tuple[float, np.ndarray]:
     from sevenn.train.dataload import unlabeled_atoms_to_graph
 
     raw = unlabeled_atoms_to_graph(atoms, teacher.cutoff, with_shift=False)
-    exact = {k: np.array(v) for k, v in raw.items() if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)}
+    exact = {
+        k: np.array(v) for k, v in raw.items() if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
+    }
     data = AtomGraphData.from_numpy_dict(raw)
     for key, value in exact.items():
         data[key] = torch.as_tensor(value, dtype=torch.float64)

@@ -137,15 +137,26 @@ def test_energy_force_terms(stores):
     e, f = model(batch, create_graph=False)
     e_ref = (e.detach() - batch.energy).abs() / batch.natoms
     assert terms["energy"].item() == pytest.approx(e_ref.mean().item())
-    assert terms["forces"].item() == pytest.approx(torch.linalg.vector_norm(f.detach() - batch.forces, dim=1).mean().item())
+    assert terms["forces"].item() == pytest.approx(
+        torch.linalg.vector_norm(f.detach() - batch.forces, dim=1).mean().item()
+    )
     # reference == teacher here, so the teacher-forces term equals the force term
     assert terms["teacher_forces"].item() == pytest.approx(terms["forces"].item())
     assert total.item() == pytest.approx(5 * terms["energy"].item() + 101 * terms["forces"].item())
 
 
 def run_cfg(**kw):
-    cfg = dict(student={"arch": "toy", "cutoff": 4.0}, method="hessian", rows_per_structure=2, batch_size=4,
-               max_epochs=4, lr=3e-3, dtype="float64", device="cpu", seed=2)
+    cfg = dict(
+        student={"arch": "toy", "cutoff": 4.0},
+        method="hessian",
+        rows_per_structure=2,
+        batch_size=4,
+        max_epochs=4,
+        lr=3e-3,
+        dtype="float64",
+        device="cpu",
+        seed=2,
+    )
     cfg.update(kw)
     return cfg
 
@@ -178,11 +189,30 @@ def test_resume_after_kill_matches_uninterrupted(stores, tmp_path):
     ref = train(cfg, st, tmp_path / "ref", labels=lab, hessians=hes, progress=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "killed"
-    code = ("import sys; from hessdistill.students.registry import STUDENTS; STUDENTS['toy']=('toy_models','ToyStudent');"
-            "from hessdistill.jobs.train import main; sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run.yaml"), "--structures", str(st), "--labels",
-                             str(lab), "--hessians", str(hes), "--out", str(out), "--no-progress"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    code = (
+        "import sys; from hessdistill.students.registry import STUDENTS; STUDENTS['toy']=('toy_models','ToyStudent');"
+        "from hessdistill.jobs.train import main; sys.exit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(tmp_path / "run.yaml"),
+            "--structures",
+            str(st),
+            "--labels",
+            str(lab),
+            "--hessians",
+            str(hes),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if (out / "log.csv").exists() and len((out / "log.csv").read_text().splitlines()) >= 3:
@@ -202,16 +232,20 @@ def test_resume_after_kill_matches_uninterrupted(stores, tmp_path):
     assert res["best_val_force_mae_meV_A"] == ref["best_val_force_mae_meV_A"]
 
 
-def test_the_snakemake_job_trains_into_the_model_directory_with_the_rule_threads_and_given_device(stores, tmp_path,
-                                                                                                 capsys):
+def test_the_snakemake_job_trains_into_the_model_directory_with_the_rule_threads_and_given_device(
+    stores, tmp_path, capsys
+):
     from types import SimpleNamespace
 
     from hessdistill.jobs.train import snakemake_job
 
     st, lab, hes = stores
-    smk = SimpleNamespace(params=SimpleNamespace(run=run_cfg(max_epochs=1, device="cuda")), threads=1,
-                          input=SimpleNamespace(structures=str(st), labels=str(lab), hessians=str(hes)),
-                          output=SimpleNamespace(model=str(tmp_path / "run" / "model.pt")))
+    smk = SimpleNamespace(
+        params=SimpleNamespace(run=run_cfg(max_epochs=1, device="cuda")),
+        threads=1,
+        input=SimpleNamespace(structures=str(st), labels=str(lab), hessians=str(hes)),
+        output=SimpleNamespace(model=str(tmp_path / "run" / "model.pt")),
+    )
     summary = snakemake_job(smk, device="cpu")
     assert summary["epochs"] == 1 and (tmp_path / "run" / "model.pt").exists()
     assert json.loads(capsys.readouterr().out)["epochs"] == 1
@@ -229,8 +263,15 @@ def test_changed_settings_refuse_to_resume_and_bad_options(stores, tmp_path):
     train(run_cfg(max_epochs=2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)  # budget extended: ok
     with pytest.raises(HessdistillError, match=r"settings differ \(lr: 0.003 -> 0.01\)"):
         train(run_cfg(max_epochs=3, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False)
-    s = train(run_cfg(max_epochs=1, lr=1e-2), st, tmp_path / "r", labels=lab, hessians=hes, progress=False,
-              on_mismatch="restart")
+    s = train(
+        run_cfg(max_epochs=1, lr=1e-2),
+        st,
+        tmp_path / "r",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+        on_mismatch="restart",
+    )
     assert s["epochs"] == 1  # started over with the new settings
     with pytest.raises(HessdistillError, match="unknown training option"):
         train({"lrate": 1}, st, tmp_path / "x")
@@ -260,16 +301,35 @@ def test_resume_needs_the_same_data_and_a_finished_run_rewrites_its_outputs(stor
 
     # the same structures relabelled with other Hessian rows: the data differ, so no resume
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
-    run_labelling(st, teacher, tmp_path / "l2.h5", hessians_out=tmp_path / "h2.h5", hessian_splits=["train"],
-                  rows_per_structure=5, row_seed=1, progress=False)
+    run_labelling(
+        st,
+        teacher,
+        tmp_path / "l2.h5",
+        hessians_out=tmp_path / "h2.h5",
+        hessian_splits=["train"],
+        rows_per_structure=5,
+        row_seed=1,
+        progress=False,
+    )
     with pytest.raises(HessdistillError, match="training data differ") as err:
         train(run_cfg(max_epochs=3), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5", progress=False)
     assert "last.pt" in str(err.value) and "fix:" in str(err.value)
     with caplog.at_level("WARNING", logger="hessdistill.jobs.train"):
-        s = train(run_cfg(max_epochs=3), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5",
-                  progress=False, on_mismatch="restart")
+        s = train(
+            run_cfg(max_epochs=3),
+            st,
+            out,
+            labels=tmp_path / "l2.h5",
+            hessians=tmp_path / "h2.h5",
+            progress=False,
+            on_mismatch="restart",
+        )
     assert "not resuming" in caplog.text and "training data differ" in caplog.text
-    assert s["epochs"] == 3 and [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]] == [1, 2, 3]
+    assert s["epochs"] == 3 and [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]] == [
+        1,
+        2,
+        3,
+    ]
 
     # a checkpoint from before input tracking is not trusted either
     ck = torch.load(out / "last.pt", weights_only=False)
@@ -277,8 +337,15 @@ def test_resume_needs_the_same_data_and_a_finished_run_rewrites_its_outputs(stor
     torch.save(ck, out / "last.pt")
     caplog.clear()
     with caplog.at_level("WARNING", logger="hessdistill.jobs.train"):
-        s = train(run_cfg(max_epochs=1), st, out, labels=tmp_path / "l2.h5", hessians=tmp_path / "h2.h5",
-                  progress=False, on_mismatch="restart")
+        s = train(
+            run_cfg(max_epochs=1),
+            st,
+            out,
+            labels=tmp_path / "l2.h5",
+            hessians=tmp_path / "h2.h5",
+            progress=False,
+            on_mismatch="restart",
+        )
     assert "predates input tracking" in caplog.text and s["epochs"] == 1
 
 
@@ -290,16 +357,30 @@ def test_rows_per_structure_above_the_stored_rows_is_an_error(stores, tmp_path, 
 
     st, lab, hes = stores
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
-    run_labelling(st, teacher, tmp_path / "l3.h5", hessians_out=tmp_path / "h3.h5", hessian_splits=["train"],
-                  rows_per_structure=3, progress=False)
+    run_labelling(
+        st,
+        teacher,
+        tmp_path / "l3.h5",
+        hessians_out=tmp_path / "h3.h5",
+        hessian_splits=["train"],
+        rows_per_structure=3,
+        progress=False,
+    )
     with pytest.raises(HessdistillError, match=r"rows_per_structure \(s\) = 4 .* only 3 of its 9 Hessian rows") as err:
-        train(run_cfg(rows_per_structure=4), st, tmp_path / "a", labels=tmp_path / "l3.h5",
-              hessians=tmp_path / "h3.h5", progress=False)
+        train(
+            run_cfg(rows_per_structure=4),
+            st,
+            tmp_path / "a",
+            labels=tmp_path / "l3.h5",
+            hessians=tmp_path / "h3.h5",
+            progress=False,
+        )
     assert "h3.h5" in str(err.value) and "at most 3" in str(err.value)
     # full Hessians: a structure with 3N < s uses all of its rows (H2O: 9 < 10), with a warning
     with caplog.at_level("WARNING", logger="hessdistill.training.data"):
-        s = train(run_cfg(rows_per_structure=10, max_epochs=1), st, tmp_path / "b", labels=lab, hessians=hes,
-                  progress=False)
+        s = train(
+            run_cfg(rows_per_structure=10, max_epochs=1), st, tmp_path / "b", labels=lab, hessians=hes, progress=False
+        )
     assert s["epochs"] == 1 and "fewer than s = 10 coordinates" in caplog.text
 
 
@@ -329,11 +410,23 @@ def test_lambda_h_is_halved_when_student_reaches_teacher(stores, tmp_path, monke
 
     st, lab, hes = stores
     monkeypatch.setattr(loop, "teacher_val_force_mae", lambda ds: 50.0)  # a teacher 50 meV/Å off its references
-    far = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e-6), st, tmp_path / "far", labels=lab, hessians=hes,
-                progress=False)
+    far = train(
+        run_cfg(max_epochs=2, hessian_schedule_threshold=1e-6),
+        st,
+        tmp_path / "far",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert far["lambda_h_final"] == pytest.approx(400.0)
-    near = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e9), st, tmp_path / "near", labels=lab,
-                 hessians=hes, progress=False)
+    near = train(
+        run_cfg(max_epochs=2, hessian_schedule_threshold=1e9),
+        st,
+        tmp_path / "near",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert near["lambda_h_final"] == pytest.approx(200.0)  # halved once, not again
 
 
@@ -363,8 +456,13 @@ def test_baselines_n2n_a2a_teacher_forces_with_a_real_teacher(tmp_path):
     teacher = load_teacher("chgnet", dtype="float32", device="cpu")
     run_labelling(st, teacher, tmp_path / "l.h5", node_features=True, progress=False)
     for method in ("n2n", "a2a", "teacher-forces"):
-        s = train(run_cfg(method=method, max_epochs=2, dtype="float32"), st, tmp_path / method, labels=tmp_path / "l.h5",
-                  progress=False)
+        s = train(
+            run_cfg(method=method, max_epochs=2, dtype="float32"),
+            st,
+            tmp_path / method,
+            labels=tmp_path / "l.h5",
+            progress=False,
+        )
         log = (tmp_path / method / "log.csv").read_text().splitlines()[0]
         assert s["epochs"] == 2
         if method == "n2n":
@@ -376,20 +474,39 @@ def test_baselines_n2n_a2a_teacher_forces_with_a_real_teacher(tmp_path):
             assert "teacher_table" in ck["state_dict"] and ck["student_config"]["embedding_init"] is not None
 
 
-@pytest.mark.parametrize("student", [
-    {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0, "avg_num_neighbors": "auto"},
-    {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0, "direct_forces": True},
-    {"arch": "gemnet", "num_blocks": 1, "emb_size_atom": 16, "emb_size_edge": 16, "emb_size_trip": 8, "emb_size_rbf": 4,
-     "emb_size_cbf": 4, "emb_size_bil_trip": 8, "cutoff": 4.0, "direct_forces": False},
-    {"arch": "schnet", "hidden": 16, "num_filters": 16, "num_interactions": 2, "num_rbf": 8, "cutoff": 4.0},
-])
+@pytest.mark.parametrize(
+    "student",
+    [
+        {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0, "avg_num_neighbors": "auto"},
+        {"arch": "painn", "hidden": 16, "num_layers": 2, "num_rbf": 8, "cutoff": 4.0, "direct_forces": True},
+        {
+            "arch": "gemnet",
+            "num_blocks": 1,
+            "emb_size_atom": 16,
+            "emb_size_edge": 16,
+            "emb_size_trip": 8,
+            "emb_size_rbf": 4,
+            "emb_size_cbf": 4,
+            "emb_size_bil_trip": 8,
+            "cutoff": 4.0,
+            "direct_forces": False,
+        },
+        {"arch": "schnet", "hidden": 16, "num_filters": 16, "num_interactions": 2, "num_rbf": 8, "cutoff": 4.0},
+    ],
+)
 def test_real_students_train_with_hessian_loss(stores, tmp_path, student):
     from hessdistill.students.calculator import StudentCalculator
     from hessdistill.training import train
 
     st, lab, hes = stores
-    s = train(run_cfg(student=student, max_epochs=2, dtype="float32"), st, tmp_path / "r", labels=lab, hessians=hes,
-              progress=False)
+    s = train(
+        run_cfg(student=student, max_epochs=2, dtype="float32"),
+        st,
+        tmp_path / "r",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert s["epochs"] == 2 and np.isfinite(s["best_val_force_mae_meV_A"])
     if student.get("avg_num_neighbors") == "auto":
         assert s["student"]["avg_num_neighbors"] > 1.0
@@ -401,7 +518,6 @@ def test_real_students_train_with_hessian_loss(stores, tmp_path, student):
 def test_energy_gradient_term_for_direct_students(stores):
     """L_Egrad = mean ||-dE/dx - F_ref||: zero only when the energy head's gradient matches the references."""
     from hessdistill.core.graphs import collate
-    from hessdistill.training.losses import energy_gradient_loss
 
     st, lab, hes = stores
     model = toy(direct=True)
@@ -419,7 +535,8 @@ def test_energy_gradient_term_for_direct_students(stores):
 
 
 def test_lambda_h_schedule_with_teacher_labels_as_reference_warns_or_uses_the_absolute_threshold(
-        stores, tmp_path, monkeypatch, caplog):
+    stores, tmp_path, monkeypatch, caplog
+):
     """Reference labels = the teacher's own: its val MAE is 0, so the paper's rule cannot fire; say so, and let an
     absolute threshold (meV/Å) take its place."""
     from hessdistill.training import loop, train
@@ -427,15 +544,33 @@ def test_lambda_h_schedule_with_teacher_labels_as_reference_warns_or_uses_the_ab
     st, lab, hes = stores
     monkeypatch.setattr(loop, "teacher_val_force_mae", lambda ds: 0.0)
     with caplog.at_level("WARNING", logger="hessdistill.jobs.train"):
-        inert = train(run_cfg(max_epochs=2, hessian_schedule_threshold=1e9), st, tmp_path / "inert", labels=lab,
-                      hessians=hes, progress=False)
+        inert = train(
+            run_cfg(max_epochs=2, hessian_schedule_threshold=1e9),
+            st,
+            tmp_path / "inert",
+            labels=lab,
+            hessians=hes,
+            progress=False,
+        )
     assert inert["lambda_h_final"] == pytest.approx(400.0) and inert["lambda_h_schedule_threshold_meV_A"] is None
     assert "lambda_H schedule inactive" in caplog.text and "hessian_schedule_force_mae" in caplog.text
-    fired = train(run_cfg(max_epochs=2, hessian_schedule_force_mae=1e9), st, tmp_path / "abs", labels=lab,
-                  hessians=hes, progress=False)
+    fired = train(
+        run_cfg(max_epochs=2, hessian_schedule_force_mae=1e9),
+        st,
+        tmp_path / "abs",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert fired["lambda_h_final"] == pytest.approx(200.0) and fired["lambda_h_halved"] is True
-    never = train(run_cfg(max_epochs=2, hessian_schedule_force_mae=1e-9), st, tmp_path / "never", labels=lab,
-                  hessians=hes, progress=False)
+    never = train(
+        run_cfg(max_epochs=2, hessian_schedule_force_mae=1e-9),
+        st,
+        tmp_path / "never",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert never["lambda_h_final"] == pytest.approx(400.0)
 
 
@@ -465,8 +600,9 @@ def test_a_checkpoint_resumes_on_another_device_and_records_where_it_ran(stores,
     st, lab, hes = stores
     out = tmp_path / "dev"
     train(run_cfg(max_epochs=1, device="cpu"), st, out, labels=lab, hessians=hes, progress=False)
-    s = train(run_cfg(max_epochs=2, device="auto", deterministic=True), st, out, labels=lab, hessians=hes,
-              progress=False)
+    s = train(
+        run_cfg(max_epochs=2, device="auto", deterministic=True), st, out, labels=lab, hessians=hes, progress=False
+    )
     assert s["resumed_from_epoch"] == 1 and s["epochs"] == 2
     assert s["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and s["deterministic"] is True
     assert s["float32_matmul_precision"] == "highest" and s["tf32"] is False
@@ -484,12 +620,18 @@ def test_cosine_schedule_decays_over_the_budget_epochs_or_wall_time(stores, tmp_
     cfg = TrainConfig(lr=1e-3, min_lr=1e-5, max_epochs=10, max_time_s=100.0)
     assert cosine_lr(cfg, 0.0) == pytest.approx(1e-3) and cosine_lr(cfg, 1.0) == pytest.approx(1e-5)
     assert cosine_lr(cfg, 0.5) == pytest.approx(0.5 * (1e-3 + 1e-5))
-    assert budget_fraction(cfg, 2, 10.0) == pytest.approx(0.2)    # epochs are further along
-    assert budget_fraction(cfg, 2, 50.0) == pytest.approx(0.5)    # wall time is further along
+    assert budget_fraction(cfg, 2, 10.0) == pytest.approx(0.2)  # epochs are further along
+    assert budget_fraction(cfg, 2, 50.0) == pytest.approx(0.5)  # wall time is further along
     assert budget_fraction(cfg, 20, 500.0) == 1.0
     st, lab, hes = stores
-    out = train(run_cfg(max_epochs=4, lr_schedule="cosine", lr=1e-3, min_lr=1e-5, batch_size=4), st, tmp_path / "c",
-                labels=lab, hessians=hes, progress=False)
+    out = train(
+        run_cfg(max_epochs=4, lr_schedule="cosine", lr=1e-3, min_lr=1e-5, batch_size=4),
+        st,
+        tmp_path / "c",
+        labels=lab,
+        hessians=hes,
+        progress=False,
+    )
     assert out["epochs"] == 4
     import csv
 

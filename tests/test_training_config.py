@@ -37,8 +37,10 @@ def run_options():
 
 def defaults() -> dict:
     """TrainConfig's default of every field (default factories called)."""
-    return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            for f in dataclasses.fields(TrainConfig)}
+    return {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainConfig)
+    }
 
 
 def test_every_option_is_in_both(run_options):

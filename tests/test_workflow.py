@@ -29,8 +29,18 @@ def snakemake(workdir, config, *args, timeout=900):
     cfg_path = Path(workdir) / f"config-{time.monotonic_ns()}.yaml"
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
-    cmd = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg_path),
-           "-c", "2", *args]
+    cmd = [
+        exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(cfg_path),
+        "-c",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -73,8 +83,11 @@ def run_jobs(run, teacher="chgnet"):
 
 
 def teacher_eval_jobs(teacher="chgnet"):
-    return {f"{'evaluate_teacher_md_speed' if ev in ('md', 'speed') else 'evaluate_teacher'}: "
-            f"{R}/teachers/{teacher}/eval/{ev}.json" for ev in EVALS}
+    return {
+        f"{'evaluate_teacher_md_speed' if ev in ('md', 'speed') else 'evaluate_teacher'}: "
+        f"{R}/teachers/{teacher}/eval/{ev}.json"
+        for ev in EVALS
+    }
 
 
 REPORT = {"report: results/report/summary.csv"}
@@ -101,9 +114,17 @@ def test_schema_typo_fails_naming_the_key(tmp_path):
 
 def test_dry_run_plans_the_whole_dag(tmp_path):
     jobs = dry_run(tmp_path, base_config())
-    expected = ({f"prepare_subset: {R}/data/structures.h5", f"label_teacher: {R}/teachers/chgnet/labels.h5",
-                 f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5"}
-                | run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    expected = (
+        {
+            f"prepare_subset: {R}/data/structures.h5",
+            f"label_teacher: {R}/teachers/chgnet/labels.h5",
+            f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5",
+        }
+        | run_jobs("tiny-undistilled")
+        | run_jobs("tiny-hessian")
+        | teacher_eval_jobs()
+        | REPORT
+    )
     assert jobs == expected
 
 
@@ -113,8 +134,10 @@ def test_teacher_evaluations_can_be_chosen(tmp_path):
     cfg["evaluation"]["evaluate_teachers"] = ["test", "speed"]
     jobs = dry_run(tmp_path, cfg)
     teacher = {j for j in jobs if "/teachers/chgnet/eval/" in j}
-    assert teacher == {f"evaluate_teacher: {R}/teachers/chgnet/eval/test.json",
-                       f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/speed.json"}
+    assert teacher == {
+        f"evaluate_teacher: {R}/teachers/chgnet/eval/test.json",
+        f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/speed.json",
+    }
     assert run_jobs("tiny-hessian") <= jobs
     assert f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5" in jobs  # the students' vibrations need it
 
@@ -172,7 +195,9 @@ def test_changing_a_report_option_reruns_only_the_report(completed):
 def test_changing_one_protocol_reruns_only_that_evaluation(completed):
     cfg = base_config()
     cfg["evaluation"]["protocol"]["md"]["steps"] = 30
-    expected = {f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/md.json" for r in ("tiny-undistilled", "tiny-hessian")}
+    expected = {
+        f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/md.json" for r in ("tiny-undistilled", "tiny-hessian")
+    }
     expected |= {f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/md.json"}
     assert dry_run(completed, cfg) == expected | REPORT  # the report reads md.json (stability table, figures)
 
@@ -186,7 +211,9 @@ def test_the_teachers_minima_are_made_once_and_rerun_only_with_the_relaxation_pr
     cfg = base_config()
     cfg["evaluation"]["protocol"]["vibrations"]["fmax"] = 0.02
     expected = {minima, f"evaluate_teacher: {R}/teachers/chgnet/eval/vibrations.json"}
-    expected |= {f"evaluate_run: {R}/runs/chgnet/{r}/eval/vibrations.json" for r in ("tiny-undistilled", "tiny-hessian")}
+    expected |= {
+        f"evaluate_run: {R}/runs/chgnet/{r}/eval/vibrations.json" for r in ("tiny-undistilled", "tiny-hessian")
+    }
     assert dry_run(completed, cfg) == expected | REPORT
 
 
@@ -194,8 +221,13 @@ def test_the_teachers_minima_are_made_once_and_rerun_only_with_the_relaxation_pr
 def test_changing_the_teacher_dtype_reruns_labels_and_after_not_the_subset(completed):
     cfg = base_config()
     cfg["teachers"]["chgnet"]["dtype"] = "float64"
-    expected = ({f"label_teacher: {R}/teachers/chgnet/labels.h5"} | run_jobs("tiny-undistilled")
-                | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    expected = (
+        {f"label_teacher: {R}/teachers/chgnet/labels.h5"}
+        | run_jobs("tiny-undistilled")
+        | run_jobs("tiny-hessian")
+        | teacher_eval_jobs()
+        | REPORT
+    )
     assert dry_run(completed, cfg) == expected
 
 
@@ -217,8 +249,10 @@ def test_reordering_config_keys_reruns_nothing(completed):
 @pytest.mark.slow
 def test_changing_resources_or_gpu_request_reruns_nothing(completed):
     cfg = base_config()
-    cfg["resources"] = {"train": {"mem_mb": 32000, "runtime": "2h", "extra": {"slurm_partition": "gpu"}},
-                        "label": {"threads": 8}}
+    cfg["resources"] = {
+        "train": {"mem_mb": 32000, "runtime": "2h", "extra": {"slurm_partition": "gpu"}},
+        "label": {"threads": 8},
+    }
     cfg["gpu_request"] = {"gres": "gpu:a100:1"}
     assert dry_run(completed, cfg) == set()
 
@@ -230,8 +264,11 @@ def test_moving_jobs_to_the_gpu_reruns_only_the_speed_evaluations(completed):
     cfg = base_config()
     cfg["use_gpu"] = True
     cfg["gpu_device"] = "auto"
-    expected = ({f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/speed.json" for r in ("tiny-undistilled", "tiny-hessian")}
-                | {f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/speed.json"} | REPORT)
+    expected = (
+        {f"evaluate_run_md_speed: {R}/runs/chgnet/{r}/eval/speed.json" for r in ("tiny-undistilled", "tiny-hessian")}
+        | {f"evaluate_teacher_md_speed: {R}/teachers/chgnet/eval/speed.json"}
+        | REPORT
+    )
     assert dry_run(completed, cfg) == expected
 
 
@@ -345,8 +382,12 @@ def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
     sha = hashlib.sha256(pub.read_bytes()).hexdigest()
     cfg = base_config()
     cfg["data_dir"] = str(tmp_path / "data")
-    cfg["subsets"] = {"cu": {"source": {"name": "generic", "path": "cu.xyz", "url": pub.as_uri(), "sha256": sha},
-                             "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 0}}}
+    cfg["subsets"] = {
+        "cu": {
+            "source": {"name": "generic", "path": "cu.xyz", "url": pub.as_uri(), "sha256": sha},
+            "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 0},
+        }
+    }
     work = tmp_path / "work"
     work.mkdir()
     target = str(tmp_path / "data" / "cu.xyz")
@@ -354,7 +395,7 @@ def test_a_missing_source_file_is_downloaded_with_its_checksum(tmp_path):
     res = snakemake(work, cfg, target)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     assert hashlib.sha256((tmp_path / "data" / "cu.xyz").read_bytes()).hexdigest() == sha
-    assert f"prepare_subset: results/cu/data/structures.h5" in dry_run(work, cfg)
+    assert "prepare_subset: results/cu/data/structures.h5" in dry_run(work, cfg)
     assert not any(j.startswith("download_source") for j in dry_run(work, cfg))
     bad = copy.deepcopy(cfg)
     bad["subsets"]["cu"]["source"]["path"] = "cu2.xyz"
@@ -383,8 +424,18 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(completed):
     cfg_path = completed / "config-resume.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
-    cmd = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(completed), "--configfile", str(cfg_path),
-           "-c", "2", target]
+    cmd = [
+        exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(completed),
+        "--configfile",
+        str(cfg_path),
+        "-c",
+        "2",
+        target,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log_csv = completed / R / "runs/chgnet/tiny-resume/log.csv"
     deadline = time.monotonic() + 300
@@ -418,8 +469,11 @@ def _copy_of(completed, tmp_path):
 
 
 def _snapshot(work):
-    return {str(p.relative_to(work)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in (work / "results").rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(work)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in (work / "results").rglob("*")
+        if p.is_file()
+    }
 
 
 def _train_outputs(work, run):
@@ -462,8 +516,12 @@ def test_touching_scripts_and_library_files_reruns_nothing(completed):
     """Modification times of the code (a touch, a git checkout back and forth) are not code changes."""
     import os
 
-    for p in [*(ROOT / "workflow_scripts").glob("*.py"), *(ROOT / "src" / "hessdistill").rglob("*.py"),
-              *(ROOT / "rules").glob("*.smk"), ROOT / "Snakefile"]:
+    for p in [
+        *(ROOT / "workflow_scripts").glob("*.py"),
+        *(ROOT / "src" / "hessdistill").rglob("*.py"),
+        *(ROOT / "rules").glob("*.smk"),
+        ROOT / "Snakefile",
+    ]:
         os.utime(p, None)
     assert dry_run(completed, base_config()) == set()
 
@@ -483,8 +541,23 @@ def test_a_code_change_reruns_the_jobs_whose_code_it_is(completed, tmp_path):
     exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
 
     def planned():
-        res = subprocess.run([exe, "--snakefile", str(repo / "Snakefile"), "--directory", str(work), "--configfile",
-                              str(cfg_path), "-c", "1", "-n"], capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [
+                exe,
+                "--snakefile",
+                str(repo / "Snakefile"),
+                "--directory",
+                str(work),
+                "--configfile",
+                str(cfg_path),
+                "-c",
+                "1",
+                "-n",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         return planned_jobs(res.stdout + res.stderr)
 
@@ -493,21 +566,29 @@ def test_a_code_change_reruns_the_jobs_whose_code_it_is(completed, tmp_path):
     script.write_text(script.read_text() + "\n# a comment only\n")
     assert planned() == set()
     script.write_text(script.read_text() + "\nprint('labelled')\n")
-    expected = ({f"label_teacher: {R}/teachers/chgnet/labels.h5"} | run_jobs("tiny-undistilled")
-                | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    expected = (
+        {f"label_teacher: {R}/teachers/chgnet/labels.h5"}
+        | run_jobs("tiny-undistilled")
+        | run_jobs("tiny-hessian")
+        | teacher_eval_jobs()
+        | REPORT
+    )
     assert planned() == expected
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path,value,key", [
-    (("teachers", "chgnet", "rows"), "eight", "teachers.chgnet.rows"),
-    (("teachers", "chgnet", "rows"), -3, "teachers.chgnet.rows"),
-    (("teachers", "chgnet", "model"), "chgnett", "teachers.chgnet.model"),
-    (("runs", "tiny-hessian", "student", "arch"), "painnn", "runs.tiny-hessian.student.arch"),
-    (("runs", "tiny-hessian", "student", "hiden"), 16, "hiden"),
-    (("subsets", "tiny-sto", "selectors"), [{"contains_element": ["Sr"]}], "subsets.tiny-sto.selectors"),
-    (("subsets", "tiny-sto", "source", "options", "n_trajectorys"), 3, "n_trajectorys"),
-])
+@pytest.mark.parametrize(
+    "path,value,key",
+    [
+        (("teachers", "chgnet", "rows"), "eight", "teachers.chgnet.rows"),
+        (("teachers", "chgnet", "rows"), -3, "teachers.chgnet.rows"),
+        (("teachers", "chgnet", "model"), "chgnett", "teachers.chgnet.model"),
+        (("runs", "tiny-hessian", "student", "arch"), "painnn", "runs.tiny-hessian.student.arch"),
+        (("runs", "tiny-hessian", "student", "hiden"), 16, "hiden"),
+        (("subsets", "tiny-sto", "selectors"), [{"contains_element": ["Sr"]}], "subsets.tiny-sto.selectors"),
+        (("subsets", "tiny-sto", "source", "options", "n_trajectorys"), 3, "n_trajectorys"),
+    ],
+)
 def test_a_bad_config_value_fails_at_start_and_deletes_nothing(completed, path, value, key):
     cfg = base_config()
     node = cfg
@@ -529,8 +610,12 @@ def test_forcing_everything_keeps_the_users_source_files(tmp_path):
     content = mine.read_bytes()
     cfg = base_config()
     cfg["data_dir"] = str(tmp_path / "data")
-    cfg["subsets"] = {"cu": {"source": {"name": "generic", "path": "mine.xyz"},
-                             "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 0}}}
+    cfg["subsets"] = {
+        "cu": {
+            "source": {"name": "generic", "path": "mine.xyz"},
+            "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "seed": 0},
+        }
+    }
     work = tmp_path / "work"
     work.mkdir()
     assert not any(j.startswith("download_source") for j in dry_run(work, cfg))

@@ -6,8 +6,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-
-from test_workflow import R, base_config, dry_run, planned_jobs, run_jobs, snakemake, teacher_eval_jobs, REPORT
+from test_workflow import REPORT, R, base_config, dry_run, planned_jobs, run_jobs, snakemake, teacher_eval_jobs
 
 T = f"{R}/teachers/chgnet"
 LABELS = f"{T}/labels.h5"
@@ -25,8 +24,14 @@ def shard_jobs(n):
 
 def test_shards_2_plans_two_shard_jobs_and_a_merge(tmp_path):
     jobs = dry_run(tmp_path, sharded_config(2))
-    expected = ({f"prepare_subset: {R}/data/structures.h5", f"teacher_minima: {T}/vibrations_minima.h5"}
-                | shard_jobs(2) | run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT)
+    expected = (
+        {f"prepare_subset: {R}/data/structures.h5", f"teacher_minima: {T}/vibrations_minima.h5"}
+        | shard_jobs(2)
+        | run_jobs("tiny-undistilled")
+        | run_jobs("tiny-hessian")
+        | teacher_eval_jobs()
+        | REPORT
+    )
     assert jobs == expected
     # shards: 1 is the single label_teacher job, as without the key
     jobs1 = dry_run(tmp_path, sharded_config(1))
@@ -50,15 +55,24 @@ def test_changing_the_shard_count_reruns_shards_and_merge_and_recomputes_nothing
     sums = [json.loads((tmp_path / T / "label_shards" / f"{k}.json").read_text()) for k in range(2)]
     n = sum(s["structures"] for s in sums)
     assert sum(s["structures_computed"] for s in sums) == n and n >= 3
-    for name in ("label_teacher_shard/tiny-sto/chgnet/0", "label_teacher_shard/tiny-sto/chgnet/1",
-                 "label_teacher_merge/tiny-sto/chgnet"):
+    for name in (
+        "label_teacher_shard/tiny-sto/chgnet/0",
+        "label_teacher_shard/tiny-sto/chgnet/1",
+        "label_teacher_merge/tiny-sto/chgnet",
+    ):
         assert (tmp_path / "results/logs" / f"{name}.log").exists()
         assert (tmp_path / "results/benchmarks" / f"{name}.tsv").exists()
     with h5py.File(tmp_path / LABELS) as f:
         before = {s: f[s]["forces"][()] for s in f if isinstance(f[s], h5py.Group)}
         assert int(f.attrs["label_shards"]) == 2
-    assert dry_run(tmp_path, sharded_config(2)) == {f"teacher_minima: {T}/vibrations_minima.h5"} \
-        | run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") | teacher_eval_jobs() | REPORT  # labels done
+    assert (
+        dry_run(tmp_path, sharded_config(2))
+        == {f"teacher_minima: {T}/vibrations_minima.h5"}
+        | run_jobs("tiny-undistilled")
+        | run_jobs("tiny-hessian")
+        | teacher_eval_jobs()
+        | REPORT
+    )  # labels done
 
     # 3 shards: the shard jobs and the merge rerun, the subset does not
     res = snakemake(tmp_path, sharded_config(3), "-n", LABELS)

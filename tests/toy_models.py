@@ -19,11 +19,11 @@ def lj_hessian(positions, eps=1.0, sigma=1.0):
             r = np.linalg.norm(d)
             e = d / r
             sr6 = (sigma / r) ** 6
-            d1 = 4 * eps * (-12 * sr6 ** 2 + 6 * sr6) / r
-            d2 = 4 * eps * (156 * sr6 ** 2 - 42 * sr6) / r ** 2
+            d1 = 4 * eps * (-12 * sr6**2 + 6 * sr6) / r
+            d2 = 4 * eps * (156 * sr6**2 - 42 * sr6) / r**2
             blk = d2 * np.outer(e, e) + d1 / r * (np.eye(3) - np.outer(e, e))
             for a, b, s in ((i, i, 1), (j, j, 1), (i, j, -1), (j, i, -1)):
-                h[3 * a:3 * a + 3, 3 * b:3 * b + 3] += s * blk
+                h[3 * a : 3 * a + 3, 3 * b : 3 * b + 3] += s * blk
     return h
 
 
@@ -80,8 +80,8 @@ def curl(**kw):
     return CurlField(**kw)
 
 
-from hessdistill.students.base import ELEMENT_SLOTS, AtomwiseOutput, Student  # noqa: E402
 from hessdistill.core.graphs import edge_vectors  # noqa: E402
+from hessdistill.students.base import ELEMENT_SLOTS, AtomwiseOutput, Student  # noqa: E402
 
 
 class ToyStudent(Student):
@@ -91,7 +91,9 @@ class ToyStudent(Student):
 
     def __init__(self, cutoff=4.0, features=8, direct_forces=False, embedding_init=None):
         super().__init__(cutoff=cutoff, direct_forces=direct_forces)
-        self.hparams = dict(cutoff=cutoff, features=features, direct_forces=direct_forces, embedding_init=embedding_init)
+        self.hparams = dict(
+            cutoff=cutoff, features=features, direct_forces=direct_forces, embedding_init=embedding_init
+        )
         self.emb = torch.nn.Embedding(ELEMENT_SLOTS, features)
         if embedding_init is not None:  # a2a: a trainable map of a frozen teacher table, rows indexed by Z
             table = torch.zeros(ELEMENT_SLOTS, len(embedding_init["table"][0]))
@@ -115,11 +117,13 @@ class ToyStudent(Student):
         env = torch.where(x < 1, (1 - x) ** 3, torch.zeros_like(x))  # C² at the cutoff
         radial = torch.exp(-r2[:, None] / self.widths[None, :] ** 2) * env[:, None]
         h = torch.zeros(batch.pos.shape[0], self._f, dtype=vec.dtype, device=vec.device)
-        emb = self.emb_proj(self.teacher_table.to(vec.dtype))[batch.z] if hasattr(self, "emb_proj") else self.emb(batch.z)
+        emb = (
+            self.emb_proj(self.teacher_table.to(vec.dtype))[batch.z] if hasattr(self, "emb_proj") else self.emb(batch.z)
+        )
         h = h.index_add(0, i, radial * emb[j])
         energy = self.mlp(h).squeeze(-1)
         forces = None
         if self.direct_forces:
-            w = (self.force_head(h)[i] * env[:, None])
+            w = self.force_head(h)[i] * env[:, None]
             forces = torch.zeros_like(batch.pos).index_add(0, i, -w * vec)
         return AtomwiseOutput(energy=energy, features=h, forces=forces)

@@ -36,8 +36,15 @@ from .core.atomic import atomic_path, atomic_write_text
 from .core.paths import TEACHER_RUN, identify
 
 TEACHER = TEACHER_RUN
-FIGURES = ("fig_accuracy_vs_speed.png", "fig_parity.png", "fig_md_energy.png", "fig_stability.png",
-           "fig_training.png", "fig_phonons.png", "fig_size_sweep.png")
+FIGURES = (
+    "fig_accuracy_vs_speed.png",
+    "fig_parity.png",
+    "fig_md_energy.png",
+    "fig_stability.png",
+    "fig_training.png",
+    "fig_phonons.png",
+    "fig_size_sweep.png",
+)
 TABLES = ("table_accuracy", "table_speed", "table_dynamics")
 
 
@@ -105,8 +112,16 @@ def collect(paths, runs_config: dict | None = None) -> list[Record]:
         elif name.endswith(".json"):
             rec.evals[name[:-5]] = data
     order = list(runs_config)
-    return sorted(recs.values(), key=lambda r: (r.subset, r.teacher, not r.is_teacher,
-                                                order.index(r.run) if r.run in order else len(order), r.run))
+    return sorted(
+        recs.values(),
+        key=lambda r: (
+            r.subset,
+            r.teacher,
+            not r.is_teacher,
+            order.index(r.run) if r.run in order else len(order),
+            r.run,
+        ),
+    )
 
 
 def _num(v):
@@ -133,11 +148,16 @@ class Table:
         def cell(text) -> str:  # a '|' inside a cell (|NVE drift|, |ΔF| / |F|) would end the cell
             return str(text).replace("|", "\\|")
 
-        out = [f"### {self.title}", "", "| " + " | ".join(cell(h) for h in self.header) + " |",
-               "|" + "---|" * len(self.header)]
+        out = [
+            f"### {self.title}",
+            "",
+            "| " + " | ".join(cell(h) for h in self.header) + " |",
+            "|" + "---|" * len(self.header),
+        ]
         for i, row in enumerate(self.rows):
-            cells = [f"**{cell(c)}**" if (i, j) in self.best and c not in ("", "-") else cell(c)
-                     for j, c in enumerate(row)]
+            cells = [
+                f"**{cell(c)}**" if (i, j) in self.best and c not in ("", "-") else cell(c) for j, c in enumerate(row)
+            ]
             out.append("| " + " | ".join(cells) + " |")
         out += [""] + [f"{n}" for n in self.notes]
         return "\n".join(out) + "\n"
@@ -155,17 +175,34 @@ class Table:
     def to_latex(self) -> str:
         def esc(s):
             s = str(s)
-            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                         ("Å²", r"\AA$^2$"), ("Å", r"\AA{}"), ("±", r"$\pm$"), ("→", r"$\to$")):
+            for a, b in (
+                ("\\", r"\textbackslash{}"),
+                ("&", r"\&"),
+                ("%", r"\%"),
+                ("_", r"\_"),
+                ("#", r"\#"),
+                ("Å²", r"\AA$^2$"),
+                ("Å", r"\AA{}"),
+                ("±", r"$\pm$"),
+                ("→", r"$\to$"),
+            ):
                 s = s.replace(a, b)
             return s
 
-        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(self.title)}}}",
-                 r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}", r"\toprule",
-                 " & ".join(esc(h) for h in self.header) + r" \\", r"\midrule"]
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{esc(self.title)}}}",
+            r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}",
+            r"\toprule",
+            " & ".join(esc(h) for h in self.header) + r" \\",
+            r"\midrule",
+        ]
         for i, row in enumerate(self.rows):
-            cells = [rf"\textbf{{{esc(c)}}}" if (i, j) in self.best and c not in ("", "-") else esc(c)
-                     for j, c in enumerate(row)]
+            cells = [
+                rf"\textbf{{{esc(c)}}}" if (i, j) in self.best and c not in ("", "-") else esc(c)
+                for j, c in enumerate(row)
+            ]
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         lines += [rf"\par\footnotesize {esc(n)}" for n in self.notes]
@@ -181,7 +218,7 @@ def fmt(v, digits: int = 2) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        if v != 0 and (abs(v) >= 10 ** 6 or abs(v) < 10 ** -digits):
+        if v != 0 and (abs(v) >= 10**6 or abs(v) < 10**-digits):
             return f"{v:.{max(digits, 1)}g}"
         return f"{v:.{digits}f}"
     return str(v)
@@ -190,9 +227,14 @@ def fmt(v, digits: int = 2) -> str:
 def _mark_best(table: Table, values: list[list], lower_is_better=True, skip_rows=()):
     """Mark, per column, the best numeric value among rows not in ``skip_rows`` (ties all marked)."""
     for j in range(len(table.header)):
-        col = [(i, values[i][j]) for i in range(len(values)) if i not in skip_rows
-               and isinstance(values[i][j], (int, float)) and not isinstance(values[i][j], bool)
-               and not math.isnan(values[i][j])]
+        col = [
+            (i, values[i][j])
+            for i in range(len(values))
+            if i not in skip_rows
+            and isinstance(values[i][j], (int, float))
+            and not isinstance(values[i][j], bool)
+            and not math.isnan(values[i][j])
+        ]
         if len(col) < 2:
             continue
         best = min(v for _, v in col) if lower_is_better else max(v for _, v in col)
@@ -213,10 +255,17 @@ def _row_label(r: Record) -> str:
 
 #: the two groups of the accuracy table: key prefix in test.json, title, whether the teacher has a row
 ACCURACY_GROUPS = (
-    ("ref_", "Table 1: test accuracy against the reference labels ({teacher} as teacher): energy MAE per atom "
-             "and force MAE per component", True),
-    ("teacher_", "Test accuracy against the teacher ({teacher}): energy MAE per atom and force MAE per component",
-     False),
+    (
+        "ref_",
+        "Table 1: test accuracy against the reference labels ({teacher} as teacher): energy MAE per atom "
+        "and force MAE per component",
+        True,
+    ),
+    (
+        "teacher_",
+        "Test accuracy against the teacher ({teacher}): energy MAE per atom and force MAE per component",
+        False,
+    ),
 )
 
 
@@ -238,8 +287,9 @@ def accuracy_tables(records: list[Record], digits: int = 2, paper: dict | None =
         for key, title, with_teacher in ACCURACY_GROUPS:
             group_paper = paper if with_teacher else None
             group_runs = [run for run in runs if with_teacher or run != TEACHER]
-            tables.append(_accuracy_table(recs, group_runs, subsets, key, title.format(teacher=teacher), digits,
-                                          group_paper))
+            tables.append(
+                _accuracy_table(recs, group_runs, subsets, key, title.format(teacher=teacher), digits, group_paper)
+            )
     return tables
 
 
@@ -273,24 +323,34 @@ def _accuracy_table(recs, runs, subsets, key, title, digits, paper) -> Table:
         rows.append(row)
         vals.append(v)
         raw.append(rv)
-    notes = ["Best student value per column in bold.",
-             "Force error on the target's own scale, |ΔF| / |F|: the mean norm of the force error over all test "
-             "atoms divided by the mean norm of the target forces."]
+    notes = [
+        "Best student value per column in bold.",
+        "Force error on the target's own scale, |ΔF| / |F|: the mean norm of the force error over all test "
+        "atoms divided by the mean norm of the target forces.",
+    ]
     if key == "ref_":
-        notes.insert(1, "Every row against the subset's reference labels, as the paper's Table 1; the teacher row "
-                        "is the teacher's own error against them (zero where the reference labels are the "
-                        "teacher's own, as in the built-in datasets generated by the teacher).")
+        notes.insert(
+            1,
+            "Every row against the subset's reference labels, as the paper's Table 1; the teacher row "
+            "is the teacher's own error against them (zero where the reference labels are the "
+            "teacher's own, as in the built-in datasets generated by the teacher).",
+        )
         for r in recs:
             off = r.get("test", "ref_energy_mae_offset_free_meV_atom") if r.is_teacher else None
             if off is not None and r.get("test", "ref_energy_mae_meV_atom"):
                 shift = r.get("test", "ref_energy_offset_mean_meV_atom")
-                notes.append(f"Teacher on {r.subset}: energy MAE {fmt(off, digits)} meV/atom after per-element "
-                             f"offsets fitted on the {r.get('test', 'ref_energy_offsets_fitted_on', default='train')} "
-                             f"split (on average {fmt(shift, 1)} meV/atom on the test structures): the part of its "
-                             "energy error that is not a different zero of energy.")
+                notes.append(
+                    f"Teacher on {r.subset}: energy MAE {fmt(off, digits)} meV/atom after per-element "
+                    f"offsets fitted on the {r.get('test', 'ref_energy_offsets_fitted_on', default='train')} "
+                    f"split (on average {fmt(shift, 1)} meV/atom on the test structures): the part of its "
+                    "energy error that is not a different zero of energy."
+                )
     else:
-        notes.insert(1, "Students against the teacher's own energies and forces on the same test structures: how "
-                        "much of the teacher distillation transferred (not the paper's metric).")
+        notes.insert(
+            1,
+            "Students against the teacher's own energies and forces on the same test structures: how "
+            "much of the teacher distillation transferred (not the paper's metric).",
+        )
     t = Table(title, header, rows, notes=notes, raw=raw)
     _mark_best(t, vals, skip_rows={i for i, run in enumerate(runs) if run == TEACHER})
     return t
@@ -305,9 +365,21 @@ def _by_size(r: Record) -> str | None:
 
 
 def speed_table(records: list[Record], digits: int = 2) -> Table:
-    header = ["subset", "teacher", "model", "params", "device", "latency (ms/step)", "speed-up (latency)",
-              "throughput (structures/s)", "speed-up (throughput)", "ns/day (1 fs)", "train time (s)",
-              "speed-up (latency) by size, atoms: ratio", "student timed as"]
+    header = [
+        "subset",
+        "teacher",
+        "model",
+        "params",
+        "device",
+        "latency (ms/step)",
+        "speed-up (latency)",
+        "throughput (structures/s)",
+        "speed-up (throughput)",
+        "ns/day (1 fs)",
+        "train time (s)",
+        "speed-up (latency) by size, atoms: ratio",
+        "student timed as",
+    ]
     rows, vals = [], []
     for r in records:
         side = "teacher" if r.is_teacher else "student"
@@ -317,19 +389,37 @@ def speed_table(records: list[Record], digits: int = 2) -> Table:
             timed = r.get("speed", "student_format")
         elif r.is_teacher and "speed" in r.evals:
             timed = "teacher, batched" if sp.get("batched") else "teacher, one structure at a time"
-        v = [r.subset, r.teacher, _row_label(r), r.get("test", "n_params") or r.get("speed", "student_params"),
-             r.get("speed", "device"), sp.get("latency_ms"), None if r.is_teacher else r.get("speed", "speedup_latency"),
-             sp.get("throughput_structures_s"), None if r.is_teacher else r.get("speed", "speedup_throughput"),
-             sp.get("ns_per_day"), r.summary.get("train_time_s"), _by_size(r), timed]
+        v = [
+            r.subset,
+            r.teacher,
+            _row_label(r),
+            r.get("test", "n_params") or r.get("speed", "student_params"),
+            r.get("speed", "device"),
+            sp.get("latency_ms"),
+            None if r.is_teacher else r.get("speed", "speedup_latency"),
+            sp.get("throughput_structures_s"),
+            None if r.is_teacher else r.get("speed", "speedup_throughput"),
+            sp.get("ns_per_day"),
+            r.summary.get("train_time_s"),
+            _by_size(r),
+            timed,
+        ]
         rows.append([fmt(x, digits) if not isinstance(x, str) else x for x in v])
         vals.append(v)
-    t = Table("Speed: MD-step latency (one structure) and batched throughput, student and teacher measured in "
-              "one process on the same device", header, rows, raw=vals,
-              notes=["Lowest latency / highest throughput and speed-up per column in bold (students only).",
-                     "Latency is per MD step on the subset's smallest structure (its own sizes and a large supercell "
-                     "in the by-size column), after warm-up on every size; the student runs as a user runs it (the "
-                     "exported program with a Verlet list), the teacher in float32 and, where its adapter can, "
-                     "batched."])
+    t = Table(
+        "Speed: MD-step latency (one structure) and batched throughput, student and teacher measured in "
+        "one process on the same device",
+        header,
+        rows,
+        raw=vals,
+        notes=[
+            "Lowest latency / highest throughput and speed-up per column in bold (students only).",
+            "Latency is per MD step on the subset's smallest structure (its own sizes and a large supercell "
+            "in the by-size column), after warm-up on every size; the student runs as a user runs it (the "
+            "exported program with a Verlet list), the teacher in float32 and, where its adapter can, "
+            "batched.",
+        ],
+    )
     _mark_students(t, vals, records, low=(5,), high=(6, 7, 8, 9))
     return t
 
@@ -402,63 +492,121 @@ def fmt_stat(st: dict, digits: int = 2) -> str:
 
 def dynamics_table(records: list[Record], digits: int = 2) -> Table:
     """MD stability, NVE drift, relaxation and frequency errors; averaged cells read 'mean ± s.e. (n structures)'."""
-    header = ["subset", "teacher", "model", "MD stable", "mean survival (ps)", "|NVE drift| (meV/atom/ps)",
-              "relax success", "relax ΔE vs teacher (meV/atom)", "relax RMSD (Å)", "freq. MAE (cm⁻¹)",
-              "Hessian MAE (meV/Å²)", "rel. Hessian error, test rows (%)", "rel. Hessian error, relaxed (%)",
-              "freq. MAE / teacher mean freq. (%)", "spurious imaginary modes", "phonons: MAE / teacher mean, mesh (%)",
-              "phonons: spurious imaginary (mesh)", "train time (s)"]
+    header = [
+        "subset",
+        "teacher",
+        "model",
+        "MD stable",
+        "mean survival (ps)",
+        "|NVE drift| (meV/atom/ps)",
+        "relax success",
+        "relax ΔE vs teacher (meV/atom)",
+        "relax RMSD (Å)",
+        "freq. MAE (cm⁻¹)",
+        "Hessian MAE (meV/Å²)",
+        "rel. Hessian error, test rows (%)",
+        "rel. Hessian error, relaxed (%)",
+        "freq. MAE / teacher mean freq. (%)",
+        "spurious imaginary modes",
+        "phonons: MAE / teacher mean, mesh (%)",
+        "phonons: spurious imaginary (mesh)",
+        "train time (s)",
+    ]
     rows, vals = [], []
     for r in records:
         n_st, n = r.get("md", "n_stable"), r.get("md", "n_structures")
-        stats = [_stat(r, "md", "mean_survival_time_ps", lambda d: _md_runs(d, "survival")),
-                 _stat(r, "md", "mean_abs_drift_meV_atom_ps", lambda d: _md_runs(d, "drift")),
-                 _stat(r, "relax", "energy_error_mae_meV_atom", lambda d: _relax_structs(d, "energy")),
-                 _stat(r, "relax", "rmsd_mean_A", lambda d: _relax_structs(d, "rmsd")),
-                 {"mean": None, "se": None, "n": None} if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1",
-                                                                                  _vib_runs)]
+        stats = [
+            _stat(r, "md", "mean_survival_time_ps", lambda d: _md_runs(d, "survival")),
+            _stat(r, "md", "mean_abs_drift_meV_atom_ps", lambda d: _md_runs(d, "drift")),
+            _stat(r, "relax", "energy_error_mae_meV_atom", lambda d: _relax_structs(d, "energy")),
+            _stat(r, "relax", "rmsd_mean_A", lambda d: _relax_structs(d, "rmsd")),
+            {"mean": None, "se": None, "n": None}
+            if r.is_teacher
+            else _stat(r, "vibrations", "freq_mae_cm1", _vib_runs),
+        ]
         none = {"mean": None, "se": None, "n": None}
         # errors on the teacher's scale, in per cent
-        stats += [none if r.is_teacher else _percent(_stat(r, "test", "hessian_rel_error", _hess_rel)),
-                  none if r.is_teacher else _percent(_stat(r, "vibrations", "hessian_rel_error",
-                                                           lambda d: _vib_runs(d, "hessian_rel_error"))),
-                  none if r.is_teacher else _percent(_stat(r, "vibrations", "freq_mae_rel",
-                                                           lambda d: _vib_runs(d, "freq_mae_rel")))]
+        stats += [
+            none if r.is_teacher else _percent(_stat(r, "test", "hessian_rel_error", _hess_rel)),
+            none
+            if r.is_teacher
+            else _percent(_stat(r, "vibrations", "hessian_rel_error", lambda d: _vib_runs(d, "hessian_rel_error"))),
+            none
+            if r.is_teacher
+            else _percent(_stat(r, "vibrations", "freq_mae_rel", lambda d: _vib_runs(d, "freq_mae_rel"))),
+        ]
         hess = None if r.is_teacher else r.get("test", "hessian_mae_meV_A2")
         spurious = None
         if not r.is_teacher and r.get("vibrations", "n_spurious_imaginary") is not None:
-            spurious = (f"{r.get('vibrations', 'n_spurious_imaginary')} in "
-                        f"{r.get('vibrations', 'n_structures_with_spurious_imaginary')}/"
-                        f"{r.get('vibrations', 'n_structures')} structures")
-        stats.append(none if r.is_teacher else _percent(_stat(r, "phonons", "freq_mae_rel",
-                                                              lambda d: [x.get("freq_mae_rel") for x in d.get("runs", [])
-                                                                         if not x.get("error")] or None)))
+            spurious = (
+                f"{r.get('vibrations', 'n_spurious_imaginary')} in "
+                f"{r.get('vibrations', 'n_structures_with_spurious_imaginary')}/"
+                f"{r.get('vibrations', 'n_structures')} structures"
+            )
+        stats.append(
+            none
+            if r.is_teacher
+            else _percent(
+                _stat(
+                    r,
+                    "phonons",
+                    "freq_mae_rel",
+                    lambda d: [x.get("freq_mae_rel") for x in d.get("runs", []) if not x.get("error")] or None,
+                )
+            )
+        )
         ph_spurious = None
         if not r.is_teacher and r.get("phonons", "n_spurious_imaginary") is not None:
-            ph_spurious = (f"{r.get('phonons', 'n_spurious_imaginary')} in "
-                           f"{r.get('phonons', 'n_structures_with_spurious_imaginary')}/"
-                           f"{r.get('phonons', 'n_structures')} crystals")
-        v = [r.subset, r.teacher, _row_label(r), f"{n_st}/{n}" if n is not None else None, stats[0]["mean"],
-             stats[1]["mean"], r.get("relax", "model_success_rate"), stats[2]["mean"], stats[3]["mean"],
-             stats[4]["mean"], hess, stats[5]["mean"], stats[6]["mean"], stats[7]["mean"], spurious,
-             stats[8]["mean"], ph_spurious, None if r.is_teacher else r.summary.get("train_time_s")]
+            ph_spurious = (
+                f"{r.get('phonons', 'n_spurious_imaginary')} in "
+                f"{r.get('phonons', 'n_structures_with_spurious_imaginary')}/"
+                f"{r.get('phonons', 'n_structures')} crystals"
+            )
+        v = [
+            r.subset,
+            r.teacher,
+            _row_label(r),
+            f"{n_st}/{n}" if n is not None else None,
+            stats[0]["mean"],
+            stats[1]["mean"],
+            r.get("relax", "model_success_rate"),
+            stats[2]["mean"],
+            stats[3]["mean"],
+            stats[4]["mean"],
+            hess,
+            stats[5]["mean"],
+            stats[6]["mean"],
+            stats[7]["mean"],
+            spurious,
+            stats[8]["mean"],
+            ph_spurious,
+            None if r.is_teacher else r.summary.get("train_time_s"),
+        ]
         cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
         for j, st in zip((4, 5, 7, 8, 9, 11, 12, 13, 15), stats):
             cells[j] = fmt_stat(st, digits)
         rows.append(cells)
         vals.append(v)
-    t = Table("Dynamics and curvature: MD stability, NVE energy drift, relaxations compared with the teacher's, "
-              "harmonic frequencies and Hessian rows against the teacher", header, rows, raw=vals,
-              notes=["Averages over structures read mean ± standard error (n structures); the CSV holds the means.",
-                     "NVE drift: stable runs only, each over >= 0.5 ps of logged NVE (runs that collapsed report "
-                     "their time to collapse instead); relaxation errors: structures where both relaxations "
-                     "converged.",
-                     "Lowest error per column in bold (students only); survival and success: highest.",
-                     "Curvature on the teacher's scale: ||H_model - H_teacher||_F / ||H_teacher||_F over the stored "
-                     "teacher rows of the test structures, and over full Hessians at the teacher-relaxed "
-                     "structures of the vibrations evaluation; frequency MAE over the teacher's mean |frequency|; "
-                     "spurious imaginary modes: the model's modes below -20 cm⁻¹ beyond the teacher's; phonons: "
-                     "frequencies on a q-mesh of the teacher-relaxed crystals (phonopy).",
-                     "Train time: the student's training wall time (compare students at equal budgets)."])
+    t = Table(
+        "Dynamics and curvature: MD stability, NVE energy drift, relaxations compared with the teacher's, "
+        "harmonic frequencies and Hessian rows against the teacher",
+        header,
+        rows,
+        raw=vals,
+        notes=[
+            "Averages over structures read mean ± standard error (n structures); the CSV holds the means.",
+            "NVE drift: stable runs only, each over >= 0.5 ps of logged NVE (runs that collapsed report "
+            "their time to collapse instead); relaxation errors: structures where both relaxations "
+            "converged.",
+            "Lowest error per column in bold (students only); survival and success: highest.",
+            "Curvature on the teacher's scale: ||H_model - H_teacher||_F / ||H_teacher||_F over the stored "
+            "teacher rows of the test structures, and over full Hessians at the teacher-relaxed "
+            "structures of the vibrations evaluation; frequency MAE over the teacher's mean |frequency|; "
+            "spurious imaginary modes: the model's modes below -20 cm⁻¹ beyond the teacher's; phonons: "
+            "frequencies on a q-mesh of the teacher-relaxed crystals (phonopy).",
+            "Train time: the student's training wall time (compare students at equal budgets).",
+        ],
+    )
     _mark_students(t, vals, records, low=(5, 7, 8, 9, 10, 11, 12, 13, 15), high=(4, 6))
     return t
 
@@ -472,8 +620,16 @@ def relax_baseline(records: list[Record], r: Record) -> Record | None:
     """The undistilled run E_ref(run) - E_ref(baseline) is taken against: of the same subset and teacher, method
     ``undistilled``, the same student arch (from the run's summary.json), preferably the same size; the first
     in run order when several remain.  None when there is none (or for the teacher row)."""
-    same = [x for x in records if x.subset == r.subset and x.teacher == r.teacher and not x.is_teacher
-            and x.method == "undistilled" and _arch(x) == _arch(r) and _arch(r) is not None]
+    same = [
+        x
+        for x in records
+        if x.subset == r.subset
+        and x.teacher == r.teacher
+        and not x.is_teacher
+        and x.method == "undistilled"
+        and _arch(x) == _arch(r)
+        and _arch(r) is not None
+    ]
     sized = [x for x in same if x.summary.get("n_params") == r.summary.get("n_params")]
     pick = sized or same
     return pick[0] if pick else None
@@ -481,19 +637,33 @@ def relax_baseline(records: list[Record], r: Record) -> Record | None:
 
 def _relax_ref_values(d: dict) -> dict:
     """index -> (model_ref_energy_eV_atom, model_ref_fmean_eV_A) of the converged relaxations of a relax.json."""
-    return {x.get("index"): (x.get("model_ref_energy_eV_atom"), x.get("model_ref_fmean_eV_A"))
-            for x in d.get("structures") or [] if x.get("model_converged")}
+    return {
+        x.get("index"): (x.get("model_ref_energy_eV_atom"), x.get("model_ref_fmean_eV_A"))
+        for x in d.get("structures") or []
+        if x.get("model_converged")
+    }
 
 
 def relax_reference_table(records: list[Record], digits: int = 2) -> Table | None:
     """Relaxed geometries re-scored by the reference calculator (the paper's DFT re-scoring): per run, E_ref(run)
     - E_ref(undistilled baseline) in meV/atom over the structures both relaxations converged, and the mean
     reference |F| at the run's final geometries.  None when no relax.json has a reference calculator."""
-    with_ref = [r for r in records if isinstance(r.evals.get("relax"), dict) and r.evals["relax"].get("reference_calculator")]
+    with_ref = [
+        r for r in records if isinstance(r.evals.get("relax"), dict) and r.evals["relax"].get("reference_calculator")
+    ]
     if not with_ref:
         return None
-    header = ["subset", "teacher", "model", "method", "reference", "baseline", "E_ref - E_ref(baseline) (meV/atom)",
-              "mean reference |F| (meV/Å)", "relax success"]
+    header = [
+        "subset",
+        "teacher",
+        "model",
+        "method",
+        "reference",
+        "baseline",
+        "E_ref - E_ref(baseline) (meV/atom)",
+        "mean reference |F| (meV/Å)",
+        "relax success",
+    ]
     rows, vals = [], []
     for r in with_ref:
         d = r.evals["relax"]
@@ -502,35 +672,77 @@ def relax_reference_table(records: list[Record], digits: int = 2) -> Table | Non
         diff = {"mean": None, "se": None, "n": None}
         if base is not None and isinstance(base.evals.get("relax"), dict):
             theirs = _relax_ref_values(base.evals["relax"])
-            diff = _mean_se([1000.0 * (mine[i][0] - theirs[i][0]) for i in mine
-                             if i in theirs and mine[i][0] is not None and theirs[i][0] is not None])
+            diff = _mean_se(
+                [
+                    1000.0 * (mine[i][0] - theirs[i][0])
+                    for i in mine
+                    if i in theirs and mine[i][0] is not None and theirs[i][0] is not None
+                ]
+            )
         force = _mean_se([1000.0 * v[1] for v in mine.values() if v[1] is not None])
         rc = d["reference_calculator"]
         ref_name = rc.get("name", "?") + (f" {rc['options']}" if rc.get("options") else "")
-        v = [r.subset, r.teacher, _row_label(r), r.method, ref_name, None if base is None else base.run, diff["mean"],
-             force["mean"], d.get("model_success_rate")]
+        v = [
+            r.subset,
+            r.teacher,
+            _row_label(r),
+            r.method,
+            ref_name,
+            None if base is None else base.run,
+            diff["mean"],
+            force["mean"],
+            d.get("model_success_rate"),
+        ]
         cells = [fmt(x, digits) if not isinstance(x, str) else x for x in v]
         cells[6], cells[7] = fmt_stat(diff, digits), fmt_stat(force, digits)
         rows.append(cells)
         vals.append(v)
-    t = Table("Relaxations re-scored by the reference calculator: energy against the undistilled student and "
-              "residual reference forces at the final geometries", header, rows, raw=vals,
-              notes=["Each run's FIRE-relaxed geometries (protocol evaluation.protocol.relax) re-scored by the "
-                     "reference calculator; mean ± standard error (n structures).",
-                     "E_ref - E_ref(baseline): per structure, over structures that both runs relaxed to fmax; the "
-                     "baseline is the undistilled run of the same subset, teacher and student arch (the same size "
-                     "where there is one); negative: the run stopped lower on the reference surface.",
-                     "Mean reference |F|: the per-atom force norm averaged over atoms, then over converged "
-                     "structures (0 at a reference minimum)."])
+    t = Table(
+        "Relaxations re-scored by the reference calculator: energy against the undistilled student and "
+        "residual reference forces at the final geometries",
+        header,
+        rows,
+        raw=vals,
+        notes=[
+            "Each run's FIRE-relaxed geometries (protocol evaluation.protocol.relax) re-scored by the "
+            "reference calculator; mean ± standard error (n structures).",
+            "E_ref - E_ref(baseline): per structure, over structures that both runs relaxed to fmax; the "
+            "baseline is the undistilled run of the same subset, teacher and student arch (the same size "
+            "where there is one); negative: the run stopped lower on the reference surface.",
+            "Mean reference |F|: the per-atom force norm averaged over atoms, then over converged "
+            "structures (0 at a reference minimum).",
+        ],
+    )
     _mark_students(t, vals, with_ref, low=(7,))
     return t
 
 
-SUMMARY_COLUMNS = ["subset", "teacher", "run", "method", "params", "energy_mae_meV_atom", "force_mae_meV_A",
-                   "force_rel_error", "teacher_energy_mae_meV_atom", "teacher_force_mae_meV_A", "teacher_force_rel_error",
-                   "hessian_mae_meV_A2", "speedup_latency", "speedup_throughput", "md_fraction_stable",
-                   "nve_drift_meV_atom_ps", "relax_success_rate", "freq_mae_cm1", "hessian_rel_error",
-                   "hessian_rel_error_relaxed", "freq_mae_rel", "n_spurious_imaginary", "train_time_s", "epochs"]
+SUMMARY_COLUMNS = [
+    "subset",
+    "teacher",
+    "run",
+    "method",
+    "params",
+    "energy_mae_meV_atom",
+    "force_mae_meV_A",
+    "force_rel_error",
+    "teacher_energy_mae_meV_atom",
+    "teacher_force_mae_meV_A",
+    "teacher_force_rel_error",
+    "hessian_mae_meV_A2",
+    "speedup_latency",
+    "speedup_throughput",
+    "md_fraction_stable",
+    "nve_drift_meV_atom_ps",
+    "relax_success_rate",
+    "freq_mae_cm1",
+    "hessian_rel_error",
+    "hessian_rel_error_relaxed",
+    "freq_mae_rel",
+    "n_spurious_imaginary",
+    "train_time_s",
+    "epochs",
+]
 
 
 def summary_rows(records: list[Record]) -> list[dict]:
@@ -538,26 +750,38 @@ def summary_rows(records: list[Record]) -> list[dict]:
     error in its row); the ``teacher_*`` columns are the students against the teacher (empty in the teacher row)."""
     out = []
     for r in records:
-        vs_teacher = {f"teacher_{k}": None if r.is_teacher else r.get("test", f"teacher_{k}")
-                      for k in ("energy_mae_meV_atom", "force_mae_meV_A", "force_rel_error")}
-        out.append({"subset": r.subset, "teacher": r.teacher, "run": r.run, "method": r.method,
-                    "params": r.get("test", "n_params"),
-                    "energy_mae_meV_atom": r.get("test", "ref_energy_mae_meV_atom"),
-                    "force_mae_meV_A": r.get("test", "ref_force_mae_meV_A"),
-                    "force_rel_error": r.get("test", "ref_force_rel_error"), **vs_teacher,
-                    "hessian_mae_meV_A2": None if r.is_teacher else r.get("test", "hessian_mae_meV_A2"),
-                    "speedup_latency": None if r.is_teacher else r.get("speed", "speedup_latency"),
-                    "speedup_throughput": None if r.is_teacher else r.get("speed", "speedup_throughput"),
-                    "md_fraction_stable": r.get("md", "fraction_stable"),
-                    "nve_drift_meV_atom_ps": _stat(r, "md", "mean_abs_drift_meV_atom_ps",
-                                                   lambda d: _md_runs(d, "drift"))["mean"],
-                    "relax_success_rate": r.get("relax", "model_success_rate"),
-                    "freq_mae_cm1": None if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1", _vib_runs)["mean"],
-                    "hessian_rel_error": None if r.is_teacher else r.get("test", "hessian_rel_error"),
-                    "hessian_rel_error_relaxed": None if r.is_teacher else r.get("vibrations", "hessian_rel_error"),
-                    "freq_mae_rel": None if r.is_teacher else r.get("vibrations", "freq_mae_rel"),
-                    "n_spurious_imaginary": None if r.is_teacher else r.get("vibrations", "n_spurious_imaginary"),
-                    "train_time_s": r.summary.get("train_time_s"), "epochs": r.summary.get("epochs")})
+        vs_teacher = {
+            f"teacher_{k}": None if r.is_teacher else r.get("test", f"teacher_{k}")
+            for k in ("energy_mae_meV_atom", "force_mae_meV_A", "force_rel_error")
+        }
+        out.append(
+            {
+                "subset": r.subset,
+                "teacher": r.teacher,
+                "run": r.run,
+                "method": r.method,
+                "params": r.get("test", "n_params"),
+                "energy_mae_meV_atom": r.get("test", "ref_energy_mae_meV_atom"),
+                "force_mae_meV_A": r.get("test", "ref_force_mae_meV_A"),
+                "force_rel_error": r.get("test", "ref_force_rel_error"),
+                **vs_teacher,
+                "hessian_mae_meV_A2": None if r.is_teacher else r.get("test", "hessian_mae_meV_A2"),
+                "speedup_latency": None if r.is_teacher else r.get("speed", "speedup_latency"),
+                "speedup_throughput": None if r.is_teacher else r.get("speed", "speedup_throughput"),
+                "md_fraction_stable": r.get("md", "fraction_stable"),
+                "nve_drift_meV_atom_ps": _stat(r, "md", "mean_abs_drift_meV_atom_ps", lambda d: _md_runs(d, "drift"))[
+                    "mean"
+                ],
+                "relax_success_rate": r.get("relax", "model_success_rate"),
+                "freq_mae_cm1": None if r.is_teacher else _stat(r, "vibrations", "freq_mae_cm1", _vib_runs)["mean"],
+                "hessian_rel_error": None if r.is_teacher else r.get("test", "hessian_rel_error"),
+                "hessian_rel_error_relaxed": None if r.is_teacher else r.get("vibrations", "hessian_rel_error"),
+                "freq_mae_rel": None if r.is_teacher else r.get("vibrations", "freq_mae_rel"),
+                "n_spurious_imaginary": None if r.is_teacher else r.get("vibrations", "n_spurious_imaginary"),
+                "train_time_s": r.summary.get("train_time_s"),
+                "epochs": r.summary.get("epochs"),
+            }
+        )
     return out
 
 
@@ -608,8 +832,11 @@ def fig_accuracy_vs_speed(records, path):
     groups = _groups(records)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
     for ax, (s, t) in zip(axes[0], groups):
-        pts = [(r.get("speed", "speedup_throughput"), r.get("test", "ref_force_mae_meV_A"), r)
-               for r in records if r.subset == s and r.teacher == t and not r.is_teacher]
+        pts = [
+            (r.get("speed", "speedup_throughput"), r.get("test", "ref_force_mae_meV_A"), r)
+            for r in records
+            if r.subset == s and r.teacher == t and not r.is_teacher
+        ]
         pts = [p for p in pts if p[0] is not None and p[1] is not None]
         if not pts:
             _empty(ax, "no speed or test evaluation")
@@ -638,7 +865,9 @@ def size_sweep(records) -> dict:
                 continue
             n, f = r.get("test", "n_params"), r.get("test", "ref_force_mae_meV_A")
             if n is not None and f is not None:
-                by_method.setdefault(r.method, []).append((int(n), float(f), r.get("speed", "speedup_throughput"), r.run))
+                by_method.setdefault(r.method, []).append(
+                    (int(n), float(f), r.get("speed", "speedup_throughput"), r.run)
+                )
         sweeps = {m: sorted(v) for m, v in by_method.items() if len({p[0] for p in v}) >= 2}
         if sweeps:
             out[(s, t)] = sweeps
@@ -694,8 +923,10 @@ def fig_parity(records, path):
         lo, hi = min(min(x), min(y)), max(max(x), max(y))
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
         ax.scatter(x, y, s=3, alpha=0.5)
-        ax.set_title(f"{r.subset} / {r.teacher} / {r.run}\nF MAE {fmt(r.get('test', 'teacher_force_mae_meV_A'), 1)} meV/Å",
-                     fontsize=8)
+        ax.set_title(
+            f"{r.subset} / {r.teacher} / {r.run}\nF MAE {fmt(r.get('test', 'teacher_force_mae_meV_A'), 1)} meV/Å",
+            fontsize=8,
+        )
         ax.set_xlabel(f"{par.get('against', 'teacher')} force (eV/Å)", fontsize=8)
         ax.set_ylabel("student force (eV/Å)", fontsize=8)
     _save_fig(fig, path)
@@ -751,8 +982,9 @@ def fig_phonons(records, path):
     every student, and their densities of states."""
     plt = _plt()
     groups = _groups(records)
-    fig, axes = plt.subplots(len(groups), 2, figsize=(9.0, 3.6 * len(groups)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = plt.subplots(
+        len(groups), 2, figsize=(9.0, 3.6 * len(groups)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]}
+    )
     for (ax, ax_dos), (s, t) in zip(axes, groups):
         drawn = False
         colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
@@ -771,8 +1003,9 @@ def fig_phonons(records, path):
                 if side == "teacher":
                     _band_ticks(ax, bands)
                 dos = first["dos"][side]
-                ax_dos.plot(dos["dos"], dos["frequency_cm1"], color=colour, lw=0.8,
-                            ls="--" if side == "teacher" else "-")
+                ax_dos.plot(
+                    dos["dos"], dos["frequency_cm1"], color=colour, lw=0.8, ls="--" if side == "teacher" else "-"
+                )
             drawn = True
             ax.set_title(f"phonons: {s} / {t}, {first['formula']} ({first.get('spacegroup', '')})", fontsize=9)
         if not drawn:
@@ -796,13 +1029,21 @@ def fig_stability(records, path):
     else:
         labels = [f"{r.subset}\n{r.teacher}\n{r.run}" for r in recs]
         surv = [r.get("md", "mean_survival_time_ps", default=0.0) for r in recs]
-        length = [max((x.get("simulated_time_ps") or 0.0) for x in r.get("md", "runs", default=[{}])) or 0.0 for r in recs]
+        length = [
+            max((x.get("simulated_time_ps") or 0.0) for x in r.get("md", "runs", default=[{}])) or 0.0 for r in recs
+        ]
         pos = range(len(recs))
         ax.bar(pos, length, color="0.85", label="requested length")
         ax.bar(pos, surv, color=["tab:gray" if r.is_teacher else "tab:blue" for r in recs], label="mean survival")
         for i, r in enumerate(recs):
-            ax.text(i, surv[i], f"{r.get('md', 'n_stable')}/{r.get('md', 'n_structures')}", ha="center",
-                    va="bottom", fontsize=7)
+            ax.text(
+                i,
+                surv[i],
+                f"{r.get('md', 'n_stable')}/{r.get('md', 'n_structures')}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         ax.set_xticks(list(pos))
         ax.set_xticklabels(labels, fontsize=6)
         ax.set_ylabel("time (ps)")
@@ -838,15 +1079,25 @@ def fig_training(records, path):
 
 
 # ----------------------------------------------------------------------------------------------- driver
-def write_report(paths, out_dir, *, runs_config=None, title="hessdistill report", float_digits: int = 2,
-                 paper: dict | None = None, figures: bool = True) -> dict:
+def write_report(
+    paths,
+    out_dir,
+    *,
+    runs_config=None,
+    title="hessdistill report",
+    float_digits: int = 2,
+    paper: dict | None = None,
+    figures: bool = True,
+) -> dict:
     """Collect ``paths`` and write every table (md/csv/tex), figure and the summary into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = collect(paths, runs_config)
-    tables = {"table_accuracy": accuracy_tables(records, float_digits, paper),
-              "table_speed": [speed_table(records, float_digits)],
-              "table_dynamics": [dynamics_table(records, float_digits)]}
+    tables = {
+        "table_accuracy": accuracy_tables(records, float_digits, paper),
+        "table_speed": [speed_table(records, float_digits)],
+        "table_dynamics": [dynamics_table(records, float_digits)],
+    }
     relax_ref = relax_reference_table(records, float_digits)
     if relax_ref is not None:  # relax.json re-scored by a reference calculator (relax.reference_calculator)
         tables["table_dynamics"].append(relax_ref)

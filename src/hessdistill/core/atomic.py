@@ -18,7 +18,9 @@ def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".partial", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".partial", dir=path.parent
+    )
     os.close(fd)
     os.unlink(tmp)  # writers (h5py, ase.io) create the file themselves
     try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "hessdistill"
@@ -51,8 +51,12 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     """hessdistill modules that the syntax tree of ``module`` imports (or names in a string constant)."""
     found: set[str] = set()
     package = module if is_package else module.rpartition(".")[0]
-    logger_names = {id(a) for node in ast.walk(tree) if isinstance(node, ast.Call)
-                    and getattr(node.func, "attr", getattr(node.func, "id", None)) == "getLogger" for a in node.args}
+    logger_names = {
+        id(a)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "getLogger"
+        for a in node.args
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
@@ -65,8 +69,12 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
-        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PACKAGE + ".")
-              and id(node) not in logger_names):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith(PACKAGE + ".")
+            and id(node) not in logger_names
+        ):
             found.add(node.value)
     out = set()
     for name in found:
@@ -80,8 +88,12 @@ def _normalised(tree: ast.AST) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
@@ -92,7 +104,7 @@ def _parsed(path: str) -> tuple[str, str]:
     return _parsed_cached(path, st.st_mtime_ns, st.st_size)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parsed_cached(path: str, mtime_ns: int, size: int) -> tuple[str, str]:
     src = Path(path).read_text(encoding="utf-8")
     return src, _normalised(ast.parse(src, filename=path))

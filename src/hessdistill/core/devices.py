@@ -20,8 +20,9 @@ import torch
 from .errors import HessdistillError
 
 #: where a CUDA device is requested, for error messages
-CUDA_SETTINGS = ("the workflow config's use_gpu: true (with gpu_device: cuda), a run's device: cuda, "
-                 "or a --device cuda option")
+CUDA_SETTINGS = (
+    "the workflow config's use_gpu: true (with gpu_device: cuda), a run's device: cuda, or a --device cuda option"
+)
 
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,21 @@ def resolve_device(device) -> torch.device:
             return torch.device("cuda")
         given = _scheduler_gave_gpus()
         if given:
-            log.warning("device 'auto' falls back to the CPU although this job was given GPU(s) (%s): this PyTorch "
-                        "(%s, CUDA %s) cannot use them; install a CUDA build of torch, or set gpu_device: cuda to "
-                        "make this an error", given, torch.__version__, torch.version.cuda)
+            log.warning(
+                "device 'auto' falls back to the CPU although this job was given GPU(s) (%s): this PyTorch "
+                "(%s, CUDA %s) cannot use them; install a CUDA build of torch, or set gpu_device: cuda to "
+                "make this an error",
+                given,
+                torch.__version__,
+                torch.version.cuda,
+            )
         return torch.device("cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise HessdistillError(f"unknown device {device!r} ({exc})\n  fix: use cpu, cuda, cuda:<index> or auto") from None
+        raise HessdistillError(
+            f"unknown device {device!r} ({exc})\n  fix: use cpu, cuda, cuda:<index> or auto"
+        ) from None
     if dev.type == "cuda":
         _check_cuda(dev)
     return dev
@@ -73,14 +81,20 @@ def resolve_device(device) -> torch.device:
 def _check_cuda(dev: torch.device) -> None:
     if torch.version.cuda is None and not torch.cuda.is_available():
         problem = f"this PyTorch ({torch.__version__}) is a CPU-only build"
-        fix = ("install a CUDA build of the same torch version in this job's environment (PyTorch's CUDA wheel index, "
-               "with the constraints file), or set use_gpu: false / device: cpu (or gpu_device: auto to fall back to "
-               "the CPU where no GPU is usable)")
+        fix = (
+            "install a CUDA build of the same torch version in this job's environment (PyTorch's CUDA wheel index, "
+            "with the constraints file), or set use_gpu: false / device: cpu (or gpu_device: auto to fall back to "
+            "the CPU where no GPU is usable)"
+        )
     elif not torch.cuda.is_available():
-        problem = (f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU "
-                   f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
-        fix = ("run the job where a GPU is allocated (Slurm: the config's gpu_request, e.g. {gpu: 1}), check the "
-               "driver with nvidia-smi, or set use_gpu: false / gpu_device: auto")
+        problem = (
+            f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
+        fix = (
+            "run the job where a GPU is allocated (Slurm: the config's gpu_request, e.g. {gpu: 1}), check the "
+            "driver with nvidia-smi, or set use_gpu: false / gpu_device: auto"
+        )
     elif dev.index is not None and dev.index >= torch.cuda.device_count():
         problem = f"cuda:{dev.index} does not exist here ({torch.cuda.device_count()} GPU(s) visible)"
         fix = "use cuda (the first visible GPU) or an index below the number of visible GPUs"
@@ -95,7 +109,12 @@ def device_record(device) -> dict:
     gpu = None
     if dev.type == "cuda" and torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(dev)
-    return {"device": str(dev), "gpu_name": gpu, "torch": str(torch.__version__), "cuda": torch.version.cuda,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
-            "deterministic": torch.are_deterministic_algorithms_enabled()}
+    return {
+        "device": str(dev),
+        "gpu_name": gpu,
+        "torch": str(torch.__version__),
+        "cuda": torch.version.cuda,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }

@@ -79,8 +79,9 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def atoms_to_data(atoms: Atoms, cutoff: float, *, dtype=torch.float64, energy=None, forces=None, extra=None,
-                  student=None):
+def atoms_to_data(
+    atoms: Atoms, cutoff: float, *, dtype=torch.float64, energy=None, forces=None, extra=None, student=None
+):
     """One structure as a torch-geometric ``Data`` with its neighbour graph.
 
     With ``student``: the student checks the atomic numbers (raising for elements it cannot embed) and attaches
@@ -126,8 +127,9 @@ def collate(data_list):
     return batch
 
 
-def batch_atoms(atoms_list, cutoff: float, *, dtype=torch.float64, device=None, with_labels: bool = False,
-                student=None):
+def batch_atoms(
+    atoms_list, cutoff: float, *, dtype=torch.float64, device=None, with_labels: bool = False, student=None
+):
     """Convenience: a list of ``ase.Atoms`` to one batch on ``device`` (labels from attached calculators).
 
     ``student``: prepare the graphs for it (see :func:`atoms_to_data`).

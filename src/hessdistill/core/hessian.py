@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -62,7 +62,9 @@ def as_row_indices(rows, n_coords: int) -> np.ndarray:
     """Validate a row selection against 3N coordinates and return it as an int64 array."""
     idx = np.asarray(rows, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < 0 or idx.max() >= n_coords):
-        raise ValueError(f"row indices must lie in [0, {n_coords}) for a structure of {n_coords // 3} atoms; got {idx.min()}..{idx.max()}")
+        raise ValueError(
+            f"row indices must lie in [0, {n_coords}) for a structure of {n_coords // 3} atoms; got {idx.min()}..{idx.max()}"
+        )
     return idx
 
 
@@ -87,7 +89,11 @@ def _vjp_rows_loop(forces_flat: torch.Tensor, positions: torch.Tensor, rows: np.
     for r in rows:
         # the graph is kept (retain_graph) so that callers may ask for more rows of the same structure
         (g,) = torch.autograd.grad(
-            forces_flat[int(r)], positions, retain_graph=True, create_graph=create_graph, allow_unused=True,
+            forces_flat[int(r)],
+            positions,
+            retain_graph=True,
+            create_graph=create_graph,
+            allow_unused=True,
         )
         if g is None:
             g = torch.zeros_like(positions)
@@ -104,8 +110,13 @@ def _vjp_rows_batched(forces_flat, positions, rows: np.ndarray, create_graph: bo
         cot = torch.zeros((len(sel), n_coords), dtype=forces_flat.dtype, device=forces_flat.device)
         cot[torch.arange(len(sel), device=cot.device), sel] = 1.0
         (g,) = torch.autograd.grad(
-            forces_flat, positions, grad_outputs=cot, retain_graph=True, create_graph=create_graph,
-            is_grads_batched=True, allow_unused=True,
+            forces_flat,
+            positions,
+            grad_outputs=cot,
+            retain_graph=True,
+            create_graph=create_graph,
+            is_grads_batched=True,
+            allow_unused=True,
         )
         if g is None:
             g = torch.zeros((len(sel),) + tuple(positions.shape), dtype=positions.dtype, device=positions.device)
@@ -145,7 +156,10 @@ def force_jacobian_rows(
         try:
             return _vjp_rows_batched(forces_flat, positions, rows, create_graph, chunk_size)
         except RuntimeError as exc:  # vmap cannot batch some custom autograd functions / scatter kernels
-            warnings.warn(f"batched VJP failed for {key!r} ({exc.__class__.__name__}: {str(exc)[:200]}); using a loop", RuntimeWarning)
+            warnings.warn(
+                f"batched VJP failed for {key!r} ({exc.__class__.__name__}: {str(exc)[:200]}); using a loop",
+                RuntimeWarning,
+            )
             _AUTO_CHOICE[(key, positions.device.type, _size_class(n_coords))] = "loop"
     return _vjp_rows_loop(forces_flat, positions, rows, create_graph)
 
@@ -170,8 +184,15 @@ def _auto_method(forces_flat, positions, rows, chunk_size, create_graph, key) ->
         except RuntimeError:
             timings[m] = float("inf")
     choice = min(timings, key=timings.get)
-    log.info("VJP route for %s on %s, size class %d atoms: %s (probe of %d rows: %s)", key, positions.device.type,
-             cache_key[2], choice, len(probe), timings)
+    log.info(
+        "VJP route for %s on %s, size class %d atoms: %s (probe of %d rows: %s)",
+        key,
+        positions.device.type,
+        cache_key[2],
+        choice,
+        len(probe),
+        timings,
+    )
     _AUTO_CHOICE[cache_key] = choice
     return choice
 

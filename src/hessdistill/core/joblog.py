@@ -13,5 +13,6 @@ import sys
 def job_logging(log_path) -> None:
     """Send a workflow job's stdout, stderr and logging to its Snakemake ``log:`` file (line-buffered)."""
     sys.stdout = sys.stderr = open(log_path, "w", buffering=1)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        force=True)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
+    )

@@ -10,7 +10,8 @@ Units: eV, Å; Hessians in eV/Å², coordinates flattened atom-major (row ``3 i 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -72,8 +73,9 @@ def calculator_predictor(calc) -> Callable:
     return predict
 
 
-def validate_outputs(n_atoms: int, *, energy=None, forces=None, hessian=None, rows=None, structure=None,
-                     model: str | None = None) -> None:
+def validate_outputs(
+    n_atoms: int, *, energy=None, forces=None, hessian=None, rows=None, structure=None, model: str | None = None
+) -> None:
     """Check a model's outputs for a structure of ``n_atoms`` atoms: the energy a finite scalar, the forces a finite
     (N, 3) array, the Hessian finite and (len(rows), 3N) (rows given) or (3N, 3N).  Outputs left None are not
     checked.  Raises :class:`~hessdistill.core.errors.HessdistillError` naming the model, the structure (an index or
@@ -81,9 +83,13 @@ def validate_outputs(n_atoms: int, *, energy=None, forces=None, hessian=None, ro
     who = f"model {model!r}: " if model else ""
 
     def fail(problem):
-        raise HessdistillError(compose_message(who + problem, structure=structure,
-                                               fix="check the model and its inputs (units eV, Å; coordinates "
-                                                   "flattened atom-major)"))
+        raise HessdistillError(
+            compose_message(
+                who + problem,
+                structure=structure,
+                fix="check the model and its inputs (units eV, Å; coordinates flattened atom-major)",
+            )
+        )
 
     if energy is not None:
         e = np.asarray(energy)
@@ -111,8 +117,22 @@ def check_model(model: EvaluatedModel, atoms, *, rows=(0,), structure=None) -> d
     (:func:`validate_outputs`; ``kind`` in :data:`MODEL_KINDS`; the calculator's energy and forces equal to
     :meth:`~EvaluatedModel.energy_forces`'s to 1e-6 relative).  Returns ``{"energy", "forces", "hessian_rows"}``."""
     if not isinstance(model, EvaluatedModel):
-        missing = [m for m in ("name", "kind", "device", "dtype", "n_params", "energy_forces", "predictor",
-                               "hessian_rows", "hessian", "calculator") if not hasattr(model, m)]
+        missing = [
+            m
+            for m in (
+                "name",
+                "kind",
+                "device",
+                "dtype",
+                "n_params",
+                "energy_forces",
+                "predictor",
+                "hessian_rows",
+                "hessian",
+                "calculator",
+            )
+            if not hasattr(model, m)
+        ]
         raise HessdistillError(f"{type(model).__name__} is not an EvaluatedModel: it lacks {missing}")
     if model.kind not in MODEL_KINDS:
         raise HessdistillError(f"model {model.name!r}: kind must be one of {MODEL_KINDS}, got {model.kind!r}")
@@ -128,6 +148,10 @@ def check_model(model: EvaluatedModel, atoms, *, rows=(0,), structure=None) -> d
     for what, (x, y) in {"predictor": (pe, pf), "calculator": (ce, cf)}.items():
         validate_outputs(n, energy=x, forces=y, structure=structure, model=model.name)
         if not (np.allclose(x, e, rtol=1e-6, atol=1e-8) and np.allclose(y, f, rtol=1e-6, atol=1e-8)):
-            raise HessdistillError(compose_message(f"model {model.name!r}: the {what}'s energy and forces differ from "
-                                                   "energy_forces'", structure=structure))
+            raise HessdistillError(
+                compose_message(
+                    f"model {model.name!r}: the {what}'s energy and forces differ from energy_forces'",
+                    structure=structure,
+                )
+            )
     return {"energy": float(e), "forces": np.asarray(f), "hessian_rows": np.asarray(h)}

@@ -38,12 +38,12 @@ class VerletList:
         from vesin import NeighborList
 
         if pbc.any() and abs(np.linalg.det(cell)) < 1e-9:
-            raise StructureError("periodic structure with a degenerate cell",
-                                 fix="give the structure a full 3x3 cell or set pbc=False")
+            raise StructureError(
+                "periodic structure with a degenerate cell", fix="give the structure a full 3x3 cell or set pbc=False"
+            )
         box = cell if pbc.any() else np.zeros((3, 3))
         nl = NeighborList(cutoff=self.cutoff + self.skin, full_list=True)
-        i, j, s = nl.compute(points=positions, box=box, periodic=pbc.tolist() if pbc.any() else False,
-                             quantities="ijS")
+        i, j, s = nl.compute(points=positions, box=box, periodic=pbc.tolist() if pbc.any() else False, quantities="ijS")
         order = np.lexsort((j, i))
         i, j = i[order].astype(np.int64), j[order].astype(np.int64)
         shift = s[order].astype(np.float64) @ box
@@ -56,8 +56,12 @@ class VerletList:
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool).reshape(-1), (3,))
-        key = (positions.shape[0], cell.tobytes(), pbc.tobytes(),
-               None if numbers is None else np.asarray(numbers).tobytes())
+        key = (
+            positions.shape[0],
+            cell.tobytes(),
+            pbc.tobytes(),
+            None if numbers is None else np.asarray(numbers).tobytes(),
+        )
         self.calls += 1
         builds = self.builds
         if key != self._key or self._ref is None:

@@ -108,5 +108,7 @@ def identify(path) -> tuple[str, str, str, str]:
         return parts[-5], parts[-3], parts[-2], parts[-1]
     if len(parts) >= 4 and parts[-3] == "teachers":
         return parts[-4], parts[-2], TEACHER_RUN, parts[-1]
-    raise ValueError(f"{path}: not a run or teacher evaluation file (expected .../<subset>/runs/<teacher>/<run>/eval/"
-                     "<evaluation>.json or .../<subset>/teachers/<teacher>/eval/<evaluation>.json)")
+    raise ValueError(
+        f"{path}: not a run or teacher evaluation file (expected .../<subset>/runs/<teacher>/<run>/eval/"
+        "<evaluation>.json or .../<subset>/teachers/<teacher>/eval/<evaluation>.json)"
+    )

@@ -85,8 +85,9 @@ def as_finite_array(value, what, shape, *, path, where, fix, nan_fix="drop or re
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise StructureError(f"{what} is not numeric (got {type(value).__name__})", path=path, structure=where,
-                             fix=fix) from None
+        raise StructureError(
+            f"{what} is not numeric (got {type(value).__name__})", path=path, structure=where, fix=fix
+        ) from None
     if shape is not None and arr.shape != shape:
         raise StructureError(f"{what} has shape {arr.shape}, expected {shape}", path=path, structure=where, fix=fix)
     if not np.isfinite(arr).all():
@@ -99,19 +100,28 @@ def stress_3x3(value, *, path, where):
     try:
         s = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise StructureError(f"stress is not numeric (got {type(value).__name__})", path=path, structure=where,
-                             fix="give stress as 6 Voigt components (xx, yy, zz, yz, xz, xy) or a 3x3 matrix") from None
+        raise StructureError(
+            f"stress is not numeric (got {type(value).__name__})",
+            path=path,
+            structure=where,
+            fix="give stress as 6 Voigt components (xx, yy, zz, yz, xz, xy) or a 3x3 matrix",
+        ) from None
     if s.shape == (6,):
         xx, yy, zz, yz, xz, xy = s
         s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
     elif s.shape == (9,):
         s = s.reshape(3, 3)
     elif s.shape != (3, 3):
-        raise StructureError(f"stress has shape {s.shape}, expected (6,) Voigt or (3, 3)", path=path, structure=where,
-                             fix="give stress as 6 Voigt components (xx, yy, zz, yz, xz, xy) or a 3x3 matrix")
+        raise StructureError(
+            f"stress has shape {s.shape}, expected (6,) Voigt or (3, 3)",
+            path=path,
+            structure=where,
+            fix="give stress as 6 Voigt components (xx, yy, zz, yz, xz, xy) or a 3x3 matrix",
+        )
     if not np.isfinite(s).all():
-        raise StructureError("stress contains NaN or inf", path=path, structure=where,
-                             fix="drop or recompute this structure's labels")
+        raise StructureError(
+            "stress contains NaN or inf", path=path, structure=where, fix="drop or recompute this structure's labels"
+        )
     return s
 
 
@@ -123,11 +133,16 @@ def _stale(calc, atoms) -> bool:
     ref = calc.atoms
     if ref is None:
         return False
-    if (len(ref) != len(atoms) or not np.array_equal(ref.numbers, atoms.numbers)
-            or not np.array_equal(ref.pbc, atoms.pbc)):
+    if (
+        len(ref) != len(atoms)
+        or not np.array_equal(ref.numbers, atoms.numbers)
+        or not np.array_equal(ref.pbc, atoms.pbc)
+    ):
         return True
-    return bool(np.abs(ref.positions - atoms.positions).max(initial=0.0) > 1e-15
-                or np.abs(ref.cell.array - atoms.cell.array).max() > 1e-15)
+    return bool(
+        np.abs(ref.positions - atoms.positions).max(initial=0.0) > 1e-15
+        or np.abs(ref.cell.array - atoms.cell.array).max() > 1e-15
+    )
 
 
 def calc_property(atoms, name, *, compute, path, where):
@@ -141,7 +156,8 @@ def calc_property(atoms, name, *, compute, path, where):
         if _stale(calc, atoms):
             raise StructureError(
                 "the attached SinglePointCalculator holds results for other positions/cell/numbers than the structure",
-                path=path, structure=where,
+                path=path,
+                structure=where,
                 fix="attach a new SinglePointCalculator after changing the structure, or drop the stale calculator",
             )
         return calc.results[name]
@@ -150,10 +166,12 @@ def calc_property(atoms, name, *, compute, path, where):
     except (PropertyNotImplementedError, NotImplementedError):
         return None
     except Exception as exc:
-        raise StructureError(f"the attached calculator failed to give {name!r}: {type(exc).__name__}: {exc}",
-                             path=path, structure=where,
-                             fix="check the calculator, or attach precomputed results as a SinglePointCalculator",
-                             ) from exc
+        raise StructureError(
+            f"the attached calculator failed to give {name!r}: {type(exc).__name__}: {exc}",
+            path=path,
+            structure=where,
+            fix="check the calculator, or attach precomputed results as a SinglePointCalculator",
+        ) from exc
 
 
 def _info_value(value):
@@ -230,7 +248,8 @@ def _closest_pair(positions, cell, pbc, cutoff=MIN_DISTANCE_A):
     import vesin
 
     i, j, shifts, d = vesin.NeighborList(cutoff=cutoff, full_list=False).compute(
-        points=positions, box=cell, periodic=pbc, quantities="ijSd")
+        points=positions, box=cell, periodic=pbc, quantities="ijSd"
+    )
     if not len(d):
         return None
     k = int(np.argmin(d))
@@ -239,8 +258,11 @@ def _closest_pair(positions, cell, pbc, cutoff=MIN_DISTANCE_A):
 
 def _check_distances(atoms, *, path, where, structure_id):
     """Raise a StructureError when two atoms of ``atoms`` (periodic images included) overlap."""
-    found = _closest_pair(np.asarray(atoms.positions, dtype=np.float64),
-                          np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool))
+    found = _closest_pair(
+        np.asarray(atoms.positions, dtype=np.float64),
+        np.asarray(atoms.cell.array, dtype=np.float64),
+        np.asarray(atoms.pbc, dtype=bool),
+    )
     if found is None:
         return
     d, i, j, image = found
@@ -250,43 +272,58 @@ def _check_distances(atoms, *, path, where, structure_id):
         pair = f"atom {i} and a periodic image of atom {j} are {d:.3f} Å apart"
     else:
         pair = f"atoms {i} and {j} are {d:.3f} Å apart"
-    problem = (f"{pair}, closer than MIN_DISTANCE_A = {MIN_DISTANCE_A} Å (overlapping atoms make the training loss "
-               "non-finite)")
+    problem = (
+        f"{pair}, closer than MIN_DISTANCE_A = {MIN_DISTANCE_A} Å (overlapping atoms make the training loss non-finite)"
+    )
     fix = "remove the structure with a selector"
     if structure_id is not None:
         problem += f"; structure_id {structure_id!r}"
-        fix += (f', e.g. {{"not": {{"info_in": {{"key": "structure_id", "values": [{json.dumps(structure_id)}]}}}}}}'
-                " in the subset's selectors")
+        fix += (
+            f', e.g. {{"not": {{"info_in": {{"key": "structure_id", "values": [{json.dumps(structure_id)}]}}}}}}'
+            " in the subset's selectors"
+        )
     raise StructureError(problem, path=path, structure=where, fix=fix + ", or fix the geometry")
 
 
-def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
-                  check_distances=False) -> StructureRecord:
+def inspect_atoms(
+    atoms, *, index, path=None, require_labels=True, split=None, check_distances=False
+) -> StructureRecord:
     """Validate one structure and return everything the structure store keeps of it (:func:`validate_atoms`'s checks).
 
     ``check_distances`` adds the overlapping-atoms check (:data:`MIN_DISTANCE_A`) that store writes make.
     """
     where = located(index, split)
     if not isinstance(atoms, Atoms):
-        raise StructureError(f"expected an ase.Atoms, got {type(atoms).__name__}", path=path, structure=where,
-                             fix="pass lists of ase.Atoms")
+        raise StructureError(
+            f"expected an ase.Atoms, got {type(atoms).__name__}",
+            path=path,
+            structure=where,
+            fix="pass lists of ase.Atoms",
+        )
     n = len(atoms)
     if n == 0:
-        raise StructureError("structure has no atoms", path=path, structure=where,
-                             fix="drop empty structures from the input")
+        raise StructureError(
+            "structure has no atoms", path=path, structure=where, fix="drop empty structures from the input"
+        )
     numbers = np.asarray(atoms.numbers)
     unknown = (numbers < 1) | (numbers > MAX_Z)
     if unknown.any():
         bad = sorted({int(z) for z in numbers[unknown]})
-        raise StructureError(f"unknown element number(s) {bad} (valid: 1..{MAX_Z})", path=path, structure=where,
-                             fix="fix the atomic numbers (0 is ASE's dummy atom 'X') or drop this structure")
+        raise StructureError(
+            f"unknown element number(s) {bad} (valid: 1..{MAX_Z})",
+            path=path,
+            structure=where,
+            fix="fix the atomic numbers (0 is ASE's dummy atom 'X') or drop this structure",
+        )
     if not np.isfinite(atoms.positions).all():
-        raise StructureError("positions contain NaN or inf", path=path, structure=where,
-                             fix="drop or repair this structure")
+        raise StructureError(
+            "positions contain NaN or inf", path=path, structure=where, fix="drop or repair this structure"
+        )
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if not np.isfinite(cell).all():
-        raise StructureError("cell contains NaN or inf", path=path, structure=where,
-                             fix="drop or repair this structure")
+        raise StructureError(
+            "cell contains NaN or inf", path=path, structure=where, fix="drop or repair this structure"
+        )
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
         vecs = cell[pbc]
@@ -295,14 +332,16 @@ def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
             if length < _ZERO_VECTOR:
                 raise StructureError(
                     f"direction {axis} is periodic but cell vector {axis} is zero ({length:.3g} Å)",
-                    path=path, structure=where,
+                    path=path,
+                    structure=where,
                     fix="set the cell (atoms.set_cell) or make that direction non-periodic (atoms.pbc)",
                 )
         gram = np.linalg.det(vecs @ vecs.T) / np.prod(lengths**2)
         if gram < _DEGENERATE:
             raise StructureError(
                 f"the periodic cell vectors {np.flatnonzero(pbc).tolist()} are linearly dependent (degenerate cell)",
-                path=path, structure=where,
+                path=path,
+                structure=where,
                 fix="fix the cell so the periodic vectors span a non-zero volume/area, or drop this structure",
             )
 
@@ -329,11 +368,18 @@ def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
             raise StructureError(f"energy is not a number (got {energy!r})", path=path, structure=where, fix=FIX_LABELS)
         energy = as_finite_array(energy, "energy", None, path=path, where=where, fix=FIX_LABELS)
         if energy.size != 1:
-            raise StructureError(f"energy has shape {energy.shape}, expected a scalar", path=path, structure=where,
-                                 fix=FIX_LABELS)
+            raise StructureError(
+                f"energy has shape {energy.shape}, expected a scalar", path=path, structure=where, fix=FIX_LABELS
+            )
         energy = float(energy.reshape(()))
-        forces = as_finite_array(forces, "forces", (n, 3), path=path, where=where,
-                                  fix="give forces as an (N, 3) array in eV/Å, one row per atom")
+        forces = as_finite_array(
+            forces,
+            "forces",
+            (n, 3),
+            path=path,
+            where=where,
+            fix="give forces as an (N, 3) array in eV/Å, one row per atom",
+        )
     if stress is not None:
         stress = stress_3x3(stress, path=path, where=where)
 
@@ -342,23 +388,34 @@ def inspect_atoms(atoms, *, index, path=None, require_labels=True, split=None,
     if raw_charge is not None:
         charge = _info_value(raw_charge)
         if not isinstance(charge, (int, float)) or isinstance(charge, bool) or not math.isfinite(charge):
-            raise StructureError(f"info['charge'] must be a finite number (got {raw_charge!r})", path=path,
-                                 structure=where, fix="set atoms.info['charge'] to the total charge in e")
+            raise StructureError(
+                f"info['charge'] must be a finite number (got {raw_charge!r})",
+                path=path,
+                structure=where,
+                fix="set atoms.info['charge'] to the total charge in e",
+            )
 
     sid = atoms.info.get("structure_id")
     if sid is not None:
         if isinstance(sid, np.str_):
             sid = str(sid)
         if not isinstance(sid, str) or not sid:
-            raise StructureError(f"info['structure_id'] must be a non-empty string (got {sid!r})", path=path,
-                                 structure=where,
-                                 fix="use ids like 'mp-1234:17', or remove the key to get '<split>:<index>'")
+            raise StructureError(
+                f"info['structure_id'] must be a non-empty string (got {sid!r})",
+                path=path,
+                structure=where,
+                fix="use ids like 'mp-1234:17', or remove the key to get '<split>:<index>'",
+            )
 
     try:
         info_json = _info_json(atoms.info)
     except ValueError as exc:  # e.g. a circular reference in a custom object
-        raise StructureError(f"atoms.info cannot be stored as JSON: {exc}", path=path, structure=where,
-                             fix="keep only scalar/str values in atoms.info") from exc
+        raise StructureError(
+            f"atoms.info cannot be stored as JSON: {exc}",
+            path=path,
+            structure=where,
+            fix="keep only scalar/str values in atoms.info",
+        ) from exc
     if check_distances:
         _check_distances(atoms, path=path, where=where, structure_id=sid)
     return StructureRecord(energy, forces, stress, charge, sid, info_json)
@@ -377,4 +434,3 @@ def validate_atoms(atoms, *, index, path=None, require_labels=True) -> None:
     drop; :func:`hessdistill.data.write_structures` rejects them.
     """
     inspect_atoms(atoms, index=index, path=path, require_labels=require_labels)
-

@@ -61,10 +61,13 @@ PEROVSKITES = (
 )
 
 #: g2 molecules with only H, C, N, O and 3..12 atoms (sorted for determinism)
-MOLECULES = tuple(sorted(
-    name for name in g2.names
-    if 3 <= len(g2[name]) <= 12 and set(g2[name].get_chemical_symbols()) <= {"H", "C", "N", "O"}
-))
+MOLECULES = tuple(
+    sorted(
+        name
+        for name in g2.names
+        if 3 <= len(g2[name]) <= 12 and set(g2[name].get_chemical_symbols()) <= {"H", "C", "N", "O"}
+    )
+)
 
 
 @dataclass
@@ -162,8 +165,10 @@ def generate(calculator, settings: GeneratorSettings | None = None, *, progress=
     s = settings or GeneratorSettings()
     parents = _parents(s)
     if not parents:
-        raise HessdistillError(f"built-in dataset: no {s.family} parent structures match compositions={s.compositions} "
-                               f"and max_atoms={s.max_atoms}")
+        raise HessdistillError(
+            f"built-in dataset: no {s.family} parent structures match compositions={s.compositions} "
+            f"and max_atoms={s.max_atoms}"
+        )
     master = np.random.default_rng(s.seed)
     out: list[Atoms] = []
     t0 = time.perf_counter()
@@ -178,17 +183,35 @@ def generate(calculator, settings: GeneratorSettings | None = None, *, progress=
         atoms.calc = calc
         MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
         Stationary(atoms)
-        dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=temp,
-                       friction=s.friction_per_fs / units.fs, rng=rng, fixcm=True)
+        dyn = Langevin(
+            atoms,
+            timestep=s.timestep_fs * units.fs,
+            temperature_K=temp,
+            friction=s.friction_per_fs / units.fs,
+            rng=rng,
+            fixcm=True,
+        )
         dyn.run(s.equilibration_steps)
         for frame in range(s.frames_per_trajectory):
             dyn.run(s.sample_every)
             e = atoms.get_potential_energy()
             f = atoms.get_forces()
-            out.append(_labelled(atoms, e, f, {
-                "family": s.family, "parent": pname, "trajectory": f"md{t:04d}", "sampling": "md",
-                "temperature_K": temp, "strain": eps, "frame": frame,
-            }))
+            out.append(
+                _labelled(
+                    atoms,
+                    e,
+                    f,
+                    {
+                        "family": s.family,
+                        "parent": pname,
+                        "trajectory": f"md{t:04d}",
+                        "sampling": "md",
+                        "temperature_K": temp,
+                        "strain": eps,
+                        "frame": frame,
+                    },
+                )
+            )
         if progress:
             progress(len(out))
     # rattle series: independent random displacements (and cell shears) around a strained parent
@@ -204,10 +227,22 @@ def generate(calculator, settings: GeneratorSettings | None = None, *, progress=
             a.positions += rng.normal(scale=s.rattle_sigma, size=a.positions.shape)
             a.calc = calc
             e, f = a.get_potential_energy(), a.get_forces()
-            out.append(_labelled(a, e, f, {
-                "family": s.family, "parent": pname, "trajectory": f"rattle{r:04d}", "sampling": "rattle",
-                "temperature_K": 0.0, "strain": eps, "frame": frame,
-            }))
+            out.append(
+                _labelled(
+                    a,
+                    e,
+                    f,
+                    {
+                        "family": s.family,
+                        "parent": pname,
+                        "trajectory": f"rattle{r:04d}",
+                        "sampling": "rattle",
+                        "temperature_K": 0.0,
+                        "strain": eps,
+                        "frame": frame,
+                    },
+                )
+            )
         if progress:
             progress(len(out))
     # relaxation series: FIRE with the teacher from a rattled, strained parent; a frame every relax_every steps
@@ -221,32 +256,64 @@ def generate(calculator, settings: GeneratorSettings | None = None, *, progress=
         for frame in range(s.frames_per_trajectory):
             e = atoms.get_potential_energy()
             f = atoms.get_forces()
-            out.append(_labelled(atoms, e, f, {
-                "family": s.family, "parent": pname, "trajectory": f"relax{r:04d}", "sampling": "relax",
-                "temperature_K": 0.0, "strain": eps, "frame": frame,
-            }))
+            out.append(
+                _labelled(
+                    atoms,
+                    e,
+                    f,
+                    {
+                        "family": s.family,
+                        "parent": pname,
+                        "trajectory": f"relax{r:04d}",
+                        "sampling": "relax",
+                        "temperature_K": 0.0,
+                        "strain": eps,
+                        "frame": frame,
+                    },
+                )
+            )
             opt.run(fmax=1e-4, steps=s.relax_every)
         if progress:
             progress(len(out))
-    log.info("built-in %s dataset: %d structures from %d teacher calls in %.1f s", s.family, len(out),
-             estimate_calls(s), time.perf_counter() - t0)
+    log.info(
+        "built-in %s dataset: %d structures from %d teacher calls in %.1f s",
+        s.family,
+        len(out),
+        estimate_calls(s),
+        time.perf_counter() - t0,
+    )
     return out
 
 
-def build_store(path, calculator, settings: GeneratorSettings | None = None, *, labels: str, attrs=None,
-                fractions=None, split_seed: int = 0, progress=None):
+def build_store(
+    path,
+    calculator,
+    settings: GeneratorSettings | None = None,
+    *,
+    labels: str,
+    attrs=None,
+    fractions=None,
+    split_seed: int = 0,
+    progress=None,
+):
     """Generate (:func:`generate` with ``calculator``), split (grouped by trajectory, so no MD run straddles two
     splits) and write a structure store recording ``labels`` (e.g. ``"teacher:<name>"``), the generator settings
     (attribute ``generator``) and the provenance ``attrs`` (e.g. the teacher's version and dtype)."""
-    from .splits import write_split_store, make_splits
+    from .splits import make_splits, write_split_store
 
     s = settings or GeneratorSettings()
     fractions = fractions or {"train": 0.7, "val": 0.1, "test": 0.2}
     structures = generate(calculator, s, progress=progress)
     splits = make_splits(structures, fractions=fractions, seed=split_seed, group_by="trajectory")
     return write_split_store(
-        path, splits, seed=split_seed, source=f"hessdistill.data.builtin:{s.family}", group_by="trajectory",
-        fractions=fractions, labels=labels, attrs={"generator": s.as_dict(), **(attrs or {})},
+        path,
+        splits,
+        seed=split_seed,
+        source=f"hessdistill.data.builtin:{s.family}",
+        group_by="trajectory",
+        fractions=fractions,
+        labels=labels,
+        attrs={"generator": s.as_dict(), **(attrs or {})},
     )
 
 
@@ -259,5 +326,9 @@ def settings_from_options(family: str | None = None, **options) -> GeneratorSett
         raise HessdistillError(f"unknown generator setting(s) {unknown}; valid: {sorted(fields)}")
     if family is not None:
         options["family"] = family
-    return GeneratorSettings(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list)
-                                else v for k, v in options.items()})
+    return GeneratorSettings(
+        **{
+            k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+            for k, v in options.items()
+        }
+    )

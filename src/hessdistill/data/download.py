@@ -41,8 +41,9 @@ def source_file_entry(source: str, file_name: str) -> dict | None:
     return None
 
 
-def plan(source: str, file_name: str, url: str | None = None, sha256: str | None = None,
-         md5: str | None = None) -> dict:
+def plan(
+    source: str, file_name: str, url: str | None = None, sha256: str | None = None, md5: str | None = None
+) -> dict:
     """Where to get ``file_name`` and what to check: {url, algorithm, digest, archive_member}.
 
     Raises a clear error when there is no direct URL (a landing page only: the file has to be fetched by hand).
@@ -52,13 +53,15 @@ def plan(source: str, file_name: str, url: str | None = None, sha256: str | None
         if entry is None or not entry.get("urls"):
             raise HessdistillError(
                 f"no download URL known for {file_name!r} of source {source!r}\n"
-                f"  fix: put the file at the configured path, or give source.url (and sha256) in the config")
+                f"  fix: put the file at the configured path, or give source.url (and sha256) in the config"
+            )
         if entry.get("url_is_landing_page"):
             raise HessdistillError(
                 f"{file_name!r} of source {source!r} is published only through the landing page "
                 f"{entry['urls'][0]} (no direct link)\n  fix: download "
                 f"{entry.get('archive') or file_name} there by hand, unpack it and put {entry['name']} at the "
-                f"configured path; the workflow then skips the download")
+                f"configured path; the workflow then skips the download"
+            )
         url = entry["urls"][0]
     algorithm, digest = None, None
     if sha256:
@@ -70,8 +73,11 @@ def plan(source: str, file_name: str, url: str | None = None, sha256: str | None
             if entry.get(algo):
                 algorithm, digest = algo, entry[algo].lower()
                 break
-    member = entry["name"] if entry is not None and entry.get("archive") and url.endswith(
-        (".tar.gz", ".tgz", ".zip")) else None
+    member = (
+        entry["name"]
+        if entry is not None and entry.get("archive") and url.endswith((".tar.gz", ".tgz", ".zip"))
+        else None
+    )
     return {"url": url, "algorithm": algorithm, "digest": digest, "archive_member": member}
 
 
@@ -88,13 +94,22 @@ def _stream(url: str, part: Path, timeout: float) -> None:
             with open(part, mode) as out:
                 shutil.copyfileobj(resp, out, CHUNK)
     except (urllib.error.URLError, OSError) as exc:
-        raise HessdistillError(f"downloading {url} failed: {exc}\n  fix: check the network (compute nodes are often "
-                               f"offline: run the download rule on a login node with --until download_source), "
-                               f"or put the file in place by hand; the partial file {part} is kept and resumed") from exc
+        raise HessdistillError(
+            f"downloading {url} failed: {exc}\n  fix: check the network (compute nodes are often "
+            f"offline: run the download rule on a login node with --until download_source), "
+            f"or put the file in place by hand; the partial file {part} is kept and resumed"
+        ) from exc
 
 
-def fetch(url: str, dest, *, algorithm: str | None = None, digest: str | None = None,
-          archive_member: str | None = None, timeout: float = 60.0) -> dict:
+def fetch(
+    url: str,
+    dest,
+    *,
+    algorithm: str | None = None,
+    digest: str | None = None,
+    archive_member: str | None = None,
+    timeout: float = 60.0,
+) -> dict:
     """Download ``url`` to ``dest`` (atomic), verify, optionally unpack ``archive_member``. Returns a record."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +122,11 @@ def fetch(url: str, dest, *, algorithm: str | None = None, digest: str | None = 
         got = file_digest(part, algorithm)
         if got != digest:
             part.unlink()
-            raise ChecksumError(f"{url}: {algorithm} {got} does not match the expected {digest}\n  fix: download "
-                                f"again (the partial file was removed); if the publisher changed the file, update "
-                                f"the checksum in the config (sha256:/md5:) or delete {record_path}")
+            raise ChecksumError(
+                f"{url}: {algorithm} {got} does not match the expected {digest}\n  fix: download "
+                f"again (the partial file was removed); if the publisher changed the file, update "
+                f"the checksum in the config (sha256:/md5:) or delete {record_path}"
+            )
     sha = file_digest(part, "sha256")
     if archive_member is not None:
         _unpack(part, archive_member, dest)

@@ -61,31 +61,51 @@ def _relabel(atoms: Atoms, energy_key: str, forces_key: str, stress_key: str, ch
 def _check_file(path, what):
     path = Path(path)
     if not path.is_file():
-        raise StructureError("file does not exist" if not path.exists() else "is not a regular file", path=path,
-                             fix=f"check the path of the {what} file")
+        raise StructureError(
+            "file does not exist" if not path.exists() else "is not a regular file",
+            path=path,
+            fix=f"check the path of the {what} file",
+        )
     return path
 
 
 def _parse_error(exc, *, path, frame):
     if isinstance(exc, KeyError):
         sym = exc.args[0] if exc.args else "?"
-        return StructureError(f"unknown element symbol {sym!r}", path=path, structure=frame,
-                              fix="use standard element symbols (H, He, ..., Og) or drop this frame")
-    return StructureError(f"cannot parse frame: {type(exc).__name__}: {exc}", path=path, structure=frame,
-                          fix="repair the file (each frame: atom count, comment line, one line per atom)")
+        return StructureError(
+            f"unknown element symbol {sym!r}",
+            path=path,
+            structure=frame,
+            fix="use standard element symbols (H, He, ..., Og) or drop this frame",
+        )
+    return StructureError(
+        f"cannot parse frame: {type(exc).__name__}: {exc}",
+        path=path,
+        structure=frame,
+        fix="repair the file (each frame: atom count, comment line, one line per atom)",
+    )
 
 
 def _select(frames: list, index):
     if isinstance(index, str):
         from ase.io.formats import string2index
+
         index = string2index(index)
     if isinstance(index, int):
         return [frames[index]]
     return frames[index]
 
 
-def read_extxyz(path, *, energy_key: str = "energy", forces_key: str = "forces", stress_key: str = "stress",
-                require_labels: bool = True, index=":", charge_key: str = "charge") -> list[Atoms]:
+def read_extxyz(
+    path,
+    *,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    require_labels: bool = True,
+    index=":",
+    charge_key: str = "charge",
+) -> list[Atoms]:
     """Read an extended-XYZ file, take labels from the configured keys, validate every frame.
 
     Energies/forces/stress are looked up under ``energy_key`` etc. both in ASE's SinglePointCalculator
@@ -108,14 +128,17 @@ def read_extxyz(path, *, energy_key: str = "energy", forces_key: str = "forces",
             break
         except Exception as exc:
             if frame == 0 and "expected xyz header" in str(exc).lower():  # ASE's scan of the frame table
-                raise StructureError(f"not a valid extended XYZ file: {type(exc).__name__}: {exc}", path=path,
-                                     fix="repair the file (each frame: atom count, comment line, one line per atom)",
-                                     ) from exc
+                raise StructureError(
+                    f"not a valid extended XYZ file: {type(exc).__name__}: {exc}",
+                    path=path,
+                    fix="repair the file (each frame: atom count, comment line, one line per atom)",
+                ) from exc
             raise _parse_error(exc, path=path, frame=frame) from exc
         frames.append(atoms)
     if not frames:
-        raise StructureError("the file holds no structures", path=path,
-                             fix="check that the file was written completely")
+        raise StructureError(
+            "the file holds no structures", path=path, fix="check that the file was written completely"
+        )
     selected = _select(list(range(len(frames))), index)
     out = []
     for frame in selected:
@@ -125,8 +148,9 @@ def read_extxyz(path, *, energy_key: str = "energy", forces_key: str = "forces",
     return out
 
 
-def write_extxyz(path, atoms_list, *, energy_key: str = "energy", forces_key: str = "forces",
-                 stress_key: str = "stress") -> Path:
+def write_extxyz(
+    path, atoms_list, *, energy_key: str = "energy", forces_key: str = "forces", stress_key: str = "stress"
+) -> Path:
     """Write structures (with their labels under the given keys) to an extended-XYZ file, atomically.
 
     Labels are taken as in :func:`~hessdistill.data.store.write_structures`; extxyz stores decimal text, so unlike
@@ -164,8 +188,11 @@ def _read_ase(path, *, require_labels=True, index=":", fmt=None) -> list[Atoms]:
     try:
         images = ase.io.read(path, index=index, format=fmt)
     except Exception as exc:
-        raise StructureError(f"cannot be read by ase.io.read: {type(exc).__name__}: {exc}", path=path,
-                             fix="check that the file is complete and in the format its suffix says") from exc
+        raise StructureError(
+            f"cannot be read by ase.io.read: {type(exc).__name__}: {exc}",
+            path=path,
+            fix="check that the file is complete and in the format its suffix says",
+        ) from exc
     if isinstance(images, Atoms):
         images = [images]
     for i, atoms in enumerate(images):
@@ -199,11 +226,14 @@ def structures_from_file(path, **keys) -> list[Atoms]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise StructureError(f"unsupported file type {suffix or '(no suffix)'!r}", path=path,
-                             fix=f"use one of {', '.join(SUFFIXES)}")
+        raise StructureError(
+            f"unsupported file type {suffix or '(no suffix)'!r}", path=path, fix=f"use one of {', '.join(SUFFIXES)}"
+        )
     reader, names = SUFFIXES[suffix]
     extra = sorted(set(keys) - set(names))
     if extra:
-        raise TypeError(f"structures_from_file({path.name!r}): unexpected keyword(s) {extra} for {suffix} files "
-                        f"(allowed: {sorted(names)})")
+        raise TypeError(
+            f"structures_from_file({path.name!r}): unexpected keyword(s) {extra} for {suffix} files "
+            f"(allowed: {sorted(names)})"
+        )
     return reader(path, **keys)

@@ -55,13 +55,19 @@ def _open(path, fmt):
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise StoreError(f"not a readable HDF5 file ({exc})", path=path,
-                         fix="the file is truncated or corrupt: delete it and rerun the job that writes it") from None
+        raise StoreError(
+            f"not a readable HDF5 file ({exc})",
+            path=path,
+            fix="the file is truncated or corrupt: delete it and rerun the job that writes it",
+        ) from None
     if f.attrs.get("format") != fmt:
         got = f.attrs.get("format")
         f.close()
-        raise StoreError(f"expected an HDF5 file with format {fmt!r}, found {got!r}", path=path,
-                         fix="pass the right file (labels vs hessians vs structures)")
+        raise StoreError(
+            f"expected an HDF5 file with format {fmt!r}, found {got!r}",
+            path=path,
+            fix="pass the right file (labels vs hessians vs structures)",
+        )
     return f
 
 
@@ -80,8 +86,11 @@ class _Reader:
 
     def _group(self, split):
         if split not in self._f:
-            raise StoreError(f"has no split {split!r} (splits: {', '.join(self.splits) or 'none'})", path=self.path,
-                             fix="label this split, or ask for one of the splits present")
+            raise StoreError(
+                f"has no split {split!r} (splits: {', '.join(self.splits) or 'none'})",
+                path=self.path,
+                fix="label this split, or ask for one of the splits present",
+            )
         return self._f[split]
 
     def n_structures(self, split) -> int:
@@ -124,8 +133,11 @@ class LabelStore(_Reader):
         """Teacher node features of structure ``i`` of ``split``, (N_i, F) float32; all of them (ΣN, F) if ``i`` is None."""
         g = self._group(split)
         if "node_features" not in g:
-            raise StoreError(f"split {split!r} has no teacher node features", path=self.path,
-                             fix="relabel with node features on (python -m hessdistill.jobs.label ... --node-features)")
+            raise StoreError(
+                f"split {split!r} has no teacher node features",
+                path=self.path,
+                fix="relabel with node features on (python -m hessdistill.jobs.label ... --node-features)",
+            )
         if i is None:
             return g["node_features"][()]
         off = g["offsets"]
@@ -134,8 +146,11 @@ class LabelStore(_Reader):
     def element_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """The teacher's per-element embedding table: ``(numbers (E,) int64, table (E, F) float32)``."""
         if "element_embeddings" not in self._f or "element_numbers" not in self._f:
-            raise StoreError("holds no teacher element embedding table", path=self.path,
-                             fix="relabel with node features on (python -m hessdistill.jobs.label ... --node-features)")
+            raise StoreError(
+                "holds no teacher element embedding table",
+                path=self.path,
+                fix="relabel with node features on (python -m hessdistill.jobs.label ... --node-features)",
+            )
         return self._f["element_numbers"][()].astype(np.int64), self._f["element_embeddings"][()]
 
 
@@ -157,8 +172,11 @@ class HessianStore(_Reader):
         idx, vals = self.rows(split, i)
         n3 = vals.shape[1]
         if len(idx) != n3:
-            raise StoreError(f"structure {i} of split {split!r} has {len(idx)} of {n3} Hessian rows stored", path=self.path,
-                             fix="relabel with rows_per_structure: full to get full Hessians")
+            raise StoreError(
+                f"structure {i} of split {split!r} has {len(idx)} of {n3} Hessian rows stored",
+                path=self.path,
+                fix="relabel with rows_per_structure: full to get full Hessians",
+            )
         out = np.empty((n3, n3), dtype=vals.dtype)
         out[idx] = vals
         return out
@@ -180,8 +198,10 @@ def write_labels(path, per_split: dict, attrs: dict, element_embeddings=None) ->
                 numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
                 table = np.asarray(table, dtype=np.float32)
                 if table.ndim != 2 or table.shape[0] != len(numbers):
-                    raise StoreError(f"element embedding table of shape {table.shape} does not match {len(numbers)} elements",
-                                     path=path)
+                    raise StoreError(
+                        f"element embedding table of shape {table.shape} does not match {len(numbers)} elements",
+                        path=path,
+                    )
                 f.create_dataset("element_numbers", data=numbers)
                 f.create_dataset("element_embeddings", data=table)
                 f.attrs["element_embedding_dim"] = int(table.shape[1])
@@ -196,8 +216,11 @@ def write_labels(path, per_split: dict, attrs: dict, element_embeddings=None) ->
                 if d.get("node_features") is not None:
                     feats = np.asarray(d["node_features"], dtype=np.float32)
                     if feats.ndim != 2 or feats.shape[0] != int(n_atoms.sum()):
-                        raise StoreError(f"split {split!r}: node features of shape {feats.shape} do not match "
-                                         f"{int(n_atoms.sum())} atoms", path=path)
+                        raise StoreError(
+                            f"split {split!r}: node features of shape {feats.shape} do not match "
+                            f"{int(n_atoms.sum())} atoms",
+                            path=path,
+                        )
                     g.create_dataset("node_features", data=feats)
                 g.attrs["structure_content_hash"] = d["structure_content_hash"]
                 g.attrs["n_structures"] = len(n_atoms)
@@ -212,8 +235,11 @@ def write_hessians(path, per_split: dict, attrs: dict, dtype) -> None:
     dtype = np.dtype(dtype)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
-            _file_attrs(f, HESSIANS_FORMAT, {**attrs, "quantity": HESSIAN_QUANTITY, "hessian_unit": "eV/Angstrom^2",
-                                             "storage_dtype": dtype.name})
+            _file_attrs(
+                f,
+                HESSIANS_FORMAT,
+                {**attrs, "quantity": HESSIAN_QUANTITY, "hessian_unit": "eV/Angstrom^2", "storage_dtype": dtype.name},
+            )
             for split, d in per_split.items():
                 g = f.create_group(split, track_order=True)
                 n_atoms = np.asarray(d["n_atoms"], dtype=np.int64)
@@ -226,15 +252,18 @@ def write_hessians(path, per_split: dict, attrs: dict, dtype) -> None:
                 g.create_dataset("row_index", data=idx.astype(np.int32))
                 total = int(sizes.sum())
                 # chunked so one structure's block can be read without touching the rest; written block by block
-                ds = g.create_dataset("values", shape=(total,), dtype=dtype,
-                                      chunks=(min(max(total, 1), 1 << 16),) if total else None)
+                ds = g.create_dataset(
+                    "values", shape=(total,), dtype=dtype, chunks=(min(max(total, 1), 1 << 16),) if total else None
+                )
                 start = 0
                 for r, size in zip(d["rows"], sizes):
                     block = np.asarray(r() if callable(r) else r, dtype=dtype).reshape(-1)
                     if block.size != size:
-                        raise StoreError(f"{path}: split {split}: a block of {block.size} values where {size} were expected")
+                        raise StoreError(
+                            f"{path}: split {split}: a block of {block.size} values where {size} were expected"
+                        )
                     if size:
-                        ds[start:start + size] = block
+                        ds[start : start + size] = block
                     start += int(size)
                 g.attrs["structure_content_hash"] = d["structure_content_hash"]
                 g.attrs["n_structures"] = len(n_atoms)
@@ -247,4 +276,6 @@ def _file_attrs(f, fmt, attrs):
     f.attrs["length_unit"] = "Angstrom"
     f.attrs["force_unit"] = "eV/Angstrom"
     for k, v in sorted(attrs.items()):
-        f.attrs[k] = v if isinstance(v, (str, int, float, bool, np.integer, np.floating)) else json.dumps(v, sort_keys=True)
+        f.attrs[k] = (
+            v if isinstance(v, (str, int, float, bool, np.integer, np.floating)) else json.dumps(v, sort_keys=True)
+        )

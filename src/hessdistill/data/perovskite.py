@@ -17,10 +17,21 @@ __all__ = ["DEFAULT_ANIONS", "is_perovskite", "perovskite_check"]
 DEFAULT_ANIONS = ("O", "F", "Cl", "Br", "I", "S", "N")
 
 
-def perovskite_check(atoms: Atoms, *, cubic_only: bool = False, anions=DEFAULT_ANIONS, bond_tol: float = 0.4,
-                     a_site_tol: float = 0.35, a_site_coordination=(8, 12), octahedron_angle_tol: float = 30.0,
-                     link_angle_tol: float = 40.0, cubic_length_tol: float = 0.02, cubic_angle_tol: float = 5.0,
-                     symmetry: str = "geometric", symprec: float = 0.01) -> tuple[bool, str]:
+def perovskite_check(
+    atoms: Atoms,
+    *,
+    cubic_only: bool = False,
+    anions=DEFAULT_ANIONS,
+    bond_tol: float = 0.4,
+    a_site_tol: float = 0.35,
+    a_site_coordination=(8, 12),
+    octahedron_angle_tol: float = 30.0,
+    link_angle_tol: float = 40.0,
+    cubic_length_tol: float = 0.02,
+    cubic_angle_tol: float = 5.0,
+    symmetry: str = "geometric",
+    symprec: float = 0.01,
+) -> tuple[bool, str]:
     """Whether ``atoms`` is an ABX3 perovskite, and why (or why not).
 
     The rule (every step must pass; distances in the minimum-image sense over all periodic images, so
@@ -63,8 +74,9 @@ def perovskite_check(atoms: Atoms, *, cubic_only: bool = False, anions=DEFAULT_A
     x = next(z for z, c in reduced.items() if c == 3)
     anion_z = {atomic_numbers[s] if isinstance(s, str) else int(s) for s in anions}
     if x not in anion_z:
-        return False, (f"X = {chemical_symbols[x]} is not one of the anions "
-                       f"{sorted(chemical_symbols[z] for z in anion_z)}")
+        return False, (
+            f"X = {chemical_symbols[x]} is not one of the anions {sorted(chemical_symbols[z] for z in anion_z)}"
+        )
     cations = [z for z in reduced if z != x]
     volume = abs(float(np.linalg.det(atoms.cell.array)))
     n_fu = counts[x] // 3
@@ -89,14 +101,22 @@ def perovskite_check(atoms: Atoms, *, cubic_only: bool = False, anions=DEFAULT_A
     # try the cation with the shorter bonds as B first; report that assignment's reason on failure
     candidates = sorted(cations, key=nearest)
     first_reason = None
-    opts = dict(bond_tol=bond_tol, a_site_tol=a_site_tol, a_site_coordination=a_site_coordination,
-                octahedron_angle_tol=octahedron_angle_tol, link_angle_tol=link_angle_tol, cutoff=cutoff)
+    opts = dict(
+        bond_tol=bond_tol,
+        a_site_tol=a_site_tol,
+        a_site_coordination=a_site_coordination,
+        octahedron_angle_tol=octahedron_angle_tol,
+        link_angle_tol=link_angle_tol,
+        cutoff=cutoff,
+    )
     for b_z, a_z in ((candidates[0], candidates[1]), (candidates[1], candidates[0])):
         ok, reason, geo = _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x, **opts)
         if ok:
             if not cubic_only:
-                return True, (f"perovskite with A = {chemical_symbols[a_z]}, B = {chemical_symbols[b_z]}, "
-                              f"X = {chemical_symbols[x]}")
+                return True, (
+                    f"perovskite with A = {chemical_symbols[a_z]}, B = {chemical_symbols[b_z]}, "
+                    f"X = {chemical_symbols[x]}"
+                )
             if symmetry == "spglib":
                 number = _spacegroup_number(atoms, symprec)
                 if number != 221:
@@ -113,8 +133,24 @@ def is_perovskite(atoms: Atoms, **options) -> bool:
     return perovskite_check(atoms, **options)[0]
 
 
-def _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x_z, *, bond_tol, a_site_tol, a_site_coordination,
-                         octahedron_angle_tol, link_angle_tol, cutoff):
+def _perovskite_geometry(
+    numbers,
+    i,
+    j,
+    d,
+    vec,
+    starts,
+    b_z,
+    a_z,
+    x_z,
+    *,
+    bond_tol,
+    a_site_tol,
+    a_site_coordination,
+    octahedron_angle_tol,
+    link_angle_tol,
+    cutoff,
+):
     sym_b, sym_a, sym_x = chemical_symbols[b_z], chemical_symbols[a_z], chemical_symbols[x_z]
     trans_cos = math.cos(math.radians(180.0 - octahedron_angle_tol))
     cis_lo = math.cos(math.radians(90.0 + octahedron_angle_tol))
@@ -132,8 +168,14 @@ def _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x_z, *, bond_t
         shell = dist <= shell_r
         n_shell = int(shell.sum())
         if n_shell != 6:
-            return False, (f"B = {sym_b} atom {b} has {n_shell} {sym_x} neighbours within {shell_r:.2f} Å, "
-                           "an octahedron needs 6"), None
+            return (
+                False,
+                (
+                    f"B = {sym_b} atom {b} has {n_shell} {sym_x} neighbours within {shell_r:.2f} Å, "
+                    "an octahedron needs 6"
+                ),
+                None,
+            )
         v = vec[lo:hi][shell]
         u = v / np.linalg.norm(v, axis=1)[:, None]
         cos = u @ u.T
@@ -157,8 +199,14 @@ def _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x_z, *, bond_t
         c = float(vs[0] @ vs[1] / (np.linalg.norm(vs[0]) * np.linalg.norm(vs[1])))
         angle = math.degrees(math.acos(min(1.0, max(-1.0, c))))
         if c > link_cos:
-            return False, (f"{sym_b}-{sym_x}-{sym_b} angle {angle:.1f}° at {sym_x} atom {xa} is below "
-                           f"{180 - link_angle_tol:.0f}° (octahedra not corner-sharing)"), None
+            return (
+                False,
+                (
+                    f"{sym_b}-{sym_x}-{sym_b} angle {angle:.1f}° at {sym_x} atom {xa} is below "
+                    f"{180 - link_angle_tol:.0f}° (octahedra not corner-sharing)"
+                ),
+                None,
+            )
         link_angles.append(angle)
     lo_c, hi_c = a_site_coordination
     a_shells = []
@@ -172,11 +220,22 @@ def _perovskite_geometry(numbers, i, j, d, vec, starts, b_z, a_z, x_z, *, bond_t
             return False, f"A = {sym_a} atom {a}: nearest {sym_x} at {dist[0]:.2f} Å is too far for a perovskite", None
         shell = dist[dist <= shell_r]
         if not lo_c <= len(shell) <= hi_c:
-            return False, (f"A = {sym_a} atom {a} has {len(shell)} {sym_x} neighbours within {shell_r:.2f} Å, "
-                           f"expected {lo_c}-{hi_c}"), None
+            return (
+                False,
+                (
+                    f"A = {sym_a} atom {a} has {len(shell)} {sym_x} neighbours within {shell_r:.2f} Å, "
+                    f"expected {lo_c}-{hi_c}"
+                ),
+                None,
+            )
         a_shells.append(shell)
-    geo = {"bond_len": np.array(bond_len), "cis": np.array(cis_angles), "trans": np.array(trans_angles),
-           "link": np.array(link_angles), "a_shells": a_shells}
+    geo = {
+        "bond_len": np.array(bond_len),
+        "cis": np.array(cis_angles),
+        "trans": np.array(trans_angles),
+        "link": np.array(link_angles),
+        "a_shells": a_shells,
+    }
     return True, "", geo
 
 

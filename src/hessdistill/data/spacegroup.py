@@ -45,8 +45,9 @@ def spglib_version() -> str:
     return str(getattr(spglib, "__version__", None) or spglib.get_version())
 
 
-def space_group(atoms, *, symprec: float = DEFAULT_SYMPREC,
-                angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> tuple[int | None, str | None]:
+def space_group(
+    atoms, *, symprec: float = DEFAULT_SYMPREC, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE
+) -> tuple[int | None, str | None]:
     """``(number, international short symbol)`` of ``atoms`` found by spglib, or ``(None, None)``.
 
     ``(None, None)`` when the structure is not periodic in all three directions (a space group needs a
@@ -54,8 +55,11 @@ def space_group(atoms, *, symprec: float = DEFAULT_SYMPREC,
     """
     if not np.asarray(atoms.pbc, dtype=bool).all():
         return None, None
-    cell = (np.asarray(atoms.cell.array, dtype=np.float64), atoms.get_scaled_positions(wrap=True),
-            np.asarray(atoms.numbers))
+    cell = (
+        np.asarray(atoms.cell.array, dtype=np.float64),
+        atoms.get_scaled_positions(wrap=True),
+        np.asarray(atoms.numbers),
+    )
     ds = _spglib().get_symmetry_dataset(cell, symprec=float(symprec), angle_tolerance=float(angle_tolerance))
     if ds is None:
         return None, None

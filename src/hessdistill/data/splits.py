@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ..core.jsonutil import plain as _jsonable
 from ..core.errors import HessdistillError, compose_message
+from ..core.jsonutil import plain as _jsonable
 from .store import write_structures
 
 __all__ = [
@@ -78,24 +78,30 @@ def _err(problem, fix=None, *, structure=None, path=None) -> SplitError:
 
 def _check_seed(seed) -> int:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (_numbers.Integral, np.integer)) or int(seed) < 0:
-        raise _err(f"seed must be a non-negative integer, got {seed!r}",
-                   "give an explicit seed (e.g. seed=0) so that the splits can be reproduced")
+        raise _err(
+            f"seed must be a non-negative integer, got {seed!r}",
+            "give an explicit seed (e.g. seed=0) so that the splits can be reproduced",
+        )
     return int(seed)
 
 
 # ====================================================================== sizes
 def _plan(fractions, counts, names) -> tuple[str, list]:
     if (fractions is None) == (counts is None):
-        raise _err("give exactly one of fractions= or counts=",
-                   "e.g. fractions={'train': 0.85, 'val': 0.15} or counts={'train': 500, 'val': 50, 'test': 'rest'}")
+        raise _err(
+            "give exactly one of fractions= or counts=",
+            "e.g. fractions={'train': 0.85, 'val': 0.15} or counts={'train': 500, 'val': 50, 'test': 'rest'}",
+        )
     mode = "fractions" if fractions is not None else "counts"
     spec = fractions if fractions is not None else counts
     if isinstance(spec, Mapping):
         items = [(k, v) for k, v in spec.items()]
     elif isinstance(spec, Sequence) and not isinstance(spec, str):
         if len(spec) > len(names):
-            raise _err(f"{mode} has {len(spec)} entries but only {len(names)} names {list(names)}",
-                       "pass names=... or give a mapping split name -> value")
+            raise _err(
+                f"{mode} has {len(spec)} entries but only {len(names)} names {list(names)}",
+                "pass names=... or give a mapping split name -> value",
+            )
         items = list(zip(names, spec))
     else:
         raise _err(f"{mode} must be a mapping split name -> value (or a list matched to names), got {spec!r}")
@@ -115,14 +121,22 @@ def _plan(fractions, counts, names) -> tuple[str, list]:
                 raise _err(f"{mode}[{name!r}] = {value!r}: the only string allowed is {REST!r}")
             n_rest += 1
         elif mode == "fractions":
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (_numbers.Real, np.floating, np.integer)) \
-                    or not math.isfinite(float(value)) or not 0.0 <= float(value) <= 1.0:
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, (_numbers.Real, np.floating, np.integer))
+                or not math.isfinite(float(value))
+                or not 0.0 <= float(value) <= 1.0
+            ):
                 raise _err(f"fractions[{name!r}] = {value!r} must be a number in [0, 1] or {REST!r}")
             value = float(value)
         else:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (_numbers.Integral, np.integer)) or value < 0:
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, (_numbers.Integral, np.integer))
+                or value < 0
+            ):
                 raise _err(f"counts[{name!r}] = {value!r} must be a non-negative integer or {REST!r}")
             value = int(value)
         out.append((name, value))
@@ -131,8 +145,10 @@ def _plan(fractions, counts, names) -> tuple[str, list]:
     if mode == "fractions":
         total = sum(v for _, v in out if v != REST)
         if n_rest == 0 and abs(total - 1.0) > 1e-6:
-            raise _err(f"fractions sum to {total:g}, not 1: {dict(out)}",
-                       f"make them sum to 1, or give one split {REST!r}; use counts= to subsample")
+            raise _err(
+                f"fractions sum to {total:g}, not 1: {dict(out)}",
+                f"make them sum to 1, or give one split {REST!r}; use counts= to subsample",
+            )
         if total > 1.0 + 1e-6:
             raise _err(f"fractions sum to {total:g} > 1: {dict(out)}")
     return mode, out
@@ -143,7 +159,7 @@ def _largest_remainder(quotas: list[float], n: int) -> list[int]:
     left = n - sum(floors)
     # fractional parts rounded so that float noise (0.15 * 10 = 1.5000000000000002) cannot break a tie
     order = sorted(range(len(quotas)), key=lambda k: (-round(quotas[k] - floors[k], 9), k))
-    for k in order[:max(left, 0)]:
+    for k in order[: max(left, 0)]:
         floors[k] += 1
     return floors
 
@@ -159,8 +175,10 @@ def split_sizes(n: int, *, fractions=None, counts=None, names=DEFAULT_NAMES) -> 
     else:
         fixed = sum(v for _, v in plan if v != REST)
         if fixed > n:
-            raise _err(f"counts {dict(plan)} ask for {fixed} structures but only {n} are available",
-                       "lower the counts, or use 'rest' for one split")
+            raise _err(
+                f"counts {dict(plan)} ask for {fixed} structures but only {n} are available",
+                "lower the counts, or use 'rest' for one split",
+            )
         sizes = [(n - fixed) if v == REST else v for _, v in plan]
     return {name: int(s) for (name, _), s in zip(plan, sizes)}
 
@@ -170,8 +188,11 @@ def _info_value(atoms, key, index):
     if not isinstance(atoms, Atoms):
         raise _err(f"group_by needs ase.Atoms, got {type(atoms).__name__}", structure=index)
     if key not in atoms.info:
-        raise _err(f"atoms.info has no group key {key!r} (it has: {sorted(map(str, atoms.info))})", structure=index,
-                   fix="set atoms.info[key] for every structure, or choose another group_by key")
+        raise _err(
+            f"atoms.info has no group key {key!r} (it has: {sorted(map(str, atoms.info))})",
+            structure=index,
+            fix="set atoms.info[key] for every structure, or choose another group_by key",
+        )
     value = atoms.info[key]
     if isinstance(value, np.generic):
         value = value.item()
@@ -211,8 +232,17 @@ def _grouped_members(labels) -> list[list[int]]:
 
 
 # ====================================================================== splitting
-def split_indices(items, *, fractions=None, counts=None, seed, group_by=None, groups=None, names=DEFAULT_NAMES,
-                  allow_empty: bool = False) -> dict[str, list[int]]:
+def split_indices(
+    items,
+    *,
+    fractions=None,
+    counts=None,
+    seed,
+    group_by=None,
+    groups=None,
+    names=DEFAULT_NAMES,
+    allow_empty: bool = False,
+) -> dict[str, list[int]]:
     """Positions of the structures in each split (ascending); ``items`` is a list of Atoms or a count.
 
     ``groups`` gives one group label per structure directly (instead of ``group_by``, e.g. when the
@@ -239,7 +269,7 @@ def split_indices(items, *, fractions=None, counts=None, seed, group_by=None, gr
         perm = rng.permutation(n)
         start = 0
         for name, size in targets.items():
-            out[name] = sorted(int(i) for i in perm[start:start + size])
+            out[name] = sorted(int(i) for i in perm[start : start + size])
             start += size
     else:
         members = _grouped_members(labels)
@@ -262,13 +292,16 @@ def split_indices(items, *, fractions=None, counts=None, seed, group_by=None, gr
         for name, size in targets.items():
             if size > 0 and not out[name]:
                 what = f"{len(_grouped_members(labels))} groups" if labels is not None else f"{n} structures"
-                raise _err(f"split {name!r} was asked for {size} structure(s) but got none ({what}, targets {targets})",
-                           "use more structures/groups, larger fractions, or pass allow_empty=True")
+                raise _err(
+                    f"split {name!r} was asked for {size} structure(s) but got none ({what}, targets {targets})",
+                    "use more structures/groups, larger fractions, or pass allow_empty=True",
+                )
     return out
 
 
-def make_splits(atoms_list, *, fractions=None, counts=None, seed, group_by=None, names=DEFAULT_NAMES,
-                allow_empty: bool = False) -> dict[str, list[Atoms]]:
+def make_splits(
+    atoms_list, *, fractions=None, counts=None, seed, group_by=None, names=DEFAULT_NAMES, allow_empty: bool = False
+) -> dict[str, list[Atoms]]:
     """Split structures into named splits (``{"train": [...], "val": [...], ...}``), reproducibly.
 
     ``fractions`` (e.g. ``{"train": 0.85, "val": 0.15}``) or ``counts`` (e.g. ``{"train": 500, "val": 50,
@@ -278,13 +311,21 @@ def make_splits(atoms_list, *, fractions=None, counts=None, seed, group_by=None,
     beyond the counts (no ``"rest"``) are left out.
     """
     atoms_list = list(atoms_list) if not isinstance(atoms_list, Atoms) else atoms_list
-    idx = split_indices(atoms_list, fractions=fractions, counts=counts, seed=seed, group_by=group_by, names=names,
-                        allow_empty=allow_empty)
+    idx = split_indices(
+        atoms_list,
+        fractions=fractions,
+        counts=counts,
+        seed=seed,
+        group_by=group_by,
+        names=names,
+        allow_empty=allow_empty,
+    )
     return {name: [atoms_list[i] for i in positions] for name, positions in idx.items()}
 
 
-def carve_test_from_train(splits: Mapping, *, seed, size=None, group_by=None, train: str = "train",
-                          val: str = "val", test: str = "test") -> dict[str, list]:
+def carve_test_from_train(
+    splits: Mapping, *, seed, size=None, group_by=None, train: str = "train", val: str = "val", test: str = "test"
+) -> dict[str, list]:
     """The paper's MPtrj protocol: move a random test split of ``size`` (default ``len(splits[val])``) out of train.
 
     Returns a new dict (the input is not modified): the same splits with ``train`` reduced and ``test``
@@ -297,8 +338,10 @@ def carve_test_from_train(splits: Mapping, *, seed, size=None, group_by=None, tr
     if train not in splits:
         raise _err(f"no {train!r} split to carve from (splits: {list(splits)})")
     if splits.get(test):
-        raise _err(f"split {test!r} already exists with {len(splits[test])} structures",
-                   "carve only from a train/val pair, or choose another test= name")
+        raise _err(
+            f"split {test!r} already exists with {len(splits[test])} structures",
+            "carve only from a train/val pair, or choose another test= name",
+        )
     if size is None:
         if val not in splits:
             raise _err(f"no {val!r} split to take the test size from (splits: {list(splits)})", "pass size=...")
@@ -358,8 +401,11 @@ def split_report(splits: Mapping, *, seed, group_by=None, fractions=None, counts
     for name, items in splits.items():
         items = list(items)
         n_atoms = sum(len(a) for a in items)
-        entry = {"n_structures": len(items), "n_atoms": int(n_atoms),
-                 "fraction": round(len(items) / total_structures, 6) if total_structures else 0.0}
+        entry = {
+            "n_structures": len(items),
+            "n_atoms": int(n_atoms),
+            "fraction": round(len(items) / total_structures, 6) if total_structures else 0.0,
+        }
         if group_by is not None:
             labels = _group_labels(items, group_by, None)
             for g in set(labels):
@@ -376,9 +422,20 @@ def split_report(splits: Mapping, *, seed, group_by=None, fractions=None, counts
 _SPLIT_ATTRS = ("split_seed", "split_report", "source", "selectors", "selection_report")
 
 
-def write_split_store(path, splits: Mapping, *, seed, selectors_report=None, source=None, attrs=None,
-                      labels: str = "dft", require_labels: bool = True, group_by=None, fractions=None,
-                      counts=None) -> Path:
+def write_split_store(
+    path,
+    splits: Mapping,
+    *,
+    seed,
+    selectors_report=None,
+    source=None,
+    attrs=None,
+    labels: str = "dft",
+    require_labels: bool = True,
+    group_by=None,
+    fractions=None,
+    counts=None,
+) -> Path:
     """Write ``splits`` with :func:`~hessdistill.data.write_structures`, recording how they were made.
 
     File attributes added (as canonical JSON where structured): ``split_seed``, ``split_report``
@@ -393,8 +450,10 @@ def write_split_store(path, splits: Mapping, *, seed, selectors_report=None, sou
     clash = sorted(set(extra) & set(_SPLIT_ATTRS))
     if clash:
         raise ValueError(f"attrs may not set {clash}: write_split_store records them itself")
-    own = {"split_seed": seed,
-           "split_report": split_report(splits, seed=seed, group_by=group_by, fractions=fractions, counts=counts)}
+    own = {
+        "split_seed": seed,
+        "split_report": split_report(splits, seed=seed, group_by=group_by, fractions=fractions, counts=counts),
+    }
     if source is not None:
         own["source"] = str(source)
     if selectors_report is not None:
@@ -402,5 +461,10 @@ def write_split_store(path, splits: Mapping, *, seed, selectors_report=None, sou
             raise TypeError("selectors_report must be the report dict returned by hessdistill.data.subsets.select")
         own["selectors"] = _jsonable([e.get("spec") for e in selectors_report["selectors"]])
         own["selection_report"] = _jsonable(selectors_report)
-    return write_structures(path, {name: list(items) for name, items in splits.items()}, attrs={**extra, **own},
-                            labels=labels, require_labels=require_labels)
+    return write_structures(
+        path,
+        {name: list(items) for name, items in splits.items()},
+        attrs={**extra, **own},
+        labels=labels,
+        require_labels=require_labels,
+    )

@@ -115,8 +115,10 @@ def content_hash(arrays: Mapping[str, Any]) -> str:
 
 # ====================================================================== writing
 def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -> dict:
-    records = [inspect_atoms(a, index=i, path=path, require_labels=require_labels, split=split, check_distances=True)
-               for i, a in enumerate(atoms_list)]
+    records = [
+        inspect_atoms(a, index=i, path=path, require_labels=require_labels, split=split, check_distances=True)
+        for i, a in enumerate(atoms_list)
+    ]
     m = len(records)
 
     def all_or_nothing(attr, what, fix):
@@ -127,27 +129,35 @@ def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -
             raise StructureError(
                 f"structure has no {what} while other structures of split {split!r} do "
                 f"(e.g. structure {first_with}); {what} must be given for all structures of a split or for none",
-                path=path, structure=located(first_without, split), fix=fix,
+                path=path,
+                structure=located(first_without, split),
+                fix=fix,
             )
         return m > 0 and all(present)
 
     has_labels = all_or_nothing("energy", "energy/forces", FIX_LABELS)
     if m == 0:
         has_labels = require_labels
-    has_stress = all_or_nothing("stress", "stress",
-                                "give stress for every structure of the split, or remove it from all (e.g. "
-                                "atoms.calc.results.pop('stress'))")
-    has_charge = all_or_nothing("charge", "charge", "set atoms.info['charge'] for every structure of the split, or for none")
+    has_stress = all_or_nothing(
+        "stress",
+        "stress",
+        "give stress for every structure of the split, or remove it from all (e.g. atoms.calc.results.pop('stress'))",
+    )
+    has_charge = all_or_nothing(
+        "charge", "charge", "set atoms.info['charge'] for every structure of the split, or for none"
+    )
 
     n_atoms = np.array([len(a) for a in atoms_list], dtype=np.int64)
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(n_atoms, out=offsets[1:])
     arrays = {
         "numbers": np.concatenate([a.numbers for a in atoms_list]).astype(np.int64) if m else np.zeros(0, np.int64),
-        "positions": (np.concatenate([a.positions for a in atoms_list]).astype(np.float64) if m
-                      else np.zeros((0, 3), np.float64)),
-        "cell": (np.stack([a.cell.array for a in atoms_list]).astype(np.float64) if m
-                 else np.zeros((0, 3, 3), np.float64)),
+        "positions": (
+            np.concatenate([a.positions for a in atoms_list]).astype(np.float64) if m else np.zeros((0, 3), np.float64)
+        ),
+        "cell": (
+            np.stack([a.cell.array for a in atoms_list]).astype(np.float64) if m else np.zeros((0, 3, 3), np.float64)
+        ),
         "pbc": np.stack([a.pbc for a in atoms_list]).astype(bool) if m else np.zeros((0, 3), bool),
         "n_atoms": n_atoms,
         "offsets": offsets,
@@ -168,7 +178,9 @@ def _split_arrays(split: str, atoms_list: list, *, path, require_labels: bool) -
         if sid in seen:
             raise StructureError(
                 f"structure_id {sid!r} is also used by structure {seen[sid]} of split {split!r}; ids must be unique "
-                "within a split", path=path, structure=located(i, split),
+                "within a split",
+                path=path,
+                structure=located(i, split),
                 fix="give every structure a distinct atoms.info['structure_id'], or remove the key to get '<split>:<index>'",
             )
         seen[sid] = i
@@ -188,6 +200,7 @@ def _attr_value(key, value):
         return np.int64(value)
     if isinstance(value, (_numbers.Real, np.floating)):
         return np.float64(value)
+
     def default(o):
         if isinstance(o, np.generic):
             return o.item()
@@ -205,8 +218,10 @@ def _attr_value(key, value):
 
 def _normalise_splits(splits) -> dict[str, list]:
     if isinstance(splits, Atoms):
-        raise TypeError("write_structures takes a list of ase.Atoms or a dict split -> list of ase.Atoms, "
-                        "not a single Atoms (wrap it in a list)")
+        raise TypeError(
+            "write_structures takes a list of ase.Atoms or a dict split -> list of ase.Atoms, "
+            "not a single Atoms (wrap it in a list)"
+        )
     if not isinstance(splits, Mapping):
         splits = {"all": splits}
     out = {}
@@ -221,8 +236,9 @@ def _normalise_splits(splits) -> dict[str, list]:
     return out
 
 
-def write_structures(path, splits, *, attrs: Mapping | None = None, labels: str = "dft",
-                     require_labels: bool = True) -> Path:
+def write_structures(
+    path, splits, *, attrs: Mapping | None = None, labels: str = "dft", require_labels: bool = True
+) -> Path:
     """Validate and write structures to an HDF5 structure store; return ``path``.
 
     ``splits`` maps split names to lists of ``ase.Atoms`` (a plain list is written as split ``"all"``).
@@ -275,8 +291,19 @@ def _voigt(stress3):
     return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
 
 
-def _make_atoms(numbers, positions, cell, pbc, *, energy=None, forces=None, stress=None, charge=None,
-                structure_id=None, info_json=None) -> Atoms:
+def _make_atoms(
+    numbers,
+    positions,
+    cell,
+    pbc,
+    *,
+    energy=None,
+    forces=None,
+    stress=None,
+    charge=None,
+    structure_id=None,
+    info_json=None,
+) -> Atoms:
     atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
     info = json.loads(info_json) if info_json else {}
     if charge is not None:
@@ -375,9 +402,11 @@ class StructureStore:
         except OSError:
             is_hdf5 = False
         if not is_hdf5:
-            raise self._error("is not an HDF5 file",
-                              fix="pass a store written by hessdistill.data.write_structures; read extxyz/traj files "
-                                  "with hessdistill.data.structures_from_file")
+            raise self._error(
+                "is not an HDF5 file",
+                fix="pass a store written by hessdistill.data.write_structures; read extxyz/traj files "
+                "with hessdistill.data.structures_from_file",
+            )
         try:
             return h5py.File(self.path, "r")
         except OSError as exc:
@@ -395,15 +424,21 @@ class StructureStore:
         attrs = {k: _py(v) for k, v in f.attrs.items()}
         fmt = attrs.get("format")
         if fmt is None:
-            raise self._error("has no 'format' attribute, so it is not a hessdistill structure store",
-                              fix="write the structures with hessdistill.data.write_structures")
+            raise self._error(
+                "has no 'format' attribute, so it is not a hessdistill structure store",
+                fix="write the structures with hessdistill.data.write_structures",
+            )
         if fmt != FORMAT:
-            raise self._error(f"is a {fmt!r} file, not a {FORMAT!r} structure store",
-                              fix="pass a structure store (e.g. results/<subset>/data/<split>.h5)")
+            raise self._error(
+                f"is a {fmt!r} file, not a {FORMAT!r} structure store",
+                fix="pass a structure store (e.g. results/<subset>/data/<split>.h5)",
+            )
         version = attrs.get("format_version")
         if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
-            raise self._error(f"has format_version {version!r}; this hessdistill reads version {FORMAT_VERSION}",
-                              fix="upgrade hessdistill, or re-create the file with this version")
+            raise self._error(
+                f"has format_version {version!r}; this hessdistill reads version {FORMAT_VERSION}",
+                fix="upgrade hessdistill, or re-create the file with this version",
+            )
         self._attrs = attrs
         splits = [name for name in f.keys() if isinstance(f.get(name, getlink=False), h5py.Group)]
         if not splits:
@@ -422,9 +457,16 @@ class StructureStore:
         if total is None:
             raise self._error(f"has shape {g['numbers'].shape}, expected (ΣN,)", split=split, dataset="numbers")
         expected = {
-            "positions": (total, 3), "cell": (m, 3, 3), "pbc": (m, 3), "offsets": (m + 1,),
-            "energy": (m,), "forces": (total, 3), "stress": (m, 3, 3), "charge": (m,),
-            "structure_id": (m,), "info": (m,),
+            "positions": (total, 3),
+            "cell": (m, 3, 3),
+            "pbc": (m, 3),
+            "offsets": (m + 1,),
+            "energy": (m,),
+            "forces": (total, 3),
+            "stress": (m, 3, 3),
+            "charge": (m,),
+            "structure_id": (m,),
+            "info": (m,),
         }
         present = []
         for name in DATASET_ORDER:
@@ -433,8 +475,11 @@ class StructureStore:
             if not isinstance(g[name], h5py.Dataset):
                 raise self._error("is not a dataset", split=split, dataset=name)
             if name in expected and g[name].shape != expected[name]:
-                raise self._error(f"has shape {g[name].shape}, expected {expected[name]} "
-                                  f"({m} structures, {total} atoms)", split=split, dataset=name)
+                raise self._error(
+                    f"has shape {g[name].shape}, expected {expected[name]} ({m} structures, {total} atoms)",
+                    split=split,
+                    dataset=name,
+                )
             present.append(name)
         if ("energy" in g) != ("forces" in g):
             have, missing = ("energy", "forces") if "energy" in g else ("forces", "energy")
@@ -443,17 +488,30 @@ class StructureStore:
         offsets = np.asarray(g["offsets"][()], dtype=np.int64)
         if m and (n_atoms < 1).any():
             i = int(np.flatnonzero(n_atoms < 1)[0])
-            raise StoreError(f"split {split!r}: n_atoms[{i}] = {n_atoms[i]}; every structure needs at least one atom",
-                             path=self.path, structure=i, fix=_FIX_REWRITE)
+            raise StoreError(
+                f"split {split!r}: n_atoms[{i}] = {n_atoms[i]}; every structure needs at least one atom",
+                path=self.path,
+                structure=i,
+                fix=_FIX_REWRITE,
+            )
         if offsets[0] != 0 or offsets[-1] != total or not np.array_equal(np.diff(offsets), n_atoms):
             bad = np.flatnonzero(np.diff(offsets) != n_atoms)
-            detail = (f"offsets[{bad[0]}+1] - offsets[{bad[0]}] != n_atoms[{bad[0]}]" if bad.size
-                      else f"offsets run from {offsets[0]} to {offsets[-1]}, expected 0 to {total}")
-            raise StoreError(f"split {split!r}: inconsistent offsets ({detail})", path=self.path,
-                             structure=int(bad[0]) if bad.size else None, fix=_FIX_REWRITE)
+            detail = (
+                f"offsets[{bad[0]}+1] - offsets[{bad[0]}] != n_atoms[{bad[0]}]"
+                if bad.size
+                else f"offsets run from {offsets[0]} to {offsets[-1]}, expected 0 to {total}"
+            )
+            raise StoreError(
+                f"split {split!r}: inconsistent offsets ({detail})",
+                path=self.path,
+                structure=int(bad[0]) if bad.size else None,
+                fix=_FIX_REWRITE,
+            )
         n_attr = g.attrs.get("n_structures")
         if n_attr is not None and int(n_attr) != m:
-            raise self._error(f"attribute n_structures = {int(n_attr)} but the datasets hold {m} structures", split=split)
+            raise self._error(
+                f"attribute n_structures = {int(n_attr)} but the datasets hold {m} structures", split=split
+            )
         return _SplitMeta(n_structures=m, n_atoms_total=total, offsets=offsets, datasets=tuple(present))
 
     @property
@@ -504,11 +562,14 @@ class StructureStore:
         if split is None:
             if len(self._meta) == 1:
                 return next(iter(self._meta))
-            raise self._error(f"holds several splits {self.splits}; say which one to read",
-                              fix=f"pass split=... (one of {', '.join(self.splits)})")
+            raise self._error(
+                f"holds several splits {self.splits}; say which one to read",
+                fix=f"pass split=... (one of {', '.join(self.splits)})",
+            )
         if split not in self._meta:
-            raise self._error(f"has no split {split!r} (it has {', '.join(self.splits)})",
-                              fix=f"pass one of {', '.join(self.splits)}")
+            raise self._error(
+                f"has no split {split!r} (it has {', '.join(self.splits)})", fix=f"pass one of {', '.join(self.splits)}"
+            )
         return split
 
     def __contains__(self, split) -> bool:
@@ -541,12 +602,15 @@ class StructureStore:
     def verify(self, split=None) -> dict[str, str]:
         """Recompute the content hash of ``split`` (default: all splits) and compare with the stored one."""
         out = {}
-        for s in ([self._split(split)] if split is not None else self.splits):
+        for s in [self._split(split)] if split is not None else self.splits:
             stored = self._read(lambda f: f[s].attrs.get("content_hash"), s)
             actual = content_hash(self.arrays(s))
             if stored is not None and _py(stored) != actual:
-                raise self._error(f"content hash mismatch (stored {_py(stored)[:12]}..., data {actual[:12]}...): "
-                                  "the data was modified after writing or is corrupt", split=s)
+                raise self._error(
+                    f"content hash mismatch (stored {_py(stored)[:12]}..., data {actual[:12]}...): "
+                    "the data was modified after writing or is corrupt",
+                    split=s,
+                )
             out[s] = actual
         return out
 
@@ -557,8 +621,9 @@ class StructureStore:
         except StoreError:
             raise
         except (OSError, KeyError, RuntimeError, ValueError) as exc:
-            raise self._error(f"cannot be read (truncated or corrupt file): {type(exc).__name__}: {exc}",
-                              split=split, dataset=dataset) from exc
+            raise self._error(
+                f"cannot be read (truncated or corrupt file): {type(exc).__name__}: {exc}", split=split, dataset=dataset
+            ) from exc
 
     def arrays(self, split=None, *, strings: bool = True) -> dict:
         """All datasets of ``split`` as numpy arrays (strings as object arrays of ``str``)."""
@@ -618,9 +683,17 @@ class StructureStore:
                 kw["stress"] = arr["stress"][i]
             if "charge" in arr:
                 kw["charge"] = arr["charge"][i].item()
-            out.append(_make_atoms(arr["numbers"][a:b], arr["positions"][a:b], arr["cell"][i], arr["pbc"][i],
-                                   structure_id=arr["structure_id"][i],
-                                   info_json=arr["info"][i] if "info" in arr else None, **kw))
+            out.append(
+                _make_atoms(
+                    arr["numbers"][a:b],
+                    arr["positions"][a:b],
+                    arr["cell"][i],
+                    arr["pbc"][i],
+                    structure_id=arr["structure_id"][i],
+                    info_json=arr["info"][i] if "info" in arr else None,
+                    **kw,
+                )
+            )
         return out
 
     def __repr__(self):
@@ -636,6 +709,9 @@ def read_structures(path, split: str | None = None, *, require_labels: bool = Fa
     with StructureStore(path) as store:
         split = store._split(split)
         if require_labels and not store.has_labels(split):
-            raise StoreError(f"split {split!r} has no energy/forces labels", path=path,
-                             fix="label the structures first (teacher or DFT), or pass require_labels=False")
+            raise StoreError(
+                f"split {split!r} has no energy/forces labels",
+                path=path,
+                fix="label the structures first (teacher or DFT), or pass require_labels=False",
+            )
         return store.read(split)

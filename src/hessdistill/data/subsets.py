@@ -80,8 +80,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-from ..core.jsonutil import plain as _jsonable
 from ..core.errors import HessdistillError, compose_message
+from ..core.jsonutil import plain as _jsonable
 from ..core.structures import calc_property
 from .perovskite import perovskite_check
 
@@ -111,7 +111,7 @@ SELECTORS = {
     "id_list": "<file> or {file, key (default mp_id), sha256}: ids frozen in a file, one per line, # comments",
     "perovskite": "true/false or {cubic_only, anions, ...}: ABX3 with corner-sharing BX6 octahedra",
     "space_group": "{number: 221} or {symbol: Pm-3m} (spglib; symprec, angle_tolerance, per: material|frame, key, "
-                   "frame: lowest_energy|last)",
+    "frame: lowest_energy|last)",
     "min_atoms": "<int>: at least this many atoms",
     "max_atoms": "<int>: at most this many atoms",
     "max_force": "<eV/Å>: largest per-atom force norm at most this (needs labels)",
@@ -300,8 +300,14 @@ class _AtomsFrame:
 
     def __init__(self, atoms, index, source):
         if not isinstance(atoms, Atoms):
-            raise SelectorError(compose_message(f"expected an ase.Atoms, got {type(atoms).__name__}", path=source,
-                                         structure=index, fix="pass a list of ase.Atoms"))
+            raise SelectorError(
+                compose_message(
+                    f"expected an ase.Atoms, got {type(atoms).__name__}",
+                    path=source,
+                    structure=index,
+                    fix="pass a list of ase.Atoms",
+                )
+            )
         self._atoms = atoms
         self.index = index
         self.source = source
@@ -412,7 +418,9 @@ class _MaxForce(Selector):
     def keep(self, frame):
         f = frame.forces()
         if f is None:
-            raise _frame_error(frame, f"{self.where} max_force needs forces but the structure has none", _FIX_NEEDS_LABELS)
+            raise _frame_error(
+                frame, f"{self.where} max_force needs forces but the structure has none", _FIX_NEEDS_LABELS
+            )
         return float(np.sqrt((f * f).sum(axis=1)).max(initial=0.0)) <= self.limit
 
 
@@ -426,8 +434,9 @@ class _MaxEnergyPerAtom(Selector):
     def keep(self, frame):
         e = frame.energy()
         if e is None:
-            raise _frame_error(frame, f"{self.where} max_energy_per_atom needs an energy but the structure has none",
-                               _FIX_NEEDS_LABELS)
+            raise _frame_error(
+                frame, f"{self.where} max_energy_per_atom needs an energy but the structure has none", _FIX_NEEDS_LABELS
+            )
         return e / frame.n_atoms <= self.limit
 
 
@@ -462,8 +471,11 @@ class _Info(Selector):
             return False
         keys = " or ".join(repr(k) for k in self.keys)
         have = sorted(str(k) for k in info)
-        raise _frame_error(frame, f"{self.where} {self.kind}: atoms.info has no key {keys} (it has: {have})",
-                           "fix the key name in the selector, or add 'missing: drop' to drop such structures")
+        raise _frame_error(
+            frame,
+            f"{self.where} {self.kind}: atoms.info has no key {keys} (it has: {have})",
+            "fix the key name in the selector, or add 'missing: drop' to drop such structures",
+        )
 
 
 class _IdList(_Info):
@@ -501,9 +513,12 @@ class _Neutral(Selector):
         charge = info.get("charge", info.get("total_charge"))
         if charge is None:
             if self.missing == "error":
-                raise _frame_error(frame, f"{self.where} neutral: atoms.info has neither 'charge' nor 'total_charge'",
-                                   "set atoms.info['charge'] (read_extxyz(charge_key=...)), or add 'missing: keep' "
-                                   "(treat as neutral) or 'missing: drop'")
+                raise _frame_error(
+                    frame,
+                    f"{self.where} neutral: atoms.info has neither 'charge' nor 'total_charge'",
+                    "set atoms.info['charge'] (read_extxyz(charge_key=...)), or add 'missing: keep' "
+                    "(treat as neutral) or 'missing: drop'",
+                )
             return self.missing == "keep"
         if not _is_number(charge):
             raise _frame_error(frame, f"{self.where} neutral: total charge {charge!r} is not a number")
@@ -576,8 +591,11 @@ class _SpaceGroup(Selector):
         try:
             return space_group(frame.atoms(), symprec=self.symprec, angle_tolerance=self.angle_tolerance)[0]
         except Exception as exc:  # spglib raises on e.g. a singular cell
-            raise _frame_error(frame, f"{self.where} space_group: spglib failed on this structure ({exc})",
-                               "drop such structures with a selector before this one") from None
+            raise _frame_error(
+                frame,
+                f"{self.where} space_group: spglib failed on this structure ({exc})",
+                "drop such structures with a selector before this one",
+            ) from None
 
     def _material(self, frame):
         info = frame.info
@@ -585,10 +603,13 @@ class _SpaceGroup(Selector):
             if self.missing == "drop":
                 return None
             have = sorted(str(k) for k in info)
-            raise _frame_error(frame, f"{self.where} space_group (per: material): atoms.info has no key "
-                                      f"{self.key!r} to group frames into materials (it has: {have})",
-                               "use per: frame for sources without materials, set key: <info key>, "
-                               "or add 'missing: drop' to drop such structures")
+            raise _frame_error(
+                frame,
+                f"{self.where} space_group (per: material): atoms.info has no key "
+                f"{self.key!r} to group frames into materials (it has: {have})",
+                "use per: frame for sources without materials, set key: <info key>, "
+                "or add 'missing: drop' to drop such structures",
+            )
         value = info[self.key]
         return value.item() if isinstance(value, np.generic) else value
 
@@ -607,16 +628,22 @@ class _SpaceGroup(Selector):
         order = mptrj_frame_order(frame.info.get("frame_id"))
         if self.frame_rule == "last":
             if order is None:
-                raise _frame_error(frame, f"{self.where} space_group (frame: last): info['frame_id'] "
-                                          f"{frame.info.get('frame_id')!r} is not an MPtrj frame id "
-                                          "'<task id>-<calc id>-<ionic step>'",
-                                   "use frame: lowest_energy (needs energies) for this source")
+                raise _frame_error(
+                    frame,
+                    f"{self.where} space_group (frame: last): info['frame_id'] "
+                    f"{frame.info.get('frame_id')!r} is not an MPtrj frame id "
+                    "'<task id>-<calc id>-<ionic step>'",
+                    "use frame: lowest_energy (needs energies) for this source",
+                )
             return (order, frame.index)
         e = frame.energy()
         if e is None:
-            raise _frame_error(frame, f"{self.where} space_group (frame: lowest_energy) needs an energy to pick "
-                                      "each material's relaxed frame, but the structure has none",
-                               "label the structures, or use frame: last (MPtrj frame ids)")
+            raise _frame_error(
+                frame,
+                f"{self.where} space_group (frame: lowest_energy) needs an energy to pick "
+                "each material's relaxed frame, but the structure has none",
+                "label the structures, or use frame: last (MPtrj frame ids)",
+            )
         return (-e / max(frame.n_atoms, 1), order or (-1, -1), frame.index)
 
     def prepare(self, n, frame_at):
@@ -645,9 +672,11 @@ class _SpaceGroup(Selector):
             self.counts[number] += 1
             return number in self.numbers
         if self.decisions is None:
-            raise _frame_error(frame, f"{self.where} space_group (per: material) was asked about a structure "
-                                      "before it saw the whole input",
-                               "apply it through select/select_indices")
+            raise _frame_error(
+                frame,
+                f"{self.where} space_group (per: material) was asked about a structure before it saw the whole input",
+                "apply it through select/select_indices",
+            )
         material = self._material(frame)
         if material is None:
             return False
@@ -659,28 +688,48 @@ class _SpaceGroup(Selector):
     def report_extra(self):
         from .spacegroup import spglib_version
 
-        out = {"space_groups": list(self.targets), "symprec": self.symprec, "angle_tolerance": self.angle_tolerance,
-               "spglib_version": spglib_version(), "per": self.per,
-               "space_group_counts": {("none" if k is None else str(k)): int(v)
-                                      for k, v in sorted(self.counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))}}
+        out = {
+            "space_groups": list(self.targets),
+            "symprec": self.symprec,
+            "angle_tolerance": self.angle_tolerance,
+            "spglib_version": spglib_version(),
+            "per": self.per,
+            "space_group_counts": {
+                ("none" if k is None else str(k)): int(v)
+                for k, v in sorted(self.counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+            },
+        }
         if self.per == "material" and self.decisions is not None:
-            out.update({"key": self.key, "frame": self.frame_rule, "n_materials": len(self.decisions),
-                        "n_materials_kept": sum(1 for _, num in self.decisions.values() if num in self.numbers),
-                        # material -> [frame used, space group number found (null: none)]
-                        "materials": {str(m): [f, num] for m, (f, num) in self.decisions.items()}})
+            out.update(
+                {
+                    "key": self.key,
+                    "frame": self.frame_rule,
+                    "n_materials": len(self.decisions),
+                    "n_materials_kept": sum(1 for _, num in self.decisions.values() if num in self.numbers),
+                    # material -> [frame used, space group number found (null: none)]
+                    "materials": {str(m): [f, num] for m, (f, num) in self.decisions.items()},
+                }
+            )
         return out
 
 
 def _space_group_selector(jspec, where, a) -> _SpaceGroup:
     try:
-        from .spacegroup import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, space_group_numbers
         import spglib  # noqa: F401
+
+        from .spacegroup import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC, space_group_numbers
     except ImportError:
-        raise _err(where, "space_group needs the spglib package, which is not installed",
-                   fix="pip install spglib (phonopy, a hessdistill dependency, brings it)") from None
+        raise _err(
+            where,
+            "space_group needs the spglib package, which is not installed",
+            fix="pip install spglib (phonopy, a hessdistill dependency, brings it)",
+        ) from None
     if "number" in a and "symbol" in a:
-        raise _err(where, "space_group: give number or symbol, not both",
-                   fix="e.g. {space_group: {number: 221}} or {space_group: {symbol: Pm-3m}}")
+        raise _err(
+            where,
+            "space_group: give number or symbol, not both",
+            fix="e.g. {space_group: {number: 221}} or {space_group: {symbol: Pm-3m}}",
+        )
     numbers, symbols = [], []
     if "number" in a:
         for v in _as_list(a["number"], where, "space_group number"):
@@ -698,15 +747,21 @@ def _space_group_selector(jspec, where, a) -> _SpaceGroup:
 
         close = difflib.get_close_matches(unknown[0].replace(" ", ""), list(symbol_table()), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _err(where, f"space_group: unknown space group symbol {unknown[0]!r}{hint}",
-                   fix="give the Hermann-Mauguin symbol as spglib writes it (e.g. Pm-3m, Fm-3m, P4mm, Pnma) "
-                       "or the number (e.g. number: 221)")
+        raise _err(
+            where,
+            f"space_group: unknown space group symbol {unknown[0]!r}{hint}",
+            fix="give the Hermann-Mauguin symbol as spglib writes it (e.g. Pm-3m, Fm-3m, P4mm, Pnma) "
+            "or the number (e.g. number: 221)",
+        )
     symprec = _as_float(a.get("symprec", DEFAULT_SYMPREC), where, "space_group: symprec (Å)", positive=True)
     angle = a.get("angle_tolerance", DEFAULT_ANGLE_TOLERANCE)
     angle = _as_float(angle, where, "space_group: angle_tolerance")
     if not (angle == -1.0 or 0.0 < angle < 90.0):
-        raise _err(where, f"space_group: angle_tolerance must be in (0, 90) degrees or -1 (spglib's default), got {angle}",
-                   fix="remove it to use spglib's default, or give e.g. angle_tolerance: 5")
+        raise _err(
+            where,
+            f"space_group: angle_tolerance must be in (0, 90) degrees or -1 (spglib's default), got {angle}",
+            fix="remove it to use spglib's default, or give e.g. angle_tolerance: 5",
+        )
     per = _as_choice(a.get("per", "material"), where, "space_group: per", ("material", "frame"))
     key = a.get("key", "mp_id")
     if not isinstance(key, str) or not key:
@@ -714,8 +769,11 @@ def _space_group_selector(jspec, where, a) -> _SpaceGroup:
     frame_rule = _as_choice(a.get("frame", "lowest_energy"), where, "space_group: frame", ("lowest_energy", "last"))
     missing = _as_choice(a.get("missing", "error"), where, "space_group: missing", ("error", "drop"))
     if per == "frame" and any(k in a for k in ("key", "frame", "missing")):
-        raise _err(where, f"space_group: {sorted(k for k in ('key', 'frame', 'missing') if k in a)} only apply "
-                          "to per: material", fix="remove them, or use per: material")
+        raise _err(
+            where,
+            f"space_group: {sorted(k for k in ('key', 'frame', 'missing') if k in a)} only apply to per: material",
+            fix="remove them, or use per: material",
+        )
     return _SpaceGroup(jspec, where, targets, symprec, angle, per, key, frame_rule, missing)
 
 
@@ -772,9 +830,14 @@ def read_id_list(path) -> tuple[frozenset, str]:
     """The ids of a frozen id file (one per line, ``#`` starts a comment) and the file's sha256."""
     path = Path(path)
     if not path.is_file():
-        raise SelectorError(compose_message("id list file does not exist" if not path.exists() else "id list is not a file",
-                                     path=path, fix="freeze the id list from a dated Materials Project release into "
-                                                    "this file (one id per line), or fix the path"))
+        raise SelectorError(
+            compose_message(
+                "id list file does not exist" if not path.exists() else "id list is not a file",
+                path=path,
+                fix="freeze the id list from a dated Materials Project release into "
+                "this file (one id per line), or fix the path",
+            )
+        )
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -786,8 +849,13 @@ def read_id_list(path) -> tuple[frozenset, str]:
         if line:
             ids.add(line)
     if not ids:
-        raise SelectorError(compose_message("id list holds no ids (only comments or blank lines)", path=path,
-                                     fix="check that the file was written completely"))
+        raise SelectorError(
+            compose_message(
+                "id list holds no ids (only comments or blank lines)",
+                path=path,
+                fix="check that the file was written completely",
+            )
+        )
     return frozenset(ids), hashlib.sha256(data).hexdigest()
 
 
@@ -800,11 +868,29 @@ _OPTIONS = {  # kind -> (primary argument or None, allowed argument names, value
     "info_in": (None, {"key", "values", "missing"}, True),
     "spice_group": ("groups", {"groups", "keys", "missing"}, True),
     "id_list": ("file", {"file", "key", "sha256", "missing"}, True),
-    "perovskite": ("match", {"match", "cubic_only", "anions", "bond_tol", "a_site_tol", "a_site_coordination",
-                             "octahedron_angle_tol", "link_angle_tol", "cubic_length_tol", "cubic_angle_tol",
-                             "symmetry", "symprec"}, True),
-    "space_group": ("number", {"number", "symbol", "symprec", "angle_tolerance", "per", "key", "frame", "missing"},
-                    True),
+    "perovskite": (
+        "match",
+        {
+            "match",
+            "cubic_only",
+            "anions",
+            "bond_tol",
+            "a_site_tol",
+            "a_site_coordination",
+            "octahedron_angle_tol",
+            "link_angle_tol",
+            "cubic_length_tol",
+            "cubic_angle_tol",
+            "symmetry",
+            "symprec",
+        },
+        True,
+    ),
+    "space_group": (
+        "number",
+        {"number", "symbol", "symprec", "angle_tolerance", "per", "key", "frame", "missing"},
+        True,
+    ),
     "min_atoms": ("value", {"value"}, False),
     "max_atoms": ("value", {"value"}, False),
     "max_force": ("value", {"value"}, False),
@@ -842,9 +928,11 @@ def _args(kind, value, siblings, where) -> dict:
         if name not in args:
             if kind == "space_group":
                 if "symbol" not in args:
-                    raise _err(where, "space_group: give the space group as number (e.g. 221) or symbol "
-                                      "(e.g. Pm-3m)", fix="write {space_group: {number: 221}} or "
-                                                          "{space_group: {symbol: Pm-3m}}")
+                    raise _err(
+                        where,
+                        "space_group: give the space group as number (e.g. 221) or symbol (e.g. Pm-3m)",
+                        fix="write {space_group: {number: 221}} or {space_group: {symbol: Pm-3m}}",
+                    )
                 continue
             if kind in ("perovskite", "neutral") and name in ("match", "value"):
                 args[name] = True
@@ -862,19 +950,27 @@ def _parse(spec, where, base_dir) -> Selector:
             raise _err(where, "an empty list is not a selector")
         return _AllOf(_jsonable(spec), where, children) if len(children) > 1 else children[0]
     if not isinstance(spec, Mapping):
-        raise _err(where, f"a selector must be a mapping like {{\"max_atoms\": 60}}, got {spec!r} "
-                          f"({type(spec).__name__}); {_VALID}")
+        raise _err(
+            where,
+            f'a selector must be a mapping like {{"max_atoms": 60}}, got {spec!r} ({type(spec).__name__}); {_VALID}',
+        )
     keys = [str(k) for k in spec]
     kinds = [k for k in keys if k in SELECTORS]
     if not kinds:
         unknown = keys[0] if keys else "(empty mapping)"
         close = difflib.get_close_matches(unknown, list(SELECTORS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _err(where, f"unknown selector {unknown!r}{hint}; {_VALID}",
-                   fix="check the spelling in the config (one selector kind per mapping)")
+        raise _err(
+            where,
+            f"unknown selector {unknown!r}{hint}; {_VALID}",
+            fix="check the spelling in the config (one selector kind per mapping)",
+        )
     if len(kinds) > 1:
-        raise _err(where, f"one selector per mapping, got {kinds}",
-                   fix="write them as a list, e.g. [{\"" + kinds[0] + "\": ...}, {\"" + kinds[1] + "\": ...}]")
+        raise _err(
+            where,
+            f"one selector per mapping, got {kinds}",
+            fix='write them as a list, e.g. [{"' + kinds[0] + '": ...}, {"' + kinds[1] + '": ...}]',
+        )
     kind = kinds[0]
     value = spec[kind]
     siblings = {str(k): v for k, v in spec.items() if str(k) != kind}
@@ -911,9 +1007,13 @@ def _parse(spec, where, base_dir) -> Selector:
             expected = a.get("sha256")
             if expected is not None:
                 if not isinstance(expected, str) or expected.lower() != digest:
-                    raise SelectorError(compose_message(
-                        f"{where}: id list sha256 is {digest}, the config expects {expected!r}", path=file,
-                        fix="the frozen id list changed: restore the recorded file, or update sha256 deliberately"))
+                    raise SelectorError(
+                        compose_message(
+                            f"{where}: id list sha256 is {digest}, the config expects {expected!r}",
+                            path=file,
+                            fix="the frozen id list changed: restore the recorded file, or update sha256 deliberately",
+                        )
+                    )
             return _IdList(jspec, where, key, ids, file, digest, missing)
         if kind == "spice_group":
             groups = _as_str_list(a["groups"], where, "spice_group")
@@ -982,11 +1082,15 @@ def _perovskite_options(a, where) -> dict:
     if symmetry != "geometric":
         try:
             import spglib  # noqa: F401
+
             symmetry = "spglib"
         except ImportError:
             if symmetry == "spglib":
-                raise _err(where, "perovskite: symmetry 'spglib' needs the spglib package, which is not installed",
-                           fix="pip install spglib, or use symmetry: geometric (or auto)") from None
+                raise _err(
+                    where,
+                    "perovskite: symmetry 'spglib' needs the spglib package, which is not installed",
+                    fix="pip install spglib, or use symmetry: geometric (or auto)",
+                ) from None
             symmetry = "geometric"
     opts["symmetry"] = symmetry
     return opts
@@ -1034,8 +1138,9 @@ def _run(chain: SelectorChain, n: int, frame_at, *, source=None, allow_empty=Fal
     report = {"source": None if source is None else str(source), "n_input": n, "n_selected": n, "selectors": []}
     src = f" from {str(source)!r}" if source is not None else ""
     if n == 0 and not allow_empty:
-        raise EmptySelectionError(f"selection{src} is empty: the input holds no structures",
-                                  source=source, report=report)
+        raise EmptySelectionError(
+            f"selection{src} is empty: the input holds no structures", source=source, report=report
+        )
     idx = np.arange(n, dtype=np.int64)
     for sel in chain.selectors:
         sel.prepare(n, frame_at)
@@ -1047,15 +1152,23 @@ def _run(chain: SelectorChain, n: int, frame_at, *, source=None, allow_empty=Fal
         entry.update(sel.report_extra())
         report["selectors"].append(entry)
         if seen and not len(idx) and not allow_empty:
-            history = " -> ".join([f"input {n}"] + [f"[{e['index']}] {e['selector']} {e['kept']}"
-                                                     for e in report["selectors"][:-1]])
+            history = " -> ".join(
+                [f"input {n}"] + [f"[{e['index']}] {e['selector']} {e['kept']}" for e in report["selectors"][:-1]]
+            )
             report["n_selected"] = 0
             raise EmptySelectionError(
-                compose_message(f"selection{src} is empty: selectors[{k}] = {_short(sel.spec)} removed the last {seen} "
-                         f"structure(s) (saw {seen}, kept 0); counts before it: {history}",
-                         fix="loosen or remove that selector, or check that the source holds the structures you "
-                             "expect (e.g. the right info key, element or id list)"),
-                index=k, spec=sel.spec, seen=seen, source=source, report=report)
+                compose_message(
+                    f"selection{src} is empty: selectors[{k}] = {_short(sel.spec)} removed the last {seen} "
+                    f"structure(s) (saw {seen}, kept 0); counts before it: {history}",
+                    fix="loosen or remove that selector, or check that the source holds the structures you "
+                    "expect (e.g. the right info key, element or id list)",
+                ),
+                index=k,
+                spec=sel.spec,
+                seen=seen,
+                source=source,
+                report=report,
+            )
     report["n_selected"] = int(len(idx))
     return idx, report
 
@@ -1066,8 +1179,9 @@ def select_indices(atoms_list, selectors, *, source=None, base_dir=None, allow_e
     if isinstance(atoms_list, Atoms):
         raise TypeError("select takes a list of ase.Atoms, not a single Atoms (wrap it in a list)")
     atoms_list = list(atoms_list)
-    idx, report = _run(chain, len(atoms_list), lambda i: _AtomsFrame(atoms_list[i], i, source), source=source,
-                       allow_empty=allow_empty)
+    idx, report = _run(
+        chain, len(atoms_list), lambda i: _AtomsFrame(atoms_list[i], i, source), source=source, allow_empty=allow_empty
+    )
     return idx.tolist(), report
 
 

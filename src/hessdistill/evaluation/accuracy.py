@@ -40,7 +40,9 @@ def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
         out[f"{prefix}{key}_se"] = se
     # the paper's force MAE is per component over all atoms: weight structures by their size
     n = np.array([len(a) for a in atoms_list])
-    out[f"{prefix}force_mae_meV_A_all_components"] = float(np.sum(np.array(f_comp) * n) / n.sum()) if len(n) else math.nan
+    out[f"{prefix}force_mae_meV_A_all_components"] = (
+        float(np.sum(np.array(f_comp) * n) / n.sum()) if len(n) else math.nan
+    )
     # on the reference's own scale: the mean |ΔF| over all atoms over the mean |F| (vector norms), pooled
     if len(n):
         ref_norm = np.concatenate([np.linalg.norm(np.asarray(fr, dtype=np.float64), axis=1) for fr in f_ref])
@@ -50,8 +52,16 @@ def _compare(atoms_list, e_pred, f_pred, e_ref, f_ref, prefix) -> dict:
     return out
 
 
-def accuracy(predict, atoms_list, *, reference=True, teacher_labels=None, hessian_rows_fn=None, hessians=None,
-             parity_points: int = 2000) -> dict:
+def accuracy(
+    predict,
+    atoms_list,
+    *,
+    reference=True,
+    teacher_labels=None,
+    hessian_rows_fn=None,
+    hessians=None,
+    parity_points: int = 2000,
+) -> dict:
     """Accuracy of ``predict`` on ``atoms_list`` (structures with reference labels attached).
 
     ``teacher_labels``: (energies, list of forces) of the teacher on the same structures, to report errors
@@ -70,11 +80,25 @@ def accuracy(predict, atoms_list, *, reference=True, teacher_labels=None, hessia
         res.update(_compare(atoms_list, e_pred, f_pred, teacher_labels[0], teacher_labels[1], "teacher_"))
     if hessians is not None and hessian_rows_fn is not None:
         res.update(hessian_accuracy(hessian_rows_fn, atoms_list, hessians))
-    target = teacher_labels if teacher_labels is not None else (
-        ([a.get_potential_energy() for a in atoms_list], [a.get_forces() for a in atoms_list]) if reference else None)
+    target = (
+        teacher_labels
+        if teacher_labels is not None
+        else (
+            ([a.get_potential_energy() for a in atoms_list], [a.get_forces() for a in atoms_list])
+            if reference
+            else None
+        )
+    )
     if target is not None and parity_points > 0:
-        res["parity"] = parity_data(atoms_list, e_pred, f_pred, target[0], target[1], parity_points,
-                                    against="teacher" if teacher_labels is not None else "reference")
+        res["parity"] = parity_data(
+            atoms_list,
+            e_pred,
+            f_pred,
+            target[0],
+            target[1],
+            parity_points,
+            against="teacher" if teacher_labels is not None else "reference",
+        )
     return res
 
 
@@ -87,9 +111,13 @@ def parity_data(atoms_list, e_pred, f_pred, e_ref, f_ref, max_points: int, again
     take = np.unique(np.linspace(0, len(fp) - 1, num=min(max_points, len(fp))).round().astype(int)) if len(fp) else []
     ep = np.asarray(e_pred, dtype=np.float64) / n
     er = np.asarray(e_ref, dtype=np.float64) / n
-    return {"against": against, "energy_per_atom_pred_eV": ep[:max_points].tolist(),
-            "energy_per_atom_target_eV": er[:max_points].tolist(),
-            "force_pred_eV_A": fp[take].tolist(), "force_target_eV_A": fr[take].tolist()}
+    return {
+        "against": against,
+        "energy_per_atom_pred_eV": ep[:max_points].tolist(),
+        "energy_per_atom_target_eV": er[:max_points].tolist(),
+        "force_pred_eV_A": fp[take].tolist(),
+        "force_target_eV_A": fr[take].tolist(),
+    }
 
 
 def hessian_accuracy(hessian_rows_fn, atoms_list, hessians) -> dict:
@@ -104,9 +132,15 @@ def hessian_accuracy(hessian_rows_fn, atoms_list, hessians) -> dict:
         n_el += rows.size
     mean, se = _stats(per)
     rmean, rse = _stats(rel)
-    return {"hessian_mae_meV_A2": mean, "hessian_mae_meV_A2_se": se, "hessian_n_structures": len(per),
-            "hessian_n_elements": int(n_el), "hessian_rel_error": rmean, "hessian_rel_error_se": rse,
-            "hessian_rel_error_per_structure": rel}
+    return {
+        "hessian_mae_meV_A2": mean,
+        "hessian_mae_meV_A2_se": se,
+        "hessian_n_structures": len(per),
+        "hessian_n_elements": int(n_el),
+        "hessian_rel_error": rmean,
+        "hessian_rel_error_se": rse,
+        "hessian_rel_error_per_structure": rel,
+    }
 
 
 def element_offsets(atoms_list, e_model, e_ref) -> dict[int, float]:
@@ -128,15 +162,27 @@ def offset_free_energy_mae(atoms_fit, e_model_fit, e_ref_fit, atoms, e_model, e_
     shifted = [float(e) + sum(off.get(int(z), 0.0) for z in a.numbers) for a, e in zip(atoms, e_model)]
     mean, se = _stats([1e3 * abs(es - er) / len(a) for a, es, er in zip(atoms, shifted, e_ref)])
     shift = [1e3 * (es - float(e)) / len(a) for a, es, e in zip(atoms, shifted, e_model)]
-    return {"ref_energy_mae_offset_free_meV_atom": mean, "ref_energy_mae_offset_free_meV_atom_se": se,
-            # per element (with one composition only their combination is determined) and their mean per atom
-            "ref_energy_offsets_eV": {str(z): v for z, v in off.items()},
-            "ref_energy_offset_mean_meV_atom": float(np.mean(shift)) if shift else math.nan}
+    return {
+        "ref_energy_mae_offset_free_meV_atom": mean,
+        "ref_energy_mae_offset_free_meV_atom_se": se,
+        # per element (with one composition only their combination is determined) and their mean per atom
+        "ref_energy_offsets_eV": {str(z): v for z, v in off.items()},
+        "ref_energy_offset_mean_meV_atom": float(np.mean(shift)) if shift else math.nan,
+    }
 
 
-def accuracy_from_stores(predict, structures, *, split="test", labels=None, hessians=None, hessian_rows_fn=None,
-                         max_hessian_structures: int | None = None, parity_points: int = 2000,
-                         offsets_from: str | None = None) -> dict:
+def accuracy_from_stores(
+    predict,
+    structures,
+    *,
+    split="test",
+    labels=None,
+    hessians=None,
+    hessian_rows_fn=None,
+    max_hessian_structures: int | None = None,
+    parity_points: int = 2000,
+    offsets_from: str | None = None,
+) -> dict:
     """:func:`accuracy` on one split of a structure store, with teacher labels/Hessians from their stores.
 
     ``offsets_from``: for a teacher evaluated against reference labels of another level of theory, the split
@@ -153,12 +199,16 @@ def accuracy_from_stores(predict, structures, *, split="test", labels=None, hess
         with LabelStore(labels) as ls:
             arr = ls.arrays(split)
             off = arr["offsets"]
-            tl = (arr["energy"], [arr["forces"][off[i]:off[i + 1]] for i in range(len(atoms))])
+            tl = (arr["energy"], [arr["forces"][off[i] : off[i + 1]] for i in range(len(atoms))])
     hs = None
     if hessians is not None and hessian_rows_fn is not None:
         with HessianStore(hessians) as h:
             if split in h.splits:
-                n = h.n_structures(split) if max_hessian_structures is None else min(max_hessian_structures, h.n_structures(split))
+                n = (
+                    h.n_structures(split)
+                    if max_hessian_structures is None
+                    else min(max_hessian_structures, h.n_structures(split))
+                )
                 hs = [h.rows(split, i) for i in range(n)]
     preds = []
 
@@ -169,15 +219,25 @@ def accuracy_from_stores(predict, structures, *, split="test", labels=None, hess
     res = accuracy(predict_once, atoms, reference=has_ref, teacher_labels=tl, parity_points=parity_points)
     if offsets_from is not None and has_ref and labels is not None:
         with StructureStore(structures) as st, LabelStore(labels) as ls:
-            if (offsets_from in st.splits and offsets_from in ls.splits and st.n_structures(offsets_from)
-                    and st.has_labels(offsets_from)):
+            if (
+                offsets_from in st.splits
+                and offsets_from in ls.splits
+                and st.n_structures(offsets_from)
+                and st.has_labels(offsets_from)
+            ):
                 fit = [st.atoms(offsets_from, i) for i in range(st.n_structures(offsets_from))]
-                res.update(offset_free_energy_mae(fit, ls.arrays(offsets_from)["energy"],
-                                                  [a.get_potential_energy() for a in fit], atoms,
-                                                  preds[-1][0], [a.get_potential_energy() for a in atoms]))
+                res.update(
+                    offset_free_energy_mae(
+                        fit,
+                        ls.arrays(offsets_from)["energy"],
+                        [a.get_potential_energy() for a in fit],
+                        atoms,
+                        preds[-1][0],
+                        [a.get_potential_energy() for a in atoms],
+                    )
+                )
                 res["ref_energy_offsets_fitted_on"] = offsets_from
     if hs:
-        res.update(hessian_accuracy(hessian_rows_fn, atoms[:len(hs)], hs))
+        res.update(hessian_accuracy(hessian_rows_fn, atoms[: len(hs)], hs))
     res["split"] = split
     return res
-

@@ -24,9 +24,18 @@ from ase import Atoms, units
 
 
 class BatchedMD:
-    def __init__(self, energy_forces, atoms_list, *, timestep_fs: float = 1.0, temperature_K: float | None = None,
-                 friction_per_fs: float = 0.0, seed: int = 0, max_force: float = 1e3,
-                 initial_temperature_K: float | None = None):
+    def __init__(
+        self,
+        energy_forces,
+        atoms_list,
+        *,
+        timestep_fs: float = 1.0,
+        temperature_K: float | None = None,
+        friction_per_fs: float = 0.0,
+        seed: int = 0,
+        max_force: float = 1e3,
+        initial_temperature_K: float | None = None,
+    ):
         """``energy_forces(positions (ΣN, 3)) -> (energies (M,), forces (ΣN, 3))`` for the structures in order
         (a :class:`hessdistill.deployed.Runner` built on the same structures is one).  Velocities come from the
         atoms when set, otherwise from a Maxwell-Boltzmann distribution at ``initial_temperature_K`` (default
@@ -70,8 +79,14 @@ class BatchedMD:
         """Batched MD of ``student`` (exported file, checkpoint or Student) over ``atoms_list``."""
         from ..students.deployed import Runner
 
-        runner = Runner(student, [a.numbers for a in atoms_list], [a.cell.array for a in atoms_list],
-                        [a.pbc for a in atoms_list], skin=skin, device=device)
+        runner = Runner(
+            student,
+            [a.numbers for a in atoms_list],
+            [a.cell.array for a in atoms_list],
+            [a.pbc for a in atoms_list],
+            skin=skin,
+            device=device,
+        )
         return cls(runner, atoms_list, **kwargs)
 
     def _evaluate(self, x):

@@ -75,8 +75,9 @@ BOND_TOLERANCE = 1.3
 NONMETALS = frozenset("H He B C N O F Ne Si P S Cl Ar Ge As Se Br Kr Sb Te I Xe At Rn".split())
 
 
-def find_bonds(atoms, *, max_bond: float = 5.0, mult: float = BOND_TOLERANCE
-               ) -> list[tuple[int, int, tuple[int, int, int]]]:
+def find_bonds(
+    atoms, *, max_bond: float = 5.0, mult: float = BOND_TOLERANCE
+) -> list[tuple[int, int, tuple[int, int, int]]]:
     """Bonded pairs ``(i, j, shift)`` (each pair once; ``shift`` is the cell image of j, periodic images included).
 
     A pair is bonded when d < ``mult`` (r_i + r_j) with covalent radii r (see :data:`BOND_TOLERANCE`), except
@@ -110,7 +111,7 @@ def bond_lengths(positions, cell, bonds) -> np.ndarray:
     j = np.array([b[1] for b in bonds])
     s = np.array([b[2] for b in bonds], dtype=np.float64)
     vec = pos[j] + s @ np.asarray(cell, dtype=np.float64) - pos[i]
-    return np.sqrt((vec ** 2).sum(axis=1))
+    return np.sqrt((vec**2).sum(axis=1))
 
 
 def reference_bond_lengths(frames, bonds) -> list[float]:
@@ -141,9 +142,14 @@ def training_reference(start, frames, bonds):
     structures) of the same composition, atom for atom (same atomic numbers in the same order, same periodicity
     and cell size), so that every bond of ``start`` is the same pair in each frame.  Returns (lengths, number of
     frames used); (None, 0) when no frame matches (then the run keeps the lengths of its start structure)."""
-    same = [f for f in frames if len(f) == len(start) and np.array_equal(f.numbers, start.numbers)
-            and np.array_equal(f.pbc, start.pbc)
-            and (not np.any(start.pbc) or np.allclose(f.cell.lengths(), start.cell.lengths(), rtol=0.1))]
+    same = [
+        f
+        for f in frames
+        if len(f) == len(start)
+        and np.array_equal(f.numbers, start.numbers)
+        and np.array_equal(f.pbc, start.pbc)
+        and (not np.any(start.pbc) or np.allclose(f.cell.lengths(), start.cell.lengths(), rtol=0.1))
+    ]
     if not same or not bonds:
         return None, 0
     return reference_bond_lengths(same, bonds), len(same)
@@ -166,7 +172,7 @@ def smeared_rdf(atoms, *, rmax: float = 6.0, nbins: int = 120, sigma: float = 0.
     n = len(atoms)
     vol = atoms.get_volume() if np.all(atoms.pbc) else 1.0
     rho = n / vol
-    return g / (4.0 * math.pi * r ** 2 * rho * n)
+    return g / (4.0 * math.pi * r**2 * rho * n)
 
 
 def rdf_distance(g, g_ref) -> float:
@@ -190,8 +196,10 @@ class _BondMonitor:
         else:
             self.ref = np.asarray(reference_lengths, dtype=np.float64).reshape(-1)
             if self.ref.size != len(self.bonds):
-                raise ValueError(f"{self.ref.size} reference lengths for {len(self.bonds)} bonds; pass bonds= "
-                                 "together with reference_lengths=, or compute both with find_bonds/reference_bond_lengths")
+                raise ValueError(
+                    f"{self.ref.size} reference lengths for {len(self.bonds)} bonds; pass bonds= "
+                    "together with reference_lengths=, or compute both with find_bonds/reference_bond_lengths"
+                )
         keep = self.ref <= max_bond
         self.bonds = [b for b, k in zip(self.bonds, keep) if k]
         self.ref = self.ref[keep]
@@ -226,7 +234,7 @@ class _SiteMonitor:
         u -= u.mean(axis=0)
         self.window.append(u)
         mean_u = np.mean(self.window, axis=0)
-        disp = np.sqrt((mean_u ** 2).sum(axis=1))
+        disp = np.sqrt((mean_u**2).sum(axis=1))
         value = float(disp.max()) if disp.size else 0.0
         judged = len(self.window) == self.window.maxlen or final
         return bool(judged and np.any(disp > self.threshold_per_atom)), value
@@ -244,7 +252,9 @@ class _RDFMonitor:
         else:
             self.ref = np.asarray(reference_rdf, dtype=np.float64)
             if self.ref.shape != (nbins,):
-                raise ValueError(f"reference_rdf has shape {self.ref.shape}; expected ({nbins},) on rdf_grid(rmax, nbins)")
+                raise ValueError(
+                    f"reference_rdf has shape {self.ref.shape}; expected ({nbins},) on rdf_grid(rmax, nbins)"
+                )
         self.threshold = float(threshold)
 
     def check(self, atoms, final=False):
@@ -288,16 +298,23 @@ def _energy_stats(t_ps, etot_per_atom_eV, *, min_frames: int, min_window_ps: flo
     are None and ``energy_stats_note`` says why (a slope over a few fs, quoted per ps, is an extrapolation)."""
     t = np.asarray(t_ps, dtype=np.float64)
     e = np.asarray(etot_per_atom_eV, dtype=np.float64) * 1000.0
-    out = {"drift_meV_atom_ps": None, "fluctuation_meV_atom": None, "max_abs_dE_meV_atom": None,
-           "energy_window_ps": float(t[-1] - t[0]) if t.size else 0.0, "energy_frames": int(e.size),
-           "energy_stats_note": None}
+    out = {
+        "drift_meV_atom_ps": None,
+        "fluctuation_meV_atom": None,
+        "max_abs_dE_meV_atom": None,
+        "energy_window_ps": float(t[-1] - t[0]) if t.size else 0.0,
+        "energy_frames": int(e.size),
+        "energy_stats_note": None,
+    }
     if e.size == 0 or not np.all(np.isfinite(e)):
         out["energy_stats_note"] = "no finite energies logged"
         return out
     out["max_abs_dE_meV_atom"] = float(np.abs(e - e[0]).max())
     if e.size < min_frames or out["energy_window_ps"] < min_window_ps - 1e-12:
-        out["energy_stats_note"] = (f"{e.size} frames over {out['energy_window_ps']:.3g} ps; drift and fluctuation "
-                                    f"need >= {min_frames} frames over >= {min_window_ps:g} ps")
+        out["energy_stats_note"] = (
+            f"{e.size} frames over {out['energy_window_ps']:.3g} ps; drift and fluctuation "
+            f"need >= {min_frames} frames over >= {min_window_ps:g} ps"
+        )
         return out
     out["fluctuation_meV_atom"] = float(e.std())
     out["drift_meV_atom_ps"] = float(np.polyfit(t, e, 1)[0])
@@ -309,8 +326,11 @@ def mean_sem(values) -> dict:
     sample standard deviation (ddof=1); None where undefined (no value; a single value has no s.e.)."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     n = int(v.size)
-    return {"mean": float(v.mean()) if n else None,
-            "se": float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else None, "n": n}
+    return {
+        "mean": float(v.mean()) if n else None,
+        "se": float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+        "n": n,
+    }
 
 
 def _downsample(series: dict, max_points: int) -> dict:
@@ -380,10 +400,13 @@ def run_md(
     if crit == "bonds":
         monitor = _BondMonitor(work, bonds, reference_lengths, max_deviation, max_bond)
     elif crit == "sites":
-        monitor = _SiteMonitor(work, math.ceil(site_window_fs / check_fs) + 1, site_fraction)  # frames spanning the window
+        monitor = _SiteMonitor(
+            work, math.ceil(site_window_fs / check_fs) + 1, site_fraction
+        )  # frames spanning the window
     else:
-        monitor = _RDFMonitor(work, math.ceil(rdf_window_fs / check_fs) + 1, rdf_threshold, reference_rdf,
-                              rdf_rmax, rdf_nbins, rdf_sigma)
+        monitor = _RDFMonitor(
+            work, math.ceil(rdf_window_fs / check_fs) + 1, rdf_threshold, reference_rdf, rdf_rmax, rdf_nbins, rdf_sigma
+        )
 
     rng = np.random.default_rng([int(seed), 0])
     _thermalize(work, temperature_K, rng)
@@ -394,15 +417,33 @@ def run_md(
         from ase.constraints import FixCom
 
         work.set_constraint(list(work.constraints) + [FixCom()])
-        dyn = Langevin(work, timestep_fs * units.fs, temperature_K=temperature_K,
-                       friction=friction_per_fs / units.fs, fixcm=False,
-                       rng=np.random.default_rng([int(seed), 1]))
+        dyn = Langevin(
+            work,
+            timestep_fs * units.fs,
+            temperature_K=temperature_K,
+            friction=friction_per_fs / units.fs,
+            fixcm=False,
+            rng=np.random.default_rng([int(seed), 1]),
+        )
     r_start = work.get_positions().copy()
 
-    series = {"time_ps": [], "etot_eV_atom": [], "epot_eV_atom": [], "ekin_eV_atom": [],
-              "temperature_K": [], "stability_metric": []}
-    state = {"exploded": False, "collapsed": False, "reason": None, "detail": None,
-             "time_to_collapse_ps": None, "max_metric": 0.0, "last_metric": None}
+    series = {
+        "time_ps": [],
+        "etot_eV_atom": [],
+        "epot_eV_atom": [],
+        "ekin_eV_atom": [],
+        "temperature_K": [],
+        "stability_metric": [],
+    }
+    state = {
+        "exploded": False,
+        "collapsed": False,
+        "reason": None,
+        "detail": None,
+        "time_to_collapse_ps": None,
+        "max_metric": 0.0,
+        "last_metric": None,
+    }
 
     def explode(reason, detail, step):
         state.update(exploded=True, reason=reason, detail=detail, time_to_collapse_ps=float(step * dt_ps))
@@ -413,7 +454,7 @@ def run_md(
         if not (np.all(np.isfinite(f)) and np.all(np.isfinite(pos))):
             explode("nonfinite", "NaN or inf in forces or positions", step)
             return False
-        fm = float(np.sqrt((f ** 2).sum(axis=1)).max()) if n else 0.0
+        fm = float(np.sqrt((f**2).sum(axis=1)).max()) if n else 0.0
         if fm > max_force_eV_A:
             explode("force_too_large", f"max |F| = {fm:.3g} eV/Å > {max_force_eV_A:g}", step)
             return False
@@ -449,8 +490,12 @@ def run_md(
         state["last_metric"] = value
         state["max_metric"] = max(state["max_metric"], value)
         if collapsed and not state["collapsed"]:
-            state.update(collapsed=True, reason=monitor.name, time_to_collapse_ps=float(step * dt_ps),
-                         detail=f"{monitor.name} {value:.3g} > {monitor.threshold:.3g}")
+            state.update(
+                collapsed=True,
+                reason=monitor.name,
+                time_to_collapse_ps=float(step * dt_ps),
+                detail=f"{monitor.name} {value:.3g} > {monitor.threshold:.3g}",
+            )
 
     t0 = time.perf_counter()
     steps_done = 0
@@ -506,21 +551,26 @@ def run_md(
         "wall_s": float(wall),
         "mean_temperature_K": float(np.mean(series["temperature_K"])) if series["temperature_K"] else None,
     }
-    stats = _energy_stats(series["time_ps"], series["etot_eV_atom"], min_frames=min_energy_frames,
-                          min_window_ps=min_energy_window_ps)
+    stats = _energy_stats(
+        series["time_ps"], series["etot_eV_atom"], min_frames=min_energy_frames, min_window_ps=min_energy_window_ps
+    )
     drift_keys = ("drift_meV_atom_ps", "fluctuation_meV_atom", "max_abs_dE_meV_atom")
     if ensemble != "nve":  # drift of E_tot is not a conservation measure under a thermostat
         stats.update({k: None for k in drift_keys}, energy_stats_note="NVT: energy is not conserved")
     elif state["exploded"] or (state["collapsed"] and stop_on_collapse):
-        stats.update({k: None for k in drift_keys[:2]},
-                     energy_stats_note=f"run ended at {state['time_to_collapse_ps']:.4g} ps ({state['reason']}): "
-                                       "time to collapse reported instead of a drift")
+        stats.update(
+            {k: None for k in drift_keys[:2]},
+            energy_stats_note=f"run ended at {state['time_to_collapse_ps']:.4g} ps ({state['reason']}): "
+            "time to collapse reported instead of a drift",
+        )
     out.update(stats)
     out["series"] = _downsample(series, max_series_points)
     return out
 
 
-def md_stability_suite(structures, calc, *, reference_lengths=None, bonds=None, keep_series: bool = False, **kw) -> dict:
+def md_stability_suite(
+    structures, calc, *, reference_lengths=None, bonds=None, keep_series: bool = False, **kw
+) -> dict:
     """Run :func:`run_md` on each structure and aggregate.
 
     ``reference_lengths`` / ``bonds``: None or one entry per structure (for the paper's option, mean lengths over
@@ -532,9 +582,13 @@ def md_stability_suite(structures, calc, *, reference_lengths=None, bonds=None, 
     structures = list(structures)
     runs = []
     for k, s in enumerate(structures):
-        r = run_md(s, calc,
-                   reference_lengths=None if reference_lengths is None else reference_lengths[k],
-                   bonds=None if bonds is None else bonds[k], **kw)
+        r = run_md(
+            s,
+            calc,
+            reference_lengths=None if reference_lengths is None else reference_lengths[k],
+            bonds=None if bonds is None else bonds[k],
+            **kw,
+        )
         r["index"] = k
         if not keep_series:
             r.pop("series", None)
@@ -544,10 +598,16 @@ def md_stability_suite(structures, calc, *, reference_lengths=None, bonds=None, 
     # (key prefix, unit suffix, values): written as prefix+unit (mean), prefix_se+unit and prefix_n
     stats = [
         ("mean_time_to_collapse", "_ps", [r["time_to_collapse_ps"] for r in runs if not r["stable"]]),
-        ("mean_survival_time", "_ps", [r["simulated_time_ps"] if r["stable"] else r["time_to_collapse_ps"]
-                                       for r in runs]),
-        ("mean_abs_drift", "_meV_atom_ps", [abs(r["drift_meV_atom_ps"]) for r in stable
-                                            if r.get("drift_meV_atom_ps") is not None]),
+        (
+            "mean_survival_time",
+            "_ps",
+            [r["simulated_time_ps"] if r["stable"] else r["time_to_collapse_ps"] for r in runs],
+        ),
+        (
+            "mean_abs_drift",
+            "_meV_atom_ps",
+            [abs(r["drift_meV_atom_ps"]) for r in stable if r.get("drift_meV_atom_ps") is not None],
+        ),
         ("mean_max_abs_dE", "_meV_atom", [r.get("max_abs_dE_meV_atom") for r in stable]),
     ]
     reasons: dict[str, int] = {}

@@ -26,8 +26,11 @@ THZ_TO_CM1 = 33.35640951981521
 def _phonopy_atoms(atoms):
     from phonopy.structure.atoms import PhonopyAtoms
 
-    return PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=np.asarray(atoms.cell.array),
-                        scaled_positions=atoms.get_scaled_positions())
+    return PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=np.asarray(atoms.cell.array),
+        scaled_positions=atoms.get_scaled_positions(),
+    )
 
 
 def supercell_repeats(atoms, min_length: float) -> list[int]:
@@ -40,8 +43,9 @@ def supercell_atoms(sc):
     0, then of atom 1, ...: not the order of ``Atoms.repeat``, so species must come from ``sc`` itself)."""
     from ase import Atoms
 
-    return Atoms(symbols=list(sc.symbols), cell=np.asarray(sc.cell), scaled_positions=np.asarray(sc.scaled_positions),
-                 pbc=True)
+    return Atoms(
+        symbols=list(sc.symbols), cell=np.asarray(sc.cell), scaled_positions=np.asarray(sc.scaled_positions), pbc=True
+    )
 
 
 def _forces(calc, supercells):
@@ -72,13 +76,19 @@ def _collect(ph, mesh, band_points):
     bands = ph.get_band_structure_dict()
     ph.run_total_dos()
     dos = ph.get_total_dos_dict()
-    return freqs, {
-        "distances": [np.asarray(d).tolist() for d in bands["distances"]],
-        "frequencies_cm1": [(np.asarray(f) * THZ_TO_CM1).tolist() for f in bands["frequencies"]],
-        "labels": list(getattr(ph.band_structure, "labels", None) or []),
-        "connections": [bool(c) for c in getattr(ph.band_structure, "path_connections", None) or []],
-    }, {"frequency_cm1": (np.asarray(dos["frequency_points"]) * THZ_TO_CM1).tolist(),
-        "dos": np.asarray(dos["total_dos"]).tolist()}
+    return (
+        freqs,
+        {
+            "distances": [np.asarray(d).tolist() for d in bands["distances"]],
+            "frequencies_cm1": [(np.asarray(f) * THZ_TO_CM1).tolist() for f in bands["frequencies"]],
+            "labels": list(getattr(ph.band_structure, "labels", None) or []),
+            "connections": [bool(c) for c in getattr(ph.band_structure, "path_connections", None) or []],
+        },
+        {
+            "frequency_cm1": (np.asarray(dos["frequency_points"]) * THZ_TO_CM1).tolist(),
+            "dos": np.asarray(dos["total_dos"]).tolist(),
+        },
+    )
 
 
 def idealized(atoms, symprec: float):
@@ -107,10 +117,22 @@ def phonon_structures(atoms, n: int) -> list:
     return (first + rest)[:n]
 
 
-def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fmax: float = 1e-3,
-                      max_steps: int = 500, min_supercell_length: float = 8.0, displacement: float = 0.01,
-                      mesh=(8, 8, 8), band_points: int = 31, symprec: float = 1e-3, symmetrize: float = 0.1,
-                      imaginary_tol_cm1: float = 20.0) -> dict:
+def phonon_comparison(
+    atoms,
+    model_calc,
+    teacher_calc,
+    *,
+    relax: bool = True,
+    fmax: float = 1e-3,
+    max_steps: int = 500,
+    min_supercell_length: float = 8.0,
+    displacement: float = 0.01,
+    mesh=(8, 8, 8),
+    band_points: int = 31,
+    symprec: float = 1e-3,
+    symmetrize: float = 0.1,
+    imaginary_tol_cm1: float = 20.0,
+) -> dict:
     """Model vs teacher phonons of one crystal (see the module docstring); never raises for a failed teacher
     relaxation (reported in ``error``).  ``symmetrize`` > 0: the structure is first replaced by its idealized
     primitive cell at that tolerance (Å; a thermal or rattled frame of a cubic perovskite becomes the cubic cell,
@@ -124,30 +146,46 @@ def phonon_comparison(atoms, model_calc, teacher_calc, *, relax: bool = True, fm
     atoms = work
     if relax:
         work, info = relax_structure(atoms, teacher_calc, fmax=fmax, max_steps=max_steps)
-    out = {"n_atoms": len(atoms), "formula": atoms.get_chemical_formula(), "teacher_relax_converged": info["converged"],
-           "teacher_relax_steps": info["steps"], "error": None}
+    out = {
+        "n_atoms": len(atoms),
+        "formula": atoms.get_chemical_formula(),
+        "teacher_relax_converged": info["converged"],
+        "teacher_relax_steps": info["steps"],
+        "error": None,
+    }
     if info.get("error"):
         out["error"] = f"teacher relaxation failed: {info['error']}"
         return out
     plain = work.copy()
     plain.calc = None
     reps = supercell_repeats(plain, min_supercell_length)
-    phs = {name: force_constants(plain, calc, reps, displacement=displacement, symprec=symprec)
-           for name, calc in (("teacher", teacher_calc), ("model", model_calc))}
+    phs = {
+        name: force_constants(plain, calc, reps, displacement=displacement, symprec=symprec)
+        for name, calc in (("teacher", teacher_calc), ("model", model_calc))
+    }
     ft, bands_t, dos_t = _collect(phs["teacher"], mesh, band_points)
     fm, bands_m, dos_m = _collect(phs["model"], mesh, band_points)
     diff = np.abs(fm - ft)
     mean_t = float(np.abs(ft).mean())
     n_im, n_it = int(np.sum(fm < -imaginary_tol_cm1)), int(np.sum(ft < -imaginary_tol_cm1))
-    out.update({
-        "spacegroup": phs["teacher"].symmetry.get_international_table(),
-        "supercell": reps, "n_displacements": len(phs["teacher"].supercells_with_displacements), "mesh": list(mesh),
-        "freq_mae_cm1": float(diff.mean()), "freq_max_abs_cm1": float(diff.max()),
-        "teacher_mean_freq_cm1": mean_t, "freq_mae_rel": float(diff.mean() / mean_t) if mean_t > 0 else None,
-        "n_imaginary_model": n_im, "n_imaginary_teacher": n_it, "n_spurious_imaginary": max(0, n_im - n_it),
-        "imaginary_tol_cm1": float(imaginary_tol_cm1),
-        "bands": {"teacher": bands_t, "model": bands_m}, "dos": {"teacher": dos_t, "model": dos_m},
-    })
+    out.update(
+        {
+            "spacegroup": phs["teacher"].symmetry.get_international_table(),
+            "supercell": reps,
+            "n_displacements": len(phs["teacher"].supercells_with_displacements),
+            "mesh": list(mesh),
+            "freq_mae_cm1": float(diff.mean()),
+            "freq_max_abs_cm1": float(diff.max()),
+            "teacher_mean_freq_cm1": mean_t,
+            "freq_mae_rel": float(diff.mean() / mean_t) if mean_t > 0 else None,
+            "n_imaginary_model": n_im,
+            "n_imaginary_teacher": n_it,
+            "n_spurious_imaginary": max(0, n_im - n_it),
+            "imaginary_tol_cm1": float(imaginary_tol_cm1),
+            "bands": {"teacher": bands_t, "model": bands_m},
+            "dos": {"teacher": dos_t, "model": dos_m},
+        }
+    )
     return out
 
 
@@ -158,8 +196,14 @@ def phonon_suite(runs) -> dict:
 
     ok = [r for r in runs if not r.get("error")]
     mae, rel = mean_sem([r["freq_mae_cm1"] for r in ok]), mean_sem([r["freq_mae_rel"] for r in ok])
-    return {"freq_mae_cm1": mae["mean"], "freq_mae_se_cm1": mae["se"], "freq_mae_n": mae["n"],
-            "freq_mae_rel": rel["mean"], "freq_mae_rel_se": rel["se"],
-            "n_spurious_imaginary": sum(r["n_spurious_imaginary"] for r in ok),
-            "n_structures_with_spurious_imaginary": sum(1 for r in ok if r["n_spurious_imaginary"] > 0),
-            "n_structures": len(runs), "n_failed": len(runs) - len(ok)}
+    return {
+        "freq_mae_cm1": mae["mean"],
+        "freq_mae_se_cm1": mae["se"],
+        "freq_mae_n": mae["n"],
+        "freq_mae_rel": rel["mean"],
+        "freq_mae_rel_se": rel["se"],
+        "n_spurious_imaginary": sum(r["n_spurious_imaginary"] for r in ok),
+        "n_structures_with_spurious_imaginary": sum(1 for r in ok if r["n_spurious_imaginary"] > 0),
+        "n_structures": len(runs),
+        "n_failed": len(runs) - len(ok),
+    }

@@ -9,8 +9,9 @@ with the reference teacher (:data:`~hessdistill.evaluation.protocols.NEEDS_REFER
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..core.errors import HessdistillError
 from .protocols import DEFAULTS, EVALUATIONS, NEEDS_REFERENCE
@@ -55,11 +56,18 @@ def run_test(ctx: EvaluationContext) -> dict:
     from .accuracy import accuracy_from_stores
 
     c, model = ctx.protocol, ctx.model
-    return accuracy_from_stores(model.predictor(c["batch_size"]), ctx.structures, split=ctx.split, labels=ctx.labels,
-                                hessians=ctx.hessians, hessian_rows_fn=model.hessian_rows,
-                                max_hessian_structures=c["max_hessian_structures"], parity_points=c["parity_points"],
-                                # the teacher's energies may have another zero than the reference's
-                                offsets_from="train" if model.kind == "teacher" else None)
+    return accuracy_from_stores(
+        model.predictor(c["batch_size"]),
+        ctx.structures,
+        split=ctx.split,
+        labels=ctx.labels,
+        hessians=ctx.hessians,
+        hessian_rows_fn=model.hessian_rows,
+        max_hessian_structures=c["max_hessian_structures"],
+        parity_points=c["parity_points"],
+        # the teacher's energies may have another zero than the reference's
+        offsets_from="train" if model.kind == "teacher" else None,
+    )
 
 
 def run_vibrations(ctx: EvaluationContext) -> dict:
@@ -74,8 +82,10 @@ def run_vibrations(ctx: EvaluationContext) -> dict:
     else:
         records = teacher_minima(ref, ctx.atoms, c)
     # the teacher against itself: its Hessian is the one in the record (no second, identical Hessian)
-    runs = [compare_at_minimum(rec, model_hessian_fn=(lambda a, h=rec["hessian"]: h) if model is ref
-                               else model.hessian) for rec in records]
+    runs = [
+        compare_at_minimum(rec, model_hessian_fn=(lambda a, h=rec["hessian"]: h) if model is ref else model.hessian)
+        for rec in records
+    ]
     return {**frequency_suite(runs), "runs": runs}  # mean, standard error and n over the structures
 
 
@@ -89,8 +99,11 @@ def run_phonons(ctx: EvaluationContext) -> dict:
     kw = {k: v for k, v in c.items() if k != "n_structures"}
     kw["mesh"] = tuple(kw["mesh"])
     runs = [phonon_comparison(a, ctx.model.calculator(), ctx.reference.calculator(), **kw) for a in pool]
-    return {**phonon_suite(runs), "runs": runs,
-            "note": None if pool else "no periodic structure in the split: no phonons"}
+    return {
+        **phonon_suite(runs),
+        "runs": runs,
+        "note": None if pool else "no periodic structure in the split: no phonons",
+    }
 
 
 def run_md(ctx: EvaluationContext) -> dict:
@@ -144,8 +157,14 @@ def run_speed(ctx: EvaluationContext) -> dict:
     pool = (atoms * (1 + c["n_structures"] // len(atoms)))[: c["n_structures"]]
     # latency at the subset's own sizes (smallest, median, largest) and at a supercell of >= large_atoms
     sizes = latency_sizes(atoms, large_atoms=c["large_atoms"])
-    kw = {"batch_size": c["batch_size"], "repeats": c["repeats"], "warmup": c["warmup"],
-          "warmup_batches": c["warmup_batches"], "device": str(model.device), "latency_structures": sizes}
+    kw = {
+        "batch_size": c["batch_size"],
+        "repeats": c["repeats"],
+        "warmup": c["warmup"],
+        "warmup_batches": c["warmup_batches"],
+        "device": str(model.device),
+        "latency_structures": sizes,
+    }
     # like for like: the teacher is timed in the student's dtype (float32: its fastest mode); the dtype it
     # labelled in is reported beside
     if model.kind == "student":
@@ -153,18 +172,33 @@ def run_speed(ctx: EvaluationContext) -> dict:
         timed = ref.in_dtype(want)
         fast = model.fast_program(c["student_format"])
         res = speed_comparison(fast["program"], timed, pool, skin=c["skin"], **kw)
-        res |= {"student_dtype": want, "teacher_label_dtype": dtype_name(ref.dtype),
-                "student_format": fast["format"], "export_s": fast["export_s"], "student_note": fast["note"]}
+        res |= {
+            "student_dtype": want,
+            "teacher_label_dtype": dtype_name(ref.dtype),
+            "student_format": fast["format"],
+            "export_s": fast["export_s"],
+            "student_note": fast["note"],
+        }
     else:
         timed = model.in_dtype("float32")
-        res = {"teacher": time_teacher(timed, pool, **kw), "speedup_latency": 1.0, "speedup_throughput": 1.0,
-               "teacher_label_dtype": dtype_name(model.dtype)}
+        res = {
+            "teacher": time_teacher(timed, pool, **kw),
+            "speedup_latency": 1.0,
+            "speedup_throughput": 1.0,
+            "teacher_label_dtype": dtype_name(model.dtype),
+        }
     res["teacher_dtype"] = dtype_name(timed.dtype)
     return res
 
 
-_RUNS = {"test": run_test, "vibrations": run_vibrations, "phonons": run_phonons, "md": run_md, "relax": run_relax,
-         "speed": run_speed}
+_RUNS = {
+    "test": run_test,
+    "vibrations": run_vibrations,
+    "phonons": run_phonons,
+    "md": run_md,
+    "relax": run_relax,
+    "speed": run_speed,
+}
 
 #: evaluation name -> :class:`Evaluation`, in the order of :data:`~hessdistill.evaluation.protocols.EVALUATIONS`
 REGISTRY = {name: Evaluation(name, _RUNS[name], name in NEEDS_REFERENCE, DEFAULTS[name]) for name in EVALUATIONS}

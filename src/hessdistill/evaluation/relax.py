@@ -47,7 +47,7 @@ def _optimizer_class(name: str):
 
 def _max_force(forces) -> float:
     f = np.asarray(forces, dtype=np.float64)
-    return float(np.sqrt((f ** 2).sum(axis=1)).max()) if f.size else 0.0
+    return float(np.sqrt((f**2).sum(axis=1)).max()) if f.size else 0.0
 
 
 def run_optimizer(atoms, *, optimizer: str = "FIRE", fmax: float = 0.05, max_steps: int = 500) -> dict:
@@ -58,6 +58,7 @@ def run_optimizer(atoms, *, optimizer: str = "FIRE", fmax: float = 0.05, max_ste
     cls = _optimizer_class(optimizer)
     info = {"converged": False, "steps": 0, "fmax_eV_A": None, "energy_eV": None, "error": None}
     opt = None
+
     def guard():  # stop a diverging model at once instead of iterating on NaNs up to max_steps
         if not (np.all(np.isfinite(atoms.get_forces())) and np.all(np.isfinite(atoms.get_positions()))):
             raise FloatingPointError("non-finite forces or positions")
@@ -100,7 +101,7 @@ def kabsch_rmsd(p, q) -> float:
     d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
     rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
     diff = p @ rot.T - q
-    return float(np.sqrt((diff ** 2).sum(axis=1).mean()))
+    return float(np.sqrt((diff**2).sum(axis=1).mean()))
 
 
 def periodic_rmsd(a, b) -> float:
@@ -113,7 +114,7 @@ def periodic_rmsd(a, b) -> float:
     # removing the mean can push a displacement across the cell boundary again only for absurd shifts;
     # re-apply minimum image for safety
     d, _ = find_mic(d, a.cell, a.pbc)
-    return float(np.sqrt((d ** 2).sum(axis=1).mean()))
+    return float(np.sqrt((d**2).sum(axis=1).mean()))
 
 
 def structure_rmsd(a, b) -> float:
@@ -159,8 +160,12 @@ def reference_score(atoms, reference_calc) -> dict:
         out["error"] = "non-finite reference energy or forces"
         return out
     n = max(len(atoms), 1)
-    out.update(energy_eV=e, energy_eV_atom=e / n, fmean_eV_A=float(f.mean()) if f.size else 0.0,
-               fmax_eV_A=float(f.max()) if f.size else 0.0)
+    out.update(
+        energy_eV=e,
+        energy_eV_atom=e / n,
+        fmean_eV_A=float(f.mean()) if f.size else 0.0,
+        fmax_eV_A=float(f.max()) if f.size else 0.0,
+    )
     return out
 
 
@@ -244,9 +249,11 @@ def relax_comparison(
         for who in rescored:  # over the structures this one converged
             done = [r for r in records if r[f"{who}_converged"]]
             # (summary stem, unit, per-structure column): written as stem+unit (mean), stem_se+unit, stem_n
-            for stem, unit, col in (("ref_energy_mean", "_eV_atom", "ref_energy_eV_atom"),
-                                    ("ref_fmean", "_eV_A", "ref_fmean_eV_A"),
-                                    ("ref_fmax_mean", "_eV_A", "ref_fmax_eV_A")):
+            for stem, unit, col in (
+                ("ref_energy_mean", "_eV_atom", "ref_energy_eV_atom"),
+                ("ref_fmean", "_eV_A", "ref_fmean_eV_A"),
+                ("ref_fmax_mean", "_eV_A", "ref_fmax_eV_A"),
+            ):
                 st = mean_sem([r[f"{who}_{col}"] for r in done])
                 ref[f"{who}_{stem}{unit}"] = st["mean"]
                 ref[f"{who}_{stem}_se{unit}"] = st["se"]
@@ -274,11 +281,21 @@ def relax_comparison(
         "rmsd_max_A": max((r["rmsd_A"] for r in both if r["rmsd_A"] is not None), default=None),
         **ref,
         "failures": [
-            {"index": r["index"], "model_error": r["model_error"], "teacher_error": r["teacher_error"],
-             "comparison_error": r["comparison_error"],
-             **({"reference_error": r["model_ref_error"] or r.get("teacher_ref_error")} if reference_calc is not None
-                else {})}
-            for r in records if r["model_error"] or r["teacher_error"] or r["comparison_error"]
+            {
+                "index": r["index"],
+                "model_error": r["model_error"],
+                "teacher_error": r["teacher_error"],
+                "comparison_error": r["comparison_error"],
+                **(
+                    {"reference_error": r["model_ref_error"] or r.get("teacher_ref_error")}
+                    if reference_calc is not None
+                    else {}
+                ),
+            }
+            for r in records
+            if r["model_error"]
+            or r["teacher_error"]
+            or r["comparison_error"]
             or (reference_calc is not None and (r["model_ref_error"] or r.get("teacher_ref_error")))
         ],
         "structures": records,

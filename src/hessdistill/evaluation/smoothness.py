@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ..core.errors import HessdistillError
 
 
-def hessian_roughness(hessian_fn: Callable, atoms, *, span: float = 0.2, n: int = 41, window: int = 5,
-                      seed: int = 0) -> dict:
+def hessian_roughness(
+    hessian_fn: Callable, atoms, *, span: float = 0.2, n: int = 41, window: int = 5, seed: int = 0
+) -> dict:
     """Roughness of ``hessian_fn(atoms) -> (3N, 3N)`` along a line through ``atoms`` (see the module docstring).
 
     ``span`` (Å) is the length of the line (t from -span/2 to span/2), ``n`` the number of Hessians computed.
@@ -41,8 +42,9 @@ def hessian_roughness(hessian_fn: Callable, atoms, *, span: float = 0.2, n: int 
     |H|_F, the smooth variation for scale), and the step h.
     """
     if n < 2 * window + 2 or window < 2:
-        raise HessdistillError(f"hessian_roughness: need window >= 2 and n >= 2 * window + 2 points (got n={n}, "
-                               f"window={window})")
+        raise HessdistillError(
+            f"hessian_roughness: need window >= 2 and n >= 2 * window + 2 points (got n={n}, window={window})"
+        )
     if not span > 0:
         raise HessdistillError(f"hessian_roughness: span must be > 0 Å, got {span}")
     x0 = np.asarray(atoms.positions, dtype=np.float64)
@@ -63,14 +65,22 @@ def hessian_roughness(hessian_fn: Callable, atoms, *, span: float = 0.2, n: int 
         raise HessdistillError("hessian_roughness: the Hessian is zero along the whole line")
     residuals = []
     for k in range(window, n - window):
-        dt = ts[k - window:k + window + 1] - ts[k]
-        coef, *_ = np.linalg.lstsq(np.vander(dt, 3), hs[k - window:k + window + 1], rcond=None)
+        dt = ts[k - window : k + window + 1] - ts[k]
+        coef, *_ = np.linalg.lstsq(np.vander(dt, 3), hs[k - window : k + window + 1], rcond=None)
         residuals.append(np.linalg.norm(hs[k] - coef[-1]) / scale)  # coef[-1]: the fit's value at dt = 0
     residuals = np.array(residuals)
     steps = np.linalg.norm(np.diff(hs, axis=0), axis=1) / scale
-    return {"n_atoms": len(atoms), "step_A": float(ts[1] - ts[0]), "points": int(n), "window": int(window),
-            "hessian_norm": scale, "rough_median": float(np.median(residuals)), "rough_max": float(residuals.max()),
-            "step_change_median": float(np.median(steps)), "line_change": float(np.linalg.norm(hs[-1] - hs[0]) / scale)}
+    return {
+        "n_atoms": len(atoms),
+        "step_A": float(ts[1] - ts[0]),
+        "points": int(n),
+        "window": int(window),
+        "hessian_norm": scale,
+        "rough_median": float(np.median(residuals)),
+        "rough_max": float(residuals.max()),
+        "step_change_median": float(np.median(steps)),
+        "line_change": float(np.linalg.norm(hs[-1] - hs[0]) / scale),
+    }
 
 
 def main(argv=None) -> int:
@@ -93,8 +103,18 @@ def main(argv=None) -> int:
     teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype)
     for k, atoms in enumerate(atoms_list):
         res = hessian_roughness(teacher.hessian, atoms, span=args.span, n=args.points, window=args.window, seed=k)
-        print(json.dumps({"teacher": args.teacher, "split": args.split, "index": k,
-                          "formula": atoms.get_chemical_formula(), **res}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "teacher": args.teacher,
+                    "split": args.split,
+                    "index": k,
+                    "formula": atoms.get_chemical_formula(),
+                    **res,
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

@@ -69,15 +69,23 @@ def _latency_rows(make_call, structures, repeats, warmup, device):
     for k, a in enumerate(structures):
         call = make_call(a, k)
         lat, all_ = _median_time(call, repeats, max(warmup, 1), device)
-        rows.append({"n_atoms": len(a), "formula": a.get_chemical_formula(), "latency_ms": 1e3 * lat,
-                     "latency_ms_all": [1e3 * t for t in all_]})
+        rows.append(
+            {
+                "n_atoms": len(a),
+                "formula": a.get_chemical_formula(),
+                "latency_ms": 1e3 * lat,
+                "latency_ms_all": [1e3 * t for t in all_],
+            }
+        )
     return rows
 
 
 def _check_warmup_batches(warmup_batches, n_batches, batch_size):
     if warmup_batches is not None and not 0 <= int(warmup_batches) < n_batches:
-        raise ValueError(f"speed: warmup_batches {warmup_batches} leaves no timed batch of {n_batches}; use at least "
-                         f"n_structures = {(int(warmup_batches) + 1) * batch_size} (batches of {batch_size})")
+        raise ValueError(
+            f"speed: warmup_batches {warmup_batches} leaves no timed batch of {n_batches}; use at least "
+            f"n_structures = {(int(warmup_batches) + 1) * batch_size} (batches of {batch_size})"
+        )
 
 
 def _throughput(calls, chunks, warmup, warmup_batches, repeats, device) -> dict:
@@ -92,9 +100,13 @@ def _throughput(calls, chunks, warmup, warmup_batches, repeats, device) -> dict:
                 call()
 
         thr, thr_all = _median_time(many, max(1, repeats // 2), 0, device)
-        return {"seconds": thr, "n_structures": sum(len(c) for c in chunks), "n_atoms":
-                sum(len(a) for c in chunks for a in c), "warmup_rule": f"every batch called {max(warmup, 1)}x first",
-                "passes_s": thr_all}
+        return {
+            "seconds": thr,
+            "n_structures": sum(len(c) for c in chunks),
+            "n_atoms": sum(len(a) for c in chunks for a in c),
+            "warmup_rule": f"every batch called {max(warmup, 1)}x first",
+            "passes_s": thr_all,
+        }
     k = int(warmup_batches)
     per_batch = []
     for j, call in enumerate(calls):  # one pass in order; the first k batches are the warm-up
@@ -104,13 +116,28 @@ def _throughput(calls, chunks, warmup, warmup_batches, repeats, device) -> dict:
         _sync(device)
         per_batch.append(time.perf_counter() - t0)
     timed = chunks[k:]
-    return {"seconds": sum(per_batch[k:]), "n_structures": sum(len(c) for c in timed),
-            "n_atoms": sum(len(a) for c in timed for a in c), "warmup_rule": f"first {k} batches skipped",
-            "batch_s": per_batch}
+    return {
+        "seconds": sum(per_batch[k:]),
+        "n_structures": sum(len(c) for c in timed),
+        "n_atoms": sum(len(a) for c in timed for a in c),
+        "warmup_rule": f"first {k} batches skipped",
+        "batch_s": per_batch,
+    }
 
 
-def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu", latency_structures=None,
-                 skin: float = 0.5, step_A: float = 0.005, warmup_batches: int | None = None) -> dict:
+def time_student(
+    student,
+    atoms_list,
+    *,
+    batch_size=32,
+    repeats=5,
+    warmup=2,
+    device="cpu",
+    latency_structures=None,
+    skin: float = 0.5,
+    step_A: float = 0.005,
+    warmup_batches: int | None = None,
+) -> dict:
     """Latency per size and batched throughput of ``student`` (exported file, checkpoint, Student or program)."""
     from ..students.deployed import Runner, load_program
 
@@ -123,22 +150,41 @@ def time_student(student, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
         return lambda: runner(walk())
 
     rows = _latency_rows(make_call, lat_structs, repeats, warmup, device)
-    chunks = [atoms_list[i:i + batch_size] for i in range(0, len(atoms_list), batch_size)]
+    chunks = [atoms_list[i : i + batch_size] for i in range(0, len(atoms_list), batch_size)]
     _check_warmup_batches(warmup_batches, len(chunks), batch_size)
     calls = []
     for c, chunk in enumerate(chunks):
-        runner = Runner(program, [a.numbers for a in chunk], [a.cell.array for a in chunk], [a.pbc for a in chunk],
-                        skin=skin, device=device)
+        runner = Runner(
+            program,
+            [a.numbers for a in chunk],
+            [a.cell.array for a in chunk],
+            [a.pbc for a in chunk],
+            skin=skin,
+            device=device,
+        )
         walks = [Walk(a, step_A, seed=1000 * c + k) for k, a in enumerate(chunk)]
         calls.append(lambda r=runner, w=walks: r([x() for x in w]))
     out = _summarise(rows, _throughput(calls, chunks, warmup, warmup_batches, repeats, device), atoms_list, repeats)
-    out |= {"path": type(program).__name__, "export_format": getattr(program, "meta", {}).get("export_format", "eager"),
-            "skin_A": skin}
+    out |= {
+        "path": type(program).__name__,
+        "export_format": getattr(program, "meta", {}).get("export_format", "eager"),
+        "skin_A": skin,
+    }
     return out
 
 
-def time_teacher(teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu", latency_structures=None,
-                 step_A: float = 0.005, warmup_batches: int | None = None) -> dict:
+def time_teacher(
+    teacher,
+    atoms_list,
+    *,
+    batch_size=32,
+    repeats=5,
+    warmup=2,
+    device="cpu",
+    latency_structures=None,
+    step_A: float = 0.005,
+    warmup_batches: int | None = None,
+) -> dict:
     """Latency per size and batched throughput of a teacher (its batched mode where it has one)."""
     lat_structs = list(latency_structures or atoms_list[:1])
 
@@ -149,10 +195,11 @@ def time_teacher(teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
         def call():
             b.positions = walk()
             return teacher.energy_forces(b)
+
         return call
 
     rows = _latency_rows(make_call, lat_structs, repeats, warmup, device)
-    chunks = [list(atoms_list[i:i + batch_size]) for i in range(0, len(atoms_list), batch_size)]
+    chunks = [list(atoms_list[i : i + batch_size]) for i in range(0, len(atoms_list), batch_size)]
     _check_warmup_batches(warmup_batches, len(chunks), batch_size)
     batched = getattr(teacher, "energy_forces_batched", None)
 
@@ -167,12 +214,20 @@ def time_teacher(teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, dev
 
 def _summarise(rows, thr, atoms_list, repeats):
     sps = thr["n_structures"] / thr["seconds"]
-    return {"latency_ms": rows[0]["latency_ms"], "latency_ms_all": rows[0]["latency_ms_all"],
-            "latency_n_atoms": rows[0]["n_atoms"], "latency_by_size": rows,
-            "throughput_structures_s": sps, "throughput_atoms_s": thr["n_atoms"] / thr["seconds"],
-            "ns_per_day": sps * 0.0864, "n_structures": len(atoms_list), "repeats": repeats,
-            "throughput_n_structures": thr["n_structures"], "throughput_warmup": thr["warmup_rule"],
-            **{k: thr[k] for k in ("batch_s", "passes_s") if k in thr}}
+    return {
+        "latency_ms": rows[0]["latency_ms"],
+        "latency_ms_all": rows[0]["latency_ms_all"],
+        "latency_n_atoms": rows[0]["n_atoms"],
+        "latency_by_size": rows,
+        "throughput_structures_s": sps,
+        "throughput_atoms_s": thr["n_atoms"] / thr["seconds"],
+        "ns_per_day": sps * 0.0864,
+        "n_structures": len(atoms_list),
+        "repeats": repeats,
+        "throughput_n_structures": thr["n_structures"],
+        "throughput_warmup": thr["warmup_rule"],
+        **{k: thr[k] for k in ("batch_s", "passes_s") if k in thr},
+    }
 
 
 def latency_sizes(atoms_list, *, large_atoms: int = 0) -> list:
@@ -200,8 +255,19 @@ def supercell(atoms, min_atoms: int):
     return atoms.repeat(tuple(int(r) for r in reps))
 
 
-def speed_comparison(student, teacher, atoms_list, *, batch_size=32, repeats=5, warmup=2, device="cpu",
-                     latency_structures=None, skin: float = 0.5, warmup_batches: int | None = None) -> dict:
+def speed_comparison(
+    student,
+    teacher,
+    atoms_list,
+    *,
+    batch_size=32,
+    repeats=5,
+    warmup=2,
+    device="cpu",
+    latency_structures=None,
+    skin: float = 0.5,
+    warmup_batches: int | None = None,
+) -> dict:
     """Both models on the same structures in one process; ratios > 1 mean the student is faster.
 
     ``speedup_latency`` is the ratio on the first latency structure; ``speedup_latency_by_size`` has one per size.
@@ -210,18 +276,48 @@ def speed_comparison(student, teacher, atoms_list, *, batch_size=32, repeats=5, 
 
     student = load_program(student, device=device)
     lat = list(latency_structures or atoms_list[:1])
-    s = time_student(student, atoms_list, batch_size=batch_size, repeats=repeats, warmup=warmup, device=device,
-                     latency_structures=lat, skin=skin, warmup_batches=warmup_batches)
-    t = time_teacher(teacher, atoms_list, batch_size=batch_size, repeats=repeats, warmup=warmup, device=device,
-                     latency_structures=lat, warmup_batches=warmup_batches)
-    by_size = [{"n_atoms": rs["n_atoms"], "formula": rs["formula"], "student_ms": rs["latency_ms"],
-                "teacher_ms": rt["latency_ms"], "speedup": rt["latency_ms"] / rs["latency_ms"]}
-               for rs, rt in zip(s["latency_by_size"], t["latency_by_size"])]
+    s = time_student(
+        student,
+        atoms_list,
+        batch_size=batch_size,
+        repeats=repeats,
+        warmup=warmup,
+        device=device,
+        latency_structures=lat,
+        skin=skin,
+        warmup_batches=warmup_batches,
+    )
+    t = time_teacher(
+        teacher,
+        atoms_list,
+        batch_size=batch_size,
+        repeats=repeats,
+        warmup=warmup,
+        device=device,
+        latency_structures=lat,
+        warmup_batches=warmup_batches,
+    )
+    by_size = [
+        {
+            "n_atoms": rs["n_atoms"],
+            "formula": rs["formula"],
+            "student_ms": rs["latency_ms"],
+            "teacher_ms": rt["latency_ms"],
+            "speedup": rt["latency_ms"] / rs["latency_ms"],
+        }
+        for rs, rt in zip(s["latency_by_size"], t["latency_by_size"])
+    ]
     n_params = getattr(student, "n_params", None)
-    return {"student": s, "teacher": t, "device": str(device), "batch_size": batch_size,
-            "torch_threads": torch.get_num_threads(), "student_params": None if n_params is None else int(n_params),
-            "speedup_latency": t["latency_ms"] / s["latency_ms"],
-            "speedup_latency_by_size": by_size,
-            "speedup_latency_min": min(r["speedup"] for r in by_size),
-            "speedup_throughput": s["throughput_structures_s"] / t["throughput_structures_s"],
-            "teacher_batched": t["batched"]}
+    return {
+        "student": s,
+        "teacher": t,
+        "device": str(device),
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "student_params": None if n_params is None else int(n_params),
+        "speedup_latency": t["latency_ms"] / s["latency_ms"],
+        "speedup_latency_by_size": by_size,
+        "speedup_latency_min": min(r["speedup"] for r in by_size),
+        "speedup_throughput": s["throughput_structures_s"] / t["throughput_structures_s"],
+        "teacher_batched": t["batched"],
+    }

@@ -14,7 +14,7 @@ slightly, and it does not confuse a genuinely soft vibration with a rigid-body m
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from ase import units
@@ -62,7 +62,7 @@ def _complement_basis(q: np.ndarray) -> np.ndarray:
     if q.shape[1] == 0:
         return np.eye(n)
     u, _, _ = np.linalg.svd(q, full_matrices=True)
-    return u[:, q.shape[1]:]
+    return u[:, q.shape[1] :]
 
 
 def mass_weighted_hessian(atoms, hessian) -> np.ndarray:
@@ -111,7 +111,9 @@ def fd_hessian_fn(calc, *, step: float = 1e-3, order: int = 2) -> Callable:
             work.set_positions(pos)
             return work.get_forces()
 
-        cols = finite_difference_columns(force_fn, atoms.get_positions(), np.arange(3 * len(atoms)), step=step, order=order)
+        cols = finite_difference_columns(
+            force_fn, atoms.get_positions(), np.arange(3 * len(atoms)), step=step, order=order
+        )
         return cols.T  # row c of ``cols`` is column c of H
 
     return hessian_fn
@@ -140,22 +142,30 @@ def curvature_errors(atoms, hessian_model, hessian_teacher, *, periodic: bool | 
     hm = 0.5 * (np.asarray(hessian_model, dtype=np.float64) + np.asarray(hessian_model, dtype=np.float64).T)
     ht = 0.5 * (np.asarray(hessian_teacher, dtype=np.float64) + np.asarray(hessian_teacher, dtype=np.float64).T)
     scale = max(float(np.linalg.norm(ht)), 1e-12)
-    blocks = [float(np.linalg.norm(hm[3 * i:3 * i + 3] - ht[3 * i:3 * i + 3])
-                    / max(float(np.linalg.norm(ht[3 * i:3 * i + 3])), 1e-12)) for i in range(len(atoms))]
+    blocks = [
+        float(
+            np.linalg.norm(hm[3 * i : 3 * i + 3] - ht[3 * i : 3 * i + 3])
+            / max(float(np.linalg.norm(ht[3 * i : 3 * i + 3])), 1e-12)
+        )
+        for i in range(len(atoms))
+    ]
     lm = vibrational_eigenvalues(atoms, hm, periodic=periodic)
     lt = vibrational_eigenvalues(atoms, ht, periodic=periodic)
     return {
         "hessian_rel_error": float(np.linalg.norm(hm - ht) / scale),
         "hessian_rel_block_error_mean": float(np.mean(blocks)) if blocks else 0.0,
         "hessian_rel_block_error_max": float(np.max(blocks)) if blocks else 0.0,
-        "spectrum_rel_error": float(np.linalg.norm(lm - lt) / max(float(np.linalg.norm(lt)), 1e-12)) if lt.size else 0.0,
+        "spectrum_rel_error": float(np.linalg.norm(lm - lt) / max(float(np.linalg.norm(lt)), 1e-12))
+        if lt.size
+        else 0.0,
         "eigenvalues_model": [float(x) for x in lm],
         "eigenvalues_teacher": [float(x) for x in lt],
     }
 
 
-def compare_frequencies(atoms, hessian_model, hessian_teacher, *, periodic: bool | None = None,
-                        imaginary_tol_cm1: float = IMAGINARY_TOL_CM1) -> dict:
+def compare_frequencies(
+    atoms, hessian_model, hessian_teacher, *, periodic: bool | None = None, imaginary_tol_cm1: float = IMAGINARY_TOL_CM1
+) -> dict:
     """Frequencies of two Hessians of the same structure, compared mode by mode (both sorted), with the curvature
     errors of :func:`curvature_errors`.
 
@@ -195,8 +205,17 @@ def relax_structure(atoms, calc, *, fmax: float = 1e-3, max_steps: int = 2000, o
     return work, info
 
 
-def teacher_minimum(atoms, teacher_calc, *, teacher_hessian_fn: Callable | None = None, fmax: float = 1e-3,
-                    max_steps: int = 2000, optimizer: str = "BFGS", fd_step: float = 1e-3, relax: bool = True) -> dict:
+def teacher_minimum(
+    atoms,
+    teacher_calc,
+    *,
+    teacher_hessian_fn: Callable | None = None,
+    fmax: float = 1e-3,
+    max_steps: int = 2000,
+    optimizer: str = "BFGS",
+    fd_step: float = 1e-3,
+    relax: bool = True,
+) -> dict:
     """The teacher's half of the vibrations protocol: relax ``atoms`` with the teacher (fixed cell) and take the
     teacher's Hessian there.  Returns ``{"atoms", "hessian", "info"}``: the relaxed structure (no calculator), the
     float64 Hessian (None when the relaxation failed) and the relaxation record.  It costs a relaxation and a full
@@ -207,17 +226,30 @@ def teacher_minimum(atoms, teacher_calc, *, teacher_hessian_fn: Callable | None 
     else:
         relaxed, info = atoms.copy(), {"converged": None, "steps": 0, "fmax_eV_A": None, "error": None}
     plain = relaxed.copy()  # Atoms.copy() drops the calculator: Hessian functions get a plain structure
-    record = {"atoms": plain, "hessian": None,
-              "info": {"converged": info["converged"], "steps": info["steps"], "fmax_eV_A": info["fmax_eV_A"],
-                       "error": info["error"]}}
+    record = {
+        "atoms": plain,
+        "hessian": None,
+        "info": {
+            "converged": info["converged"],
+            "steps": info["steps"],
+            "fmax_eV_A": info["fmax_eV_A"],
+            "error": info["error"],
+        },
+    }
     if not info.get("error"):
         th = teacher_hessian_fn or fd_hessian_fn(teacher_calc, step=fd_step)
         record["hessian"] = np.asarray(th(plain), dtype=np.float64)
     return record
 
 
-def compare_at_minimum(record: dict, *, model_calc=None, model_hessian_fn: Callable | None = None,
-                       fd_step: float = 1e-3, periodic: bool | None = None) -> dict:
+def compare_at_minimum(
+    record: dict,
+    *,
+    model_calc=None,
+    model_hessian_fn: Callable | None = None,
+    fd_step: float = 1e-3,
+    periodic: bool | None = None,
+) -> dict:
     """The model's half: its Hessian at a teacher minimum (:func:`teacher_minimum`) against the teacher's."""
     atoms, info = record["atoms"], record["info"]
     out = {
@@ -260,10 +292,19 @@ def vibrational_comparison(
     A teacher relaxation that does not reach ``fmax`` is reported (``teacher_relax_converged``), and the
     comparison is still made at the final geometry.
     """
-    record = teacher_minimum(atoms, teacher_calc, teacher_hessian_fn=teacher_hessian_fn, fmax=fmax,
-                             max_steps=max_steps, optimizer=optimizer, fd_step=fd_step, relax=relax)
-    return compare_at_minimum(record, model_calc=model_calc, model_hessian_fn=model_hessian_fn, fd_step=fd_step,
-                              periodic=periodic)
+    record = teacher_minimum(
+        atoms,
+        teacher_calc,
+        teacher_hessian_fn=teacher_hessian_fn,
+        fmax=fmax,
+        max_steps=max_steps,
+        optimizer=optimizer,
+        fd_step=fd_step,
+        relax=relax,
+    )
+    return compare_at_minimum(
+        record, model_calc=model_calc, model_hessian_fn=model_hessian_fn, fd_step=fd_step, periodic=periodic
+    )
 
 
 MINIMA_FORMAT = "hessdistill.teacher_minima"
@@ -312,16 +353,22 @@ def load_minima(path) -> tuple[list[dict], dict]:
         raise HessdistillError(f"cannot read teacher minima {path}: {exc}; remake it (rule teacher_minima)") from exc
     with f:
         if f.attrs.get("format") != MINIMA_FORMAT:
-            raise HessdistillError(f"{path} is not a teacher-minima file (format {f.attrs.get('format')!r}); "
-                                   "pass the minima.h5 written by rule teacher_minima")
+            raise HessdistillError(
+                f"{path} is not a teacher-minima file (format {f.attrs.get('format')!r}); "
+                "pass the minima.h5 written by rule teacher_minima"
+            )
         meta = json.loads(f.attrs["meta"])
         records = []
         for i in range(int(f.attrs["n_records"])):
             g = f[f"{i:05d}"]
-            atoms = Atoms(numbers=g["numbers"][()], positions=g["positions"][()], cell=g["cell"][()],
-                          pbc=g["pbc"][()])
-            records.append({"atoms": atoms, "hessian": g["hessian"][()] if "hessian" in g else None,
-                            "info": json.loads(g.attrs["info"])})
+            atoms = Atoms(numbers=g["numbers"][()], positions=g["positions"][()], cell=g["cell"][()], pbc=g["pbc"][()])
+            records.append(
+                {
+                    "atoms": atoms,
+                    "hessian": g["hessian"][()] if "hessian" in g else None,
+                    "info": json.loads(g.attrs["info"]),
+                }
+            )
     return records, meta
 
 
@@ -347,16 +394,24 @@ def minima_protocol(c: dict, split: str, teacher) -> dict:
     from ..core.dtypes import dtype_name
     from .protocols import MINIMA_KEYS
 
-    return {"split": split, "teacher": teacher.name, "teacher_dtype": dtype_name(teacher.dtype),
-            **{k: c[k] for k in MINIMA_KEYS}}
+    return {
+        "split": split,
+        "teacher": teacher.name,
+        "teacher_dtype": dtype_name(teacher.dtype),
+        **{k: c[k] for k in MINIMA_KEYS},
+    }
 
 
 def teacher_minima(teacher, atoms, c: dict) -> list:
     """The teacher's half of the vibrations protocol ``c`` on a split: the structures spread over trajectories
     (:func:`spread_structures`), each relaxed by the teacher, with the teacher's Hessian (as loaded) there."""
     pool = spread_structures([a for a in atoms if not (c["molecules_only"] and a.pbc.any())], c["n_structures"])
-    return [teacher_minimum(a, teacher.calculator(), teacher_hessian_fn=teacher.hessian, fmax=c["fmax"],
-                            max_steps=c["max_steps"]) for a in pool]
+    return [
+        teacher_minimum(
+            a, teacher.calculator(), teacher_hessian_fn=teacher.hessian, fmax=c["fmax"], max_steps=c["max_steps"]
+        )
+        for a in pool
+    ]
 
 
 def check_minima(made: dict, c: dict, split: str, teacher, path) -> None:
@@ -369,9 +424,11 @@ def check_minima(made: dict, c: dict, split: str, teacher, path) -> None:
     if have != want:
         diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
         differs = ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
-        raise HessdistillError(f"teacher minima {path} were made with another protocol ({differs}); "
-                               "remake them (rule teacher_minima, or python -m hessdistill.jobs.minima) "
-                               "or evaluate without --minima")
+        raise HessdistillError(
+            f"teacher minima {path} were made with another protocol ({differs}); "
+            "remake them (rule teacher_minima, or python -m hessdistill.jobs.minima) "
+            "or evaluate without --minima"
+        )
 
 
 def frequency_suite(runs) -> dict:
@@ -383,9 +440,16 @@ def frequency_suite(runs) -> dict:
     rel = mean_sem([r.get("freq_mae_rel") for r in runs])
     herr = mean_sem([r.get("hessian_rel_error") for r in runs])
     ok = [r for r in runs if r.get("n_spurious_imaginary") is not None]
-    return {"freq_mae_cm1": st["mean"], "freq_mae_se_cm1": st["se"], "freq_mae_n": st["n"],
-            "freq_mae_rel": rel["mean"], "freq_mae_rel_se": rel["se"],
-            "hessian_rel_error": herr["mean"], "hessian_rel_error_se": herr["se"],
-            "n_spurious_imaginary": sum(r["n_spurious_imaginary"] for r in ok),
-            "n_structures_with_spurious_imaginary": sum(1 for r in ok if r["n_spurious_imaginary"] > 0),
-            "n_structures": len(runs), "n_failed": sum(1 for r in runs if r.get("error"))}
+    return {
+        "freq_mae_cm1": st["mean"],
+        "freq_mae_se_cm1": st["se"],
+        "freq_mae_n": st["n"],
+        "freq_mae_rel": rel["mean"],
+        "freq_mae_rel_se": rel["se"],
+        "hessian_rel_error": herr["mean"],
+        "hessian_rel_error_se": herr["se"],
+        "n_spurious_imaginary": sum(r["n_spurious_imaginary"] for r in ok),
+        "n_structures_with_spurious_imaginary": sum(1 for r in ok if r["n_spurious_imaginary"] > 0),
+        "n_structures": len(runs),
+        "n_failed": sum(1 for r in runs if r.get("error")),
+    }

@@ -50,17 +50,28 @@ def main(argv=None) -> int:
 
     from ..data.labels import HessianStore, LabelStore
     from ..data.store import StructureStore, write_structures
-    from .label import run_labelling
     from ..teachers import load_teacher
+    from .label import run_labelling
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    structures = write_structures(out / "structures.h5", demo_structures(), labels="none", require_labels=False,
-                                  attrs={"source": "hessdistill.jobs.demo.demo_structures", "seed": 0})
+    structures = write_structures(
+        out / "structures.h5",
+        demo_structures(),
+        labels="none",
+        require_labels=False,
+        attrs={"source": "hessdistill.jobs.demo.demo_structures", "seed": 0},
+    )
     teacher = load_teacher(args.teacher, dtype=args.dtype, device="cpu")
     print(f"teacher: {teacher!r}")
-    summary = run_labelling(structures, teacher, out / "labels.h5", hessians_out=out / "hessians.h5",
-                            rows_per_structure="full", chunk_size=4)
+    summary = run_labelling(
+        structures,
+        teacher,
+        out / "labels.h5",
+        hessians_out=out / "hessians.h5",
+        rows_per_structure="full",
+        chunk_size=4,
+    )
     rows = []
     with StructureStore(structures) as st, HessianStore(out / "hessians.h5") as hs, LabelStore(out / "labels.h5") as ls:
         for split in hs.splits:
@@ -78,19 +89,34 @@ def main(argv=None) -> int:
                 # CHGNet's curvature varies fast: FD needs h <= 3e-4 Å for 1e-4 agreement (see the teacher tests)
                 fd = hess.finite_difference_columns(forces, atoms.get_positions(), cols, step=1e-4, order=4)
                 fd_err = float(np.abs(fd - H[cols]).max() / max(np.abs(H[cols]).max(), 1e-12))
-                rows.append({
-                    "split": split, "index": i, "formula": atoms.get_chemical_formula(), "n_atoms": len(atoms),
-                    "periodic": bool(atoms.pbc.any()), "teacher_seconds": float(wall[i]),
-                    "symmetry_error": hess.symmetry_error(H),
-                    "translation_sum_max": float(np.abs(hess.translation_sum(H)).max()),
-                    "fd_rel_error": fd_err, "max_abs_H": float(np.abs(H).max()),
-                })
-    print(f"{'split':6} {'#':>2} {'formula':10} {'N':>3} {'pbc':>4} {'time/s':>7} {'|H-Ht|/|H|':>11} {'max|sum_j H|':>13} {'FD rel err':>11}")
+                rows.append(
+                    {
+                        "split": split,
+                        "index": i,
+                        "formula": atoms.get_chemical_formula(),
+                        "n_atoms": len(atoms),
+                        "periodic": bool(atoms.pbc.any()),
+                        "teacher_seconds": float(wall[i]),
+                        "symmetry_error": hess.symmetry_error(H),
+                        "translation_sum_max": float(np.abs(hess.translation_sum(H)).max()),
+                        "fd_rel_error": fd_err,
+                        "max_abs_H": float(np.abs(H).max()),
+                    }
+                )
+    print(
+        f"{'split':6} {'#':>2} {'formula':10} {'N':>3} {'pbc':>4} {'time/s':>7} {'|H-Ht|/|H|':>11} {'max|sum_j H|':>13} {'FD rel err':>11}"
+    )
     for r in rows:
-        print(f"{r['split']:6} {r['index']:>2} {r['formula']:10} {r['n_atoms']:>3} {str(r['periodic'])[0]:>4} "
-              f"{r['teacher_seconds']:7.2f} {r['symmetry_error']:11.2e} {r['translation_sum_max']:13.2e} {r['fd_rel_error']:11.2e}")
-    report = {"teacher": teacher.metadata(), "labelling": summary, "structures": rows,
-              "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        print(
+            f"{r['split']:6} {r['index']:>2} {r['formula']:10} {r['n_atoms']:>3} {str(r['periodic'])[0]:>4} "
+            f"{r['teacher_seconds']:7.2f} {r['symmetry_error']:11.2e} {r['translation_sum_max']:13.2e} {r['fd_rel_error']:11.2e}"
+        )
+    report = {
+        "teacher": teacher.metadata(),
+        "labelling": summary,
+        "structures": rows,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     atomic_write_text(out / "summary.json", json.dumps(report, indent=1, default=str))
     worst = max(r["fd_rel_error"] for r in rows)
     print(f"wrote {out}/structures.h5, labels.h5, hessians.h5, summary.json; worst FD relative error {worst:.1e}")

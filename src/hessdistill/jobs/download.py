@@ -18,8 +18,9 @@ from ..data.download import fetch, plan
 __all__ = ["main", "run", "snakemake_job"]
 
 
-def run(source: str, file_name: str, out, *, url: str | None = None, sha256: str | None = None,
-        md5: str | None = None) -> dict:
+def run(
+    source: str, file_name: str, out, *, url: str | None = None, sha256: str | None = None, md5: str | None = None
+) -> dict:
     """Download ``file_name`` of ``source`` to ``out``: plan where from and what to check
     (:func:`~hessdistill.data.download.plan`), then fetch and verify (:func:`~hessdistill.data.download.fetch`);
     return the download record."""

@@ -53,8 +53,19 @@ def evaluated_model(model_path=None, teacher=None, *, device="cpu", dtype="float
     return reloadable(lambda dt: load_teacher(teacher, device=device, dtype=dt), dtype)
 
 
-def run_evaluations(model, structures, out_dir, *, evaluations=EVALUATIONS, labels=None, hessians=None,
-                    reference_teacher=None, config=None, minima=None, identity=None) -> dict:
+def run_evaluations(
+    model,
+    structures,
+    out_dir,
+    *,
+    evaluations=EVALUATIONS,
+    labels=None,
+    hessians=None,
+    reference_teacher=None,
+    config=None,
+    minima=None,
+    identity=None,
+) -> dict:
     """Run ``evaluations`` (:data:`hessdistill.evaluation.registry.REGISTRY`) of ``model`` (an
     :class:`~hessdistill.core.model.EvaluatedModel`) on the configured split of ``structures``; one JSON per
     evaluation in ``out_dir``, returned as ``{evaluation: result}``.
@@ -81,11 +92,19 @@ def run_evaluations(model, structures, out_dir, *, evaluations=EVALUATIONS, labe
     ref = None
     if any(e in evaluations for e in NEEDS_REFERENCE):
         if reference_teacher is None:
-            raise HessdistillError(f"{', '.join(NEEDS_REFERENCE[:-1])} and {NEEDS_REFERENCE[-1]} need the reference "
-                                   "teacher (--reference-teacher)")
+            raise HessdistillError(
+                f"{', '.join(NEEDS_REFERENCE[:-1])} and {NEEDS_REFERENCE[-1]} need the reference "
+                "teacher (--reference-teacher)"
+            )
         ref = evaluated_model(teacher=reference_teacher, device=str(model.device))
-    meta = {"model": model.name, "kind": model.kind, "n_params": model.n_params, "structures": str(structures),
-            "split": split, **device_record(str(model.device))}
+    meta = {
+        "model": model.name,
+        "kind": model.kind,
+        "n_params": model.n_params,
+        "structures": str(structures),
+        "split": split,
+        **device_record(str(model.device)),
+    }
     if identity is not None:
         bad = sorted(set(identity) - set(IDENTITY_KEYS))
         if bad:
@@ -96,8 +115,17 @@ def run_evaluations(model, structures, out_dir, *, evaluations=EVALUATIONS, labe
         evaluation = get_evaluation(ev)
         t0 = time.perf_counter()
         c = cfg[ev]
-        ctx = EvaluationContext(model=model, reference=ref, atoms=atoms, structures=structures, split=split,
-                                protocol=c, labels=labels, hessians=hessians, minima=minima)
+        ctx = EvaluationContext(
+            model=model,
+            reference=ref,
+            atoms=atoms,
+            structures=structures,
+            split=split,
+            protocol=c,
+            labels=labels,
+            hessians=hessians,
+            minima=minima,
+        )
         res = evaluation.run(ctx)
         res = {**meta, "evaluation": ev, "protocol": c, "wall_s": time.perf_counter() - t0, **res}
         write_json(out / f"{ev}.json", res)
@@ -128,8 +156,9 @@ def snakemake_job(smk, device=None) -> dict:
 
     def teacher():
         # the loader lets speed time the teacher in the student's dtype (its fastest mode, a like-for-like ratio)
-        return reloadable(lambda dt: teacher_from_spec(p["reference_teacher"], device=device, dtype=dt),
-                          p["teacher_dtype"])
+        return reloadable(
+            lambda dt: teacher_from_spec(p["reference_teacher"], device=device, dtype=dt), p["teacher_dtype"]
+        )
 
     if "model" in inp.keys():
         model = evaluated_model(inp.model, device=device)
@@ -138,10 +167,18 @@ def snakemake_job(smk, device=None) -> dict:
         model = teacher()
         reference = model if needs_reference else None
     identity = {"subset": w["subset"], "teacher": w["teacher"], "run": w.get("run")}
-    res = run_evaluations(model, inp.structures, Path(smk.output[0]).parent, evaluations=[ev], labels=inp.labels,
-                          hessians=inp.hessians, reference_teacher=reference,
-                          config={"split": p["split"], ev: p["protocol"]},
-                          minima=inp.minima if ev == "vibrations" else None, identity=identity)
+    res = run_evaluations(
+        model,
+        inp.structures,
+        Path(smk.output[0]).parent,
+        evaluations=[ev],
+        labels=inp.labels,
+        hessians=inp.hessians,
+        reference_teacher=reference,
+        config={"split": p["split"], ev: p["protocol"]},
+        minima=inp.minima if ev == "vibrations" else None,
+        identity=identity,
+    )
     print(json.dumps({k: v for k, v in res[ev].items() if isinstance(v, (int, float, str))}, indent=1, default=str))
     return res[ev]
 
@@ -161,9 +198,12 @@ def main(argv=None) -> int:
     p.add_argument("--config", help="YAML/JSON overriding evaluation protocol settings")
     p.add_argument("--device", default="cpu")
     p.add_argument("--minima", help="teacher minima (minima.h5) for vibrations, made once by --make-minima")
-    p.add_argument("--make-minima", metavar="PATH",
-                   help="only relax the vibrations structures with --teacher and write them and its Hessians to PATH "
-                        "(as python -m hessdistill.jobs.minima)")
+    p.add_argument(
+        "--make-minima",
+        metavar="PATH",
+        help="only relax the vibrations structures with --teacher and write them and its Hessians to PATH "
+        "(as python -m hessdistill.jobs.minima)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .prepare import load_spec
@@ -180,15 +220,34 @@ def main(argv=None) -> int:
             return 0
         ref = None
         if args.reference_teacher:
-            ref = model if args.teacher == args.reference_teacher else evaluated_model(
-                teacher=args.reference_teacher, device=args.device, dtype=args.teacher_dtype)
-        res = run_evaluations(model, args.structures, args.out, evaluations=args.evaluations, labels=args.labels,
-                              hessians=args.hessians, reference_teacher=ref, config=cfg, minima=args.minima)
+            ref = (
+                model
+                if args.teacher == args.reference_teacher
+                else evaluated_model(teacher=args.reference_teacher, device=args.device, dtype=args.teacher_dtype)
+            )
+        res = run_evaluations(
+            model,
+            args.structures,
+            args.out,
+            evaluations=args.evaluations,
+            labels=args.labels,
+            hessians=args.hessians,
+            reference_teacher=ref,
+            config=cfg,
+            minima=args.minima,
+        )
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: {kk: v[kk] for kk in v if isinstance(v[kk], (int, float)) and not isinstance(v[kk], bool)}
-                      for k, v in res.items()}, default=str)[:2000])
+    print(
+        json.dumps(
+            {
+                k: {kk: v[kk] for kk in v if isinstance(v[kk], (int, float)) and not isinstance(v[kk], bool)}
+                for k, v in res.items()
+            },
+            default=str,
+        )[:2000]
+    )
     return 0
 
 

@@ -21,21 +21,29 @@ from ..data.builtin import GeneratorSettings, build_store, settings_from_options
 __all__ = ["main", "run"]
 
 
-def run(out, teacher, settings: GeneratorSettings | None = None, *, fractions=None, split_seed: int = 0,
-        progress=None):
+def run(out, teacher, settings: GeneratorSettings | None = None, *, fractions=None, split_seed: int = 0, progress=None):
     """Generate the built-in dataset with ``teacher`` (a loaded :class:`~hessdistill.teachers.Teacher`), split it
     (``fractions``, default 0.7/0.1/0.2, grouped by trajectory) and write the store ``out``; return its path."""
     from ..teachers.calculator import TeacherCalculator
 
     meta = teacher.metadata()
-    return build_store(out, TeacherCalculator(teacher), settings, labels=f"teacher:{meta['teacher']}",
-                       attrs={"teacher_version": meta["teacher_version"], "teacher_dtype": meta["teacher_dtype"]},
-                       fractions=fractions, split_seed=split_seed, progress=progress)
+    return build_store(
+        out,
+        TeacherCalculator(teacher),
+        settings,
+        labels=f"teacher:{meta['teacher']}",
+        attrs={"teacher_version": meta["teacher_version"], "teacher_dtype": meta["teacher_dtype"]},
+        fractions=fractions,
+        split_seed=split_seed,
+        progress=progress,
+    )
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hessdistill.jobs.generate",
-                                description="Generate a built-in offline dataset labelled by an offline teacher.")
+    p = argparse.ArgumentParser(
+        prog="python -m hessdistill.jobs.generate",
+        description="Generate a built-in offline dataset labelled by an offline teacher.",
+    )
     p.add_argument("--family", default="perovskites", choices=["perovskites", "molecules"])
     p.add_argument("--teacher", default="chgnet")
     p.add_argument("--dtype", default="float32", help="teacher dtype used for sampling and labels")

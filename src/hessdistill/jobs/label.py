@@ -52,9 +52,9 @@ import numpy as np
 
 from ..core import hessian as hess
 from ..core.atomic import atomic_path, atomic_write_text
-from ..data.labels import write_hessians, write_labels
-from ..core.errors import HessdistillError, StoreError, TeacherError
 from ..core.devices import device_record
+from ..core.errors import HessdistillError, StoreError, TeacherError
+from ..data.labels import write_hessians, write_labels
 
 log = logging.getLogger("hessdistill.jobs.label")
 
@@ -110,8 +110,11 @@ def assemble_split(paths, content_hash: str, feature_info: dict | None, hessians
         "structure_content_hash": content_hash,
     }
     if feature_info is not None:
-        labels["node_features"] = (np.concatenate([c["node_features"] for c in chunks]) if chunks
-                                   else np.zeros((0, feature_info["dim"]), np.float32))
+        labels["node_features"] = (
+            np.concatenate([c["node_features"] for c in chunks])
+            if chunks
+            else np.zeros((0, feature_info["dim"]), np.float32)
+        )
     if not hessians:
         return labels, None
     row_index, rows = [], []
@@ -128,8 +131,19 @@ def assemble_split(paths, content_hash: str, feature_info: dict | None, hessians
     return labels, {"n_atoms": n_atoms, "row_index": row_index, "rows": rows, "structure_content_hash": content_hash}
 
 
-def label_settings(store, structures, teacher, *, splits=None, hessian_splits=None, hessians=True,
-                   rows_per_structure="full", row_seed: int = 0, storage_dtype=None, node_features=False) -> dict:
+def label_settings(
+    store,
+    structures,
+    teacher,
+    *,
+    splits=None,
+    hessian_splits=None,
+    hessians=True,
+    rows_per_structure="full",
+    row_seed: int = 0,
+    storage_dtype=None,
+    node_features=False,
+) -> dict:
     """The checked labelling settings as the manifest that names them: teacher metadata, the content hash of each
     labelled split, splits, Hessian splits, rows per structure ("full" or a positive int), row seed, storage dtype
     and (only when on) node-feature info.  Shared by the single job and the sharded one
@@ -138,7 +152,9 @@ def label_settings(store, structures, teacher, *, splits=None, hessian_splits=No
         try:
             rows_per_structure = int(rows_per_structure)
         except (TypeError, ValueError):
-            raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure!r}") from None
+            raise HessdistillError(
+                f"rows per structure must be 'full' or a positive integer, got {rows_per_structure!r}"
+            ) from None
         if rows_per_structure <= 0:
             raise HessdistillError(f"rows per structure must be 'full' or a positive integer, got {rows_per_structure}")
     else:
@@ -147,8 +163,11 @@ def label_settings(store, structures, teacher, *, splits=None, hessian_splits=No
     splits = list(splits) if splits else all_splits
     for s in splits:
         if s not in all_splits:
-            raise StoreError(f"has no split {s!r} (splits: {', '.join(all_splits)})", path=structures,
-                             fix="choose splits that exist in the structure store")
+            raise StoreError(
+                f"has no split {s!r} (splits: {', '.join(all_splits)})",
+                path=structures,
+                fix="choose splits that exist in the structure store",
+            )
     hessian_splits = [] if not hessians else (list(hessian_splits) if hessian_splits else list(splits))
     for s in hessian_splits:
         if s not in splits:
@@ -204,9 +223,18 @@ def run_labelling(
         raise HessdistillError("Hessian splits given but no Hessian output file (--hessians-out)")
 
     store = StructureStore(structures)
-    manifest = label_settings(store, structures, teacher, splits=splits, hessian_splits=hessian_splits,
-                              hessians=hessians_out is not None, rows_per_structure=rows_per_structure,
-                              row_seed=row_seed, storage_dtype=storage_dtype, node_features=node_features)
+    manifest = label_settings(
+        store,
+        structures,
+        teacher,
+        splits=splits,
+        hessian_splits=hessian_splits,
+        hessians=hessians_out is not None,
+        rows_per_structure=rows_per_structure,
+        row_seed=row_seed,
+        storage_dtype=storage_dtype,
+        node_features=node_features,
+    )
     manifest["chunk_size"] = int(chunk_size)
     splits, hessian_splits = manifest["splits"], manifest["hessian_splits"]
     rows_per_structure, storage_dtype = manifest["rows_per_structure"], np.dtype(manifest["storage_dtype"])
@@ -255,7 +283,9 @@ def run_labelling(
                 n_computed += 1
                 bar.update(1)
             payload = {
-                "energy": np.asarray(energy), "forces": np.concatenate(forces), "n_atoms": np.asarray(n_atoms),
+                "energy": np.asarray(energy),
+                "forces": np.concatenate(forces),
+                "n_atoms": np.asarray(n_atoms),
                 "wall_time": np.asarray(wall),
             }
             if node_features:
@@ -271,36 +301,59 @@ def run_labelling(
 
     per_split_labels, per_split_h = {}, {}
     for split in splits:
-        per_split_labels[split], h = assemble_split(sorted(parts.glob(f"{split}-*.npz")), manifest["structures_content_hash"][split], feature_info,
-                                                    split in hessian_splits)
+        per_split_labels[split], h = assemble_split(
+            sorted(parts.glob(f"{split}-*.npz")),
+            manifest["structures_content_hash"][split],
+            feature_info,
+            split in hessian_splits,
+        )
         if h is not None:
             per_split_h[split] = h
         n_atoms = per_split_labels[split]["n_atoms"]
         if len(n_atoms) != store.n_structures(split):
-            raise HessdistillError(f"internal error: split {split} assembled {len(n_atoms)} of {store.n_structures(split)} structures")
+            raise HessdistillError(
+                f"internal error: split {split} assembled {len(n_atoms)} of {store.n_structures(split)} structures"
+            )
 
     # where the labels were computed (attributes only: not in the manifest, so a resume may change device)
     computed_on = {k: ("" if v is None else v) for k, v in device_record(teacher.device).items()}
     attrs = {**meta, "structures": str(structures), **computed_on}
     if hessians_out is not None:
-        write_hessians(hessians_out, per_split_h, {**attrs, "rows_per_structure": str(rows_per_structure),
-                                                   "row_seed": int(row_seed), "symmetric": bool(meta["conservative"])},
-                       storage_dtype)
+        write_hessians(
+            hessians_out,
+            per_split_h,
+            {
+                **attrs,
+                "rows_per_structure": str(rows_per_structure),
+                "row_seed": int(row_seed),
+                "symmetric": bool(meta["conservative"]),
+            },
+            storage_dtype,
+        )
     label_attrs, table = attrs, None
     if node_features:
         table = teacher.element_embeddings()
-        label_attrs = {**attrs, "node_features": feature_info["description"], "node_feature_dim": int(feature_info["dim"]),
-                       "node_features_dtype": "float32",
-                       "element_embeddings": str(getattr(teacher, "element_embeddings_description", None)
-                                                 or doc_line(type(teacher).element_embeddings))}
+        label_attrs = {
+            **attrs,
+            "node_features": feature_info["description"],
+            "node_feature_dim": int(feature_info["dim"]),
+            "node_features_dtype": "float32",
+            "element_embeddings": str(
+                getattr(teacher, "element_embeddings_description", None) or doc_line(type(teacher).element_embeddings)
+            ),
+        }
     write_labels(labels_out, per_split_labels, label_attrs, element_embeddings=table)
     shutil.rmtree(parts)
     summary = {
-        "teacher": meta, "splits": {s: store.n_structures(s) for s in splits}, "hessian_splits": hessian_splits,
-        "structures_computed": n_computed, "structures_resumed": n_done - n_computed,
+        "teacher": meta,
+        "splits": {s: store.n_structures(s) for s in splits},
+        "hessian_splits": hessian_splits,
+        "structures_computed": n_computed,
+        "structures_resumed": n_done - n_computed,
         "wall_time_s": time.perf_counter() - t_start,
         "teacher_time_s": float(sum(d["wall_time"].sum() for d in per_split_labels.values())),
-        "node_features": node_features, "node_feature_dim": feature_info["dim"] if node_features else None,
+        "node_features": node_features,
+        "node_feature_dim": feature_info["dim"] if node_features else None,
     }
     return summary
 
@@ -329,10 +382,21 @@ def snakemake_job(smk, device=None) -> dict:
     teacher entry's ``hessian_splits``), with the teacher of ``params.teacher`` (its config entry, without
     ``shards``) on ``device``.  Returns the labelling summary."""
     t = smk.params.teacher
-    return run(smk.input.structures, t, smk.output.labels, device=device, dtype=t["dtype"],
-               hessians_out=smk.output.hessians, hessian_splits=t["hessian_splits"], rows_per_structure=t["rows"],
-               row_seed=t["row_seed"], storage_dtype=t["storage_dtype"], chunk_size=t["chunk_size"],
-               node_features=t["node_features"], progress=False)
+    return run(
+        smk.input.structures,
+        t,
+        smk.output.labels,
+        device=device,
+        dtype=t["dtype"],
+        hessians_out=smk.output.hessians,
+        hessian_splits=t["hessian_splits"],
+        rows_per_structure=t["rows"],
+        row_seed=t["row_seed"],
+        storage_dtype=t["storage_dtype"],
+        chunk_size=t["chunk_size"],
+        node_features=t["node_features"],
+        progress=False,
+    )
 
 
 def doc_line(fn) -> str:
@@ -355,8 +419,10 @@ def _feature_info(teacher) -> dict:
 def check_features(x, n_atoms, dim, path, split, i, teacher) -> np.ndarray:
     x = np.asarray(x)
     if x.shape != (n_atoms, dim):
-        raise HessdistillError(f"teacher {teacher} returned node features of shape {x.shape} for structure {i} of split "
-                               f"{split!r} in {path}; expected ({n_atoms}, {dim})")
+        raise HessdistillError(
+            f"teacher {teacher} returned node features of shape {x.shape} for structure {i} of split "
+            f"{split!r} in {path}; expected ({n_atoms}, {dim})"
+        )
     if not np.isfinite(x).all():
         raise HessdistillError(
             f"teacher {teacher} returned NaN/inf node features for structure {i} of split {split!r} in {path}\n"
@@ -417,10 +483,18 @@ def _progress(total, enabled, desc):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hessdistill-label-teacher", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        prog="hessdistill-label-teacher",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("structures", help="structure store (HDF5) to label")
-    p.add_argument("--teacher", required=True, help="teacher name, e.g. chgnet, sevenn, mace-off:large, ase:ase.calculators.emt:EMT")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        help="teacher name, e.g. chgnet, sevenn, mace-off:large, ase:ase.calculators.emt:EMT",
+    )
     p.add_argument("--teacher-options", default="{}", help="JSON dict of teacher options")
     p.add_argument("--labels-out", required=True)
     p.add_argument("--hessians-out")
@@ -429,15 +503,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", default="full", help="'full' or k rows per structure")
     p.add_argument("--row-seed", type=int, default=0)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
-    p.add_argument("--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)")
+    p.add_argument(
+        "--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--chunk-size", type=int, default=16)
     p.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
     p.add_argument("--summary-out", help="write a JSON summary here")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--node-features", action="store_true",
-                   help="also store the teacher's last-layer invariant node features (ΣN, F) and element embedding table")
+    p.add_argument(
+        "--node-features",
+        action="store_true",
+        help="also store the teacher's last-layer invariant node features (ΣN, F) and element embedding table",
+    )
     return p
 
 
@@ -458,16 +537,29 @@ def main(argv=None) -> int:
                 shutil.rmtree(parts)
         teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype, **options)
         summary = run_labelling(
-            args.structures, teacher, args.labels_out, hessians_out=args.hessians_out, hessian_splits=args.hessian_splits,
-            splits=args.splits, rows_per_structure=args.rows, row_seed=args.row_seed, storage_dtype=args.storage_dtype,
-            chunk_size=args.chunk_size, progress=not args.no_progress, node_features=args.node_features,
+            args.structures,
+            teacher,
+            args.labels_out,
+            hessians_out=args.hessians_out,
+            hessian_splits=args.hessian_splits,
+            splits=args.splits,
+            rows_per_structure=args.rows,
+            row_seed=args.row_seed,
+            storage_dtype=args.storage_dtype,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+            node_features=args.node_features,
         )
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.summary_out:
         atomic_write_text(args.summary_out, json.dumps(summary, indent=1, sort_keys=True, default=str))
-    print(json.dumps({k: summary[k] for k in ("splits", "structures_computed", "structures_resumed", "wall_time_s")}, default=str))
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("splits", "structures_computed", "structures_resumed", "wall_time_s")}, default=str
+        )
+    )
     return 0
 
 

@@ -34,7 +34,9 @@ def main(argv=None) -> int:
     """``hessdistill-label-teacher-merge``: the merge of a sharded labelling (the rule label_teacher_merge)."""
     p = argparse.ArgumentParser(prog="hessdistill-label-teacher-merge", description=__doc__.split("\n\n")[0])
     p.add_argument("structures", help="the structure store the shards labelled")
-    p.add_argument("shards", nargs="+", help="every shard's JSON summary (hessdistill-label-teacher-shard --summary-out)")
+    p.add_argument(
+        "shards", nargs="+", help="every shard's JSON summary (hessdistill-label-teacher-shard --summary-out)"
+    )
     p.add_argument("--labels-out", required=True)
     p.add_argument("--hessians-out")
     args = p.parse_args(argv)

@@ -42,10 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_path, atomic_write_text
-from ..data.labels import write_hessians, write_labels
 from ..core.errors import HessdistillError
-from .label import (assemble_split, check_features, check_finite, doc_line, label_settings, load_job_teacher,
-                    rows_for)
+from ..data.labels import write_hessians, write_labels
+from .label import assemble_split, check_features, check_finite, doc_line, label_settings, load_job_teacher, rows_for
 
 log = logging.getLogger("hessdistill.jobs.label_shards")
 
@@ -58,11 +57,15 @@ CACHE_FORMAT = "hessdistill.label_cache/1"
 def check_shard_count(n_shards, n_structures: int, key: str = "shards") -> int:
     """``n_shards`` as an int; a :class:`HessdistillError` naming ``key`` when it is < 1 or > ``n_structures``."""
     if isinstance(n_shards, bool) or not isinstance(n_shards, (int, np.integer)) or n_shards < 1:
-        raise HessdistillError(f"config key '{key}': {n_shards!r} is not valid: expected an integer >= 1\n"
-                               f"  fix: set {key} to the number of labelling jobs (1: one job)")
+        raise HessdistillError(
+            f"config key '{key}': {n_shards!r} is not valid: expected an integer >= 1\n"
+            f"  fix: set {key} to the number of labelling jobs (1: one job)"
+        )
     if n_shards > n_structures:
-        raise HessdistillError(f"config key '{key}': {n_shards} shards but only {n_structures} structures to label\n"
-                               f"  fix: set {key} to at most {n_structures} (1: one job)")
+        raise HessdistillError(
+            f"config key '{key}': {n_shards} shards but only {n_structures} structures to label\n"
+            f"  fix: set {key} to at most {n_structures} (1: one job)"
+        )
     return int(n_shards)
 
 
@@ -82,13 +85,34 @@ def shard_assignment(counts: dict, n_shards: int, key: str = "shards") -> list[l
 
 
 # ---------------------------------------------------------------- settings and the cache key
-def _settings(store, teacher, splits, hessian_splits, hessians, rows_per_structure, row_seed, storage_dtype,
-              node_features, structures):
+def _settings(
+    store,
+    teacher,
+    splits,
+    hessian_splits,
+    hessians,
+    rows_per_structure,
+    row_seed,
+    storage_dtype,
+    node_features,
+    structures,
+):
     """Validated settings and the cache manifest: hessdistill.jobs.label.label_settings plus the cache format."""
-    return {"format": CACHE_FORMAT, **label_settings(store, structures, teacher, splits=splits,
-                                                     hessian_splits=hessian_splits, hessians=hessians,
-                                                     rows_per_structure=rows_per_structure, row_seed=row_seed,
-                                                     storage_dtype=storage_dtype, node_features=node_features)}
+    return {
+        "format": CACHE_FORMAT,
+        **label_settings(
+            store,
+            structures,
+            teacher,
+            splits=splits,
+            hessian_splits=hessian_splits,
+            hessians=hessians,
+            rows_per_structure=rows_per_structure,
+            row_seed=row_seed,
+            storage_dtype=storage_dtype,
+            node_features=node_features,
+        ),
+    }
 
 
 def manifest_digest(manifest: dict) -> str:
@@ -106,8 +130,10 @@ def _prepare_cache(cache_root: Path, manifest: dict) -> Path:
     text = json.dumps(manifest, sort_keys=True, indent=1)
     if mpath.exists():
         if mpath.read_text() != text:
-            raise HessdistillError(f"{mpath} does not hold the settings its name is the digest of\n"
-                                   f"  fix: delete {cache_dir} (a cache of labelled structures) and rerun")
+            raise HessdistillError(
+                f"{mpath} does not hold the settings its name is the digest of\n"
+                f"  fix: delete {cache_dir} (a cache of labelled structures) and rerun"
+            )
     else:
         atomic_write_text(mpath, text)  # shards running at once write the same text
     return cache_dir
@@ -128,8 +154,12 @@ def _label_structure(store, teacher, structures, split, i, manifest, feature_inf
         e, f, h = teacher.labels(atoms, rows=sel)
     wall = time.perf_counter() - t0
     check_finite(e, f, h, structures, split, i, teacher.name)
-    payload = {"energy": np.asarray([e]), "forces": np.asarray(f, dtype=np.float64).reshape(-1, 3),
-               "n_atoms": np.asarray([len(atoms)]), "wall_time": np.asarray([wall])}
+    payload = {
+        "energy": np.asarray([e]),
+        "forces": np.asarray(f, dtype=np.float64).reshape(-1, 3),
+        "n_atoms": np.asarray([len(atoms)]),
+        "wall_time": np.asarray([wall]),
+    }
     if feature_info is not None:
         x = check_features(x, len(atoms), feature_info["dim"], structures, split, i, teacher.name)
         payload["node_features"] = np.asarray(x, dtype=np.float32)
@@ -141,9 +171,24 @@ def _label_structure(store, teacher, structures, split, i, manifest, feature_inf
     return payload
 
 
-def run_label_shard(structures, teacher, cache_root, shard: int, n_shards: int, *, summary_out=None, hessians=True,
-                    hessian_splits=None, splits=None, rows_per_structure="full", row_seed: int = 0, storage_dtype=None,
-                    node_features: bool = False, key: str = "shards", computed_log=None) -> dict:
+def run_label_shard(
+    structures,
+    teacher,
+    cache_root,
+    shard: int,
+    n_shards: int,
+    *,
+    summary_out=None,
+    hessians=True,
+    hessian_splits=None,
+    splits=None,
+    rows_per_structure="full",
+    row_seed: int = 0,
+    storage_dtype=None,
+    node_features: bool = False,
+    key: str = "shards",
+    computed_log=None,
+) -> dict:
     """Label shard ``shard`` of ``n_shards`` of a structure store into the per-structure cache under
     ``cache_root`` (see the module docstring); structures already in the cache are taken, not recomputed.
 
@@ -152,15 +197,25 @@ def run_label_shard(structures, teacher, cache_root, shard: int, n_shards: int, 
     (``teachers.<name>.shards``).  Returns a summary (and writes it as JSON to ``summary_out``) that
     :func:`merge_label_shards` reads.  ``computed_log`` receives (split, index) of every structure computed.
     """
-    from ..data.store import StructureStore
     from ..core.devices import device_record
+    from ..data.store import StructureStore
 
     if not isinstance(shard, (int, np.integer)) or not 0 <= shard < int(n_shards):
         raise HessdistillError(f"shard index {shard!r} is not in 0..{n_shards}-1")
     t_start = time.perf_counter()
     store = StructureStore(structures)
-    manifest = _settings(store, teacher, splits, hessian_splits, hessians, rows_per_structure, row_seed, storage_dtype,
-                         node_features, structures)
+    manifest = _settings(
+        store,
+        teacher,
+        splits,
+        hessian_splits,
+        hessians,
+        rows_per_structure,
+        row_seed,
+        storage_dtype,
+        node_features,
+        structures,
+    )
     counts = {s: store.n_structures(s) for s in manifest["splits"]}
     share = shard_assignment(counts, n_shards, key)[int(shard)]
     cache_dir = _prepare_cache(Path(cache_root), manifest)
@@ -184,16 +239,27 @@ def run_label_shard(structures, teacher, cache_root, shard: int, n_shards: int, 
         numbers, table = teacher.element_embeddings()
         with atomic_path(cache_dir / "element_embeddings.npz", suffix=".tmp.npz") as tmp:
             np.savez(tmp, numbers=np.asarray(numbers), table=np.asarray(table))
-        label_attrs = {"node_features": feature_info["description"], "node_feature_dim": int(feature_info["dim"]),
-                       "node_features_dtype": "float32",
-                       "element_embeddings": str(getattr(teacher, "element_embeddings_description", None)
-                                                 or doc_line(type(teacher).element_embeddings))}
+        label_attrs = {
+            "node_features": feature_info["description"],
+            "node_feature_dim": int(feature_info["dim"]),
+            "node_features_dtype": "float32",
+            "element_embeddings": str(
+                getattr(teacher, "element_embeddings_description", None) or doc_line(type(teacher).element_embeddings)
+            ),
+        }
     summary = {
-        "shard": int(shard), "shards": int(n_shards), "cache_dir": str(cache_dir), "digest": cache_dir.name,
-        "teacher": manifest["teacher"], "structures": len(share), "structures_computed": n_computed,
-        "structures_resumed": n_reused, "assigned": {s: [i for s2, i in share if s2 == s] for s in counts},
+        "shard": int(shard),
+        "shards": int(n_shards),
+        "cache_dir": str(cache_dir),
+        "digest": cache_dir.name,
+        "teacher": manifest["teacher"],
+        "structures": len(share),
+        "structures_computed": n_computed,
+        "structures_resumed": n_reused,
+        "assigned": {s: [i for s2, i in share if s2 == s] for s in counts},
         "computed_on": {k: ("" if v is None else v) for k, v in device_record(teacher.device).items()},
-        "label_attrs": label_attrs, "wall_time_s": time.perf_counter() - t_start,
+        "label_attrs": label_attrs,
+        "wall_time_s": time.perf_counter() - t_start,
     }
     if summary_out is not None:
         atomic_write_text(summary_out, json.dumps(summary, indent=1, sort_keys=True, default=str))
@@ -225,18 +291,23 @@ def merge_label_shards(structures, shard_summaries, labels_out, hessians_out=Non
         raise HessdistillError("no shard summaries to merge")
     n_shards = sums[0]["shards"]
     if sorted(s["shard"] for s in sums) != list(range(n_shards)) or any(s["shards"] != n_shards for s in sums):
-        raise HessdistillError(f"the shard summaries are not shards 0..{n_shards - 1} of {n_shards}: "
-                               f"{sorted((s['shard'], s['shards']) for s in sums)}")
+        raise HessdistillError(
+            f"the shard summaries are not shards 0..{n_shards - 1} of {n_shards}: "
+            f"{sorted((s['shard'], s['shards']) for s in sums)}"
+        )
     if len({s["cache_dir"] for s in sums}) != 1:
-        raise HessdistillError(f"the shards labelled with different settings (caches {sorted({s['cache_dir'] for s in sums})})\n"
-                               f"  fix: rerun the shard jobs")
+        raise HessdistillError(
+            f"the shards labelled with different settings (caches {sorted({s['cache_dir'] for s in sums})})\n"
+            f"  fix: rerun the shard jobs"
+        )
     cache_dir = Path(sums[0]["cache_dir"])
     manifest = json.loads((cache_dir / "manifest.json").read_text())
     store = StructureStore(structures)
     for split, h in manifest["structures_content_hash"].items():
         if split not in store.splits or store.content_hash(split) != h:
-            raise HessdistillError(f"{structures} changed since the shards labelled it (split {split!r})\n"
-                                   f"  fix: rerun the shard jobs")
+            raise HessdistillError(
+                f"{structures} changed since the shards labelled it (split {split!r})\n  fix: rerun the shard jobs"
+            )
     splits, hessian_splits = manifest["splits"], manifest["hessian_splits"]
     feature_info = manifest.get("node_features")
     storage_dtype = np.dtype(manifest["storage_dtype"])
@@ -248,21 +319,36 @@ def merge_label_shards(structures, shard_summaries, labels_out, hessians_out=Non
         for i in range(store.n_structures(split)):
             path = _structure_file(cache_dir, split, i)
             if not path.exists():
-                raise HessdistillError(f"structure {i} of split {split!r} is missing from {cache_dir}\n"
-                                       f"  fix: rerun the shard jobs (snakemake reruns them when their log shows a failure)")
+                raise HessdistillError(
+                    f"structure {i} of split {split!r} is missing from {cache_dir}\n"
+                    f"  fix: rerun the shard jobs (snakemake reruns them when their log shows a failure)"
+                )
             chunks.append(path)
-        per_split_labels[split], h = assemble_split(chunks, manifest["structures_content_hash"][split],
-                                                    feature_info, split in hessian_splits)
+        per_split_labels[split], h = assemble_split(
+            chunks, manifest["structures_content_hash"][split], feature_info, split in hessian_splits
+        )
         if h is not None:
             per_split_h[split] = h
 
     meta = manifest["teacher"]
-    attrs = {**meta, "structures": str(structures), **_merged_record([s["computed_on"] for s in sums]),
-             "label_shards": int(n_shards)}
+    attrs = {
+        **meta,
+        "structures": str(structures),
+        **_merged_record([s["computed_on"] for s in sums]),
+        "label_shards": int(n_shards),
+    }
     if hessians_out is not None:
-        write_hessians(hessians_out, per_split_h, {**attrs, "rows_per_structure": str(rows_per_structure),
-                                                   "row_seed": int(manifest["row_seed"]),
-                                                   "symmetric": bool(meta["conservative"])}, storage_dtype)
+        write_hessians(
+            hessians_out,
+            per_split_h,
+            {
+                **attrs,
+                "rows_per_structure": str(rows_per_structure),
+                "row_seed": int(manifest["row_seed"]),
+                "symmetric": bool(meta["conservative"]),
+            },
+            storage_dtype,
+        )
     table = None
     label_attrs = attrs
     if feature_info is not None:
@@ -272,10 +358,13 @@ def merge_label_shards(structures, shard_summaries, labels_out, hessians_out=Non
     write_labels(labels_out, per_split_labels, label_attrs, element_embeddings=table)
     for stale in cache_dir.glob(".*.tmp.npz"):  # temporary files of killed shards (every shard has finished now)
         stale.unlink(missing_ok=True)
-    return {"shards": n_shards, "cache_dir": str(cache_dir), "splits": {s: store.n_structures(s) for s in splits},
-            "structures_computed": sum(s["structures_computed"] for s in sums),
-            "structures_resumed": sum(s["structures_resumed"] for s in sums)}
-
+    return {
+        "shards": n_shards,
+        "cache_dir": str(cache_dir),
+        "splits": {s: store.n_structures(s) for s in splits},
+        "structures_computed": sum(s["structures_computed"] for s in sums),
+        "structures_resumed": sum(s["structures_resumed"] for s in sums),
+    }
 
 
 # ---------------------------------------------------------------- the shard job
@@ -296,16 +385,32 @@ def snakemake_job(smk, device=None) -> dict:
     t = smk.params.teacher
     w = smk.wildcards
     cache_root = Path(smk.output.shard).parent.parent / CACHE_DIRNAME
-    summary = run(smk.input.structures, t, cache_root, int(w.shard), int(smk.params.shards), device=device,
-                  dtype=t["dtype"], summary_out=smk.output.shard, hessians=True, hessian_splits=t["hessian_splits"],
-                  rows_per_structure=t["rows"], row_seed=t["row_seed"], storage_dtype=t["storage_dtype"],
-                  node_features=t["node_features"], key=f"teachers.{w.teacher}.shards")
+    summary = run(
+        smk.input.structures,
+        t,
+        cache_root,
+        int(w.shard),
+        int(smk.params.shards),
+        device=device,
+        dtype=t["dtype"],
+        summary_out=smk.output.shard,
+        hessians=True,
+        hessian_splits=t["hessian_splits"],
+        rows_per_structure=t["rows"],
+        row_seed=t["row_seed"],
+        storage_dtype=t["storage_dtype"],
+        node_features=t["node_features"],
+        key=f"teachers.{w.teacher}.shards",
+    )
     return {k: v for k, v in summary.items() if k != "assigned"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hessdistill-label-teacher-shard", description=__doc__.split("\n\n")[0],
-                                epilog="The shards' summaries are merged by hessdistill-label-teacher-merge.")
+    p = argparse.ArgumentParser(
+        prog="hessdistill-label-teacher-shard",
+        description=__doc__.split("\n\n")[0],
+        epilog="The shards' summaries are merged by hessdistill-label-teacher-merge.",
+    )
     p.add_argument("structures", help="structure store (HDF5) to label")
     p.add_argument("--teacher", required=True, help="teacher name, e.g. chgnet, sevenn, mace-off:large")
     p.add_argument("--teacher-options", default="{}", help="JSON dict of teacher options")
@@ -319,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", default="full", help="'full' or k rows per structure")
     p.add_argument("--row-seed", type=int, default=0)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
-    p.add_argument("--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)")
+    p.add_argument(
+        "--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--node-features", action="store_true", help="also store the teacher's node features")
@@ -336,10 +443,23 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         teacher = {"model": args.teacher, "options": json.loads(args.teacher_options)}
-        summary = run(args.structures, teacher, args.cache_root, args.shard, args.shards, device=args.device,
-                      dtype=args.dtype, summary_out=args.summary_out, hessians=not args.no_hessians,
-                      splits=args.splits, hessian_splits=args.hessian_splits, rows_per_structure=args.rows,
-                      row_seed=args.row_seed, storage_dtype=args.storage_dtype, node_features=args.node_features)
+        summary = run(
+            args.structures,
+            teacher,
+            args.cache_root,
+            args.shard,
+            args.shards,
+            device=args.device,
+            dtype=args.dtype,
+            summary_out=args.summary_out,
+            hessians=not args.no_hessians,
+            splits=args.splits,
+            hessian_splits=args.hessian_splits,
+            rows_per_structure=args.rows,
+            row_seed=args.row_seed,
+            storage_dtype=args.storage_dtype,
+            node_features=args.node_features,
+        )
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,8 +36,12 @@ def run(teacher, structures, out_path, *, config=None) -> dict:
         raise HessdistillError(f"split {split!r} of {structures} is empty: no structure to relax for vibrations")
     t0 = time.perf_counter()
     records = teacher_minima(teacher, atoms, cfg["vibrations"])
-    meta = {**minima_protocol(cfg["vibrations"], split, teacher), "structures": str(structures),
-            "n_failed": sum(1 for r in records if r["hessian"] is None), "wall_s": time.perf_counter() - t0}
+    meta = {
+        **minima_protocol(cfg["vibrations"], split, teacher),
+        "structures": str(structures),
+        "n_failed": sum(1 for r in records if r["hessian"] is None),
+        "wall_s": time.perf_counter() - t0,
+    }
     save_minima(out_path, records, meta)
     return meta
 

@@ -76,7 +76,9 @@ def _read(src: dict, where: str, base_dir: Path):
     if not path.is_absolute():
         path = base_dir / path
     if not path.exists():
-        raise HessdistillError(f"{where}: file {str(path)!r} does not exist\n  fix: download it (see hessdistill.data.sources.SOURCES) or correct the path")
+        raise HessdistillError(
+            f"{where}: file {str(path)!r} does not exist\n  fix: download it (see hessdistill.data.sources.SOURCES) or correct the path"
+        )
     for algo in ("sha256", "md5"):
         if src.get(algo):
             verify_checksum(path, src[algo], algo)
@@ -99,7 +101,9 @@ def _builtin(options: dict, where: str):
     fields = GeneratorSettings.__dataclass_fields__
     unknown = sorted(set(options) - set(fields))
     if unknown:
-        raise HessdistillError(f"{where}.options: unknown generator setting(s) {unknown}; valid: teacher, dtype, device, {', '.join(sorted(fields))}")
+        raise HessdistillError(
+            f"{where}.options: unknown generator setting(s) {unknown}; valid: teacher, dtype, device, {', '.join(sorted(fields))}"
+        )
     settings = settings_from_options(**options)
     return generate(TeacherCalculator(load_teacher(teacher_name, device=device, dtype=dtype)), settings)
 
@@ -125,10 +129,18 @@ def prepare_subset(spec: dict, out, *, base_dir=None) -> dict:
     reports = {"source": sel_report}
     fractions, counts = split.get("fractions"), split.get("counts")
     if fractions is None and counts is None:
-        fractions = {"train": 0.8, "val": 0.1, "test": 0.1} if "test_source" not in spec else {"train": 0.85, "val": 0.15}
+        fractions = (
+            {"train": 0.8, "val": 0.1, "test": 0.1} if "test_source" not in spec else {"train": 0.85, "val": 0.15}
+        )
     names = tuple((fractions or counts).keys()) if isinstance(fractions or counts, dict) else ("train", "val", "test")
-    splits = make_splits(selected, fractions=fractions, counts=counts, seed=int(split["seed"]), group_by=split.get("group_by"),
-                         names=names)
+    splits = make_splits(
+        selected,
+        fractions=fractions,
+        counts=counts,
+        seed=int(split["seed"]),
+        group_by=split.get("group_by"),
+        names=names,
+    )
     if spec.get("test_source"):
         if "test" in splits:
             raise HessdistillError("subset: with a test_source the split fractions/counts must not include 'test'")
@@ -138,11 +150,25 @@ def prepare_subset(spec: dict, out, *, base_dir=None) -> dict:
         if "test" in splits:
             raise HessdistillError("subset.split: carve_test_from_train needs splits without 'test'")
         splits = carve_test_from_train(splits, seed=int(split["seed"]), group_by=split.get("group_by"))
-    labels = "teacher:" + spec["source"].get("options", {}).get("teacher", "chgnet") if spec["source"]["name"] == "builtin" else "dft"
+    labels = (
+        "teacher:" + spec["source"].get("options", {}).get("teacher", "chgnet")
+        if spec["source"]["name"] == "builtin"
+        else "dft"
+    )
     path = write_split_store(
-        out, splits, seed=int(split["seed"]), selectors_report=reports["source"], source=source_desc,
-        attrs={"subset_spec": json.dumps(spec, sort_keys=True), "test_selection_report": json.dumps(reports.get("test_source"), sort_keys=True)},
-        labels=labels, group_by=split.get("group_by"), fractions=fractions, counts=counts,
+        out,
+        splits,
+        seed=int(split["seed"]),
+        selectors_report=reports["source"],
+        source=source_desc,
+        attrs={
+            "subset_spec": json.dumps(spec, sort_keys=True),
+            "test_selection_report": json.dumps(reports.get("test_source"), sort_keys=True),
+        },
+        labels=labels,
+        group_by=split.get("group_by"),
+        fractions=fractions,
+        counts=counts,
     )
     return {"store": str(path), "selection": reports, "splits": {k: len(v) for k, v in splits.items()}}
 
@@ -158,7 +184,9 @@ def load_spec(path) -> dict:
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise HessdistillError(f"file {str(path)!r}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from exc
+        raise HessdistillError(
+            f"file {str(path)!r}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})"
+        ) from exc
 
 
 def run(spec, out, *, base_dir=".", report=None) -> dict:
@@ -198,9 +226,15 @@ def main(argv=None) -> int:
     for s in sel["selectors"]:
         print(f"  [{s['index']}] {s['selector']}: kept {s['kept']} of {s['seen']}")
         if "spglib_version" in s:  # space_group: how the space groups were found (also in the store's selection_report)
-            extra = f", {s['n_materials_kept']} of {s['n_materials']} materials (frame: {s['frame']})" if "n_materials" in s else ""
-            print(f"      spglib {s['spglib_version']}, symprec {s['symprec']} Å, angle_tolerance {s['angle_tolerance']}, "
-                  f"per {s['per']}{extra}")
+            extra = (
+                f", {s['n_materials_kept']} of {s['n_materials']} materials (frame: {s['frame']})"
+                if "n_materials" in s
+                else ""
+            )
+            print(
+                f"      spglib {s['spglib_version']}, symprec {s['symprec']} Å, angle_tolerance {s['angle_tolerance']}, "
+                f"per {s['per']}{extra}"
+            )
     return 0
 
 

@@ -35,30 +35,47 @@ def report_files(paths) -> list[str]:
     return out
 
 
-def run(paths, out_dir, *, runs=None, title="hessdistill report", float_digits: int = 2, paper=None,
-        figures: bool = True) -> dict:
+def run(
+    paths, out_dir, *, runs=None, title="hessdistill report", float_digits: int = 2, paper=None, figures: bool = True
+) -> dict:
     """Write the report of ``paths`` (files, or results folders: :func:`report_files`) into ``out_dir``.
 
     ``runs``: {run name: {"method": ...}} (the methods of the runs, for the tables' row labels); the other
     options as :func:`hessdistill.reporting.write_report`.  Returns its summary."""
-    return write_report(report_files(paths), out_dir, runs_config=runs, title=title, float_digits=float_digits,
-                        paper=paper or None, figures=figures)
+    return write_report(
+        report_files(paths),
+        out_dir,
+        runs_config=runs,
+        title=title,
+        float_digits=float_digits,
+        paper=paper or None,
+        figures=figures,
+    )
 
 
 def snakemake_job(smk, device=None) -> dict:
     """Rule report: ``input.evals`` and ``input.runs`` -> the report folder of ``output.summary_md``, with the
     config's report section (``params.report``) and the runs' methods (``params.runs``).  ``device`` is unused."""
     opts = smk.params.report
-    return write_report(list(smk.input.evals) + list(smk.input.runs), Path(smk.output.summary_md).parent,
-                        runs_config=smk.params.runs, title=opts["title"], float_digits=opts["float_digits"],
-                        paper=opts.get("paper") or None, figures=True)
+    return write_report(
+        list(smk.input.evals) + list(smk.input.runs),
+        Path(smk.output.summary_md).parent,
+        runs_config=smk.params.runs,
+        title=opts["title"],
+        float_digits=opts["float_digits"],
+        paper=opts.get("paper") or None,
+        figures=True,
+    )
 
 
 def main(argv=None) -> int:
     """``hessdistill-report``: the workflow's report from results on disk (the rule report)."""
-    p = argparse.ArgumentParser(prog="hessdistill-report", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        prog="hessdistill-report",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("paths", nargs="+", help="evaluation JSONs, run log.csv/summary.json files, or results folders")
     p.add_argument("--out", required=True, help="the report folder")
     p.add_argument("--config", help="the workflow config (YAML): the runs' methods and the report section")
@@ -76,9 +93,15 @@ def main(argv=None) -> int:
         runs = {r: {"method": v.get("method", "hessian")} for r, v in (config.get("runs") or {}).items()}
         opts = config.get("report") or {}
     try:
-        summary = run(args.paths, args.out, runs=runs, title=args.title or opts.get("title", "hessdistill report"),
-                      float_digits=args.float_digits if args.float_digits is not None else opts.get("float_digits", 2),
-                      paper=opts.get("paper"), figures=not args.no_figures)
+        summary = run(
+            args.paths,
+            args.out,
+            runs=runs,
+            title=args.title or opts.get("title", "hessdistill report"),
+            float_digits=args.float_digits if args.float_digits is not None else opts.get("float_digits", 2),
+            paper=opts.get("paper"),
+            figures=not args.no_figures,
+        )
     except (HessdistillError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,15 +21,17 @@ from pathlib import Path
 from ..core.errors import HessdistillError
 
 
-def run(config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True,
-        on_mismatch: str = "error") -> dict:
+def run(
+    config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True, on_mismatch: str = "error"
+) -> dict:
     """Train the run with options ``config`` (a TrainConfig or its dict) on the structure store ``structures``
     (with the teacher's ``labels`` and ``hessians`` files where the method needs them) into ``out_dir``; resumes
     from ``out_dir/last.pt``.  Returns the summary.  ``on_mismatch``: as :func:`hessdistill.training.train`."""
     from ..training import train
 
-    return train(config, structures, out_dir, labels=labels, hessians=hessians, progress=progress,
-                 on_mismatch=on_mismatch)
+    return train(
+        config, structures, out_dir, labels=labels, hessians=hessians, progress=progress, on_mismatch=on_mismatch
+    )
 
 
 def main(argv=None) -> int:
@@ -46,8 +48,9 @@ def main(argv=None) -> int:
 
     try:
         cfg = load_spec(args.config)
-        summary = run(cfg, args.structures, args.out, labels=args.labels, hessians=args.hessians,
-                      progress=not args.no_progress)
+        summary = run(
+            cfg, args.structures, args.out, labels=args.labels, hessians=args.hessians, progress=not args.no_progress
+        )
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -67,8 +70,15 @@ def snakemake_job(smk, device=None) -> dict:
     if device is not None:
         cfg["device"] = device
     out = Path(smk.output.model).parent
-    summary = run(cfg, smk.input.structures, out, labels=smk.input.labels, hessians=smk.input.hessians,
-                  progress=False, on_mismatch="restart")
+    summary = run(
+        cfg,
+        smk.input.structures,
+        out,
+        labels=smk.input.labels,
+        hessians=smk.input.hessians,
+        progress=False,
+        on_mismatch="restart",
+    )
     print(json.dumps(summary, indent=1, sort_keys=True, default=str))
     return summary
 

@@ -1,6 +1,6 @@
 """Print the parameter counts of the students' default (paper "small") configurations.
 
-    python -m hessdistill.students
+python -m hessdistill.students
 """
 
 from . import build_student

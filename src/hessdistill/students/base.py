@@ -79,8 +79,7 @@ class Student(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @abstractmethod
-    def atomwise(self, batch) -> AtomwiseOutput:
-        ...
+    def atomwise(self, batch) -> AtomwiseOutput: ...
 
     # ------------------------------------------------------------------ data preparation (host side)
     def check_numbers(self, numbers) -> None:
@@ -101,8 +100,11 @@ class Student(nn.Module):
     def data_config(self) -> dict:
         """The hyper-parameters that :meth:`check_numbers` and :meth:`graph_extras` depend on."""
         init = self.hparams.get("embedding_init")
-        return {"arch": self.arch, "num_elements": self.hparams.get("num_elements"),
-                "elements": None if init is None else init["numbers"]}
+        return {
+            "arch": self.arch,
+            "num_elements": self.hparams.get("num_elements"),
+            "elements": None if init is None else init["numbers"],
+        }
 
     @property
     def data_tag(self) -> str:

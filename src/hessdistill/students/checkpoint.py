@@ -66,8 +66,9 @@ def read_student_checkpoint(path) -> dict:
         with open(path, "rb") as f:
             head = f.read(512)
     except OSError as exc:
-        raise HessdistillError(compose_message(f"cannot be read: {exc}", path=path,
-                                        fix="check the path and its permissions")) from exc
+        raise HessdistillError(
+            compose_message(f"cannot be read: {exc}", path=path, fix="check the path and its permissions")
+        ) from exc
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # UnpicklingError, EOFError, RuntimeError/OSError (zip reader), ModuleNotFoundError, ...
@@ -75,14 +76,21 @@ def read_student_checkpoint(path) -> dict:
     if isinstance(ck, dict) and ck.get("format") == FORMAT:
         missing = [k for k in ("student_config", "state_dict") if k not in ck]
         if missing:
-            raise HessdistillError(compose_message(f"is a student checkpoint without {', '.join(missing)} (damaged or "
-                                                   "written by other code)", path=path, fix=_FIX_MODEL))
+            raise HessdistillError(
+                compose_message(
+                    f"is a student checkpoint without {', '.join(missing)} (damaged or written by other code)",
+                    path=path,
+                    fix=_FIX_MODEL,
+                )
+            )
         return ck
     if isinstance(ck, dict) and {"ema", "optimizer", "state"} <= set(ck):
         run = path.parent
         problem = "is a training checkpoint (optimiser and EMA state for resuming a run, as in last.pt), not the model"
-        fix = (f"pass {run / 'model.pt'} (written when training finishes), or {run / 'best.pt'} (the best weights "
-               "so far) from the same run directory")
+        fix = (
+            f"pass {run / 'model.pt'} (written when training finishes), or {run / 'best.pt'} (the best weights "
+            "so far) from the same run directory"
+        )
         raise HessdistillError(compose_message(problem, path=path, fix=fix))
     if isinstance(ck, dict) and ck and all(isinstance(v, torch.Tensor) for v in ck.values()):
         what = "holds bare weights (a state_dict) without the student configuration needed to rebuild the model"
@@ -128,6 +136,13 @@ def save_student(path, model, *, dtype: str | None = None, **info) -> None:
     cfgd = model.config()
     if dtype is None:
         dtype = dtype_name(next(model.parameters()).dtype)
-    atomic_torch_save(path, {"format": FORMAT, "student_config": cfgd,
-                             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                             "dtype": dtype, **info})
+    atomic_torch_save(
+        path,
+        {
+            "format": FORMAT,
+            "student_config": cfgd,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "dtype": dtype,
+            **info,
+        },
+    )

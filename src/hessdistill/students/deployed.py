@@ -21,7 +21,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ..core.errors import HessdistillError
 from ..core.neighbours import VerletList
-from .export import energy_forces_fn, GraphInputs, compute_extras, extras_spec, is_exported, load_exported
+from .export import GraphInputs, compute_extras, energy_forces_fn, extras_spec, is_exported, load_exported
 from .layers import cap_can_bite
 
 
@@ -106,8 +106,10 @@ class Runner:
             i = np.concatenate([p[0] + self.offsets[m] for m, p in enumerate(parts)])
             j = np.concatenate([p[1] + self.offsets[m] for m, p in enumerate(parts)])
             shift = np.concatenate([p[2] for p in parts])
-            self._edges = (torch.as_tensor(np.stack([i, j]), device=self.device),
-                           torch.as_tensor(shift, dtype=self.dtype, device=self.device))
+            self._edges = (
+                torch.as_tensor(np.stack([i, j]), device=self.device),
+                torch.as_tensor(shift, dtype=self.dtype, device=self.device),
+            )
             self._extra = None
         return changed
 
@@ -119,22 +121,29 @@ class Runner:
         pos_t = torch.as_tensor(pos, dtype=self.dtype, device=self.device)
         edge_index, shift = self._edges
         if edge_index.shape[1] == 0:
-            raise HessdistillError("no atom has a neighbour within the student's cutoff "
-                                   f"({self.program.cutoff} Å)\n  fix: check the structure's geometry and cell")
+            raise HessdistillError(
+                "no atom has a neighbour within the student's cutoff "
+                f"({self.program.cutoff} Å)\n  fix: check the structure's geometry and cell"
+            )
         # the extras depend on the pairs only, except where a neighbour cap (max_neighbors) can drop some of them:
         # then which neighbours are the nearest depends on the positions, and they are recomputed at every call
         if self._extra is None or self._cap_bites:
-            g = GraphInputs(pos=pos_t, z=self.z, edge_index=edge_index, edge_shift=shift, batch=self.batch,
-                       natoms=self.natoms, cell=self.cell_t)
+            g = GraphInputs(
+                pos=pos_t,
+                z=self.z,
+                edge_index=edge_index,
+                edge_shift=shift,
+                batch=self.batch,
+                natoms=self.natoms,
+                cell=self.cell_t,
+            )
             extra, sizes = compute_extras(self.program.spec, g)
             self._extra = [*extra, *[torch.zeros(s, dtype=torch.int8, device=self.device) for s in sizes]]
             spec = self.program.spec or {}
             self._cap_bites = cap_can_bite(edge_index, int(pos_t.shape[0]), spec.get("max_neighbors"))
         kw = {"cell": self.cell_t} if getattr(self.program, "wants_cell", False) else {}
-        energy, forces = self.program.raw(pos_t, self.z, edge_index, shift, self.batch, self.natoms, *self._extra,
-                                          **kw)
-        return (energy.detach().to(torch.float64).cpu().numpy(),
-                forces.detach().to(torch.float64).cpu().numpy())
+        energy, forces = self.program.raw(pos_t, self.z, edge_index, shift, self.batch, self.natoms, *self._extra, **kw)
+        return (energy.detach().to(torch.float64).cpu().numpy(), forces.detach().to(torch.float64).cpu().numpy())
 
     @property
     def rebuilds(self) -> int:
@@ -157,14 +166,17 @@ class FastCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         if "stress" in properties:
-            raise HessdistillError("FastCalculator computes energies and forces only\n  fix: for stress use "
-                                   "hessdistill.calculator.StudentCalculator.from_checkpoint(model.pt)")
+            raise HessdistillError(
+                "FastCalculator computes energies and forces only\n  fix: for stress use "
+                "hessdistill.calculator.StudentCalculator.from_checkpoint(model.pt)"
+            )
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
         key = (a.numbers.tobytes(), np.asarray(a.cell.array).tobytes(), a.pbc.tobytes())
         if self._runner is None or key != self._key:
-            self._runner = Runner(self.program, [a.numbers], [a.cell.array], [a.pbc], skin=self.skin,
-                                  device=self.device)
+            self._runner = Runner(
+                self.program, [a.numbers], [a.cell.array], [a.pbc], skin=self.skin, device=self.device
+            )
             self._key = key
         energy, forces = self._runner(a.positions)
         self.results["energy"] = float(energy[0])

@@ -31,13 +31,13 @@ def student_predictor(model, *, batch_size: int = 32, device="cpu"):
         energies, forces = [], []
         model.eval()
         for b0 in range(0, len(atoms_list), batch_size):
-            chunk = atoms_list[b0:b0 + batch_size]
+            chunk = atoms_list[b0 : b0 + batch_size]
             batch = collate([atoms_to_data(a, model.cutoff, dtype=dtype, student=model) for a in chunk]).to(device)
             e, f = model(batch, create_graph=False)
             energies += e.detach().double().cpu().tolist()
             f = f.detach().double().cpu().numpy()
             ptr = batch.ptr.cpu().numpy()
-            forces += [f[ptr[m]:ptr[m + 1]] for m in range(len(chunk))]
+            forces += [f[ptr[m] : ptr[m + 1]] for m in range(len(chunk))]
         return np.asarray(energies), forces
 
     return predict
@@ -131,8 +131,12 @@ class EvaluatedStudent:
             try:
                 extras_spec(self.model)
             except HessdistillError as exc:
-                return {"program": EagerProgram(self.model), "format": "eager", "export_s": None,
-                        "note": f"not exportable, timed eagerly: {str(exc).splitlines()[0]}"}
+                return {
+                    "program": EagerProgram(self.model),
+                    "format": "eager",
+                    "export_s": None,
+                    "note": f"not exportable, timed eagerly: {str(exc).splitlines()[0]}",
+                }
         if fmt == "eager":
             return {"program": EagerProgram(self.model), "format": "eager", "export_s": None, "note": None}
         note = None
@@ -144,10 +148,16 @@ class EvaluatedStudent:
             except Exception as exc:  # noqa: BLE001 - compiler/toolchain failures of AOTInductor take many forms
                 if fmt != "aoti":
                     raise
-                note = (f"AOTInductor export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                        "timed TorchScript")
+                note = (
+                    f"AOTInductor export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                    "timed TorchScript"
+                )
                 log.warning("%s", note)
                 fmt, path = "torchscript", Path(tmp) / "student.pt"
                 export_student(self.model, path, fmt=fmt, device=device)
-            return {"program": load_exported(path, device=device), "format": fmt,
-                    "export_s": time.perf_counter() - t0, "note": note}
+            return {
+                "program": load_exported(path, device=device),
+                "format": fmt,
+                "export_s": time.perf_counter() - t0,
+                "note": note,
+            }

@@ -48,19 +48,31 @@ class GraphInputs:
 def extras_spec(model: Student) -> dict | None:
     """How the runtime computes the student's precomputed extras from a neighbour list (None: it needs none)."""
     if model.arch == "gemnet":
-        return {"kind": "gemnet", "cutoff": model.cutoff, "max_neighbors": model.max_neighbors,
-                "keys": ["gemnet_edge", "gemnet_swap", "gemnet_trip_in", "gemnet_trip_count"],
-                "size_keys": ["gemnet_kmax"],
-                # the extras whose length is a new size (swap and counts have the kept edges' length)
-                "independent": ["gemnet_edge", "gemnet_trip_in"]}
+        return {
+            "kind": "gemnet",
+            "cutoff": model.cutoff,
+            "max_neighbors": model.max_neighbors,
+            "keys": ["gemnet_edge", "gemnet_swap", "gemnet_trip_in", "gemnet_trip_count"],
+            "size_keys": ["gemnet_kmax"],
+            # the extras whose length is a new size (swap and counts have the kept edges' length)
+            "independent": ["gemnet_edge", "gemnet_trip_in"],
+        }
     if model.arch == "painn" and getattr(model, "max_neighbors", None) is not None:
         # the neighbour cap: the kept edges are computed by the runtime (the same function as in training)
-        return {"kind": "neighbor_cap", "cutoff": model.cutoff, "max_neighbors": model.max_neighbors,
-                "keys": ["painn_edge"], "size_keys": [], "independent": ["painn_edge"]}
+        return {
+            "kind": "neighbor_cap",
+            "cutoff": model.cutoff,
+            "max_neighbors": model.max_neighbors,
+            "keys": ["painn_edge"],
+            "size_keys": [],
+            "independent": ["painn_edge"],
+        }
     if model.arch in ("painn", "schnet"):
         return None
-    raise HessdistillError(f"export supports the PaiNN, SchNet and GemNet students, not {model.arch!r}\n"
-                           "  fix: use the checkpoint with hessdistill.calculator.StudentCalculator instead")
+    raise HessdistillError(
+        f"export supports the PaiNN, SchNet and GemNet students, not {model.arch!r}\n"
+        "  fix: use the checkpoint with hessdistill.calculator.StudentCalculator instead"
+    )
 
 
 def compute_extras(spec: dict | None, graph) -> tuple[list[torch.Tensor], list[int]]:
@@ -90,13 +102,14 @@ def energy_forces_fn(model: Student, spec: dict | None, *, prepared: bool = True
     tag = model.data_tag if prepared else None
 
     def energy_forces(pos, z, edge_index, edge_shift, batch, natoms, *extra, cell=None):
-        g = GraphInputs(pos=pos, z=z, edge_index=edge_index, edge_shift=edge_shift, batch=batch, natoms=natoms,
-                   prepared_for=tag)
+        g = GraphInputs(
+            pos=pos, z=z, edge_index=edge_index, edge_shift=edge_shift, batch=batch, natoms=natoms, prepared_for=tag
+        )
         if cell is not None:
             g.cell = cell
         for key, value in zip(keys, extra[: len(keys)]):
             setattr(g, key, value)
-        for key, marker in zip(size_keys, extra[len(keys):]):
+        for key, marker in zip(size_keys, extra[len(keys) :]):
             setattr(g, key, marker.shape[0])  # a size carried by a tensor's length, so it stays symbolic
         energy, forces = model(g, create_graph=False)
         return energy.detach(), forces.detach()
@@ -141,14 +154,26 @@ def example_inputs(model: Student, spec, *, seed: int = 0, sizes=(7, 4, 6, 5)):
         bt.append(np.full(len(a), m))
         cells.append(np.asarray(a.cell.array))
         offset += len(a)
-    g = GraphInputs(pos=torch.tensor(np.concatenate(pos), dtype=dtype), z=torch.tensor(np.concatenate(z)),
-               edge_index=torch.tensor(np.concatenate(ei, axis=1)), edge_shift=torch.tensor(np.concatenate(sh),
-                                                                                               dtype=dtype),
-               batch=torch.tensor(np.concatenate(bt)), natoms=torch.tensor([len(a) for a in structures]),
-               cell=torch.tensor(np.stack(cells), dtype=dtype))
+    g = GraphInputs(
+        pos=torch.tensor(np.concatenate(pos), dtype=dtype),
+        z=torch.tensor(np.concatenate(z)),
+        edge_index=torch.tensor(np.concatenate(ei, axis=1)),
+        edge_shift=torch.tensor(np.concatenate(sh), dtype=dtype),
+        batch=torch.tensor(np.concatenate(bt)),
+        natoms=torch.tensor([len(a) for a in structures]),
+        cell=torch.tensor(np.stack(cells), dtype=dtype),
+    )
     extra, sizes_ = compute_extras(spec, g)
-    args = [g.pos, g.z, g.edge_index, g.edge_shift, g.batch, g.natoms, *extra,
-            *[torch.zeros(s, dtype=torch.int8) for s in sizes_]]
+    args = [
+        g.pos,
+        g.z,
+        g.edge_index,
+        g.edge_shift,
+        g.batch,
+        g.natoms,
+        *extra,
+        *[torch.zeros(s, dtype=torch.int8) for s in sizes_],
+    ]
     return args
 
 
@@ -161,7 +186,7 @@ def _distinct_sizes(args, spec) -> bool:
     if spec is not None:
         keys = list(spec["keys"])
         dims += [args[6 + keys.index(k)].shape[0] for k in spec["independent"]]
-        dims += [a.shape[0] for a in args[6 + len(keys):]]
+        dims += [a.shape[0] for a in args[6 + len(keys) :]]
     return len(set(dims)) == len(dims) and min(dims) >= 4
 
 
@@ -199,16 +224,27 @@ def _dynamic_shapes(args):
 
 def header(model: Student, spec, fmt: str, source: str | None, digest: str | None) -> dict:
     init = model.hparams.get("embedding_init")
-    return {"format": FORMAT, "export_format": fmt, "arch": model.arch, "cutoff": model.cutoff,
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "conservative": model.conservative,
-            "extras": spec, "elements": None if init is None else list(init["numbers"]),
-            "num_elements": model.hparams.get("num_elements"), "n_params": int(model.n_params),
-            "student_config": {k: v for k, v in model.config().items() if k != "embedding_init"},
-            "source": source, "source_sha256": digest, "torch": torch.__version__}
+    return {
+        "format": FORMAT,
+        "export_format": fmt,
+        "arch": model.arch,
+        "cutoff": model.cutoff,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "conservative": model.conservative,
+        "extras": spec,
+        "elements": None if init is None else list(init["numbers"]),
+        "num_elements": model.hparams.get("num_elements"),
+        "n_params": int(model.n_params),
+        "student_config": {k: v for k, v in model.config().items() if k != "embedding_init"},
+        "source": source,
+        "source_sha256": digest,
+        "torch": torch.__version__,
+    }
 
 
-def export_student(model: Student, path, *, fmt: str = "auto", source=None, check: bool = True,
-                   device: str = "cpu") -> dict:
+def export_student(
+    model: Student, path, *, fmt: str = "auto", source=None, check: bool = True, device: str = "cpu"
+) -> dict:
     """Write ``model`` to ``path`` as an exported student; returns the header written into it.
 
     ``fmt``: ``aoti``, ``torchscript`` or ``auto`` (``aoti`` for a ``.pt2`` path, else ``torchscript``).  With
@@ -222,8 +258,10 @@ def export_student(model: Student, path, *, fmt: str = "auto", source=None, chec
     if fmt not in ("aoti", "torchscript"):
         raise HessdistillError(f"unknown export format {fmt!r}\n  fix: use aoti (a .pt2 file) or torchscript")
     if fmt == "aoti" and path.suffix != ".pt2":
-        raise HessdistillError(f"file {str(path)!r}: an AOTInductor package must end in .pt2\n"
-                               f"  fix: use -o {path.with_suffix('.pt2')} (or --format torchscript)")
+        raise HessdistillError(
+            f"file {str(path)!r}: an AOTInductor package must end in .pt2\n"
+            f"  fix: use -o {path.with_suffix('.pt2')} (or --format torchscript)"
+        )
     digest = file_digest(source) if source is not None else None
     model = model.to(device)
     gm, spec, args = trace(model)
@@ -241,8 +279,8 @@ def export_student(model: Student, path, *, fmt: str = "auto", source=None, chec
 
             program = torch.export.export(gm, tuple(args), dynamic_shapes=_dynamic_shapes(args), strict=False)
             _inductor.aoti_compile_and_package(
-                program, package_path=str(tmp),
-                inductor_configs={"aot_inductor.metadata": {HEADER: json.dumps(meta)}})
+                program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": {HEADER: json.dumps(meta)}}
+            )
         if check:
             _check_against_eager(model, load_exported(tmp, device=device), spec)
     return meta
@@ -260,9 +298,11 @@ def _check_against_eager(model: Student, exported, spec) -> None:
     df = float((forces - f_ref).abs().max())
     de = float((energy - e_ref).abs().max())
     if not (df <= 1e-4 * scale_f and de <= 1e-5 * scale_e * max(int(args[0].shape[0]), 1)):
-        raise HessdistillError(f"the exported student disagrees with the eager one (max |dF| {df:.3g} eV/Å, "
-                               f"max |dE| {de:.3g} eV): not written\n  fix: report this; use model.pt with "
-                               "StudentCalculator meanwhile")
+        raise HessdistillError(
+            f"the exported student disagrees with the eager one (max |dF| {df:.3g} eV/Å, "
+            f"max |dE| {de:.3g} eV): not written\n  fix: report this; use model.pt with "
+            "StudentCalculator meanwhile"
+        )
 
 
 def is_exported(path) -> bool:
@@ -308,22 +348,28 @@ class ExportedStudent:
         else:
             bad = z[(z < 0) | (z >= int(self.meta["num_elements"]))]
         if bad.size:
-            raise HessdistillError(f"file {self.path!r}: the exported {self.arch} student cannot embed element(s) "
-                                   f"{element_names(bad)}\n  fix: use a student trained on these elements")
+            raise HessdistillError(
+                f"file {self.path!r}: the exported {self.arch} student cannot embed element(s) "
+                f"{element_names(bad)}\n  fix: use a student trained on these elements"
+            )
 
 
 def load_exported(path, device: str = "cpu") -> ExportedStudent:
     """Load a file written by :func:`export_student` (either format) on ``device``."""
     path = Path(path)
     if not path.is_file():
-        raise HessdistillError(f"file {str(path)!r}: no such exported student\n  fix: write one with "
-                               "`hessdistill export <run>/model.pt -o student.pt2`")
+        raise HessdistillError(
+            f"file {str(path)!r}: no such exported student\n  fix: write one with "
+            "`hessdistill export <run>/model.pt -o student.pt2`"
+        )
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (OSError, zipfile.BadZipFile) as exc:
-        raise HessdistillError(f"file {str(path)!r} is not an exported student ({exc})\n  fix: write one with "
-                               "`hessdistill export <run>/model.pt -o student.pt2`") from exc
+        raise HessdistillError(
+            f"file {str(path)!r} is not an exported student ({exc})\n  fix: write one with "
+            "`hessdistill export <run>/model.pt -o student.pt2`"
+        ) from exc
     if any("/data/aotinductor/" in n for n in names):
         from torch import _inductor
 
@@ -337,13 +383,17 @@ def load_exported(path, device: str = "cpu") -> ExportedStudent:
         try:
             program = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except RuntimeError as exc:
-            raise HessdistillError(f"file {str(path)!r} is not an exported student ({exc})\n  fix: write one "
-                                   "with `hessdistill export <run>/model.pt -o student.pt2`") from exc
+            raise HessdistillError(
+                f"file {str(path)!r} is not an exported student ({exc})\n  fix: write one "
+                "with `hessdistill export <run>/model.pt -o student.pt2`"
+            ) from exc
         raw = extra[HEADER]
     try:
         meta = json.loads(raw)
         assert meta["format"] == FORMAT
     except (TypeError, ValueError, KeyError, AssertionError) as exc:
-        raise HessdistillError(f"file {str(path)!r} is a torch program without a hessdistill header: not an "
-                               "exported student\n  fix: write one with `hessdistill export <run>/model.pt`") from exc
+        raise HessdistillError(
+            f"file {str(path)!r} is a torch program without a hessdistill header: not an "
+            "exported student\n  fix: write one with `hessdistill export <run>/model.pt`"
+        ) from exc
     return ExportedStudent(program, meta, path)

@@ -90,11 +90,19 @@ import math
 import torch
 from torch import nn
 
-from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
+from ..core.graphs import edge_vectors
 from .base import AtomwiseOutput, Student, element_names, host_numbers
-from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, nearest_mask,  # noqa: F401
-                     plain_embedding_init, reverse_edges, scatter_sum)
+from .layers import (  # noqa: F401
+    ElementEmbedding,
+    GaussianRBF,
+    PolynomialEnvelope,
+    capped_edges,
+    nearest_mask,
+    plain_embedding_init,
+    reverse_edges,
+    scatter_sum,
+)
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
@@ -248,8 +256,9 @@ class TripletInteraction(nn.Module):
 
 
 class InteractionBlock(nn.Module):
-    def __init__(self, emb_atom, emb_edge, emb_trip, emb_rbf, emb_cbf, emb_bil, n_before, n_after, n_concat,
-                 n_atom, scale_sum):
+    def __init__(
+        self, emb_atom, emb_edge, emb_trip, emb_rbf, emb_cbf, emb_bil, n_before, n_after, n_concat, n_atom, scale_sum
+    ):
         super().__init__()
         self.dense_ca = Dense(emb_edge, emb_edge)
         self.trip_interaction = TripletInteraction(emb_edge, emb_trip, emb_bil, emb_rbf, emb_cbf, scale_sum)
@@ -319,8 +328,7 @@ def max_slots(slot: torch.Tensor) -> int:
     return int(slot.max()) + 1 if slot.numel() else 1
 
 
-def padded_index(values: torch.Tensor, id_out: torch.Tensor, slot: torch.Tensor, n_edges: int, kmax: int,
-                 fill: int):
+def padded_index(values: torch.Tensor, id_out: torch.Tensor, slot: torch.Tensor, n_edges: int, kmax: int, fill: int):
     """(E, K_max) table: ``values`` of the triplets of each output edge, ``fill`` in unused slots."""
     table = torch.full((n_edges * kmax,), fill, dtype=torch.long, device=values.device)
     return table.scatter_(0, id_out * kmax + slot, values).view(n_edges, kmax)
@@ -350,8 +358,13 @@ def topology_extras(batch, cutoff: float, max_neighbors: int | None, *, offsets:
     n_kept = sel.shape[0]
     count = torch.bincount(id_out, minlength=n_kept)
     if not offsets:
-        return {"gemnet_edge": sel, "gemnet_swap": swap, "gemnet_trip_in": id_in, "gemnet_trip_count": count,
-                "gemnet_kmax": max_slots(slot)}
+        return {
+            "gemnet_edge": sel,
+            "gemnet_swap": swap,
+            "gemnet_trip_in": id_in,
+            "gemnet_trip_count": count,
+            "gemnet_kmax": max_slots(slot),
+        }
     return {
         "gemnet_edge": (sel, batch.edge_index.shape[1]),
         "gemnet_swap": (swap, n_kept),
@@ -445,14 +458,25 @@ class GemNet(Student):
             self.atom_emb = ElementEmbedding(self.emb_size_atom, embedding_init=hp["embedding_init"])
         self.edge_emb = Dense(2 * hp["emb_size_atom"] + hp["num_radial"], hp["emb_size_edge"])
         self.int_blocks = nn.ModuleList(
-            InteractionBlock(hp["emb_size_atom"], hp["emb_size_edge"], hp["emb_size_trip"], hp["emb_size_rbf"],
-                             hp["emb_size_cbf"], hp["emb_size_bil_trip"], hp["num_before_skip"],
-                             hp["num_after_skip"], hp["num_concat"], hp["num_atom"], s_sum)
+            InteractionBlock(
+                hp["emb_size_atom"],
+                hp["emb_size_edge"],
+                hp["emb_size_trip"],
+                hp["emb_size_rbf"],
+                hp["emb_size_cbf"],
+                hp["emb_size_bil_trip"],
+                hp["num_before_skip"],
+                hp["num_after_skip"],
+                hp["num_concat"],
+                hp["num_atom"],
+                s_sum,
+            )
             for _ in range(hp["num_blocks"])
         )
         self.out_blocks = nn.ModuleList(
-            OutputBlock(hp["emb_size_atom"], hp["emb_size_edge"], hp["emb_size_rbf"], hp["num_atom"],
-                        self.direct_forces, s_sum)
+            OutputBlock(
+                hp["emb_size_atom"], hp["emb_size_edge"], hp["emb_size_rbf"], hp["num_atom"], self.direct_forces, s_sum
+            )
             for _ in range(hp["num_blocks"] + 1)
         )
 
@@ -470,7 +494,8 @@ class GemNet(Student):
         if bad.size:
             raise HessdistillError(
                 f"GemNet: element(s) {element_names(bad)} outside the embedding table (Z = 1..{self.num_elements})"
-                f"\n  fix: build the student with num_elements >= {int(bad.max())}")
+                f"\n  fix: build the student with num_elements >= {int(bad.max())}"
+            )
 
     def data_config(self) -> dict:
         return {**super().data_config(), "cutoff": self.cutoff, "max_neighbors": self.max_neighbors}

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
+from ..core.graphs import edge_vectors
 from .base import ELEMENT_SLOTS, element_names
 
 
@@ -127,13 +127,15 @@ class ElementEmbedding(nn.Module):
                 raise HessdistillError(
                     f"{student}: element(s) {element_names(bad)} not in the teacher embedding table given as "
                     f"embedding_init (it covers Z = {self.numbers})\n  fix: remove these structures or use a "
-                    "teacher table that covers them")
+                    "teacher table that covers them"
+                )
             return
         bad = numbers[(numbers < 0) | (numbers >= self.num_elements)]
         if bad.size:
             raise HessdistillError(
                 f"{student}: element(s) {element_names(bad)} outside the embedding table (Z < {self.num_elements}, "
-                f"num_elements = {self.num_elements})\n  fix: build the student with num_elements > {int(bad.max())}")
+                f"num_elements = {self.num_elements})\n  fix: build the student with num_elements > {int(bad.max())}"
+            )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if not self.from_teacher:

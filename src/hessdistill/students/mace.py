@@ -35,7 +35,8 @@ def _mace():
         raise HessdistillError(
             f"the MACE student needs mace-torch ({exc})\n  fix: use the MACE environment: pip install -c "
             "constraints.txt -e '.[mace]' in its own venv (mace-torch pins e3nn 0.4.4, which sevenn cannot share), "
-            "or envs/teacher-mace.yaml") from exc
+            "or envs/teacher-mace.yaml"
+        ) from exc
     return modules, o3
 
 
@@ -69,16 +70,23 @@ class MACEStudent(Student):
             raise HessdistillError(
                 "a2a (teacher element embeddings) is not supported for the MACE student: its element embedding is "
                 "a linear map of a one-hot over `atomic_numbers`, not a per-element table\n  fix: use method "
-                "'hessian', 'undistilled', 'n2n' or 'teacher-forces' with arch 'mace', or PaiNN/GemNet/SchNet for a2a")
+                "'hessian', 'undistilled', 'n2n' or 'teacher-forces' with arch 'mace', or PaiNN/GemNet/SchNet for a2a"
+            )
         super().__init__(cutoff=cutoff, direct_forces=False)
         modules, o3 = _mace()
         zs = sorted({int(z) for z in atomic_numbers})
         if not zs or zs[0] < 1 or zs[-1] >= ELEMENT_SLOTS:
-            raise HessdistillError(f"MACE student: atomic_numbers must be elements 1..{ELEMENT_SLOTS - 1}, got {atomic_numbers}")
+            raise HessdistillError(
+                f"MACE student: atomic_numbers must be elements 1..{ELEMENT_SLOTS - 1}, got {atomic_numbers}"
+            )
         if interaction not in modules.interaction_classes:
-            raise HessdistillError(f"MACE student: unknown interaction {interaction!r}; choose one of "
-                                   f"{sorted(modules.interaction_classes)}")
-        hidden = o3.Irreps(" + ".join(f"{num_channels}x{ell}{'e' if ell % 2 == 0 else 'o'}" for ell in range(max_L + 1)))
+            raise HessdistillError(
+                f"MACE student: unknown interaction {interaction!r}; choose one of "
+                f"{sorted(modules.interaction_classes)}"
+            )
+        hidden = o3.Irreps(
+            " + ".join(f"{num_channels}x{ell}{'e' if ell % 2 == 0 else 'o'}" for ell in range(max_L + 1))
+        )
         self.model = modules.MACE(
             r_max=float(cutoff),
             num_bessel=int(num_bessel),
@@ -105,13 +113,23 @@ class MACEStudent(Student):
         self.register_buffer("z_index", index, persistent=False)
         self.zs = zs
         self.num_channels = int(num_channels)
-        self.hparams = {"cutoff": float(cutoff), "atomic_numbers": zs, "num_channels": int(num_channels),
-                        "max_L": int(max_L), "max_ell": int(max_ell), "num_interactions": int(num_interactions),
-                        "correlation": int(correlation), "num_bessel": int(num_bessel),
-                        "num_polynomial_cutoff": int(num_polynomial_cutoff), "mlp_channels": int(mlp_channels),
-                        "radial_mlp": [int(x) for x in radial_mlp], "interaction": interaction,
-                        "avg_num_neighbors": float(avg_num_neighbors), "direct_forces": False,
-                        "num_elements": int(num_elements)}
+        self.hparams = {
+            "cutoff": float(cutoff),
+            "atomic_numbers": zs,
+            "num_channels": int(num_channels),
+            "max_L": int(max_L),
+            "max_ell": int(max_ell),
+            "num_interactions": int(num_interactions),
+            "correlation": int(correlation),
+            "num_bessel": int(num_bessel),
+            "num_polynomial_cutoff": int(num_polynomial_cutoff),
+            "mlp_channels": int(mlp_channels),
+            "radial_mlp": [int(x) for x in radial_mlp],
+            "interaction": interaction,
+            "avg_num_neighbors": float(avg_num_neighbors),
+            "direct_forces": False,
+            "num_elements": int(num_elements),
+        }
 
     @property
     def feature_dim(self) -> int:
@@ -121,9 +139,11 @@ class MACEStudent(Student):
         z = host_numbers(numbers)
         missing = sorted({int(x) for x in z[~np.isin(z, self.zs)]})
         if missing:
-            raise HessdistillError(f"MACE student knows elements {self.zs}; the batch has {missing} "
-                                   f"({element_names(missing)})\n  fix: build the student with atomic_numbers "
-                                   f"including {missing} (and retrain)")
+            raise HessdistillError(
+                f"MACE student knows elements {self.zs}; the batch has {missing} "
+                f"({element_names(missing)})\n  fix: build the student with atomic_numbers "
+                f"including {missing} (and retrain)"
+            )
 
     def data_config(self) -> dict:
         return {"arch": self.arch, "elements": self.zs}
@@ -145,4 +165,4 @@ class MACEStudent(Student):
             "ptr": ptr,
         }
         out = self.model(data, training=self.training, compute_force=False)
-        return AtomwiseOutput(energy=out["node_energy"], features=out["node_feats"][:, -self.num_channels:])
+        return AtomwiseOutput(energy=out["node_energy"], features=out["node_feats"][:, -self.num_channels :])

@@ -53,12 +53,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
+from ..core.graphs import edge_vectors
 from .base import ELEMENT_SLOTS, AtomwiseOutput, Student, host_numbers
-from .layers import (ElementEmbedding, GaussianRBF, PolynomialEnvelope, capped_edges, plain_embedding_init, safe_norm,
-                     scatter_sum)
-
+from .layers import (
+    ElementEmbedding,
+    GaussianRBF,
+    PolynomialEnvelope,
+    capped_edges,
+    plain_embedding_init,
+    safe_norm,
+    scatter_sum,
+)
 
 #: eps of the vector norms sqrt(|V v|^2 + eps) fed to the update and gate MLPs.  At a symmetric structure (a
 #: relaxed crystal, a symmetric molecule) the vector features vanish by symmetry, and there the second derivative
@@ -205,8 +211,10 @@ class PaiNN(Student):
         self.energy_head = nn.Sequential(nn.Linear(self.hidden, half), nn.SiLU(), nn.Linear(half, 1))
         if self.direct_forces:
             self.force_head = nn.ModuleList(
-                [GatedEquivariantBlock(self.hidden, half, True, vector_norm_eps),
-                 GatedEquivariantBlock(half, 1, False, vector_norm_eps)]
+                [
+                    GatedEquivariantBlock(self.hidden, half, True, vector_norm_eps),
+                    GatedEquivariantBlock(half, 1, False, vector_norm_eps),
+                ]
             )
 
     @property
@@ -257,4 +265,3 @@ class PaiNN(Student):
                 fs, fv = block(fs, fv)
             forces = fv.squeeze(-1)
         return AtomwiseOutput(energy=energy, features=s, forces=forces)
-

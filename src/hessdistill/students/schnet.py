@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.graphs import edge_vectors
 from ..core.errors import HessdistillError
+from ..core.graphs import edge_vectors
 from .base import ELEMENT_SLOTS, AtomwiseOutput, Student, host_numbers
 from .layers import (
     ElementEmbedding,

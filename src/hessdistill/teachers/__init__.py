@@ -3,5 +3,12 @@
 from .base import AutogradTeacher, ForwardResult, Teacher
 from .registry import TEACHER_DEFAULTS, load_teacher, reloadable, teacher_from_spec
 
-__all__ = ["AutogradTeacher", "ForwardResult", "TEACHER_DEFAULTS", "Teacher", "load_teacher", "reloadable",
-           "teacher_from_spec"]
+__all__ = [
+    "AutogradTeacher",
+    "ForwardResult",
+    "TEACHER_DEFAULTS",
+    "Teacher",
+    "load_teacher",
+    "reloadable",
+    "teacher_from_spec",
+]

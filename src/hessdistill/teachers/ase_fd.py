@@ -45,13 +45,26 @@ def distribution_version(module: str) -> str:
 class ASETeacher(Teacher):
     hessian_method = "finite-difference"
 
-    def __init__(self, module: str, cls: str, *, device=None, dtype="float64", step: float = 1e-3, order: int = 2,
-                 conservative: bool = True, calculator_kwargs: dict | None = None, **kwargs):
+    def __init__(
+        self,
+        module: str,
+        cls: str,
+        *,
+        device=None,
+        dtype="float64",
+        step: float = 1e-3,
+        order: int = 2,
+        conservative: bool = True,
+        calculator_kwargs: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(device="cpu", dtype=dtype)
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
-            raise TeacherError(f"ASE teacher: cannot import module {module!r} ({exc})\n  fix: install the package that provides it") from exc
+            raise TeacherError(
+                f"ASE teacher: cannot import module {module!r} ({exc})\n  fix: install the package that provides it"
+            ) from exc
         try:
             klass = getattr(mod, cls)
         except AttributeError:
@@ -61,7 +74,9 @@ class ASETeacher(Teacher):
         try:
             self.calc = klass(**calc_kwargs)
         except TypeError as exc:
-            raise TeacherError(f"ASE teacher {module}:{cls}: bad calculator options {sorted(calc_kwargs)} ({exc})") from exc
+            raise TeacherError(
+                f"ASE teacher {module}:{cls}: bad calculator options {sorted(calc_kwargs)} ({exc})"
+            ) from exc
         if step <= 0:
             raise TeacherError(f"ASE teacher: finite-difference step must be positive, got {step}")
         self.step = float(step)

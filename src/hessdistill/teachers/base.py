@@ -20,6 +20,7 @@ from ..core.devices import resolve_device
 from ..core.dtypes import dtype_name, torch_dtype
 from ..core.errors import TeacherError, UnsupportedElementError
 
+
 @dataclass
 class ForwardResult:
     """A differentiable evaluation of one structure.
@@ -68,14 +69,16 @@ class Teacher(ABC):
             bad = {int(z) for z in atoms.numbers} - set(self.supported_numbers)
             if bad:
                 raise UnsupportedElementError(
-                    self.name, [chemical_symbols[z] for z in bad], structure=index, path=path,
+                    self.name,
+                    [chemical_symbols[z] for z in bad],
+                    structure=index,
+                    path=path,
                     supported=[chemical_symbols[z] for z in sorted(self.supported_numbers)],
                 )
 
     # ------------------------------------------------------------------ API
     @abstractmethod
-    def _energy_forces_one(self, atoms: Atoms) -> tuple[float, np.ndarray]:
-        ...
+    def _energy_forces_one(self, atoms: Atoms) -> tuple[float, np.ndarray]: ...
 
     #: whether :meth:`energy_forces_batched` evaluates a list in one model call (else one structure at a time)
     batched = False

@@ -48,19 +48,20 @@ from __future__ import annotations
 
 import contextlib
 import io
-from importlib.metadata import PackageNotFoundError, version as _pkg_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _pkg_version
 
 import numpy as np
 import torch
 from ase import Atoms
 
-from ..core.errors import StructureError, TeacherError
-from .base import AutogradTeacher, ForwardResult
-
 # an ImportError here is turned by the registry into a TeacherError that says which extra to install
 from chgnet.model import CHGNet
 from chgnet.model.composition_model import AtomRef
 from pymatgen.core import Lattice, Structure
+
+from ..core.errors import StructureError, TeacherError
+from .base import AutogradTeacher, ForwardResult
 
 #: pretrained weights shipped in the chgnet 0.4.x wheel (see ``CHGNet.load``)
 KNOWN_MODELS = ("0.3.0", "0.2.0", "r2scan")
@@ -114,7 +115,9 @@ class CHGNetTeacher(AutogradTeacher):
     conservative = True
     hessian_method = "autograd"
 
-    def __init__(self, model=None, device=None, dtype="float64", *, box_padding: float = 2.0, on_isolated_atoms: str = "warn"):
+    def __init__(
+        self, model=None, device=None, dtype="float64", *, box_padding: float = 2.0, on_isolated_atoms: str = "warn"
+    ):
         super().__init__(device=device, dtype=dtype)
         model_name = DEFAULT_MODEL if model in (None, "") else str(model)
         key = model_name.lower()
@@ -125,7 +128,9 @@ class CHGNetTeacher(AutogradTeacher):
                 + ", ".join(f"'chgnet:{m}'" for m in KNOWN_MODELS)
             )
         if on_isolated_atoms not in ("ignore", "warn", "error"):
-            raise TeacherError(f"chgnet: on_isolated_atoms must be 'ignore', 'warn' or 'error', got {on_isolated_atoms!r}")
+            raise TeacherError(
+                f"chgnet: on_isolated_atoms must be 'ignore', 'warn' or 'error', got {on_isolated_atoms!r}"
+            )
         try:
             padding = float(box_padding)
         except (TypeError, ValueError):
@@ -209,7 +214,9 @@ class CHGNetTeacher(AutogradTeacher):
     def forward(self, atoms: Atoms, *, create_graph: bool, with_features: bool = False) -> ForwardResult:
         graph, pos = self._graph(atoms, requires_grad=True)
         captured = []
-        handle = self._feature_module().register_forward_hook(lambda m, i, o: captured.append(o)) if with_features else None
+        handle = (
+            self._feature_module().register_forward_hook(lambda m, i, o: captured.append(o)) if with_features else None
+        )
         try:
             with torch.enable_grad():
                 pred = self.model([graph], task="e")
@@ -234,11 +241,12 @@ class CHGNetTeacher(AutogradTeacher):
         with torch.enable_grad():
             energy = self.model(list(graphs), task="e")["e"].reshape(-1)
             if self.model.is_intensive:
-                energy = energy * torch.tensor([len(a) for a in atoms_list], dtype=energy.dtype,
-                                               device=energy.device)
+                energy = energy * torch.tensor([len(a) for a in atoms_list], dtype=energy.dtype, device=energy.device)
             grads = torch.autograd.grad(energy.sum(), list(positions))
-        return (energy.detach().to(torch.float64).cpu().numpy(),
-                [-g.detach().to(torch.float64).cpu().numpy() for g in grads])
+        return (
+            energy.detach().to(torch.float64).cpu().numpy(),
+            [-g.detach().to(torch.float64).cpu().numpy() for g in grads],
+        )
 
     def _captured(self, captured, n_atoms) -> torch.Tensor:
         if len(captured) != 1 or captured[0].shape[0] != n_atoms:

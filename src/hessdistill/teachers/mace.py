@@ -36,11 +36,10 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
-
 # mace must be imported before e3nn is used for torch.load (see module docstring); keep this first.
 import mace  # noqa: I001
+import numpy as np
+import torch
 from mace import data as mace_data
 from mace.tools import torch_geometric
 from mace.tools.utils import AtomicNumberTable
@@ -117,7 +116,9 @@ def _resolve_foundation(kind: str, model: str, device: torch.device, download: b
     )
     shipped = kind == "mace-mp" and model == "medium-mpa-0" and os.path.isfile(fm.local_model_path)  # in-package copy
     if not cached.is_file() and not shipped and not download:
-        raise TeacherError(f"teacher {name!r}: the weights are not in mace-torch's cache ({cached}) and downloads are off.\n  fix: {fix}")
+        raise TeacherError(
+            f"teacher {name!r}: the weights are not in mace-torch's cache ({cached}) and downloads are off.\n  fix: {fix}"
+        )
     captured = io.StringIO()  # mace prints progress / licence notes on stdout; keep them out of our output
     try:
         with contextlib.redirect_stdout(captured):
@@ -170,13 +171,23 @@ class MACETeacher(AutogradTeacher):
     conservative = True
     hessian_method = "autograd"
 
-    def __init__(self, kind: str = "mace", model: str | os.PathLike | None = None, *, device=None, dtype="float64",
-                 head: str | None = None, download: bool | None = None):
+    def __init__(
+        self,
+        kind: str = "mace",
+        model: str | os.PathLike | None = None,
+        *,
+        device=None,
+        dtype="float64",
+        head: str | None = None,
+        download: bool | None = None,
+    ):
         super().__init__(device=device, dtype=dtype)
         if kind not in KINDS:
             raise TeacherError(f"unknown MACE teacher kind {kind!r}; use one of {KINDS}")
         if model is None or str(model) == "":
-            raise TeacherError(f"teacher {kind!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'")
+            raise TeacherError(
+                f"teacher {kind!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'"
+            )
         if download is None:
             download = not _offline_requested()
         self.mace_kind = kind  # mace-off, mace-mp or mace (``kind`` is the EvaluatedModel kind, "teacher")
@@ -191,7 +202,11 @@ class MACETeacher(AutogradTeacher):
         else:
             module, path = _resolve_foundation(kind, str(model), self.device, download)
             self.name = f"{kind}:{model}"
-        if not isinstance(module, torch.nn.Module) or not hasattr(module, "atomic_numbers") or not hasattr(module, "r_max"):
+        if (
+            not isinstance(module, torch.nn.Module)
+            or not hasattr(module, "atomic_numbers")
+            or not hasattr(module, "r_max")
+        ):
             raise TeacherError(
                 f"teacher {self.name!r}: {str(path)!r} does not hold a MACE model (got {type(module).__name__}).\n"
                 f"  fix: give a file written by torch.save(model) / mace_run_train (*.model)"
@@ -249,11 +264,17 @@ class MACETeacher(AutogradTeacher):
     # ------------------------------------------------------------------ AutogradTeacher
     def forward(self, atoms, *, create_graph: bool) -> ForwardResult:
         d = self._batch(atoms)
-        pos = torch.tensor(np.asarray(atoms.get_positions(), dtype=np.float64), dtype=self.dtype, device=self.device,
-                           requires_grad=True)
+        pos = torch.tensor(
+            np.asarray(atoms.get_positions(), dtype=np.float64),
+            dtype=self.dtype,
+            device=self.device,
+            requires_grad=True,
+        )
         d["positions"] = pos
         # training=True makes mace build the force graph with create_graph=True (forces differentiable)
-        out = self.model(d, training=bool(create_graph), compute_force=True, compute_stress=False, compute_virials=False)
+        out = self.model(
+            d, training=bool(create_graph), compute_force=True, compute_stress=False, compute_virials=False
+        )
         if out.get("energy") is None or out.get("forces") is None:
             raise TeacherError(
                 f"teacher {self.name!r}: the model returned no energy/forces ({type(self.model).__name__}); "
@@ -282,12 +303,16 @@ class MACETeacher(AutogradTeacher):
         d = self._batch(atoms_list)
         out = self.model(d, training=False, compute_force=True, compute_stress=False, compute_virials=False)
         if out.get("energy") is None or out.get("forces") is None:
-            raise TeacherError(f"teacher {self.name!r}: the model returned no energy/forces ({type(self.model).__name__})")
+            raise TeacherError(
+                f"teacher {self.name!r}: the model returned no energy/forces ({type(self.model).__name__})"
+            )
         energy = out["energy"].detach().reshape(-1).to(torch.float64).cpu().numpy()
         counts = [len(a) for a in atoms_list]
         if energy.shape != (len(atoms_list),):
-            raise TeacherError(f"teacher {self.name!r}: batched MACE gave energies of shape {energy.shape} for "
-                               f"{len(atoms_list)} structures")
+            raise TeacherError(
+                f"teacher {self.name!r}: batched MACE gave energies of shape {energy.shape} for "
+                f"{len(atoms_list)} structures"
+            )
         flat = out["forces"].detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
         return energy, np.split(flat, np.cumsum(counts)[:-1])
 
@@ -300,7 +325,9 @@ class MACETeacher(AutogradTeacher):
             try:
                 irreps = o3.Irreps(str(self.model.products[-1].linear.irreps_out))
             except AttributeError as exc:
-                raise TeacherError(f"teacher {self.name!r}: cannot find the irreps of the last MACE layer ({exc})") from exc
+                raise TeacherError(
+                    f"teacher {self.name!r}: cannot find the irreps of the last MACE layer ({exc})"
+                ) from exc
             start = n_feats - irreps.dim
             cols = []
             for (mul, ir), sl in zip(irreps, irreps.slices()):
@@ -321,7 +348,9 @@ class MACETeacher(AutogradTeacher):
         """
         self.check_atoms(atoms)
         d = self._batch(atoms)
-        d["positions"] = torch.tensor(np.asarray(atoms.get_positions(), dtype=np.float64), dtype=self.dtype, device=self.device)
+        d["positions"] = torch.tensor(
+            np.asarray(atoms.get_positions(), dtype=np.float64), dtype=self.dtype, device=self.device
+        )
         with torch.no_grad():
             out = self.model(d, training=False, compute_force=False, compute_stress=False, compute_virials=False)
         feats = out["node_feats"]

@@ -54,7 +54,9 @@ def _import(module: str, what: str):
 
 
 def _extra_for(name: str) -> str:
-    return {"chgnet": "chgnet", "sevenn": "sevenn"}.get(name.split(":")[0], "mace" if name.startswith("mace") else "teachers")
+    return {"chgnet": "chgnet", "sevenn": "sevenn"}.get(
+        name.split(":")[0], "mace" if name.startswith("mace") else "teachers"
+    )
 
 
 def load_teacher(name: str, device=None, dtype=TEACHER_DEFAULTS["dtype"], **options) -> Teacher:
@@ -70,7 +72,9 @@ def load_teacher(name: str, device=None, dtype=TEACHER_DEFAULTS["dtype"], **opti
         return adapter(model=rest or None, device=device, dtype=dtype, **options)
     if prefix in ("mace-off", "mace-mp", "mace"):
         if not rest:
-            raise TeacherError(f"teacher {name!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'")
+            raise TeacherError(
+                f"teacher {name!r}: say which model, e.g. 'mace-off:large', 'mace-mp:medium' or 'mace:/path/to/model.model'"
+            )
         adapter = getattr(_import(FORMS[prefix][2], name), FORMS[prefix][3])
         return adapter(kind=prefix, model=rest, device=device, dtype=dtype, **options)
     if prefix == "ase":
@@ -78,7 +82,9 @@ def load_teacher(name: str, device=None, dtype=TEACHER_DEFAULTS["dtype"], **opti
 
         module, _, cls = rest.partition(":")
         if not module or not cls:
-            raise TeacherError(f"teacher {name!r}: ASE teachers are named 'ase:<module>:<Class>', e.g. 'ase:ase.calculators.emt:EMT'")
+            raise TeacherError(
+                f"teacher {name!r}: ASE teachers are named 'ase:<module>:<Class>', e.g. 'ase:ase.calculators.emt:EMT'"
+            )
         return ASETeacher(module, cls, dtype=dtype, device=device, **options)
     if prefix == "torch":
         from .torch_model import TorchModelTeacher

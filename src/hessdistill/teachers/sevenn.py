@@ -43,23 +43,24 @@ from __future__ import annotations
 
 import os
 import threading
-from importlib.metadata import PackageNotFoundError, version as _pkg_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _pkg_version
 
 import numpy as np
-import torch
-from ase import Atoms
-from ase.data import atomic_numbers as _atomic_numbers
-
-from ..core.errors import TeacherError
-from .base import AutogradTeacher, ForwardResult
 
 # an ImportError here is turned by the registry into a TeacherError that says which extra to install
 import sevenn._const as _const
 import sevenn._keys as KEY
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers as _atomic_numbers
 from sevenn.atom_graph_data import AtomGraphData
 from sevenn.checkpoint import SevenNetCheckpoint
 from sevenn.nn.node_embedding import OnehotEmbedding
 from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+from ..core.errors import TeacherError
+from .base import AutogradTeacher, ForwardResult
 
 DEFAULT_MODEL = "7net-0"
 
@@ -133,7 +134,7 @@ def _sevenn_version() -> str:
 def _canonical(name: str) -> str:
     key = name.strip().lower()
     if key.startswith("sevennet"):
-        key = "7net" + key[len("sevennet"):]
+        key = "7net" + key[len("sevennet") :]
     return key
 
 
@@ -221,7 +222,9 @@ class SevenNetTeacher(AutogradTeacher):
                     f"modal=... (one of {', '.join(modal_map)})"
                 )
             if modal not in modal_map:
-                raise TeacherError(f"SevenNet model {requested!r}: unknown modal {modal!r}; choose one of {', '.join(modal_map)}")
+                raise TeacherError(
+                    f"SevenNet model {requested!r}: unknown modal {modal!r}; choose one of {', '.join(modal_map)}"
+                )
         elif modal is not None:
             raise TeacherError(f"SevenNet model {requested!r} is not multi-fidelity; remove the option modal={modal!r}")
         self.modal = modal
@@ -244,7 +247,9 @@ class SevenNetTeacher(AutogradTeacher):
         self.checkpoint_path = path
         self.model_name = display
         self.name = f"sevenn:{display}" + (f"/{modal}" if modal else "")
-        self.version = f"sevenn-{_sevenn_version()}/{display}" + (f"-{config['version']}" if config.get("version") else "")
+        self.version = f"sevenn-{_sevenn_version()}/{display}" + (
+            f"-{config['version']}" if config.get("version") else ""
+        )
         self._type_map = {int(z): int(i) for z, i in (getattr(net, "type_map", None) or {}).items()}
         self._readout = self.model._modules.get(_READOUT)
         self._embed = self.model._modules.get(_EMBEDDING)
@@ -295,7 +300,9 @@ class SevenNetTeacher(AutogradTeacher):
         "SevenNet node features x entering the readout (input of reduce_input_to_hidden = output of the last "
         "interaction block's equivariant gate), 0e channels only; float32 copy of the teacher-dtype values"
     )
-    element_embeddings_description = "SevenNet onehot_to_feature_x (element one-hot linear) applied to each element's one-hot"
+    element_embeddings_description = (
+        "SevenNet onehot_to_feature_x (element one-hot linear) applied to each element's one-hot"
+    )
 
     def _require_features(self):
         if self._readout is None or self._embed is None or self._scalar_cols is None:
@@ -358,8 +365,12 @@ class SevenNetTeacher(AutogradTeacher):
         if not atoms_list:
             return np.zeros(0), []
         with torch.enable_grad():
-            graphs = [self._graph(a, torch.tensor(a.get_positions(), dtype=self.dtype, device=self.device,
-                                                   requires_grad=True)) for a in atoms_list]
+            graphs = [
+                self._graph(
+                    a, torch.tensor(a.get_positions(), dtype=self.dtype, device=self.device, requires_grad=True)
+                )
+                for a in atoms_list
+            ]
             batch = Collater([], follow_batch=None, exclude_keys=None)(graphs)
             with self._lock:
                 self.model.set_is_batch_data(True)
@@ -371,8 +382,10 @@ class SevenNetTeacher(AutogradTeacher):
         counts = [len(a) for a in atoms_list]
         energy = out[KEY.PRED_TOTAL_ENERGY].detach().reshape(-1).to(torch.float64).cpu().numpy()
         if energy.shape != (len(atoms_list),):
-            raise TeacherError(f"teacher {self.name!r}: batched SevenNet gave energies of shape {energy.shape} for "
-                               f"{len(atoms_list)} structures; the adapter must be updated for sevenn {_sevenn_version()}")
+            raise TeacherError(
+                f"teacher {self.name!r}: batched SevenNet gave energies of shape {energy.shape} for "
+                f"{len(atoms_list)} structures; the adapter must be updated for sevenn {_sevenn_version()}"
+            )
         if KEY.PRED_FORCE in out and out[KEY.PRED_FORCE] is not None:
             flat = out[KEY.PRED_FORCE].detach().to(torch.float64).cpu().numpy().reshape(-1, 3)
         else:  # no edge in the whole batch: nothing depends on positions

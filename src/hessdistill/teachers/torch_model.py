@@ -22,7 +22,9 @@ from .base import AutogradTeacher, ForwardResult
 
 
 class TorchModelTeacher(AutogradTeacher):
-    def __init__(self, model, *, name="torch-model", version="unknown", device=None, dtype="float64", conservative=None):
+    def __init__(
+        self, model, *, name="torch-model", version="unknown", device=None, dtype="float64", conservative=None
+    ):
         super().__init__(device=device, dtype=dtype)
         self.model = model.to(device=self.device, dtype=self.dtype) if callable(getattr(model, "to", None)) else model
         self.name = name
@@ -60,7 +62,8 @@ class TorchModelTeacher(AutogradTeacher):
                 raise TeacherError(
                     f"torch teacher {module}:{factory} returned a {type(model).__name__}, which is not an nn.Module "
                     f"and has no .to(): it cannot be moved to {device}\n  fix: return an nn.Module, give the factory "
-                    "a device parameter, or run this teacher on the CPU")
+                    "a device parameter, or run this teacher on the CPU"
+                )
         top = module.split(".")[0]
         version = str(getattr(importlib.import_module(top), "__version__", "unknown"))
         return cls(model, name=f"torch:{module}:{factory}", version=version, device=device, dtype=dtype)

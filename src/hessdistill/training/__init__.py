@@ -2,7 +2,7 @@
 checkpoints and resumption, and the loop."""
 
 from .config import METHODS, TrainConfig
-from .losses import LossWeights, compute_loss, hessian_loss, student_jacobian_rows
 from .loop import train
+from .losses import LossWeights, compute_loss, hessian_loss, student_jacobian_rows
 
 __all__ = ["LossWeights", "METHODS", "TrainConfig", "compute_loss", "hessian_loss", "student_jacobian_rows", "train"]

@@ -43,8 +43,10 @@ def mismatch(ck: dict, cfgd: dict, provenance: dict) -> str | None:
         return "it predates input tracking (no data fingerprint recorded)"
     changed = [s for s in provenance["inputs"] if ck["inputs"].get(s) != provenance["inputs"][s]]
     if changed:
-        return (f"its training data differ (split(s) {', '.join(changed)}: structures, labels or Hessian rows "
-                "changed since the checkpoint was written)")
+        return (
+            f"its training data differ (split(s) {', '.join(changed)}: structures, labels or Hessian rows "
+            "changed since the checkpoint was written)"
+        )
     if ck.get("code") != provenance["code"]:
         return f"the training code changed (code hash {ck.get('code')} -> {provenance['code']})"
     return None
@@ -68,25 +70,38 @@ def resumable_checkpoint(out: Path, cfgd: dict, provenance: dict, on_mismatch: s
     if why is None:
         return ck
     if on_mismatch == "error":
-        raise HessdistillError(f"file {str(last)!r} cannot be resumed: {why}\n  fix: delete {last} and "
-                               f"{out / 'best.pt'} to start this run over, or restore the settings and data it was made "
-                               "with")
+        raise HessdistillError(
+            f"file {str(last)!r} cannot be resumed: {why}\n  fix: delete {last} and "
+            f"{out / 'best.pt'} to start this run over, or restore the settings and data it was made "
+            "with"
+        )
     log.warning("not resuming from %s: %s; starting this run over", last, why)
     for name in ("last.pt", "best.pt"):
         (out / name).unlink(missing_ok=True)
     return None
 
 
-def save_checkpoint(path, *, cfgd: dict, model, ema, optimizer, lr_schedule, projection, sampler, device,
-                    state: dict, provenance: dict) -> None:
+def save_checkpoint(
+    path, *, cfgd: dict, model, ema, optimizer, lr_schedule, projection, sampler, device, state: dict, provenance: dict
+) -> None:
     """Write the training checkpoint (``last.pt``) atomically; the RNG states are read now."""
-    atomic_torch_save(path, {
-        "config": cfgd, "model": model.state_dict(), "ema": ema.shadow.state_dict(), "ema_updates": ema.num_updates,
-        "optimizer": optimizer.state_dict(), "scheduler": lr_schedule.state_dict(),
-        "projection": projection.state_dict() if projection is not None else None,
-        "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "state": state, **provenance})
+    atomic_torch_save(
+        path,
+        {
+            "config": cfgd,
+            "model": model.state_dict(),
+            "ema": ema.shadow.state_dict(),
+            "ema_updates": ema.num_updates,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": lr_schedule.state_dict(),
+            "projection": projection.state_dict() if projection is not None else None,
+            "sampler": sampler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "state": state,
+            **provenance,
+        },
+    )
 
 
 def restore_checkpoint(ck: dict, *, model, ema, optimizer, lr_schedule, projection, sampler, device) -> dict:

@@ -84,7 +84,7 @@ class TrainConfig:
     deterministic: bool = False
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         """The run with options ``d``; unknown options and invalid values raise a HessdistillError."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
@@ -93,8 +93,9 @@ class TrainConfig:
         if cfg.method not in METHODS:
             raise HessdistillError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
         if not 0.0 < cfg.hessian_until <= 1.0:
-            raise HessdistillError("hessian_until must be in (0, 1] (a fraction of the budget), got "
-                                   f"{cfg.hessian_until}")
+            raise HessdistillError(
+                f"hessian_until must be in (0, 1] (a fraction of the budget), got {cfg.hessian_until}"
+            )
         if cfg.lr_schedule not in LR_SCHEDULES:
             raise HessdistillError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         if cfg.n2n_reduction not in N2N_REDUCTIONS:
@@ -102,8 +103,9 @@ class TrainConfig:
         if not cfg.adam_eps > 0:
             raise HessdistillError(f"adam_eps must be > 0, got {cfg.adam_eps}")
         if cfg.hessian_outlier_threshold is not None and not cfg.hessian_outlier_threshold > 0:
-            raise HessdistillError("hessian_outlier_threshold must be > 0 (eV/Å²) or None, got "
-                                   f"{cfg.hessian_outlier_threshold}")
+            raise HessdistillError(
+                f"hessian_outlier_threshold must be > 0 (eV/Å²) or None, got {cfg.hessian_outlier_threshold}"
+            )
         if not 0.0 <= cfg.hessian_outlier_weight <= 1.0:
             raise HessdistillError(f"hessian_outlier_weight must be in [0, 1], got {cfg.hessian_outlier_weight}")
         return cfg
@@ -111,13 +113,19 @@ class TrainConfig:
 
 def method_weights(cfg: TrainConfig) -> LossWeights:
     """Paper defaults per method, overridden by ``cfg.weights``."""
-    base = {"undistilled": dict(hessian=0.0), "hessian": {}, "hessian-projection": {},
-            "n2n": dict(hessian=0.0, n2n=1000.0), "a2a": dict(hessian=0.0),
-            "teacher-forces": dict(energy=0.0, forces=0.0, hessian=0.0, teacher_forces=100.0)}[cfg.method]
+    base = {
+        "undistilled": dict(hessian=0.0),
+        "hessian": {},
+        "hessian-projection": {},
+        "n2n": dict(hessian=0.0, n2n=1000.0),
+        "a2a": dict(hessian=0.0),
+        "teacher-forces": dict(energy=0.0, forces=0.0, hessian=0.0, teacher_forces=100.0),
+    }[cfg.method]
     w = LossWeights(**base)
     for k, v in cfg.weights.items():
         if not hasattr(w, k) or k == "extra":
-            raise HessdistillError(f"unknown loss weight {k!r}; valid: energy, forces, hessian, energy_grad, "
-                                   "teacher_forces, n2n")
+            raise HessdistillError(
+                f"unknown loss weight {k!r}; valid: energy, forces, hessian, energy_grad, teacher_forces, n2n"
+            )
         setattr(w, k, float(v))
     return w

@@ -35,8 +35,8 @@ import logging
 import numpy as np
 import torch
 
-from ..core.graphs import atoms_to_data, collate
 from ..core.errors import HessdistillError, StoreError
+from ..core.graphs import atoms_to_data, collate
 
 ROW_WEIGHTINGS = ("uniform", "row_norm", "error", "projection")
 
@@ -46,8 +46,19 @@ log = logging.getLogger(__name__)
 class DistillDataset(torch.utils.data.Dataset):
     """One split of a structure store, with optional teacher labels, node features and Hessian rows."""
 
-    def __init__(self, structures, split: str, cutoff: float, *, labels=None, hessians=None, node_features=False,
-                 dtype=torch.float64, energy_source: str = "reference", student=None):
+    def __init__(
+        self,
+        structures,
+        split: str,
+        cutoff: float,
+        *,
+        labels=None,
+        hessians=None,
+        node_features=False,
+        dtype=torch.float64,
+        energy_source: str = "reference",
+        student=None,
+    ):
         """``student``: the model the graphs are built for; it checks the elements and precomputes its graph
         extras (e.g. GemNet's triplets) once per structure (hessdistill.core.graphs.atoms_to_data)."""
         from ..data.labels import HessianStore, LabelStore
@@ -57,8 +68,11 @@ class DistillDataset(torch.utils.data.Dataset):
         self.structures_path = structures
         with StructureStore(structures) as st:
             if split not in st.splits:
-                raise StoreError(f"has no split {split!r} (splits: {', '.join(st.splits)})", path=structures,
-                                 fix="build the store with this split")
+                raise StoreError(
+                    f"has no split {split!r} (splits: {', '.join(st.splits)})",
+                    path=structures,
+                    fix="build the store with this split",
+                )
             self.n = st.n_structures(split)
             self.atoms = [st.atoms(split, i) for i in range(self.n)]
             self.content_hash = st.content_hash(split)
@@ -71,12 +85,15 @@ class DistillDataset(torch.utils.data.Dataset):
                 arr = ls.arrays(split)
                 off = arr["offsets"]
                 self.teacher_energy = arr["energy"]
-                self.teacher_forces = [arr["forces"][off[i]:off[i + 1]] for i in range(self.n)]
+                self.teacher_forces = [arr["forces"][off[i] : off[i + 1]] for i in range(self.n)]
                 if node_features:
                     if "node_features" not in arr:
-                        raise StoreError(f"split {split!r} has no teacher node features", path=labels,
-                                         fix="relabel with --node-features (needed by the n2n baseline)")
-                    self.node_feats = [arr["node_features"][off[i]:off[i + 1]] for i in range(self.n)]
+                        raise StoreError(
+                            f"split {split!r} has no teacher node features",
+                            path=labels,
+                            fix="relabel with --node-features (needed by the n2n baseline)",
+                        )
+                    self.node_feats = [arr["node_features"][off[i] : off[i + 1]] for i in range(self.n)]
         elif node_features:
             raise HessdistillError("node features requested but no teacher labels file given")
         if energy_source == "teacher":
@@ -85,8 +102,11 @@ class DistillDataset(torch.utils.data.Dataset):
         elif energy_source != "reference":
             raise HessdistillError(f"energy_source must be 'reference' or 'teacher', got {energy_source!r}")
         elif not self.has_reference:
-            raise StoreError(f"split {split!r} has no reference energies/forces", path=structures,
-                             fix="label the structures, or train on teacher labels (energy_source: teacher)")
+            raise StoreError(
+                f"split {split!r} has no reference energies/forces",
+                path=structures,
+                fix="label the structures, or train on teacher labels (energy_source: teacher)",
+            )
         self.energy_source = energy_source
         self.hessians_path = hessians
         if hessians is not None:
@@ -106,8 +126,10 @@ class DistillDataset(torch.utils.data.Dataset):
         if n != self.n or (h is not None and h != self.content_hash):
             raise StoreError(
                 f"split {self.split!r} was labelled from different structures than {self.structures_path} "
-                f"({n} vs {self.n} structures, content hash {str(h)[:12]} vs {self.content_hash[:12]})", path=path,
-                fix="relabel the current structure store with the teacher")
+                f"({n} vs {self.n} structures, content hash {str(h)[:12]} vs {self.content_hash[:12]})",
+                path=path,
+                fix="relabel the current structure store with the teacher",
+            )
 
     def __len__(self):
         return self.n
@@ -161,8 +183,15 @@ class DistillDataset(torch.utils.data.Dataset):
 class HessianCollate:
     """Collate items into a batch and draw this step's Hessian rows (see the module docstring)."""
 
-    def __init__(self, dataset: DistillDataset, *, rows_per_structure: int = 4, weighting: str = "uniform",
-                 seed: int = 0, probe: str = "gaussian"):
+    def __init__(
+        self,
+        dataset: DistillDataset,
+        *,
+        rows_per_structure: int = 4,
+        weighting: str = "uniform",
+        seed: int = 0,
+        probe: str = "gaussian",
+    ):
         if weighting not in ROW_WEIGHTINGS:
             raise HessdistillError(f"Hessian row weighting must be one of {ROW_WEIGHTINGS}, got {weighting!r}")
         if rows_per_structure < 1:
@@ -185,7 +214,8 @@ class HessianCollate:
                     raise HessdistillError(
                         f"file {str(dataset.hessians_path)!r}: random-projection Hessian matching needs full teacher "
                         f"Hessians, but structure {i} of split {dataset.split!r} has {len(idx)} of {rows.shape[1]} "
-                        "rows stored\n  fix: relabel with the teacher's rows: full")
+                        "rows stored\n  fix: relabel with the teacher's rows: full"
+                    )
         elif dataset.hessians is not None:
             self._check_rows()
 
@@ -200,11 +230,17 @@ class HessianCollate:
                 f"file {str(self.ds.hessians_path)!r}: rows_per_structure (s) = {self.s} but structure {i} of split "
                 f"{self.ds.split!r} has only {k} of its {full} Hessian rows stored ({len(partial)} structure(s) alike)"
                 f"\n  fix: lower the run's rows_per_structure to at most {min(k for _, k, _ in partial)}, or relabel "
-                "with more rows per structure (the teacher's rows: k or full)")
+                "with more rows per structure (the teacher's rows: k or full)"
+            )
         if short:
-            log.warning("%d structure(s) of split %r have fewer than s = %d coordinates (3N < s): all of their %s "
-                        "Hessian rows are used", len(short), self.ds.split, self.s,
-                        "/".join(sorted({str(k) for _, k, _ in short})))
+            log.warning(
+                "%d structure(s) of split %r have fewer than s = %d coordinates (3N < s): all of their %s "
+                "Hessian rows are used",
+                len(short),
+                self.ds.split,
+                self.s,
+                "/".join(sorted({str(k) for _, k, _ in short})),
+            )
 
     def set_position(self, epoch: int, step: int):
         self.epoch, self.step = int(epoch), int(step)

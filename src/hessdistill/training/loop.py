@@ -98,8 +98,10 @@ def evaluate(model, loader, device) -> dict:
         f_err = f_err + (forces.detach() - batch.forces).abs().sum()
         n_struct += int(batch.natoms.shape[0])
         n_comp += forces.numel()
-    return {"energy_mae_meV_atom": 1e3 * float(e_err) / max(n_struct, 1),
-            "force_mae_meV_A": 1e3 * float(f_err) / max(n_comp, 1)}
+    return {
+        "energy_mae_meV_atom": 1e3 * float(e_err) / max(n_struct, 1),
+        "force_mae_meV_A": 1e3 * float(f_err) / max(n_comp, 1),
+    }
 
 
 def teacher_val_force_mae(val: DistillDataset) -> float | None:
@@ -141,8 +143,9 @@ class Setup:
     provenance: dict
 
 
-def train(config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True,
-          on_mismatch: str = "error") -> dict:
+def train(
+    config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True, on_mismatch: str = "error"
+) -> dict:
     """Train one student run; resumes from ``out_dir/last.pt`` if present. Returns the summary dict.
 
     ``on_mismatch``: what to do when ``last.pt`` cannot be resumed (other settings, budget and thread count
@@ -155,17 +158,35 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = setup(cfg, structures, labels=labels, hessians=hessians)
-    state = {"epoch": 0, "best_val": math.inf, **run.hessian_schedule.initial_state(), "log": [], "elapsed_s": 0.0,
-             "steps": 0}
+    state = {
+        "epoch": 0,
+        "best_val": math.inf,
+        **run.hessian_schedule.initial_state(),
+        "log": [],
+        "elapsed_s": 0.0,
+        "steps": 0,
+    }
     ck = resumable_checkpoint(out, asdict(cfg), run.provenance, on_mismatch)
     resumed_from = None
     if ck is not None:
-        state = restore_checkpoint(ck, model=run.model, ema=run.ema, optimizer=run.optimizer,
-                                   lr_schedule=run.lr_schedule, projection=run.projection, sampler=run.sampler,
-                                   device=run.device)
+        state = restore_checkpoint(
+            ck,
+            model=run.model,
+            ema=run.ema,
+            optimizer=run.optimizer,
+            lr_schedule=run.lr_schedule,
+            projection=run.projection,
+            sampler=run.sampler,
+            device=run.device,
+        )
         resumed_from = state["epoch"]
-        log.info("resumed %s at epoch %d (checkpoint written on %s, now on %s)", out, state["epoch"],
-                 ck["config"].get("device"), run.device)
+        log.info(
+            "resumed %s at epoch %d (checkpoint written on %s, now on %s)",
+            out,
+            state["epoch"],
+            ck["config"].get("device"),
+            run.device,
+        )
 
     t_start = time.perf_counter() - state["elapsed_s"]
     bar = _Bar(progress, cfg.max_epochs, state["epoch"], out.name)
@@ -183,12 +204,28 @@ def train(config, structures, out_dir, *, labels=None, hessians=None, progress: 
         _record_epoch(run, state, sums, n_batches, outliers, val)
         if val["force_mae_meV_A"] < state["best_val"]:
             state["best_val"] = val["force_mae_meV_A"]
-            save_student(out / "best.pt", run.ema.shadow, dtype=cfg.dtype, epoch=state["epoch"],
-                         val_force_mae_meV_A=state["best_val"], teacher_val_force_mae_meV_A=run.teacher_mae,
-                         method=cfg.method)
-        save_checkpoint(out / "last.pt", cfgd=asdict(cfg), model=run.model, ema=run.ema, optimizer=run.optimizer,
-                        lr_schedule=run.lr_schedule, projection=run.projection, sampler=run.sampler,
-                        device=run.device, state=state, provenance=run.provenance)
+            save_student(
+                out / "best.pt",
+                run.ema.shadow,
+                dtype=cfg.dtype,
+                epoch=state["epoch"],
+                val_force_mae_meV_A=state["best_val"],
+                teacher_val_force_mae_meV_A=run.teacher_mae,
+                method=cfg.method,
+            )
+        save_checkpoint(
+            out / "last.pt",
+            cfgd=asdict(cfg),
+            model=run.model,
+            ema=run.ema,
+            optimizer=run.optimizer,
+            lr_schedule=run.lr_schedule,
+            projection=run.projection,
+            sampler=run.sampler,
+            device=run.device,
+            state=state,
+            provenance=run.provenance,
+        )
         _write_log(out / "log.csv", state["log"])
         bar.update(1, val["force_mae_meV_A"])
     bar.close()
@@ -230,25 +267,47 @@ def setup(cfg: TrainConfig, structures, *, labels=None, hessians=None) -> Setup:
         t_dim = train_ds.node_feats[0].shape[1]
         projection = torch.nn.Linear(model.feature_dim, t_dim).to(device=device, dtype=dtype)
         params += list(projection.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad,
-                                  eps=cfg.adam_eps, **OPTIMIZER_OPTIONS)
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad, eps=cfg.adam_eps, **OPTIMIZER_OPTIONS
+    )
     lr_schedule = LearningRateSchedule(cfg, optimizer)
     ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
-    sampler = HessianCollate(train_ds, rows_per_structure=cfg.rows_per_structure,
-                             weighting="projection" if cfg.method == "hessian-projection" else cfg.row_weighting,
-                             seed=cfg.seed, probe=cfg.probe)
+    sampler = HessianCollate(
+        train_ds,
+        rows_per_structure=cfg.rows_per_structure,
+        weighting="projection" if cfg.method == "hessian-projection" else cfg.row_weighting,
+        seed=cfg.seed,
+        probe=cfg.probe,
+    )
     # batches are collated on the main thread: the Hessian-row sampler's draws are keyed by (seed, epoch, step) and
     # the error-weighted sampler learns from each step, which worker processes would not share; graphs are cached
     # per structure, so collation is cheap next to a Hessian step, and copies to a GPU do not block (_to_device)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.val_batch_size, shuffle=False, collate_fn=collate)
     teacher_mae = teacher_val_force_mae(val_ds)
     hessian_schedule = HessianWeightSchedule(cfg, teacher_mae, weights.hessian)
-    provenance = {"inputs": {"train": train_ds.fingerprint(), "val": val_ds.fingerprint()},
-                  "code": code_hash(["hessdistill.training"])}
-    return Setup(cfg=cfg, device=device, weights=weights, student_cfg=student_cfg, model=model, projection=projection,
-                 params=params, optimizer=optimizer, lr_schedule=lr_schedule, hessian_schedule=hessian_schedule,
-                 ema=ema, sampler=sampler, train_ds=train_ds, val_ds=val_ds, val_loader=val_loader,
-                 teacher_mae=teacher_mae, provenance=provenance)
+    provenance = {
+        "inputs": {"train": train_ds.fingerprint(), "val": val_ds.fingerprint()},
+        "code": code_hash(["hessdistill.training"]),
+    }
+    return Setup(
+        cfg=cfg,
+        device=device,
+        weights=weights,
+        student_cfg=student_cfg,
+        model=model,
+        projection=projection,
+        params=params,
+        optimizer=optimizer,
+        lr_schedule=lr_schedule,
+        hessian_schedule=hessian_schedule,
+        ema=ema,
+        sampler=sampler,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        val_loader=val_loader,
+        teacher_mae=teacher_mae,
+        provenance=provenance,
+    )
 
 
 def _student_and_data(cfg, structures, labels, hessians, weights, dtype):
@@ -269,9 +328,17 @@ def _student_and_data(cfg, structures, labels, hessians, weights, dtype):
     cutoff = model.cutoff
     # graphs are built once per structure for this student (its graph extras: what they depend on, cutoff and
     # elements, is the same for the model rebuilt below with avg_num_neighbors)
-    train_ds = DistillDataset(structures, "train", cutoff, labels=labels,
-                              hessians=hessians if weights.hessian > 0 else None, node_features=weights.n2n > 0,
-                              dtype=dtype, energy_source=cfg.energy_source, student=model)
+    train_ds = DistillDataset(
+        structures,
+        "train",
+        cutoff,
+        labels=labels,
+        hessians=hessians if weights.hessian > 0 else None,
+        node_features=weights.n2n > 0,
+        dtype=dtype,
+        energy_source=cfg.energy_source,
+        student=model,
+    )
     if auto_nbrs:  # normalise message sums by the training set's mean neighbour count at the student's cutoff
         n_edges = sum(int(train_ds[i].edge_index.shape[1]) for i in range(len(train_ds)))
         n_atoms = sum(len(a) for a in train_ds.atoms)
@@ -279,8 +346,9 @@ def _student_and_data(cfg, structures, labels, hessians, weights, dtype):
         torch.manual_seed(cfg.seed)
         model = build_student(student_cfg)
     train_ds.student = model
-    val_ds = DistillDataset(structures, "val", cutoff, labels=labels, dtype=dtype, energy_source=cfg.energy_source,
-                            student=model)
+    val_ds = DistillDataset(
+        structures, "val", cutoff, labels=labels, dtype=dtype, energy_source=cfg.energy_source, student=model
+    )
     return model, student_cfg, train_ds, val_ds
 
 
@@ -294,8 +362,9 @@ def _fit_to_training_data(model, train_ds, device, dtype):
     model.set_energy_scale(float(np.sqrt(np.mean(f_all**2))) or 1.0)
     model = model.to(device=device, dtype=dtype)
     with torch.no_grad():
-        model.prepare_for_training(collate([train_ds[i] for i in range(min(PREPARE_STRUCTURES, len(train_ds)))])
-                                   .to(device))
+        model.prepare_for_training(
+            collate([train_ds[i] for i in range(min(PREPARE_STRUCTURES, len(train_ds)))]).to(device)
+        )
     return model
 
 
@@ -312,7 +381,7 @@ def train_one_epoch(run: Setup, state: dict, epoch: int, t_start: float):
     n_steps = max(1, -(-len(order) // cfg.batch_size))
     for b0 in range(0, len(order), cfg.batch_size):
         run.lr_schedule.before_step(epoch + b0 / cfg.batch_size / n_steps, time.perf_counter() - t_start)
-        batch = _to_device(run.sampler([run.train_ds[int(i)] for i in order[b0:b0 + cfg.batch_size]]), run.device)
+        batch = _to_device(run.sampler([run.train_ds[int(i)] for i in order[b0 : b0 + cfg.batch_size]]), run.device)
         total, terms, ok = take_step(run, batch)
         finite.append(ok)
         # accumulate on the device; converted once per epoch (no host sync per step)
@@ -333,11 +402,17 @@ def take_step(run: Setup, batch):
     error-weighted row sampler.  Returns (detached total loss, detached terms, whether the loss was finite: a
     device tensor, checked by :func:`train_one_epoch` once per epoch)."""
     cfg = run.cfg
-    total, terms, per_slot = compute_loss(run.model, batch, run.weights, projection=run.projection,
-                                          squared_hessian=cfg.method == "hessian-projection",
-                                          vjp_method=cfg.vjp_method, n2n_reduction=cfg.n2n_reduction,
-                                          hessian_outlier_threshold=cfg.hessian_outlier_threshold,
-                                          hessian_outlier_weight=cfg.hessian_outlier_weight)
+    total, terms, per_slot = compute_loss(
+        run.model,
+        batch,
+        run.weights,
+        projection=run.projection,
+        squared_hessian=cfg.method == "hessian-projection",
+        vjp_method=cfg.vjp_method,
+        n2n_reduction=cfg.n2n_reduction,
+        hessian_outlier_threshold=cfg.hessian_outlier_threshold,
+        hessian_outlier_weight=cfg.hessian_outlier_weight,
+    )
     finite = torch.isfinite(total.detach())
     run.optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -352,32 +427,51 @@ def take_step(run: Setup, batch):
 def _record_epoch(run: Setup, state: dict, sums: dict, n_batches: int, outliers, val: dict) -> None:
     """Append the finished epoch's row (log.csv) to ``state["log"]``, and add its Hessian outliers to the run's."""
     cfg = run.cfg
-    row = {"epoch": state["epoch"], "steps": state["steps"], "lr": run.optimizer.param_groups[0]["lr"],
-           "lambda_h": state["lambda_h"], **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
-           **{f"val_{k}": v for k, v in val.items()}, "elapsed_s": state["elapsed_s"]}
+    row = {
+        "epoch": state["epoch"],
+        "steps": state["steps"],
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "lambda_h": state["lambda_h"],
+        **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
+        **{f"val_{k}": v for k, v in val.items()},
+        "elapsed_s": state["elapsed_s"],
+    }
     if cfg.hessian_outlier_threshold is not None:  # never silent: structures whose Hessian term was down-weighted
         row["hessian_outliers"] = int(outliers)
         state["hessian_outliers"] = state.get("hessian_outliers", 0) + int(outliers)
         if outliers:
-            log.info("epoch %d: %d structure-step(s) with a teacher Hessian entry above %g eV/Å² had their "
-                     "Hessian term multiplied by %g", state["epoch"], int(outliers), cfg.hessian_outlier_threshold,
-                     cfg.hessian_outlier_weight)
+            log.info(
+                "epoch %d: %d structure-step(s) with a teacher Hessian entry above %g eV/Å² had their "
+                "Hessian term multiplied by %g",
+                state["epoch"],
+                int(outliers),
+                cfg.hessian_outlier_threshold,
+                cfg.hessian_outlier_weight,
+            )
     state["log"].append(row)
 
 
 def _summary(run: Setup, state: dict, resumed_from: int | None) -> dict:
     """The run's summary (summary.json)."""
     cfg = run.cfg
-    return {"epochs": state["epoch"], "steps": state["steps"], "best_val_force_mae_meV_A": state["best_val"],
-            "teacher_val_force_mae_meV_A": run.teacher_mae, "lambda_h_final": state["lambda_h"],
-            "lambda_h_schedule_threshold_meV_A": run.hessian_schedule.threshold,
-            "lambda_h_halved": state["lambda_h_halved"],
-            "hessian_phase_end_epoch": state.get("hessian_phase_end_epoch"),
-            "hessian_outliers": state.get("hessian_outliers") if cfg.hessian_outlier_threshold is not None else None,
-            "n_params": run.model.n_params, "train_time_s": state["elapsed_s"], "method": cfg.method,
-            "resumed_from_epoch": resumed_from, **device_record(run.device),
-            "student": run.model.config() | {"embedding_init": "teacher table" if "embedding_init" in run.student_cfg
-                                             else None}}
+    return {
+        "epochs": state["epoch"],
+        "steps": state["steps"],
+        "best_val_force_mae_meV_A": state["best_val"],
+        "teacher_val_force_mae_meV_A": run.teacher_mae,
+        "lambda_h_final": state["lambda_h"],
+        "lambda_h_schedule_threshold_meV_A": run.hessian_schedule.threshold,
+        "lambda_h_halved": state["lambda_h_halved"],
+        "hessian_phase_end_epoch": state.get("hessian_phase_end_epoch"),
+        "hessian_outliers": state.get("hessian_outliers") if cfg.hessian_outlier_threshold is not None else None,
+        "n_params": run.model.n_params,
+        "train_time_s": state["elapsed_s"],
+        "method": cfg.method,
+        "resumed_from_epoch": resumed_from,
+        **device_record(run.device),
+        "student": run.model.config()
+        | {"embedding_init": "teacher table" if "embedding_init" in run.student_cfg else None},
+    }
 
 
 def _to_device(batch, device):
@@ -390,14 +484,15 @@ def _to_device(batch, device):
 def _raise_non_finite(flags: torch.Tensor, order, cfg, ds, epoch: int, sums: dict):
     """A non-finite loss in this epoch: name the batch's structures (split, indices, formulas) and the terms."""
     step = int((~flags.cpu()).nonzero()[0])
-    idx = [int(i) for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+    idx = [int(i) for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
     names = ", ".join(f"{i} ({ds.atoms[i].get_chemical_formula()})" for i in idx)
     terms = ", ".join(k for k, v in sums.items() if not bool(torch.isfinite(torch.as_tensor(v)).all())) or "unknown"
     raise HessdistillError(
         f"file {str(ds.structures_path)!r}: non-finite training loss at epoch {epoch + 1}, step {step + 1}, in the "
         f"batch of structures {names} of split {ds.split!r} (non-finite terms: {terms})\n"
         "  fix: inspect these structures (overlapping atoms, huge forces: drop them with a selector such as "
-        "max_force), or lower lr; the last good checkpoint (last.pt) is kept")
+        "max_force), or lower lr; the last good checkpoint (last.pt) is kept"
+    )
 
 
 def _write_log(path, rows):
@@ -428,4 +523,3 @@ class _Bar:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-

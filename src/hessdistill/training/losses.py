@@ -52,12 +52,15 @@ def force_l2mae(f_pred, f_ref):
 def student_jacobian_rows(forces, pos, cotangents, *, create_graph=True, method="loop"):
     """G[k] = cotangents[k] · dF/dx, shape (s, ΣN, 3): one VJP per slot for the whole batch."""
     if method == "batched":
-        (g,) = torch.autograd.grad(forces, pos, grad_outputs=cotangents, create_graph=create_graph,
-                                   retain_graph=True, is_grads_batched=True)
+        (g,) = torch.autograd.grad(
+            forces, pos, grad_outputs=cotangents, create_graph=create_graph, retain_graph=True, is_grads_batched=True
+        )
         return g
     rows = []
     for k in range(cotangents.shape[0]):
-        (g,) = torch.autograd.grad(forces, pos, grad_outputs=cotangents[k], create_graph=create_graph, retain_graph=True)
+        (g,) = torch.autograd.grad(
+            forces, pos, grad_outputs=cotangents[k], create_graph=create_graph, retain_graph=True
+        )
         rows.append(g)
     return torch.stack(rows)
 
@@ -78,8 +81,9 @@ def hessian_outliers(batch, threshold: float) -> torch.Tensor:
     return absmax > threshold
 
 
-def hessian_loss(forces, batch, *, squared=False, method="loop", outlier_threshold=None, outlier_weight=1e-8,
-                 outliers=None):
+def hessian_loss(
+    forces, batch, *, squared=False, method="loop", outlier_threshold=None, outlier_weight=1e-8, outliers=None
+):
     """The Hessian term and the per-(slot, structure) errors (s_max, M) used for error-weighted sampling.
 
     ``outlier_threshold`` (eV/Å², None = off): the term of every structure flagged by :func:`hessian_outliers`
@@ -95,8 +99,9 @@ def hessian_loss(forces, batch, *, squared=False, method="loop", outlier_thresho
         outliers = hessian_outliers(batch, outlier_threshold)
     if outliers is not None:
         flags = outliers
-        scale = torch.where(flags, torch.full_like(flags, outlier_weight, dtype=err.dtype),
-                            torch.ones_like(flags, dtype=err.dtype))
+        scale = torch.where(
+            flags, torch.full_like(flags, outlier_weight, dtype=err.dtype), torch.ones_like(flags, dtype=err.dtype)
+        )
         weight = weight * scale[batch.batch]
     loss = (err * weight).sum() / n_total
     m = int(batch.natoms.shape[0])
@@ -123,8 +128,18 @@ def n2n_loss(student_features, projection, teacher_features, reduction: str = "s
     raise ValueError(f"n2n reduction must be one of {N2N_REDUCTIONS}, got {reduction!r}")
 
 
-def compute_loss(model, batch, weights: LossWeights, *, projection=None, squared_hessian=False, vjp_method="loop",
-                 n2n_reduction="sum_features", hessian_outlier_threshold=None, hessian_outlier_weight=1e-8):
+def compute_loss(
+    model,
+    batch,
+    weights: LossWeights,
+    *,
+    projection=None,
+    squared_hessian=False,
+    vjp_method="loop",
+    n2n_reduction="sum_features",
+    hessian_outlier_threshold=None,
+    hessian_outlier_weight=1e-8,
+):
     """All active terms for one batch. Returns (total, dict of detached terms, per-slot Hessian errors or None).
 
     With a ``hessian_outlier_threshold`` the terms also hold ``hessian_outliers``: the number of this batch's
@@ -157,8 +172,14 @@ def compute_loss(model, batch, weights: LossWeights, *, projection=None, squared
     per_slot = None
     if need_h:
         flags = None if hessian_outlier_threshold is None else hessian_outliers(batch, hessian_outlier_threshold)
-        terms["hessian"], per_slot = hessian_loss(forces, batch, squared=squared_hessian, method=vjp_method,
-                                                  outlier_weight=hessian_outlier_weight, outliers=flags)
+        terms["hessian"], per_slot = hessian_loss(
+            forces,
+            batch,
+            squared=squared_hessian,
+            method=vjp_method,
+            outlier_weight=hessian_outlier_weight,
+            outliers=flags,
+        )
         total = total + weights.hessian * terms["hessian"]
         if flags is not None:
             terms["hessian_outliers"] = flags.sum()

@@ -44,8 +44,9 @@ class LearningRateSchedule:
     def __init__(self, cfg, optimizer):
         self.cfg = cfg
         self.optimizer = optimizer
-        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
-                                                                  patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        )
 
     def before_step(self, epochs_done: float, elapsed_s: float) -> None:
         """Cosine: set the learning rate for a step at ``epochs_done`` (fractional) and ``elapsed_s`` into the run."""
@@ -83,9 +84,12 @@ class HessianWeightSchedule:
         elif teacher_mae is not None and teacher_mae > 1e-6:
             self.threshold = cfg.hessian_schedule_threshold * teacher_mae
         elif initial > 0:
-            log.warning("lambda_H schedule inactive: the teacher's validation force MAE against the reference labels "
-                        "is %s (the reference labels are the teacher's own?); set hessian_schedule_force_mae (meV/Å) "
-                        "for an absolute threshold", "unknown" if teacher_mae is None else f"{teacher_mae:.3g} meV/Å")
+            log.warning(
+                "lambda_H schedule inactive: the teacher's validation force MAE against the reference labels "
+                "is %s (the reference labels are the teacher's own?); set hessian_schedule_force_mae (meV/Å) "
+                "for an absolute threshold",
+                "unknown" if teacher_mae is None else f"{teacher_mae:.3g} meV/Å",
+            )
 
     def initial_state(self) -> dict:
         """The schedule's entries of a new run's state."""
@@ -94,19 +98,33 @@ class HessianWeightSchedule:
     def start_epoch(self, state: dict, epoch: int, elapsed_s: float) -> float:
         """λ_H for ``epoch`` (0-based), starting ``elapsed_s`` into the run: 0 from the end of the Hessian phase on."""
         cfg = self.cfg
-        if (state["lambda_h"] > 0 and cfg.hessian_until < 1.0
-                and budget_fraction(cfg, epoch, elapsed_s) >= cfg.hessian_until):
+        if (
+            state["lambda_h"] > 0
+            and cfg.hessian_until < 1.0
+            and budget_fraction(cfg, epoch, elapsed_s) >= cfg.hessian_until
+        ):
             state["lambda_h"] = 0.0
             state["hessian_phase_end_epoch"] = epoch
-            log.info("end of the Hessian phase (hessian_until %.2f of the budget) at epoch %d: lambda_H -> 0",
-                     cfg.hessian_until, epoch)
+            log.info(
+                "end of the Hessian phase (hessian_until %.2f of the budget) at epoch %d: lambda_H -> 0",
+                cfg.hessian_until,
+                epoch,
+            )
         return state["lambda_h"]
 
     def end_epoch(self, state: dict, val_force_mae: float) -> None:
         """Multiply λ_H by the factor, once per run, when the epoch's validation force MAE reaches the threshold."""
-        if (self.threshold is not None and not state["lambda_h_halved"] and state["lambda_h"] > 0
-                and val_force_mae <= self.threshold):
+        if (
+            self.threshold is not None
+            and not state["lambda_h_halved"]
+            and state["lambda_h"] > 0
+            and val_force_mae <= self.threshold
+        ):
             state["lambda_h"] *= self.cfg.hessian_schedule_factor
             state["lambda_h_halved"] = True
-            log.info("val force MAE %.2f <= %.2f (schedule threshold): lambda_H -> %g", val_force_mae,
-                     self.threshold, state["lambda_h"])
+            log.info(
+                "val force MAE %.2f <= %.2f (schedule threshold): lambda_H -> %g",
+                val_force_mae,
+                self.threshold,
+                state["lambda_h"],
+            )

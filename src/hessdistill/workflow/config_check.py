@@ -63,7 +63,7 @@ def _dotted(parts) -> str:
 
 def _show(value, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _did_you_mean(name, choices) -> str:
@@ -76,13 +76,17 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _unknown_key(key: str, name, valid, what: str = "key") -> str:
-    return _msg(key, f"unknown {what} {name!r}{_did_you_mean(name, valid)}",
-                f"remove or rename it; valid: {', '.join(map(str, valid))}")
+    return _msg(
+        key,
+        f"unknown {what} {name!r}{_did_you_mean(name, valid)}",
+        f"remove or rename it; valid: {', '.join(map(str, valid))}",
+    )
 
 
 def _bad_choice(key: str, value, valid, what: str = "value") -> str:
-    return _msg(key, f"unknown {what} {_show(value)}{_did_you_mean(value, valid)}",
-                f"use one of: {', '.join(map(str, valid))}")
+    return _msg(
+        key, f"unknown {what} {_show(value)}{_did_you_mean(value, valid)}", f"use one of: {', '.join(map(str, valid))}"
+    )
 
 
 def _optional(module: str):
@@ -178,8 +182,15 @@ def _coerce_value(value, sub, root):
 
 
 # ====================================================================== the schema
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
-               "object": "a mapping", "array": "a list", "null": "null"}
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
 
 
 def _describe(sub, root) -> str:
@@ -194,8 +205,11 @@ def _describe(sub, root) -> str:
         return " or ".join(_describe(b, root) for b in branches)
     types = [sub["type"]] if isinstance(sub.get("type"), str) else list(sub.get("type") or ())
     text = " or ".join(_TYPE_WORDS.get(t, t) for t in types) or "a value"
-    bounds = [f"{op} {sub[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                                             ("exclusiveMaximum", "<")) if k in sub]
+    bounds = [
+        f"{op} {sub[k]}"
+        for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+        if k in sub
+    ]
     if "minItems" in sub:
         bounds.append(f"with at least {sub['minItems']} item(s)")
     if "pattern" in sub:
@@ -214,25 +228,56 @@ def _error_messages(error, root, prefix=()) -> list[tuple[tuple, str]]:
     sub, kind, value = error.schema if isinstance(error.schema, dict) else {}, error.validator, error.instance
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = list(sub.get("properties", {}))
-        return [(path + (k,), _unknown_key(_dotted(path + (k,)), k, allowed) if allowed else
-                 _msg(_dotted(path + (k,)), f"unknown key {k!r}", "remove it (this mapping takes no keys)"))
-                for k in value if k not in allowed]
+        return [
+            (
+                path + (k,),
+                _unknown_key(_dotted(path + (k,)), k, allowed)
+                if allowed
+                else _msg(_dotted(path + (k,)), f"unknown key {k!r}", "remove it (this mapping takes no keys)"),
+            )
+            for k in value
+            if k not in allowed
+        ]
     if kind == "required" and isinstance(value, dict):
         props = sub.get("properties", {})
-        return [(path + (k,), _msg(_dotted(path + (k,)), "missing (required)",
-                                   _with_description(f"add {k}: {_describe(props.get(k, {}), root)}",
-                                                     _resolve(props.get(k), root))))
-                for k in error.validator_value if k not in value]
+        return [
+            (
+                path + (k,),
+                _msg(
+                    _dotted(path + (k,)),
+                    "missing (required)",
+                    _with_description(f"add {k}: {_describe(props.get(k, {}), root)}", _resolve(props.get(k), root)),
+                ),
+            )
+            for k in error.validator_value
+            if k not in value
+        ]
     key = _dotted(path)
     if kind == "minProperties":
         return [(path, _msg(key, "is empty", _with_description(f"give at least {error.validator_value} entry", sub)))]
     if kind == "enum":
         return [(path, _bad_choice(key, value, error.validator_value))]
-    if kind in ("type", "anyOf", "oneOf", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                "minItems", "pattern"):
+    if kind in (
+        "type",
+        "anyOf",
+        "oneOf",
+        "const",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minItems",
+        "pattern",
+    ):
         expected = _describe(sub, root)
-        return [(path, _msg(key, f"{_show(value)} is not valid: expected {expected}",
-                            _with_description(f"give {expected}", sub)))]
+        return [
+            (
+                path,
+                _msg(
+                    key, f"{_show(value)} is not valid: expected {expected}", _with_description(f"give {expected}", sub)
+                ),
+            )
+        ]
     return [(path, _msg(key, error.message[:200], _with_description("see schemas/config.schema.yaml", sub)))]
 
 
@@ -264,7 +309,7 @@ def schema_problems(config: dict, schema) -> list[str]:
                     continue  # reported above
                 base = ("runs", r, "subset_overrides", s)
                 for e in runs.iter_errors(run_config(config, s, r)):  # only what the override itself sets
-                    out += [m for path, m in _error_messages(e, root, base) if _sets(override, path[len(base):])]
+                    out += [m for path, m in _error_messages(e, root, base) if _sets(override, path[len(base) :])]
         evaluation = _mapping(config.get("evaluation"))
         protocol = sub_validator("$defs", "evaluation", "properties", "protocol")
         for s, overrides in _mapping(evaluation.get("subset_protocol")).items():
@@ -300,12 +345,18 @@ def _teacher_model_problems(model, key: str) -> list[str]:
         return []
     forms = ", ".join(f[0] for f in registry.FORMS.values())
     if not isinstance(model, str) or not model:
-        return [_msg(key, f"teacher name must be a non-empty string, got {_show(model)}",
-                     f"use one of the forms {forms}")]
+        return [
+            _msg(key, f"teacher name must be a non-empty string, got {_show(model)}", f"use one of the forms {forms}")
+        ]
     prefix, _, rest = model.partition(":")
     if prefix not in registry.KNOWN_PREFIXES:
-        return [_msg(key, f"unknown teacher {model!r}{_did_you_mean(prefix, registry.KNOWN_PREFIXES)}",
-                     f"use one of the forms {forms}")]
+        return [
+            _msg(
+                key,
+                f"unknown teacher {model!r}{_did_you_mean(prefix, registry.KNOWN_PREFIXES)}",
+                f"use one of the forms {forms}",
+            )
+        ]
     form, needed = registry.FORMS[prefix][:2]
     parts = rest.split(":", needed - 1) if needed else []
     if len(parts) < needed or not all(parts):
@@ -335,8 +386,13 @@ def _teacher_problems(config: dict) -> list[str]:
         out += _teacher_model_problems(spec.get("model"), f"{where}.model")
         rows = spec.get("rows")
         if rows is not None and rows != "full" and (type(rows) is not int or rows < 1):
-            out.append(_msg(f"{where}.rows", f"{_show(rows)} is not valid: expected an integer >= 1 or 'full'",
-                            "give the number of Hessian rows stored per structure, or 'full'"))
+            out.append(
+                _msg(
+                    f"{where}.rows",
+                    f"{_show(rows)} is not valid: expected an integer >= 1 or 'full'",
+                    "give the number of Hessian rows stored per structure, or 'full'",
+                )
+            )
         model, options = spec.get("model"), _mapping(spec.get("options"))
         registry = _optional("hessdistill.teachers.registry")
         prefix = model.partition(":")[0] if isinstance(model, str) else None
@@ -346,8 +402,9 @@ def _teacher_problems(config: dict) -> list[str]:
             params = _init_parameters(module_file, adapter[3])
             if params and not params[1]:
                 valid = [p for p in params[0] if p not in _REGISTRY_ARGS]
-                out += [_unknown_key(f"{where}.options.{k}", k, valid, "teacher option") for k in options
-                        if k not in valid]
+                out += [
+                    _unknown_key(f"{where}.options.{k}", k, valid, "teacher option") for k in options if k not in valid
+                ]
     return out
 
 
@@ -366,8 +423,11 @@ def _student_problems(student: dict, key) -> list[str]:
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return []
     valid = [p for p in params if p != "self"]
-    return [_unknown_key(key("student", k), k, valid, f"{arch} hyper-parameter") for k in student
-            if k != "arch" and k not in valid]
+    return [
+        _unknown_key(key("student", k), k, valid, f"{arch} hyper-parameter")
+        for k in student
+        if k != "arch" and k not in valid
+    ]
 
 
 def _train_problems(cfg: dict, key) -> list[str]:
@@ -381,16 +441,26 @@ def _train_problems(cfg: dict, key) -> list[str]:
             out.append(_bad_choice(key("method"), cfg["method"], options.METHODS, "method"))
     if losses is not None:
         valid = [f for f in losses.LossWeights.__dataclass_fields__ if f != "extra"]
-        out += [_unknown_key(key("weights", k), k, valid, "loss weight") for k in _mapping(cfg.get("weights"))
-                if k not in valid]
+        out += [
+            _unknown_key(key("weights", k), k, valid, "loss weight")
+            for k in _mapping(cfg.get("weights"))
+            if k not in valid
+        ]
     if isinstance(cfg.get("student"), dict):
         out += _student_problems(cfg["student"], key)
     data, hessian = _optional("hessdistill.training.data"), _optional("hessdistill.core.hessian")
-    choices = {"row_weighting": data and data.ROW_WEIGHTINGS, "probe": ("gaussian", "rademacher"),
-               "vjp_method": hessian and hessian.VJP_METHODS, "energy_source": ("reference", "teacher"),
-               "dtype": _DTYPES}
-    out += [_bad_choice(key(k), cfg[k], valid, k) for k, valid in choices.items()
-            if valid and k in cfg and cfg[k] not in valid]
+    choices = {
+        "row_weighting": data and data.ROW_WEIGHTINGS,
+        "probe": ("gaussian", "rademacher"),
+        "vjp_method": hessian and hessian.VJP_METHODS,
+        "energy_source": ("reference", "teacher"),
+        "dtype": _DTYPES,
+    }
+    out += [
+        _bad_choice(key(k), cfg[k], valid, k)
+        for k, valid in choices.items()
+        if valid and k in cfg and cfg[k] not in valid
+    ]
     if "device" in cfg and not (isinstance(cfg["device"], str) and _DEVICE.match(cfg["device"])):
         out.append(_msg(key("device"), f"unknown device {_show(cfg['device'])}", _DEVICE_FIX))
     return out
@@ -415,8 +485,9 @@ def _run_problems(config: dict) -> list[str]:
     for r, spec in _mapping(config.get("runs")).items():
         spec = _mapping(spec)
         overrides = {s: o for s, o in _mapping(spec.get("subset_overrides")).items() if isinstance(o, dict)}
-        out += [_bad_choice(f"runs.{r}.subset_overrides.{s}", s, subsets, "subset") for s in overrides
-                if s not in subsets]
+        out += [
+            _bad_choice(f"runs.{r}.subset_overrides.{s}", s, subsets, "subset") for s in overrides if s not in subsets
+        ]
         for i, s in enumerate(spec.get("subsets") or []):
             if s not in subsets:
                 out.append(_bad_choice(f"runs.{r}.subsets[{i}]", s, subsets, "subset"))
@@ -440,16 +511,27 @@ def _run_problems(config: dict) -> list[str]:
                 rows = _mapping(tspec).get("rows")
                 if projection and rows != "full":
                     what = "method" if cfg.get("method") == "hessian-projection" else "row_weighting"
-                    out.append(_msg(key(what), f"random-projection Hessian matching needs full Hessians, but "
-                                               f"teachers.{t}.rows is {_show(rows)}",
-                                    f"set teachers.{t}.rows: full, or use another method/row_weighting"))
-                elif type(rows) is int and type(cfg.get("rows_per_structure")) is int \
-                        and cfg["rows_per_structure"] > rows:
-                    out.append(_msg(key("rows_per_structure"),
-                                    f"{cfg['rows_per_structure']} Hessian rows per structure, but teachers.{t}.rows "
-                                    f"stores only {rows}",
-                                    f"lower rows_per_structure to <= {rows}, or raise teachers.{t}.rows "
-                                    f"(or set it to 'full')"))
+                    out.append(
+                        _msg(
+                            key(what),
+                            f"random-projection Hessian matching needs full Hessians, but "
+                            f"teachers.{t}.rows is {_show(rows)}",
+                            f"set teachers.{t}.rows: full, or use another method/row_weighting",
+                        )
+                    )
+                elif (
+                    type(rows) is int
+                    and type(cfg.get("rows_per_structure")) is int
+                    and cfg["rows_per_structure"] > rows
+                ):
+                    out.append(
+                        _msg(
+                            key("rows_per_structure"),
+                            f"{cfg['rows_per_structure']} Hessian rows per structure, but teachers.{t}.rows "
+                            f"stores only {rows}",
+                            f"lower rows_per_structure to <= {rows}, or raise teachers.{t}.rows (or set it to 'full')",
+                        )
+                    )
     return out
 
 
@@ -463,8 +545,13 @@ def _builtin_problems(options: dict, where: str) -> list[str]:
             try:  # the generator's own check (no structure matches the impossible composition: nothing is built)
                 builtin._parents(builtin.GeneratorSettings(family=options["family"], compositions=("\0",)))
             except HessdistillError as exc:
-                out.append(_msg(f"{where}.family", f"unknown built-in family {_show(options['family'])}",
-                                str(exc).split("; ", 1)[-1]))
+                out.append(
+                    _msg(
+                        f"{where}.family",
+                        f"unknown built-in family {_show(options['family'])}",
+                        str(exc).split("; ", 1)[-1],
+                    )
+                )
     if "teacher" in options:
         out += _teacher_model_problems(options["teacher"], f"{where}.teacher")
     if "dtype" in options and options["dtype"] not in _DTYPES:
@@ -485,13 +572,19 @@ def _source_problems(src: dict, where: str) -> list[str]:
         return [_bad_choice(f"{where}.name", name, list(sources.READERS) + ["builtin"], "source")]
     out = []
     if not src.get("path"):
-        out.append(_msg(f"{where}.path", f"missing: source {name!r} reads a file",
-                        "give the file's path (relative to data_dir); missing files are downloaded"))
+        out.append(
+            _msg(
+                f"{where}.path",
+                f"missing: source {name!r} reads a file",
+                "give the file's path (relative to data_dir); missing files are downloaded",
+            )
+        )
     params = inspect.signature(sources.READERS[name]).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         valid = [p for p, v in params.items() if v.kind is v.KEYWORD_ONLY]
-        out += [_unknown_key(f"{where}.options.{k}", k, valid, f"{name} reader option") for k in options
-                if k not in valid]
+        out += [
+            _unknown_key(f"{where}.options.{k}", k, valid, f"{name} reader option") for k in options if k not in valid
+        ]
     return out
 
 
@@ -512,8 +605,13 @@ def _selector_problems(selectors, where: str, base_dir) -> list[str]:
             head, _, fix = text.partition("\n  fix: ")
             m = re.match(r"selectors\[0\](\S*): (.*)", head, flags=re.S)
             inner, problem = (m.group(1), m.group(2)) if m else ("", head)
-            out.append(_msg(f"{where}[{i}]{inner}", problem,
-                            fix or "correct this selector (the selectors are documented in hessdistill.data.subsets)"))
+            out.append(
+                _msg(
+                    f"{where}[{i}]{inner}",
+                    problem,
+                    fix or "correct this selector (the selectors are documented in hessdistill.data.subsets)",
+                )
+            )
     return out
 
 
@@ -526,16 +624,35 @@ def _split_problems(spec: dict, where: str) -> list[str]:
     if "fractions" in split and "counts" in split:
         out.append(_msg(f"{where}.split", "gives both fractions and counts", "keep one of them"))
     fractions = _mapping(split.get("fractions"))
-    if fractions and all(isinstance(v, (int, float)) for v in fractions.values()) \
-            and abs(sum(fractions.values()) - 1) > 1e-6:
-        out.append(_msg(f"{where}.split.fractions", f"the fractions sum to {sum(fractions.values()):g}, not 1",
-                        "make them sum to 1 (or use counts to subsample)"))
+    if (
+        fractions
+        and all(isinstance(v, (int, float)) for v in fractions.values())
+        and abs(sum(fractions.values()) - 1) > 1e-6
+    ):
+        out.append(
+            _msg(
+                f"{where}.split.fractions",
+                f"the fractions sum to {sum(fractions.values()):g}, not 1",
+                "make them sum to 1 (or use counts to subsample)",
+            )
+        )
     names = set(_mapping(split.get("fractions") or split.get("counts")))
-    reasons = [r for r, given in (("a test_source", "test_source" in spec),
-                                  ("carve_test_from_train", split.get("carve_test_from_train"))) if given]
+    reasons = [
+        r
+        for r, given in (
+            ("a test_source", "test_source" in spec),
+            ("carve_test_from_train", split.get("carve_test_from_train")),
+        )
+        if given
+    ]
     if reasons and "test" in names:
-        out.append(_msg(f"{where}.split", f"with {reasons[0]} the split must not include 'test'",
-                        "remove 'test' from the split fractions/counts"))
+        out.append(
+            _msg(
+                f"{where}.split",
+                f"with {reasons[0]} the split must not include 'test'",
+                "remove 'test' from the split fractions/counts",
+            )
+        )
     return out
 
 
@@ -559,8 +676,13 @@ def _evaluation_problems(config: dict) -> list[str]:
     if isinstance(teachers_evs, list):
         for ev in teachers_evs:
             if ev not in (evaluation.get("evaluations") or []):
-                out.append(_msg("evaluation.evaluate_teachers", f"{_show(ev)} is not in evaluation.evaluations",
-                                f"use some of: {', '.join(evaluation.get('evaluations') or [])} (or add it there)"))
+                out.append(
+                    _msg(
+                        "evaluation.evaluate_teachers",
+                        f"{_show(ev)} is not in evaluation.evaluations",
+                        f"use some of: {', '.join(evaluation.get('evaluations') or [])} (or add it there)",
+                    )
+                )
     for s, p in _mapping(evaluation.get("subset_protocol")).items():
         if s not in subsets:
             out.append(_bad_choice(f"evaluation.subset_protocol.{s}", s, subsets, "subset"))
@@ -585,16 +707,20 @@ def semantic_problems(config: dict) -> list[str]:
     options, training options (runs merged with each ``subset_overrides`` entry), students and their
     hyper-parameters, loss weights, Hessian rows per structure vs the teachers' rows, sources, generator and
     reader options, selectors, splits, subset names.  Expects the schema's defaults filled in."""
-    return _unique(_teacher_problems(config) + _run_problems(config) + _subset_problems(config)
-                   + _evaluation_problems(config))
+    return _unique(
+        _teacher_problems(config) + _run_problems(config) + _subset_problems(config) + _evaluation_problems(config)
+    )
 
 
 # ====================================================================== the workflow entry point
 def _error(problems: list[str]) -> ConfigError:
     shown = problems[:MAX_MESSAGES]
     more = len(problems) - len(shown)
-    return ConfigError(f"the workflow config has {len(problems)} problem(s):\n" + "\n".join(shown)
-                       + (f"\n... and {more} more" if more else ""))
+    return ConfigError(
+        f"the workflow config has {len(problems)} problem(s):\n"
+        + "\n".join(shown)
+        + (f"\n... and {more} more" if more else "")
+    )
 
 
 def check_workflow_config(config: dict, schema_path) -> None:
@@ -611,8 +737,11 @@ def check_workflow_config(config: dict, schema_path) -> None:
     if problems:
         raise _error(problems)
     if _SKIPPED:
-        print(f"note: some config checks were skipped here ({'; '.join(sorted(set(_SKIPPED.values())))}); "
-              f"the jobs check their own settings", file=sys.stderr)
+        print(
+            f"note: some config checks were skipped here ({'; '.join(sorted(set(_SKIPPED.values())))}); "
+            f"the jobs check their own settings",
+            file=sys.stderr,
+        )
 
 
 # ====================================================================== sharded teacher labelling
@@ -623,13 +752,23 @@ def label_shard_problems(config: dict, structure_counts: dict) -> list[str]:
     for t, spec in _mapping(config.get("teachers")).items():
         n = _mapping(spec).get("shards", 1)
         if type(n) is not int or n < 1:
-            out.append(_msg(f"teachers.{t}.shards", f"{_show(n)} is not valid: expected an integer >= 1",
-                            "set it to the number of labelling jobs per subset (1, the default: one job)"))
+            out.append(
+                _msg(
+                    f"teachers.{t}.shards",
+                    f"{_show(n)} is not valid: expected an integer >= 1",
+                    "set it to the number of labelling jobs per subset (1, the default: one job)",
+                )
+            )
             continue
         for s, m in structure_counts.items():
             if m is not None and n > m:
-                out.append(_msg(f"teachers.{t}.shards", f"{n} shards, but subset {s!r} has only {m} structures to label",
-                                f"set teachers.{t}.shards to at most {m} (1: one labelling job)"))
+                out.append(
+                    _msg(
+                        f"teachers.{t}.shards",
+                        f"{n} shards, but subset {s!r} has only {m} structures to label",
+                        f"set teachers.{t}.shards to at most {m} (1: one labelling job)",
+                    )
+                )
     return out
 
 
@@ -645,7 +784,9 @@ def stored_structure_counts(paths: dict) -> dict:
             continue
         try:
             with h5py.File(p, "r") as f:
-                out[s] = sum(int(g["n_atoms"].shape[0]) for g in f.values() if isinstance(g, h5py.Group) and "n_atoms" in g)
+                out[s] = sum(
+                    int(g["n_atoms"].shape[0]) for g in f.values() if isinstance(g, h5py.Group) and "n_atoms" in g
+                )
         except (OSError, KeyError):
             continue  # unreadable: the jobs report it
     return out

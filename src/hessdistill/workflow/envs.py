@@ -47,8 +47,12 @@ def student_environments(arch) -> tuple[str, ...]:
 def environment(teacher_model=None, student_arch=None) -> str | None:
     """The first environment of :data:`ENVIRONMENTS` that can load the teacher (if given) and a student of
     ``student_arch`` (if given); None when no environment can load both."""
-    fits = [e for e in ENVIRONMENTS if (teacher_model is None or e in teacher_environments(teacher_model))
-            and (student_arch is None or e in student_environments(student_arch))]
+    fits = [
+        e
+        for e in ENVIRONMENTS
+        if (teacher_model is None or e in teacher_environments(teacher_model))
+        and (student_arch is None or e in student_environments(student_arch))
+    ]
     return fits[0] if fits else None
 
 
@@ -89,6 +93,7 @@ def check_environments(config: dict, evaluations) -> None:
                 f"mace-torch pins e3nn 0.4.4, SevenNet needs e3nn >= 0.5)\n"
                 f"  fix: every run is distilled from every teacher: split the config (this run and this teacher in "
                 f"different configs), give runs.{run} another student arch, or limit evaluation.evaluations to "
-                f"evaluations that do not load the teacher (test, md)")
+                f"evaluations that do not load the teacher (test, md)"
+            )
     if problems:
         raise ConfigError("the workflow config asks for jobs that no environment can run:\n- " + "\n- ".join(problems))

@@ -31,15 +31,22 @@ def run_config(config: dict, subset: str, run: str) -> dict:
 
 def combos(config: dict) -> list[tuple[str, str, str]]:
     """Every (subset, teacher, run); a run with ``subsets: [...]`` is trained only on those."""
-    return [(s, t, r) for s in config["subsets"] for t in config["teachers"] for r, spec in config["runs"].items()
-            if s in spec.get("subsets", config["subsets"])]
+    return [
+        (s, t, r)
+        for s in config["subsets"]
+        for t in config["teachers"]
+        for r, spec in config["runs"].items()
+        if s in spec.get("subsets", config["subsets"])
+    ]
 
 
 def evaluation_protocol(config: dict, subset: str, evaluation: str) -> dict:
     """``evaluation.protocol[evaluation]`` with ``evaluation.subset_protocol[subset][evaluation]`` on top."""
     ev = config.get("evaluation", {})
-    return {**ev.get("protocol", {}).get(evaluation, {}),
-            **ev.get("subset_protocol", {}).get(subset, {}).get(evaluation, {})}
+    return {
+        **ev.get("protocol", {}).get(evaluation, {}),
+        **ev.get("subset_protocol", {}).get(subset, {}).get(evaluation, {}),
+    }
 
 
 #: job kinds that may run on a GPU (labels, training, MD and speed evaluations)

@@ -67,7 +67,9 @@ JOBS_PACKAGE = __name__.rsplit(".", 2)[0] + ".jobs"
 def job_module(rule: str) -> str:
     """The full name of the job module of ``rule`` (``<package>.jobs.<module>``)."""
     if rule not in RULE_JOBS:
-        raise KeyError(f"rule {rule!r} has no job in hessdistill.workflow.rule_job.RULE_JOBS (known: {sorted(RULE_JOBS)})")
+        raise KeyError(
+            f"rule {rule!r} has no job in hessdistill.workflow.rule_job.RULE_JOBS (known: {sorted(RULE_JOBS)})"
+        )
     return f"{JOBS_PACKAGE}.{RULE_JOBS[rule].module}"
 
 

@@ -74,8 +74,15 @@ READERS = {
     "md22": read_md22,
     "generic": read_generic,
 }
-_ALIASES = {"spice": "spice2", "spice2-hdf5": "spice2", "maceoff": "mace-off", "mace_off": "mace-off",
-            "spice-maceoff": "mace-off", "mp-trj": "mptrj", "mptraj": "mptrj"}
+_ALIASES = {
+    "spice": "spice2",
+    "spice2-hdf5": "spice2",
+    "maceoff": "mace-off",
+    "mace_off": "mace-off",
+    "spice-maceoff": "mace-off",
+    "mp-trj": "mptrj",
+    "mptraj": "mptrj",
+}
 
 
 def read_source(name: str, path, **options) -> list[Atoms]:

@@ -16,8 +16,10 @@ from ...core.errors import StructureError
 
 __all__ = ["SOURCES", "ChecksumError", "expected_checksum", "verify_checksum"]
 
-_FILL_ON_DOWNLOAD = ("not published in a form we could confirm: left None; the workflow's download rule "
-                     "records the digest of the first download and verifies later downloads against it")
+_FILL_ON_DOWNLOAD = (
+    "not published in a form we could confirm: left None; the workflow's download rule "
+    "records the digest of the first download and verifies later downloads against it"
+)
 
 #: Where each dataset comes from.  Per source: ``reader`` (key of :data:`~hessdistill.data.sources.READERS`),
 #: ``landing_page``, ``files`` (per file: ``name``, ``urls``, ``size_bytes``, ``md5``, ``sha256``, ``checksum_source``;
@@ -37,7 +39,7 @@ SOURCES: dict[str, dict[str, Any]] = {
                 "md5": "bfba2224b6540e1390a579569b475510",
                 "sha256": None,
                 "checksum_source": "md5 listed in the Zenodo record's file metadata (record 10975225; value as "
-                                   "quoted from that metadata by independent users, not recomputed by us)",
+                "quoted from that metadata by independent users, not recomputed by us)",
             },
         ],
         "license": "CC0-1.0 (Zenodo record licence 'cc-zero'; the spice-dataset README says CC0)",
@@ -49,7 +51,7 @@ SOURCES: dict[str, dict[str, Any]] = {
         ],
         "units_in_file": "bohr, hartree, hartree/bohr",
         "notes": "Not what the paper trained on (it used MACE-OFF's files, built from SPICE 1); kept to rebuild "
-                 "subsets from the primary data. About 2.0 M conformations, charged and neutral.",
+        "subsets from the primary data. About 2.0 M conformations, charged and neutral.",
     },
     "mace-off": {
         "title": "MACE-OFF23 training/test data (SPICE-derived, neutral molecules, eV/Å)",
@@ -80,7 +82,7 @@ SOURCES: dict[str, dict[str, Any]] = {
             },
         ],
         "license": "SPICE-derived (SPICE is CC0-1.0); check the licence shown on the Apollo record before "
-                   "redistributing",
+        "redistributing",
         "citation": [
             "D. P. Kovács, J. H. Moore, N. J. Browning et al., 'MACE-OFF: Short-Range Transferable Machine "
             "Learning Force Fields for Organic Molecules', J. Am. Chem. Soc. (2025), doi:10.1021/jacs.4c07099",
@@ -88,8 +90,8 @@ SOURCES: dict[str, dict[str, Any]] = {
         ],
         "units_in_file": "eV, Angstrom, eV/Angstrom",
         "notes": "The files the paper and the official code use for SPICE (section 1.2 of the code notes). "
-                 "Archives on the Apollo record hold one .xyz each; config_type holds the SPICE subset name "
-                 "('DES370K Monomers', 'Solvated Amino Acids', 'PubChem', ...).",
+        "Archives on the Apollo record hold one .xyz each; config_type holds the SPICE subset name "
+        "('DES370K Monomers', 'Solvated Amino Acids', 'PubChem', ...).",
     },
     "mptrj": {
         "title": "Materials Project Trajectory (MPtrj) dataset, 2022.9",
@@ -103,7 +105,7 @@ SOURCES: dict[str, dict[str, Any]] = {
                 "md5": "50ead5f27f9a4f6beb7564c4188f1e9f",
                 "sha256": None,
                 "checksum_source": "md5 from the figshare file metadata (file 41619375; value as quoted from "
-                                   "that metadata by independent users, not recomputed by us)",
+                "that metadata by independent users, not recomputed by us)",
                 "n_structures_reported": 1_580_395,
             },
         ],
@@ -191,8 +193,10 @@ def verify_checksum(path, expected: str, algorithm: str = "sha256") -> str:
     ``ValueError`` when ``expected`` is not a hex digest of the right length for ``algorithm``.
     """
     if not isinstance(expected, str) or not expected.strip():
-        raise ValueError(f"verify_checksum({str(path)!r}): expected must be a hex digest string, got {expected!r}; "
-                         "use hessdistill.core.digest.file_digest() to compute one when no published value exists")
+        raise ValueError(
+            f"verify_checksum({str(path)!r}): expected must be a hex digest string, got {expected!r}; "
+            "use hessdistill.core.digest.file_digest() to compute one when no published value exists"
+        )
     expected = expected.strip().lower()
     if ":" in expected:  # "md5:abc..." / "sha256:..."
         prefix, expected = expected.split(":", 1)
@@ -202,18 +206,23 @@ def verify_checksum(path, expected: str, algorithm: str = "sha256") -> str:
     except (ValueError, TypeError):
         raise ValueError(f"unknown checksum algorithm {algorithm!r} (use one of md5, sha1, sha256, sha512)") from None
     if len(expected) != 2 * size or not _HEX.match(expected):
-        raise ValueError(f"verify_checksum({str(path)!r}): {expected!r} is not a {algorithm} digest "
-                         f"({2 * size} hex characters)")
+        raise ValueError(
+            f"verify_checksum({str(path)!r}): {expected!r} is not a {algorithm} digest ({2 * size} hex characters)"
+        )
     path = Path(path)
     if not path.is_file():
-        raise StructureError("file does not exist" if not path.exists() else "is not a regular file", path=path,
-                             fix="download the file first (see hessdistill.data.sources.SOURCES for URLs)")
+        raise StructureError(
+            "file does not exist" if not path.exists() else "is not a regular file",
+            path=path,
+            fix="download the file first (see hessdistill.data.sources.SOURCES for URLs)",
+        )
     actual = file_digest(path, algorithm)
     if actual != expected:
         raise ChecksumError(
             f"{algorithm} checksum mismatch: expected {expected}, got {actual} (size {path.stat().st_size} "
             "bytes): the download is incomplete, corrupt, or a different version of the file",
-            path=path, fix="delete the file and download it again; if the mismatch persists, the publisher changed "
-                           "the file: check the source's landing page and update SOURCES",
+            path=path,
+            fix="delete the file and download it again; if the mismatch persists, the publisher changed "
+            "the file: check the source's landing page and update SOURCES",
         )
     return actual

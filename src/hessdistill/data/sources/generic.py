@@ -14,6 +14,7 @@ from .common import existing_file
 
 __all__ = ["read_generic"]
 
+
 def _db_value(key, results, row):
     if key in results:
         return results.pop(key)
@@ -35,15 +36,22 @@ def _read_ase_db(path, *, energy_key, forces_key, stress_key, charge_key, requir
         db = ase.db.connect(str(path))
         rows = list(db.select(selection) if selection is not None else db.select())
     except (sqlite3.DatabaseError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise StructureError(f"cannot be read as an ASE database: {type(exc).__name__}: {exc}", path=path,
-                             fix="check that the file is a complete ASE .db (sqlite or json) file") from exc
+        raise StructureError(
+            f"cannot be read as an ASE database: {type(exc).__name__}: {exc}",
+            path=path,
+            fix="check that the file is a complete ASE .db (sqlite or json) file",
+        ) from exc
     for row in rows:
         where = f"row id {row.id}"
         try:
             atoms = row.toatoms()
         except Exception as exc:  # noqa: BLE001 -- any damage inside a row
-            raise StructureError(f"cannot be turned into Atoms: {type(exc).__name__}: {exc}", path=path,
-                                 structure=where, fix="repair or remove this row") from exc
+            raise StructureError(
+                f"cannot be turned into Atoms: {type(exc).__name__}: {exc}",
+                path=path,
+                structure=where,
+                fix="repair or remove this row",
+            ) from exc
         results = dict(atoms.calc.results) if atoms.calc is not None else {}
         atoms.calc = None
         energy = _db_value(energy_key, results, row)
@@ -60,8 +68,12 @@ def _read_ase_db(path, *, energy_key, forces_key, stress_key, charge_key, requir
             try:
                 atoms.calc = SinglePointCalculator(atoms, **labels)
             except (ValueError, TypeError) as exc:
-                raise StructureError(f"labels are malformed: {exc}", path=path, structure=where,
-                                     fix=f"give {forces_key!r} as an (N, 3) array") from exc
+                raise StructureError(
+                    f"labels are malformed: {exc}",
+                    path=path,
+                    structure=where,
+                    fix=f"give {forces_key!r} as an (N, 3) array",
+                ) from exc
         consumed = {energy_key, forces_key, stress_key, charge_key}
         for key, value in row.key_value_pairs.items():
             if key not in consumed:
@@ -76,9 +88,18 @@ def _read_ase_db(path, *, energy_key, forces_key, stress_key, charge_key, requir
     return out
 
 
-def read_generic(path, *, energy_key: str = "energy", forces_key: str = "forces", stress_key: str = "stress",
-                 charge_key: str = "charge", require_labels: bool = True, index=":",
-                 selection=None, split: str | None = None) -> list[Atoms]:
+def read_generic(
+    path,
+    *,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    charge_key: str = "charge",
+    require_labels: bool = True,
+    index=":",
+    selection=None,
+    split: str | None = None,
+) -> list[Atoms]:
     """Read any extxyz / ASE trajectory / ASE database / structure store with configurable label keys.
 
     ``.xyz``/``.extxyz``: :func:`hessdistill.data.read_extxyz` (keys looked up in the calculator,
@@ -93,22 +114,41 @@ def read_generic(path, *, energy_key: str = "energy", forces_key: str = "forces"
     path = existing_file(path, "structure")
     suffix = path.suffix.lower()
     if suffix == ".db":
-        atoms_list = _read_ase_db(path, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
-                                  charge_key=charge_key, require_labels=require_labels, selection=selection)
+        atoms_list = _read_ase_db(
+            path,
+            energy_key=energy_key,
+            forces_key=forces_key,
+            stress_key=stress_key,
+            charge_key=charge_key,
+            require_labels=require_labels,
+            selection=selection,
+        )
     elif suffix in (".xyz", ".extxyz"):
-        atoms_list = structures_from_file(path, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
-                                          charge_key=charge_key, require_labels=require_labels, index=index)
+        atoms_list = structures_from_file(
+            path,
+            energy_key=energy_key,
+            forces_key=forces_key,
+            stress_key=stress_key,
+            charge_key=charge_key,
+            require_labels=require_labels,
+            index=index,
+        )
     elif suffix in (".h5", ".hdf5"):
         keys = {"require_labels": require_labels}
         if split is not None:
             keys["split"] = split
         return structures_from_file(path, **keys)  # ids and provenance are already in the store
     else:
-        non_default = {k: v for k, v in (("energy_key", energy_key), ("forces_key", forces_key),
-                                         ("stress_key", stress_key)) if v != k.split("_")[0]}
+        non_default = {
+            k: v
+            for k, v in (("energy_key", energy_key), ("forces_key", forces_key), ("stress_key", stress_key))
+            if v != k.split("_")[0]
+        }
         if non_default:
-            raise TypeError(f"read_generic({path.name!r}): {sorted(non_default)} apply to .xyz/.extxyz/.db files; "
-                            f"{suffix or 'this'} files keep labels in ASE's calculator")
+            raise TypeError(
+                f"read_generic({path.name!r}): {sorted(non_default)} apply to .xyz/.extxyz/.db files; "
+                f"{suffix or 'this'} files keep labels in ASE's calculator"
+            )
         atoms_list = structures_from_file(path, require_labels=require_labels, index=index)
     for i, atoms in enumerate(atoms_list):
         atoms.info.setdefault("source", "generic")

@@ -47,7 +47,7 @@ class JsonObjectStream:
             return False
         if self.pos:
             self.dropped += self.pos
-            self.buf = self.buf[self.pos:]
+            self.buf = self.buf[self.pos :]
             self.pos = 0
         self.buf += data
         return True
@@ -76,8 +76,9 @@ class JsonObjectStream:
                     continue
                 if incomplete:
                     raise self._error(f"the file ends inside {what} (truncated download)", structure) from None
-                raise self._error(f"invalid JSON in {what} at character {self.dropped + exc.pos}: {exc.msg}",
-                                  structure) from None
+                raise self._error(
+                    f"invalid JSON in {what} at character {self.dropped + exc.pos}: {exc.msg}", structure
+                ) from None
             self.pos = end
             return value
 
@@ -86,8 +87,10 @@ class JsonObjectStream:
         if c == "":
             raise self._error("is empty")
         if c != "{":
-            raise self._error(f"does not hold a JSON object (starts with {c!r}); an MPtrj file is one object "
-                              "{mp_id: {frame_id: frame}}")
+            raise self._error(
+                f"does not hold a JSON object (starts with {c!r}); an MPtrj file is one object "
+                "{mp_id: {frame_id: frame}}"
+            )
         self.pos += 1
         first = True
         while True:
@@ -99,19 +102,28 @@ class JsonObjectStream:
                 return
             if not first:
                 if c != ",":
-                    raise self._error(f"invalid JSON {self._after()} at character {self.dropped + self.pos}: "
-                                      f"expected ',' or '}}', found {c!r}")
+                    raise self._error(
+                        f"invalid JSON {self._after()} at character {self.dropped + self.pos}: "
+                        f"expected ',' or '}}', found {c!r}"
+                    )
                 self.pos += 1
                 c = self._peek()
             if c != '"':
-                raise self._error(f"invalid JSON {self._after()} at character {self.dropped + self.pos}: expected "
-                                  f"a quoted mp_id, found {c!r}" if c else
-                                  f"the file ends {self._after()} (truncated download)")
+                raise self._error(
+                    f"invalid JSON {self._after()} at character {self.dropped + self.pos}: expected "
+                    f"a quoted mp_id, found {c!r}"
+                    if c
+                    else f"the file ends {self._after()} (truncated download)"
+                )
             key = self._decode("an mp_id key", None)
             c = self._peek()
             if c != ":":
-                raise self._error(f"invalid JSON after key {key!r}: expected ':'" if c else
-                                  f"the file ends after key {key!r} (truncated download)", f"mp_id {key!r}")
+                raise self._error(
+                    f"invalid JSON after key {key!r}: expected ':'"
+                    if c
+                    else f"the file ends after key {key!r} (truncated download)",
+                    f"mp_id {key!r}",
+                )
             self.pos += 1
             if self._peek() == "":
                 raise self._error(f"the file ends after key {key!r} (truncated download)", f"mp_id {key!r}")

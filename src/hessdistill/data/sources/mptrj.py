@@ -48,21 +48,30 @@ _FIX_MPTRJ = "re-download MPtrj_2022.9_full.json and verify its checksum (SOURCE
 
 
 _MPTRJ_ENERGY = {"corrected": "corrected_total_energy", "uncorrected": "uncorrected_total_energy"}
-_MPTRJ_INFO_KEYS = ("corrected_total_energy", "uncorrected_total_energy", "energy_per_atom", "ef_per_atom",
-                    "e_per_atom_relaxed", "ef_per_atom_relaxed", "bandgap")
+_MPTRJ_INFO_KEYS = (
+    "corrected_total_energy",
+    "uncorrected_total_energy",
+    "energy_per_atom",
+    "ef_per_atom",
+    "e_per_atom_relaxed",
+    "ef_per_atom_relaxed",
+    "bandgap",
+)
 
 
 def _finite_array(value, what, shape, *, path, where, fix=_FIX_MPTRJ):
-    return as_finite_array(value, what, shape, path=path, where=where, fix=fix,
-                            nan_fix="drop this frame (mp_ids filter) or re-download")
+    return as_finite_array(
+        value, what, shape, path=path, where=where, fix=fix, nan_fix="drop this frame (mp_ids filter) or re-download"
+    )
 
 
 def _parse_pymatgen_structure(d, *, path, where):
     """numbers, cartesian positions (Å), cell (rows = lattice vectors, Å), pbc of a ``Structure.as_dict()``."""
     fix = "the 'structure' entry must be a pymatgen Structure.as_dict() (lattice.matrix, sites[].species/xyz)"
     if not isinstance(d, Mapping):
-        raise StructureError(f"'structure' is a {type(d).__name__}, not a pymatgen Structure dict", path=path,
-                             structure=where, fix=fix)
+        raise StructureError(
+            f"'structure' is a {type(d).__name__}, not a pymatgen Structure dict", path=path, structure=where, fix=fix
+        )
     lattice = d.get("lattice")
     if not isinstance(lattice, Mapping) or "matrix" not in lattice:
         raise StructureError("'structure' has no lattice.matrix", path=path, structure=where, fix=fix)
@@ -79,13 +88,21 @@ def _parse_pymatgen_structure(d, *, path, where):
         species = site.get("species") if isinstance(site, Mapping) else None
         if not isinstance(species, list) or len(species) != 1 or not isinstance(species[0], Mapping):
             n_sp = len(species) if isinstance(species, list) else "no"
-            raise StructureError(f"site {k} has {n_sp} species; only ordered sites (one species, occupancy 1) "
-                                 "can become atoms", path=path, structure=where, fix=fix)
+            raise StructureError(
+                f"site {k} has {n_sp} species; only ordered sites (one species, occupancy 1) can become atoms",
+                path=path,
+                structure=where,
+                fix=fix,
+            )
         sp = species[0]
         occu = sp.get("occu", 1)
         if not isinstance(occu, (int, float)) or abs(occu - 1) > 1e-6:
-            raise StructureError(f"site {k} has occupancy {occu!r}: disordered sites cannot become atoms",
-                                 path=path, structure=where, fix=fix)
+            raise StructureError(
+                f"site {k} has occupancy {occu!r}: disordered sites cannot become atoms",
+                path=path,
+                structure=where,
+                fix=fix,
+            )
         symbol = sp.get("element")
         z = _SYMBOL_TO_Z.get(symbol) if isinstance(symbol, str) else None
         if not z:
@@ -96,36 +113,47 @@ def _parse_pymatgen_structure(d, *, path, where):
         elif "abc" in site:
             positions[k] = _finite_array(site["abc"], f"site {k} abc", (3,), path=path, where=where, fix=fix) @ cell
         else:
-            raise StructureError(f"site {k} has neither 'xyz' nor 'abc' coordinates", path=path, structure=where,
-                                 fix=fix)
+            raise StructureError(
+                f"site {k} has neither 'xyz' nor 'abc' coordinates", path=path, structure=where, fix=fix
+            )
     return numbers, positions, cell, [bool(p) for p in pbc]
 
 
 def _mptrj_atoms(mp_id, frame_id, frame, *, path, energy_key, include_stress):
     where = f"mp_id {mp_id!r} frame {frame_id!r}"
     if not isinstance(frame, Mapping):
-        raise StructureError(f"frame is a {type(frame).__name__}, not an object", path=path, structure=where,
-                             fix=_FIX_MPTRJ)
+        raise StructureError(
+            f"frame is a {type(frame).__name__}, not an object", path=path, structure=where, fix=_FIX_MPTRJ
+        )
     required = ["structure", "force", energy_key] + (["stress"] if include_stress else [])
     missing = [k for k in required if k not in frame]
     if missing:
         fix = _FIX_MPTRJ
         if missing == ["stress"]:
             fix = "pass include_stress=False to read frames without stress"
-        raise StructureError(f"frame lacks key(s) {missing} (it has {sorted(frame)})", path=path, structure=where,
-                             fix=fix)
+        raise StructureError(
+            f"frame lacks key(s) {missing} (it has {sorted(frame)})", path=path, structure=where, fix=fix
+        )
     numbers, positions, cell, pbc = _parse_pymatgen_structure(frame["structure"], path=path, where=where)
     n = len(numbers)
     forces = _finite_array(frame["force"], "force", (n, 3), path=path, where=where)
     e = frame[energy_key]
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e):
-        raise StructureError(f"{energy_key} is {e!r}, not a finite number", path=path, structure=where,
-                             fix="choose the other energy (energy='corrected'/'uncorrected') or drop this frame")
+        raise StructureError(
+            f"{energy_key} is {e!r}, not a finite number",
+            path=path,
+            structure=where,
+            fix="choose the other energy (energy='corrected'/'uncorrected') or drop this frame",
+        )
     stress = None
     if include_stress:
         if frame["stress"] is None:
-            raise StructureError("frame has stress = null", path=path, structure=where,
-                                 fix="pass include_stress=False to read frames without stress")
+            raise StructureError(
+                "frame has stress = null",
+                path=path,
+                structure=where,
+                fix="pass include_stress=False to read frames without stress",
+            )
         stress = vasp_stress_to_ase(_finite_array(frame["stress"], "stress", (3, 3), path=path, where=where))
         stress = np.array([stress[0, 0], stress[1, 1], stress[2, 2], stress[1, 2], stress[0, 2], stress[0, 1]])
     magmoms = frame.get("magmom")
@@ -136,19 +164,31 @@ def _mptrj_atoms(mp_id, frame_id, frame, *, path, energy_key, include_stress):
             magmoms = None
         if magmoms is not None and (magmoms.shape != (n,) or not np.isfinite(magmoms).all()):
             magmoms = None  # magnetic moments are kept only when well-formed; they are not a training label
-    info = {"source": "mptrj", "mp_id": mp_id, "frame_id": frame_id, "energy_label": energy_key,
-            "structure_id": f"mptrj:{mp_id}:{frame_id}"}
+    info = {
+        "source": "mptrj",
+        "mp_id": mp_id,
+        "frame_id": frame_id,
+        "energy_label": energy_key,
+        "structure_id": f"mptrj:{mp_id}:{frame_id}",
+    }
     for key in _MPTRJ_INFO_KEYS:
         if key in frame:
             value = _scalar_or_none(frame[key])
             info[key] = float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    return frozen_atoms(numbers, positions, cell=cell, pbc=pbc, energy=e, forces=forces, stress=stress,
-                         magmoms=magmoms, info=info)
+    return frozen_atoms(
+        numbers, positions, cell=cell, pbc=pbc, energy=e, forces=forces, stress=stress, magmoms=magmoms, info=info
+    )
 
 
-def iter_mptrj(path, *, energy: str = "corrected", mp_ids: Iterable[str] | None = None,
-               include_stress: bool = True, stop_when_found: bool = True,
-               chunk_chars: int = 1 << 22) -> Iterator[Atoms]:
+def iter_mptrj(
+    path,
+    *,
+    energy: str = "corrected",
+    mp_ids: Iterable[str] | None = None,
+    include_stress: bool = True,
+    stop_when_found: bool = True,
+    chunk_chars: int = 1 << 22,
+) -> Iterator[Atoms]:
     """Yield the frames of ``MPtrj_2022.9_full.json`` (plain or gzip-compressed), streaming the file.
 
     Layout (figshare 23713842; CHGNet's ``StructureJsonData``): one JSON object
@@ -189,11 +229,17 @@ def iter_mptrj(path, *, energy: str = "corrected", mp_ids: Iterable[str] | None 
             if wanted is not None and mp_id not in wanted:
                 continue
             if not isinstance(frames, Mapping):
-                raise StructureError(f"the value of mp_id {mp_id!r} is a {type(frames).__name__}, expected an object "
-                                     "{frame_id: frame}", path=path, structure=f"mp_id {mp_id!r}", fix=_FIX_MPTRJ)
+                raise StructureError(
+                    f"the value of mp_id {mp_id!r} is a {type(frames).__name__}, expected an object "
+                    "{frame_id: frame}",
+                    path=path,
+                    structure=f"mp_id {mp_id!r}",
+                    fix=_FIX_MPTRJ,
+                )
             for frame_id, frame in frames.items():
-                yield _mptrj_atoms(mp_id, frame_id, frame, path=path, energy_key=energy_key,
-                                   include_stress=include_stress)
+                yield _mptrj_atoms(
+                    mp_id, frame_id, frame, path=path, energy_key=energy_key, include_stress=include_stress
+                )
             seen.add(mp_id)
             if wanted is not None and stop_when_found and seen >= wanted:
                 return

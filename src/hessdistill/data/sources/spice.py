@@ -51,9 +51,11 @@ def spice_config_type(subset: str) -> str:
 
 
 _SPICE_REQUIRED = ("atomic_numbers", "conformations", "dft_total_energy", "dft_total_gradient", "smiles", "subset")
-_FIX_SPICE = ("re-download SPICE-2.0.1.hdf5 and verify its checksum (SOURCES['spice2']); a file made with SPICE's "
-              "downloader needs 'DFT TOTAL ENERGY' and 'DFT TOTAL GRADIENT' (and 'MBIS CHARGES' for "
-              "charge_from='mbis') in its config.yaml")
+_FIX_SPICE = (
+    "re-download SPICE-2.0.1.hdf5 and verify its checksum (SOURCES['spice2']); a file made with SPICE's "
+    "downloader needs 'DFT TOTAL ENERGY' and 'DFT TOTAL GRADIENT' (and 'MBIS CHARGES' for "
+    "charge_from='mbis') in its config.yaml"
+)
 
 
 def _open_hdf5(path):
@@ -69,35 +71,51 @@ def _open_hdf5(path):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise StructureError(f"cannot be opened as HDF5 (truncated or corrupt download): {exc}", path=path,
-                             fix=_FIX_SPICE) from exc
+        raise StructureError(
+            f"cannot be opened as HDF5 (truncated or corrupt download): {exc}", path=path, fix=_FIX_SPICE
+        ) from exc
 
 
 def _h5_read(group, key, *, path, where):
     try:
         return group[key][()]
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise StructureError(f"dataset {key!r} cannot be read (truncated or corrupt file): {type(exc).__name__}: {exc}",
-                             path=path, structure=where, fix=_FIX_SPICE) from exc
+        raise StructureError(
+            f"dataset {key!r} cannot be read (truncated or corrupt file): {type(exc).__name__}: {exc}",
+            path=path,
+            structure=where,
+            fix=_FIX_SPICE,
+        ) from exc
 
 
 def _h5_string(value, key, *, path, where) -> str:
     arr = np.asarray(value)
     if arr.shape not in ((), (1,)):
-        raise StructureError(f"dataset {key!r} has shape {arr.shape}, expected one string (shape (1,))", path=path,
-                             structure=where, fix=_FIX_SPICE)
+        raise StructureError(
+            f"dataset {key!r} has shape {arr.shape}, expected one string (shape (1,))",
+            path=path,
+            structure=where,
+            fix=_FIX_SPICE,
+        )
     item = arr.reshape(()).item()
     if isinstance(item, bytes):
         item = item.decode("utf-8")
     if not isinstance(item, str):
-        raise StructureError(f"dataset {key!r} is not a string (got {type(item).__name__})", path=path,
-                             structure=where, fix=_FIX_SPICE)
+        raise StructureError(
+            f"dataset {key!r} is not a string (got {type(item).__name__})", path=path, structure=where, fix=_FIX_SPICE
+        )
     return item
 
 
-def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only: bool = False,
-                    charge_from: str = "smiles", molecules: Iterable[str] | None = None,
-                    skip_nonfinite: bool = False) -> Iterator[Atoms]:
+def iter_spice_hdf5(
+    path,
+    *,
+    subsets: Iterable[str] | None = None,
+    neutral_only: bool = False,
+    charge_from: str = "smiles",
+    molecules: Iterable[str] | None = None,
+    skip_nonfinite: bool = False,
+) -> Iterator[Atoms]:
     """Yield the conformations of a SPICE 2 HDF5 release (``SPICE-2.0.1.hdf5``), one ``Atoms`` each.
 
     Layout (SPICE's ``downloader/README.md`` and ``downloader.py``): one top-level group per molecule
@@ -139,13 +157,17 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
         if isinstance(fmt, bytes):
             fmt = fmt.decode("utf-8", "replace")
         if fmt == "hessdistill.structures":
-            raise StructureError("is a hessdistill structure store, not a SPICE release", path=path,
-                                 fix="read it with hessdistill.data.structures_from_file / read_structures")
+            raise StructureError(
+                "is a hessdistill structure store, not a SPICE release",
+                path=path,
+                fix="read it with hessdistill.data.structures_from_file / read_structures",
+            )
         try:
             names = list(f.keys())
         except (OSError, RuntimeError) as exc:
-            raise StructureError(f"cannot list the molecule groups (truncated or corrupt file): {exc}", path=path,
-                                 fix=_FIX_SPICE) from exc
+            raise StructureError(
+                f"cannot list the molecule groups (truncated or corrupt file): {exc}", path=path, fix=_FIX_SPICE
+            ) from exc
         if not names:
             raise StructureError("holds no molecule groups", path=path, fix=_FIX_SPICE)
         found_molecules = set()
@@ -156,18 +178,27 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
             try:
                 g = f[name]
             except (OSError, RuntimeError, KeyError) as exc:
-                raise StructureError(f"cannot be read (truncated or corrupt file): {exc}", path=path, structure=where,
-                                     fix=_FIX_SPICE) from exc
+                raise StructureError(
+                    f"cannot be read (truncated or corrupt file): {exc}", path=path, structure=where, fix=_FIX_SPICE
+                ) from exc
             if not isinstance(g, h5py.Group):
-                raise StructureError("top-level object is a dataset, not a molecule group: not a SPICE file",
-                                     path=path, structure=where, fix=_FIX_SPICE)
+                raise StructureError(
+                    "top-level object is a dataset, not a molecule group: not a SPICE file",
+                    path=path,
+                    structure=where,
+                    fix=_FIX_SPICE,
+                )
             found_molecules.add(name)
             missing = [k for k in _SPICE_REQUIRED if k not in g]
             if charge_from == "mbis" and "mbis_charges" not in g:
                 missing.append("mbis_charges")
             if missing:
-                raise StructureError(f"molecule group lacks dataset(s) {missing} (it has {sorted(g.keys())})",
-                                     path=path, structure=where, fix=_FIX_SPICE)
+                raise StructureError(
+                    f"molecule group lacks dataset(s) {missing} (it has {sorted(g.keys())})",
+                    path=path,
+                    structure=where,
+                    fix=_FIX_SPICE,
+                )
             subset = _h5_string(_h5_read(g, "subset", path=path, where=where), "subset", path=path, where=where)
             config_type = spice_config_type(subset)
             if wanted_subsets is not None and subset not in wanted_subsets and config_type not in wanted_subsets:
@@ -176,14 +207,22 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
 
             z = np.asarray(_h5_read(g, "atomic_numbers", path=path, where=where))
             if z.ndim != 1 or z.size == 0:
-                raise StructureError(f"dataset 'atomic_numbers' has shape {z.shape}, expected (N,) with N >= 1",
-                                     path=path, structure=where, fix=_FIX_SPICE)
+                raise StructureError(
+                    f"dataset 'atomic_numbers' has shape {z.shape}, expected (N,) with N >= 1",
+                    path=path,
+                    structure=where,
+                    fix=_FIX_SPICE,
+                )
             z = check_numbers(z, path=path, structure=where, fix=_FIX_SPICE)
             n = z.size
             conf = np.asarray(_h5_read(g, "conformations", path=path, where=where), dtype=np.float64)
             if conf.ndim != 3 or conf.shape[1:] != (n, 3):
-                raise StructureError(f"dataset 'conformations' has shape {conf.shape}, expected (M, {n}, 3) for "
-                                     f"{n} atoms", path=path, structure=where, fix=_FIX_SPICE)
+                raise StructureError(
+                    f"dataset 'conformations' has shape {conf.shape}, expected (M, {n}, 3) for {n} atoms",
+                    path=path,
+                    structure=where,
+                    fix=_FIX_SPICE,
+                )
             m = conf.shape[0]
             expect = {"dft_total_energy": (m,), "dft_total_gradient": (m, n, 3), "formation_energy": (m,)}
             arrays = {}
@@ -192,8 +231,12 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
                     continue
                 arr = np.asarray(_h5_read(g, key, path=path, where=where), dtype=np.float64)
                 if arr.shape != shape:
-                    raise StructureError(f"dataset {key!r} has shape {arr.shape}, expected {shape} ({m} conformations, "
-                                         f"{n} atoms)", path=path, structure=where, fix=_FIX_SPICE)
+                    raise StructureError(
+                        f"dataset {key!r} has shape {arr.shape}, expected {shape} ({m} conformations, {n} atoms)",
+                        path=path,
+                        structure=where,
+                        fix=_FIX_SPICE,
+                    )
                 arrays[key] = arr
 
             # ---- total charge
@@ -201,30 +244,47 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
                 try:
                     charge = smiles_formal_charge(smiles)
                 except ValueError as exc:
-                    raise StructureError(str(exc), path=path, structure=where,
-                                         fix="use charge_from='mbis' for this file") from exc
+                    raise StructureError(
+                        str(exc), path=path, structure=where, fix="use charge_from='mbis' for this file"
+                    ) from exc
             else:
                 q = np.asarray(_h5_read(g, "mbis_charges", path=path, where=where), dtype=np.float64)
                 if q.shape == (m, n, 1):
                     q = q[..., 0]
                 if q.shape != (m, n):
-                    raise StructureError(f"dataset 'mbis_charges' has shape {q.shape}, expected ({m}, {n}, 1)",
-                                         path=path, structure=where, fix=_FIX_SPICE)
+                    raise StructureError(
+                        f"dataset 'mbis_charges' has shape {q.shape}, expected ({m}, {n}, 1)",
+                        path=path,
+                        structure=where,
+                        fix=_FIX_SPICE,
+                    )
                 sums = q.sum(axis=1)
                 if not np.isfinite(sums).all():
                     j = first_bad(~np.isfinite(sums))
-                    raise StructureError("mbis_charges contain NaN or inf", path=path,
-                                         structure=f"{where} conformation {j}", fix="use charge_from='smiles'")
+                    raise StructureError(
+                        "mbis_charges contain NaN or inf",
+                        path=path,
+                        structure=f"{where} conformation {j}",
+                        fix="use charge_from='smiles'",
+                    )
                 rounded = np.rint(sums)
                 off = np.abs(sums - rounded) > 0.01
                 if off.any():
                     j = first_bad(off)
-                    raise StructureError(f"mbis_charges sum to {sums[j]:.4f} e, not an integer total charge", path=path,
-                                         structure=f"{where} conformation {j}", fix="use charge_from='smiles'")
+                    raise StructureError(
+                        f"mbis_charges sum to {sums[j]:.4f} e, not an integer total charge",
+                        path=path,
+                        structure=f"{where} conformation {j}",
+                        fix="use charge_from='smiles'",
+                    )
                 if m and (rounded != rounded[0]).any():
-                    raise StructureError(f"mbis_charges give different total charges across conformations "
-                                         f"({sorted({int(v) for v in rounded})})", path=path, structure=where,
-                                         fix="use charge_from='smiles'")
+                    raise StructureError(
+                        f"mbis_charges give different total charges across conformations "
+                        f"({sorted({int(v) for v in rounded})})",
+                        path=path,
+                        structure=where,
+                        fix="use charge_from='smiles'",
+                    )
                 charge = int(rounded[0]) if m else 0
             if neutral_only and charge != 0:
                 continue
@@ -233,21 +293,32 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
             positions = conf * BOHR_ANGSTROM
             energy = arrays["dft_total_energy"] * HARTREE_EV
             forces = -arrays["dft_total_gradient"] * (HARTREE_EV / BOHR_ANGSTROM)
-            bad = (~np.isfinite(positions).all(axis=(1, 2)) | ~np.isfinite(energy)
-                   | ~np.isfinite(forces).all(axis=(1, 2)))
+            bad = (
+                ~np.isfinite(positions).all(axis=(1, 2)) | ~np.isfinite(energy) | ~np.isfinite(forces).all(axis=(1, 2))
+            )
             if "formation_energy" in arrays:
                 bad |= ~np.isfinite(arrays["formation_energy"])
             if bad.any():
                 j = first_bad(bad)
-                what = ("conformations" if not np.isfinite(positions[j]).all() else
-                        "dft_total_energy" if not np.isfinite(energy[j]) else
-                        "dft_total_gradient" if not np.isfinite(forces[j]).all() else "formation_energy")
+                what = (
+                    "conformations"
+                    if not np.isfinite(positions[j]).all()
+                    else "dft_total_energy"
+                    if not np.isfinite(energy[j])
+                    else "dft_total_gradient"
+                    if not np.isfinite(forces[j]).all()
+                    else "formation_energy"
+                )
                 if not skip_nonfinite:
-                    raise StructureError(f"{what} contains NaN or inf ({int(bad.sum())} of {m} conformations affected)",
-                                         path=path, structure=f"{where} conformation {j}",
-                                         fix="pass skip_nonfinite=True to drop such conformations, or re-download")
-                warnings.warn(f"{path}: group {name!r}: dropping {int(bad.sum())} conformation(s) with NaN/inf",
-                              stacklevel=2)
+                    raise StructureError(
+                        f"{what} contains NaN or inf ({int(bad.sum())} of {m} conformations affected)",
+                        path=path,
+                        structure=f"{where} conformation {j}",
+                        fix="pass skip_nonfinite=True to drop such conformations, or re-download",
+                    )
+                warnings.warn(
+                    f"{path}: group {name!r}: dropping {int(bad.sum())} conformation(s) with NaN/inf", stacklevel=2
+                )
             formation = arrays.get("formation_energy")
             for j in range(m):
                 if bad[j]:
@@ -269,8 +340,11 @@ def iter_spice_hdf5(path, *, subsets: Iterable[str] | None = None, neutral_only:
         if wanted_molecules is not None:
             absent = sorted(wanted_molecules - found_molecules)
             if absent:
-                raise StructureError(f"molecule group(s) {absent[:5]}{' ...' if len(absent) > 5 else ''} not found",
-                                     path=path, fix="check the group names (h5py: list(f.keys()))")
+                raise StructureError(
+                    f"molecule group(s) {absent[:5]}{' ...' if len(absent) > 5 else ''} not found",
+                    path=path,
+                    fix="check the group names (h5py: list(f.keys()))",
+                )
 
 
 def read_spice_hdf5(path, **options) -> list[Atoms]:
