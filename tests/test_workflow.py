@@ -7,6 +7,7 @@ take a few seconds each.  Skipped where snakemake is not installed (pip install 
 import copy
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -528,13 +529,14 @@ def test_touching_scripts_and_library_files_reruns_nothing(completed):
 
 @pytest.mark.slow
 def test_a_code_change_reruns_the_jobs_whose_code_it_is(completed, tmp_path):
-    """A copy of the workflow whose labelling script does something new: labelling and everything after it are
-    planned, nothing before it; the same script with only a new comment plans nothing."""
+    """A copy of the workflow whose labelling job does something new: labelling and everything after it are
+    planned, nothing before it; the same job with only a new comment plans nothing."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "report", "envs"):
+    for name in ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "report", "envs", "src"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, repo / name)
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}  # the copy's library: its code is what is hashed
     work = _copy_of(completed, tmp_path)
     cfg_path = work / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(base_config(), sort_keys=False))
@@ -557,15 +559,16 @@ def test_a_code_change_reruns_the_jobs_whose_code_it_is(completed, tmp_path):
             capture_output=True,
             text=True,
             timeout=300,
+            env=env,
         )
         assert res.returncode == 0, res.stdout + res.stderr
         return planned_jobs(res.stdout + res.stderr)
 
     assert planned() == set()  # the copy's code is the same code
-    script = repo / "workflow_scripts" / "label_teacher.py"
+    script = repo / "src" / "hessdistill" / "jobs" / "label.py"
     script.write_text(script.read_text() + "\n# a comment only\n")
     assert planned() == set()
-    script.write_text(script.read_text() + "\nprint('labelled')\n")
+    script.write_text(script.read_text() + "\n_LABELLED = True\n")
     expected = (
         {f"label_teacher: {R}/teachers/chgnet/labels.h5"}
         | run_jobs("tiny-undistilled")
