@@ -482,6 +482,19 @@ def _progress(total, enabled, desc):
     return tqdm(total=total, desc=desc, unit="struct", mininterval=1.0, file=sys.stderr)
 
 
+def add_labelling_arguments(p: argparse.ArgumentParser) -> None:
+    """The options the single labelling job and a shard of a sharded one share (which rows, dtypes, device)."""
+    p.add_argument("--splits", nargs="*", help="splits to label (default: all)")
+    p.add_argument("--hessian-splits", nargs="*", help="splits that get Hessians (default: all labelled splits)")
+    p.add_argument("--rows", default="full", help="'full' or k rows per structure")
+    p.add_argument("--row-seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
+    p.add_argument(
+        "--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)"
+    )
+    p.add_argument("--device", default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hessdistill-label-teacher",
@@ -498,15 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-options", default="{}", help="JSON dict of teacher options")
     p.add_argument("--labels-out", required=True)
     p.add_argument("--hessians-out")
-    p.add_argument("--splits", nargs="*", help="splits to label (default: all)")
-    p.add_argument("--hessian-splits", nargs="*", help="splits that get Hessians (default: all labelled splits)")
-    p.add_argument("--rows", default="full", help="'full' or k rows per structure")
-    p.add_argument("--row-seed", type=int, default=0)
-    p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
-    p.add_argument(
-        "--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)"
-    )
-    p.add_argument("--device", default="auto")
+    add_labelling_arguments(p)
     p.add_argument("--chunk-size", type=int, default=16)
     p.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
     p.add_argument("--summary-out", help="write a JSON summary here")

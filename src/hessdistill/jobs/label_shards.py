@@ -44,7 +44,16 @@ import numpy as np
 from ..core.atomic import atomic_path, atomic_write_text
 from ..core.errors import HessdistillError
 from ..data.labels import write_hessians, write_labels
-from .label import assemble_split, check_features, check_finite, doc_line, label_settings, load_job_teacher, rows_for
+from .label import (
+    add_labelling_arguments,
+    assemble_split,
+    check_features,
+    check_finite,
+    doc_line,
+    label_settings,
+    load_job_teacher,
+    rows_for,
+)
 
 log = logging.getLogger("hessdistill.jobs.label_shards")
 
@@ -419,15 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, required=True, help="the number of shards")
     p.add_argument("--summary-out", required=True, help="this shard's JSON summary (an input of the merge)")
     p.add_argument("--no-hessians", action="store_true", help="labels only, no Hessian rows")
-    p.add_argument("--splits", nargs="*", help="splits to label (default: all)")
-    p.add_argument("--hessian-splits", nargs="*", help="splits that get Hessians (default: all labelled splits)")
-    p.add_argument("--rows", default="full", help="'full' or k rows per structure")
-    p.add_argument("--row-seed", type=int, default=0)
-    p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="teacher compute dtype")
-    p.add_argument(
-        "--storage-dtype", choices=["float32", "float64"], help="Hessian storage dtype (default: teacher dtype)"
-    )
-    p.add_argument("--device", default="auto")
+    add_labelling_arguments(p)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--node-features", action="store_true", help="also store the teacher's node features")
     return p
