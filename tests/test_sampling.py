@@ -435,3 +435,74 @@ def test_prepare_sample_source_writes_a_teacher_labelled_store(tmp_path):
     bad["source"] = {"name": "sample", "path": "broken.extxyz", "options": {"teacher": "ase:ase.calculators.emt:EMT"}}
     with pytest.raises(HessdistillError, match="broken.extxyz"):
         prepare_subset(bad, tmp_path / "x.h5", base_dir=tmp_path)
+
+
+def test_prepare_resumes_an_interrupted_sampling(tmp_path, monkeypatch):
+    """A prepare job killed half way leaves its finished trajectories in <out>.sampling/; the rerun computes only
+    the rest and writes the same store as a run in one go; then the folder is removed."""
+    from sampling_calculators import CrashingEMT
+
+    from hessdistill.jobs.prepare import prepare_subset, sampling_dir
+
+    _write_seeds(tmp_path / "seeds.extxyz")
+    options = {
+        "teacher": "ase:sampling_calculators:CrashingEMT",
+        "dtype": "float64",
+        "n_trajectories": 4,
+        "n_rattle_series": 2,
+        "frames_per_trajectory": 2,
+        "sample_every": 1,
+        "equilibration_steps": 1,
+    }
+    spec = {
+        "source": {"name": "sample", "path": "seeds.extxyz", "options": options},
+        "split": {"fractions": {"train": 0.5, "val": 0.5}, "seed": 1},
+    }
+    monkeypatch.setattr(CrashingEMT, "calls", 0)
+    prepare_subset(spec, tmp_path / "whole.h5", base_dir=tmp_path)
+    full = CrashingEMT.calls
+    out = tmp_path / "resumed.h5"
+    monkeypatch.setattr(CrashingEMT, "calls", 0)
+    monkeypatch.setattr(CrashingEMT, "fail_after", full // 2)
+    with pytest.raises(RuntimeError, match="killed"):
+        prepare_subset(spec, out, base_dir=tmp_path)
+    assert not out.exists() and len(list(sampling_dir(out).glob("*/*.npz"))) >= 1
+    monkeypatch.setattr(CrashingEMT, "calls", 0)
+    monkeypatch.setattr(CrashingEMT, "fail_after", None)
+    prepare_subset(spec, out, base_dir=tmp_path)
+    assert 0 < CrashingEMT.calls < full - full // 2 + 5  # the rest (+ the series that was cut), not all again
+    assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
+    assert not sampling_dir(out).exists()
+
+
+def test_prepare_labels_seed_frames_with_chgnet(tmp_path):
+    """seed_frames with no sampling: a file of structures (one periodic, one molecule) gets CHGNet labels."""
+    pytest.importorskip("chgnet")
+    import ase.io
+    from ase.build import molecule
+
+    from hessdistill.data.store import StructureStore
+    from hessdistill.jobs.prepare import prepare_subset
+    from hessdistill.teachers import load_teacher
+
+    sto = builtin._perovskite("Sr", "Ti", 3.905)
+    sto.info["name"] = "SrTiO3"
+    water = molecule("H2O")
+    water.center(vacuum=4.0)
+    ase.io.write(tmp_path / "flagged.extxyz", [sto, water], format="extxyz")
+    options = {"teacher": "chgnet", "n_trajectories": 0, "n_rattle_series": 0, "seed_frames": True}
+    spec = {
+        "source": {"name": "sample", "path": "flagged.extxyz", "options": options},
+        "split": {"counts": {"train": "rest", "test": 1}, "seed": 0},
+    }
+    prepare_subset(spec, tmp_path / "s.h5", base_dir=tmp_path)
+    teacher = load_teacher("chgnet", dtype="float32", device="cpu")
+    with StructureStore(tmp_path / "s.h5") as st:
+        assert st.attrs["labels"].startswith("teacher:chgnet")
+        frames = [st.atoms(split, i) for split in st.splits for i in range(st.n_structures(split))]
+    assert sorted(x.info["parent"] for x in frames) == ["SrTiO3", "seed1-H2O"]
+    for x in frames:
+        assert x.info["sampling"] == "seed"
+        e, f = teacher.energy_forces(x)
+        assert x.get_potential_energy() == pytest.approx(e, abs=1e-5 * len(x))
+        np.testing.assert_allclose(x.get_forces(), f, atol=1e-5)

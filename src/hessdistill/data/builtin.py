@@ -1,7 +1,10 @@
 """Built-in offline datasets: deterministic generators labelled by an offline teacher.
 
-The generator takes the teacher as an ASE calculator (energy and forces; e.g.
-``hessdistill.teachers.calculator.TeacherCalculator(teacher)``), so this module does not load teachers: the jobs
+Each family is a preset of :mod:`hessdistill.data.sampling`: a fixed list of parent structures (:func:`_parents`)
+sampled by :func:`hessdistill.data.sampling.sample` with the default guard rails; the frames' ``info`` has
+``family`` and no ``supercell`` (the parent name carries it), so the output is bit for bit what the generator gave
+before it became a preset (``tests/test_sampling.py`` compares the two).  The generator takes the teacher as an ASE
+calculator (energy and forces; e.g. ``hessdistill.teachers.calculator.TeacherCalculator(teacher)``), so this module does not load teachers: the jobs
 do (:mod:`hessdistill.jobs.generate` for the command line, :mod:`hessdistill.jobs.prepare` for ``name: builtin``).
 
 Two families, so that both materials and molecules are covered with no download at all:
@@ -21,8 +24,8 @@ Two families, so that both materials and molecules are covered with no download 
 Every structure carries teacher labels (energy, forces) and ``info`` entries: ``family``, ``parent`` (the
 composition/cell it came from), ``trajectory`` (a group id: all frames of one MD run or one rattle series;
 use it to group splits and avoid leakage), ``sampling`` ("md", "rattle" or "relax"), ``temperature_K``, ``strain``
-and ``frame``.  The store records the labels it is given (the jobs give ``"teacher:<name>"``) and the generator
-settings.
+and ``frame``.  The store records the labels it is given (the jobs give ``"teacher:<name>"``), the generator
+settings and the sampling report (``sampling_report``: frames made and dropped by the guard rails, teacher calls).
 
 The generator is deterministic for a given seed, settings and teacher (numpy ``default_rng`` streams per
 trajectory; ASE Langevin with an explicit RNG).  Cost is dominated by teacher force calls: one per MD step,
