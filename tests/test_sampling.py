@@ -217,6 +217,18 @@ def test_guard_rails_drop_and_count():
     assert sum(report["dropped"].values()) == report["frames_dropped"]
     assert report["dropped"]["too_close"] == sum(p["dropped"].get("too_close", 0) for p in pp.values())
 
+    # periodic images count: an atom 0.4 Å from another's image across the cell face, and a 1 Å lattice vector
+    across = Atoms("Cu2", positions=[[0.1, 1, 1], [3.3, 1, 1]], cell=[3.6, 3.6, 3.6], pbc=True)
+    tiny_cell = Atoms("Cu", cell=[1.0, 3.6, 3.6], pbc=True)
+    kept, r = sample(Counted(), cu_seeds()[1:] + [("across", across), ("tiny", tiny_cell)], tiny(seed_frames=True))
+    assert r["parents"] == ["cu3", "across", "across-2x1x1", "tiny", "tiny-2x1x1"]
+    for name in r["parents"][1:]:  # in the 2x1x1 supercells too; never given to the teacher
+        assert r["per_parent"][name]["made"] == 0 and set(r["per_parent"][name]["dropped"]) == {"too_close"}
+    assert (
+        r["per_parent"]["across"]["dropped"]["too_close"] >= 1 and r["per_parent"]["tiny"]["dropped"]["too_close"] >= 1
+    )
+    assert {x.info["parent"] for x in kept} == {"cu3"} and len(kept) == r["per_parent"]["cu3"]["made"]
+
     def nan(atoms, e, f):
         return float("nan"), f
 

@@ -528,6 +528,11 @@ def _load(path: Path) -> _Series:
 
 
 # ====================================================================== the sampler
+def n_series(s: SamplingSettings) -> int:
+    """MD trajectories, rattle series and relaxation series of ``s`` (not counting the seed frames)."""
+    return s.n_trajectories + s.n_rattle_series + s.n_relax_series
+
+
 def sample(
     calculator,
     parents: list[tuple[str, Atoms]],
@@ -557,19 +562,19 @@ def sample(
     seeds = _seeds(parents)
     prefix = dict(info or {})
     expanded = _expand(seeds, s)
-    n_series = s.n_trajectories + s.n_rattle_series + s.n_relax_series
+    n_sampled = n_series(s)
     seed_names = ", ".join(name for name, _ in seeds[:20]) + (", ..." if len(seeds) > 20 else "")
-    if n_series and not expanded:
+    if n_sampled and not expanded:
         raise HessdistillError(
             f"sampling: no parent structure from the seeds ({seed_names}) has at most max_atoms={s.max_atoms} atoms "
             f"in any of the supercells {[list(r) for r in s.supercells]}\n  fix: raise max_atoms or add smaller supercells"
         )
-    if not n_series and not s.seed_frames:
+    if not n_sampled and not s.seed_frames:
         raise HessdistillError(
             "sampling: the settings make no frames (n_trajectories, n_rattle_series and n_relax_series are 0 and "
             "seed_frames is false)\n  fix: set one of them"
         )
-    if n_series and not s.strains and any(p.pbc.any() for _, p, _ in expanded):
+    if n_sampled and not s.strains and any(p.pbc.any() for _, p, _ in expanded):
         raise HessdistillError(
             "sampling setting 'strains': is empty but there are periodic seeds\n  fix: give at least one strain, e.g. [0.0]"
         )
@@ -622,7 +627,7 @@ def sample(
         if progress:
             progress(len(frames))
 
-    report = _report(done, s, seeds, expanded)
+    report = _report(done, s, seeds if s.seed_frames else [], expanded, n_seeds=len(seeds))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - t0, 3),
         "teacher_calls": calc.calls,
@@ -651,7 +656,11 @@ def sample(
             "lower temperatures_K / rattle_sigma, or relax max_force_eV_A / min_distance_factor"
         )
     if dropped:
-        log.warning("sampling: %d frames dropped by the guard rails: %s", dropped, report["per_parent"])
+        log.warning(
+            "sampling: %d frames dropped by the guard rails (per parent: %s)",
+            dropped,
+            {p: v["dropped"] for p, v in report["per_parent"].items() if v["dropped"]},
+        )
     return frames, report
 
 
@@ -661,8 +670,10 @@ def report_json(report: dict) -> str:
     return json.dumps({k: v for k, v in report.items() if k != "run"}, sort_keys=True)
 
 
-def _report(done: list[_Series], s: SamplingSettings, seeds, expanded) -> dict:
-    per_parent: dict[str, dict] = {}
+def _report(done: list[_Series], s: SamplingSettings, seeds, expanded, *, n_seeds: int) -> dict:
+    """``seeds``: those labelled as seed frames (their names are parents too)."""
+    names = [name for name, _ in seeds] + [name for name, _, _ in expanded if n_series(s)]
+    per_parent: dict[str, dict] = {name: {"made": 0, "dropped": {}} for name in names}
     dropped = dict.fromkeys(REASONS, 0)
     kinds: dict[str, int] = {}
     for series in done:
@@ -684,7 +695,7 @@ def _report(done: list[_Series], s: SamplingSettings, seeds, expanded) -> dict:
         "teacher_calls": sum(x.calls for x in done),
         "series": kinds,
         "stopped": {x.key: next(iter(x.dropped)) for x in done if x.stopped},  # series -> its parent
-        "n_seeds": len(seeds),
+        "n_seeds": n_seeds,
         "parents": [name for name, _, _ in expanded],
         "guard_rails": {
             "max_force_eV_A": s.max_force_eV_A,

@@ -147,7 +147,8 @@ def seed_structures(path, where: str = "source") -> list:
     """The seed structures of a ``sample`` source: ``(name, Atoms)`` for every structure of ``path`` (any file
     ase.io.read reads), named by ``info['name']`` (made unique by appending ``-<index>`` to repeated names) or
     ``seed<index>-<formula>``; each checked (:func:`hessdistill.core.structures.validate_atoms`: a periodic seed
-    needs independent cell vectors along its periodic axes; a non-periodic one is fine)."""
+    needs independent cell vectors along its periodic axes; a non-periodic one is fine).  Only the geometry is
+    kept (numbers, positions, cell, pbc, masses): labels, constraints and info in the file are not used."""
     import ase.io
     from ase import Atoms
 
@@ -167,9 +168,14 @@ def seed_structures(path, where: str = "source") -> list:
         raise HessdistillError(
             f"{where}: file {str(path)!r} holds no structures\n  fix: give a file of seed structures"
         )
-    names = []
+    names, seeds = [], []
     for i, atoms in enumerate(frames):
-        validate_atoms(atoms, index=i, path=path, require_labels=False)
+        # the geometry alone: labels the file may carry (e.g. a student's, on flagged frames) are not used
+        seed = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc)
+        if "masses" in atoms.arrays:
+            seed.set_masses(atoms.get_masses())
+        validate_atoms(seed, index=i, path=path, require_labels=False)
+        seeds.append(seed)
         name = atoms.info.get("name")
         names.append(str(name) if name not in (None, "") else f"seed{i}-{atoms.get_chemical_formula()}")
     repeated = {n for n in names if names.count(n) > 1}
@@ -179,7 +185,7 @@ def seed_structures(path, where: str = "source") -> list:
             f"{where}: file {str(path)!r}: seed names {sorted(n for n in set(names) if names.count(n) > 1)} repeat "
             "after numbering\n  fix: give the seeds distinct info['name'] values"
         )
-    return list(zip(names, frames))
+    return list(zip(names, seeds))
 
 
 def _sample(path: Path, options: dict, where: str, out: Path):
