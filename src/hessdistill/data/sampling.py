@@ -33,7 +33,8 @@ stops there (its remaining frames count as ``trajectory_stopped``) instead of co
 one whose starting geometry is too close is not run.  When every frame is dropped, :func:`sample` raises an error
 naming the seeds.
 
-Determinism: the same seeds, settings and calculator give the same frames (numpy ``default_rng`` stream per
+Determinism: the same seeds, settings and calculator (one whose labels depend on the structure alone, as a
+teacher's do; ASE's EMT, whose neighbour list keeps a skin between calls, does not quite) give the same frames (numpy ``default_rng`` stream per
 trajectory and series, ASE Langevin with an explicit RNG; the parent of every trajectory and series is drawn up
 front from one stream seeded by ``seed``, MD first, then rattle, then relaxation series).
 
