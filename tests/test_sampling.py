@@ -410,6 +410,7 @@ def test_prepare_sample_source_writes_a_teacher_labelled_store(tmp_path):
     out = tmp_path / "s.h5"
     report = prepare_subset(spec, out, base_dir=tmp_path)
     assert sum(report["splits"].values()) == 2 + 8 * 2
+    assert report["sampling"]["frames_made"] == 18 and report["sampling"]["frames_dropped"] == 0
     assert not sampling_dir(out).exists()  # the checkpoints are removed once the store is written
     with StructureStore(out) as st:
         assert st.attrs["labels"].startswith("teacher:ase:ase.calculators.emt:EMT")
@@ -518,3 +519,27 @@ def test_prepare_labels_seed_frames_with_chgnet(tmp_path):
         e, f = teacher.energy_forces(x)
         assert x.get_potential_energy() == pytest.approx(e, abs=1e-5 * len(x))
         np.testing.assert_allclose(x.get_forces(), f, atol=1e-5)
+
+
+def test_prepare_command_line_with_a_sample_source(tmp_path, capsys):
+    import yaml
+
+    from hessdistill.jobs.prepare import main
+
+    _write_seeds(tmp_path / "seeds.extxyz")
+    spec = {
+        "source": {
+            "name": "sample",
+            "path": "seeds.extxyz",
+            "options": {"teacher": "ase:ase.calculators.emt:EMT", "n_trajectories": 2, "n_rattle_series": 2},
+        },
+        "split": {"fractions": {"train": 0.5, "val": 0.5}, "seed": 0},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main([str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "s.h5")]) == 0
+    assert "sampled 40 frames with" in capsys.readouterr().out
+    spec["source"]["options"]["temperature"] = 300
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main([str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "t.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "subset.source.options: unknown sampling option(s) ['temperature']" in err and "temperatures_K" in err

@@ -288,7 +288,10 @@ def prepare_subset(spec: dict, out, *, base_dir=None) -> dict:
     )
     if sampling_dir(out).exists():  # the store is written: the sampling checkpoints are no longer needed
         shutil.rmtree(sampling_dir(out))
-    return {"store": str(path), "selection": reports, "splits": {k: len(v) for k, v in splits.items()}}
+    result = {"store": str(path), "selection": reports, "splits": {k: len(v) for k, v in splits.items()}}
+    if "sampling_report" in attrs:  # builtin and sample sources: frames made and dropped, teacher calls
+        result["sampling"] = json.loads(attrs["sampling_report"])
+    return result
 
 
 def load_spec(path) -> dict:
@@ -341,6 +344,13 @@ def main(argv=None) -> int:
         return 2
     sel = report["selection"]["source"]
     print(f"wrote {report['store']}: {report['splits']} (selected {sel['n_selected']} of {sel['n_input']})")
+    if "sampling" in report:
+        smp = report["sampling"]
+        dropped = {k: v for k, v in smp["dropped"].items() if v}
+        print(
+            f"  sampled {smp['frames_made']} frames with {smp['teacher_calls']} teacher calls; "
+            f"guard rails dropped {smp['frames_dropped']}{f' {dropped}' if dropped else ''}"
+        )
     for s in sel["selectors"]:
         print(f"  [{s['index']}] {s['selector']}: kept {s['kept']} of {s['seen']}")
         if "spglib_version" in s:  # space_group: how the space groups were found (also in the store's selection_report)
