@@ -429,6 +429,13 @@ def test_prepare_sample_source_writes_a_teacher_labelled_store(tmp_path):
     again = tmp_path / "again.h5"
     prepare_subset(spec, again, base_dir=tmp_path)
     assert again.read_bytes() == out.read_bytes()  # same specification, same store
+    with StructureStore(out) as st:
+        assert json.loads(st.attrs["split_report"])["group_by"] == "trajectory"
+    per_frame = json.loads(json.dumps(spec))
+    per_frame["split"]["group_by"] = None  # said explicitly: split per frame
+    prepare_subset(per_frame, tmp_path / "per_frame.h5", base_dir=tmp_path)
+    with StructureStore(tmp_path / "per_frame.h5") as st:
+        assert json.loads(st.attrs["split_report"])["group_by"] is None
 
     bad = json.loads(json.dumps(spec))
     bad["source"]["options"]["n_trajectorys"] = 2
