@@ -131,20 +131,21 @@ def _source_path(src):
 
 
 def subset_source_files(wildcards):
-    """Files the subset reads (source and test_source paths; none for the built-in generator)."""
+    """Files the subset reads (source and test_source paths; none for the built-in generator): inputs of
+    prepare_subset, so that editing one (a sample source's seeds file too) reruns the subset."""
     spec = config["subsets"][wildcards.subset]
     return [_source_path(spec[k]) for k in ("source", "test_source") if k in spec and spec[k].get("path")]
 
 
 def download_specs():
-    """{file path: download spec} for every source file of the config that is not generated (builtin) and does
-    not exist yet.  A file that exists (downloaded earlier, or put there by hand) is a plain input that no rule
+    """{file path: download spec} for every source file of the config that is not generated (builtin), not a seeds
+    file (sample: written by hand or by an earlier rule, never downloaded) and does not exist yet.  A file that exists (downloaded earlier, or put there by hand) is a plain input that no rule
     makes, so no --forcerun, -F or rerun can delete it; the download_source rule only makes missing files."""
     out = {}
     for spec in config["subsets"].values():
         for k in ("source", "test_source"):
             src = spec.get(k)
-            if not src or not src.get("path") or src["name"] == "builtin" or os.path.exists(_source_path(src)):
+            if not src or not src.get("path") or src["name"] in ("builtin", "sample") or os.path.exists(_source_path(src)):
                 continue
             out[_source_path(src)] = canon({"source": src["name"], "file": os.path.basename(src["path"]),
                                            "url": src.get("url"), "sha256": src.get("sha256"), "md5": src.get("md5")})
@@ -260,10 +261,18 @@ def evaluation_env(wildcards):
 
 
 def prepare_env(wildcards):
-    """The built-in generator runs its teacher (CHGNet or SevenNet: the teacher environment); file sources need only
-    the core."""
-    name = config["subsets"][wildcards.subset]["source"]["name"]
-    return _env("teacher.yaml" if name == "builtin" else "core.yaml")
+    """The built-in generator and the sampler run their teacher (its environment: teacher.yaml for CHGNet and
+    SevenNet, teacher-mace.yaml for MACE); file sources need only the core."""
+    spec = config["subsets"][wildcards.subset]
+    teachers = [
+        (spec[k].get("options") or {}).get("teacher", "chgnet")
+        for k in ("source", "test_source")
+        if k in spec and spec[k]["name"] in ("builtin", "sample")
+    ]
+    if not teachers:
+        return _env("core.yaml")
+    fits = [environment(teacher_model=t) for t in teachers]
+    return _env(fits[0] if len(set(fits)) == 1 and fits[0] else "teacher.yaml")
 
 
 CORE_ENV = _env("core.yaml")

@@ -304,6 +304,37 @@ def test_accepted_values():
     assert problems_of(cfg) == ""
 
 
+def test_sample_source(tmp_path, monkeypatch):
+    """A `sample` source: its seeds file exists or is a workflow output under results/; its options are sampling
+    settings (each checked by the sampler), teacher, dtype and device; it is never downloaded."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seeds.extxyz").write_text("1\nProperties=species:S:1:pos:R:3\nCu 0 0 0\n")
+
+    def with_source(**src):
+        cfg = base()
+        cfg["subsets"]["tiny-sto"]["source"] = {"name": "sample", "path": "seeds.extxyz", **src}
+        return cfg
+
+    good = {"teacher": "chgnet", "dtype": "float32", "device": "cpu", "supercells": [[1, 1, 1], [2, 2, 2]]}
+    assert problems_of(with_source(options={**good, "seed_frames": True, "max_atoms": 40})) == ""
+    assert problems_of(with_source(path="results/flagged/seeds.extxyz")) == ""  # made by an earlier rule
+    where = "config key 'subsets.tiny-sto.source"
+    for src, key, fragment in (
+        ({"options": {"n_trajectorys": 2}}, ".options.n_trajectorys'", "did you mean 'n_trajectories'"),
+        ({"options": {"teacher": "sevenet"}}, ".options.teacher'", "did you mean 'sevenn'"),
+        ({"options": {"supercells": [[2, 2]]}}, ".options.supercells'", "[a, b, c] repetitions"),
+        ({"options": {"seed_frames": "yes"}}, ".options.seed_frames'", "true or false"),
+        ({"path": "nowhere.extxyz"}, ".path'", "does not exist and is not a workflow output under results/"),
+        ({"url": "https://example.org/seeds.extxyz"}, ".url'", "never downloaded"),
+    ):
+        message = problems_of(with_source(**src))
+        assert message.startswith("the workflow config has 1 problem(s):"), message
+        assert f"{where}{key}:" in message and fragment in message and "\n  fix: " in message, message
+    cfg = with_source()
+    del cfg["subsets"]["tiny-sto"]["source"]["path"]
+    assert "source.path': missing: source 'sample'" in problems_of(cfg)
+
+
 def test_students_that_cannot_be_imported_keep_their_hyper_parameters_unchecked(monkeypatch):
     from hessdistill.students import registry
 
@@ -351,6 +382,25 @@ def test_workflow_stops_at_start_with_a_short_message(name, tmp_path):
     assert f"config key '{key}':" in out and "fix:" in out, out
     assert len(out.strip().splitlines()) < 25, out
     assert not (tmp_path / "results").exists()
+
+
+def test_workflow_sample_source_is_an_input_never_a_download(tmp_path):
+    """The seeds file of a `sample` source is an input of prepare_subset (editing it reruns the subset), and no
+    download_source job is made for it, present or missing."""
+    (tmp_path / "seeds.extxyz").write_text("1\nProperties=species:S:1:pos:R:3\nCu 0 0 0\n")
+    cfg = base()
+    cfg["subsets"]["tiny-sto"]["source"] = {"name": "sample", "path": "seeds.extxyz", "options": {"teacher": "chgnet"}}
+    rc, out = snakemake(tmp_path, cfg, "--until", "prepare_subset")
+    assert rc == 0, out
+    block = out[out.index("rule prepare_subset:") :]
+    assert "input: seeds.extxyz" in block.split("\n\n")[0], out
+    assert "download_source" not in out
+    (tmp_path / "seeds.extxyz").unlink()  # missing: a config error (not a download), named by key
+    rc, out = snakemake(tmp_path, cfg)
+    assert rc != 0 and "config key 'subsets.tiny-sto.source.path'" in out and "download_source" not in out, out
+    cfg["subsets"]["tiny-sto"]["source"]["path"] = "results/flagged/seeds.extxyz"  # to be made by an earlier rule
+    rc, out = snakemake(tmp_path, cfg)
+    assert rc != 0 and "MissingInputException" in out and "download_source" not in out, out
 
 
 @pytest.mark.parametrize("value", ["true", "True"])

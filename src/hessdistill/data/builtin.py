@@ -1,7 +1,10 @@
 """Built-in offline datasets: deterministic generators labelled by an offline teacher.
 
-The generator takes the teacher as an ASE calculator (energy and forces; e.g.
-``hessdistill.teachers.calculator.TeacherCalculator(teacher)``), so this module does not load teachers: the jobs
+Each family is a preset of :mod:`hessdistill.data.sampling`: a fixed list of parent structures (:func:`_parents`)
+sampled by :func:`hessdistill.data.sampling.sample` with the default guard rails; the frames' ``info`` has
+``family`` and no ``supercell`` (the parent name carries it), so the output is bit for bit what the generator gave
+before it became a preset (``tests/test_sampling.py`` compares the two).  The generator takes the teacher as an ASE
+calculator (energy and forces; e.g. ``hessdistill.teachers.calculator.TeacherCalculator(teacher)``), so this module does not load teachers: the jobs
 do (:mod:`hessdistill.jobs.generate` for the command line, :mod:`hessdistill.jobs.prepare` for ``name: builtin``).
 
 Two families, so that both materials and molecules are covered with no download at all:
@@ -21,8 +24,8 @@ Two families, so that both materials and molecules are covered with no download 
 Every structure carries teacher labels (energy, forces) and ``info`` entries: ``family``, ``parent`` (the
 composition/cell it came from), ``trajectory`` (a group id: all frames of one MD run or one rattle series;
 use it to group splits and avoid leakage), ``sampling`` ("md", "rattle" or "relax"), ``temperature_K``, ``strain``
-and ``frame``.  The store records the labels it is given (the jobs give ``"teacher:<name>"``) and the generator
-settings.
+and ``frame``.  The store records the labels it is given (the jobs give ``"teacher:<name>"``), the generator
+settings and the sampling report (``sampling_report``: frames made and dropped by the guard rails, teacher calls).
 
 The generator is deterministic for a given seed, settings and teacher (numpy ``default_rng`` streams per
 trajectory; ASE Langevin with an explicit RNG).  Cost is dominated by teacher force calls: one per MD step,
@@ -32,19 +35,15 @@ one per rattled structure; :func:`estimate_calls` tells how many a setting needs
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.build import molecule
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.collections import g2
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-from ase.optimize import FIRE
 
 from ..core.errors import HessdistillError
+from .sampling import SamplingSettings, report_json, sample
 
 log = logging.getLogger(__name__)
 
@@ -134,34 +133,19 @@ def _perovskite(a_el: str, b_el: str, a0: float) -> Atoms:
     return Atoms([a_el, b_el, "O", "O", "O"], scaled_positions=frac, cell=np.eye(3) * a0, pbc=True)
 
 
-def _strain(atoms: Atoms, rng, strains) -> tuple[Atoms, float]:
-    if not atoms.pbc.any():
-        return atoms.copy(), 0.0
-    eps = float(rng.choice(strains))
-    a = atoms.copy()
-    if rng.random() < 0.5:  # isotropic
-        m = np.eye(3) * (1 + eps)
-    else:  # uniaxial along a random axis
-        m = np.eye(3)
-        axis = int(rng.integers(3))
-        m[axis, axis] += eps
-    a.set_cell(a.cell.array @ m, scale_atoms=True)
-    return a, eps
+def sampling_settings(s: GeneratorSettings) -> SamplingSettings:
+    """The :class:`~hessdistill.data.sampling.SamplingSettings` of a built-in dataset: its sampling fields, with
+    the supercells already made by :func:`_parents` (so 1x1x1 here, no atom limit) and the default guard rails."""
+    shared = {f.name for f in fields(SamplingSettings)} & {f.name for f in fields(GeneratorSettings)}
+    shared -= {"supercells", "max_atoms"}
+    return SamplingSettings(**{k: getattr(s, k) for k in sorted(shared)}, supercells=((1, 1, 1),), max_atoms=None)
 
 
-def _labelled(atoms: Atoms, e: float, f: np.ndarray, info: dict) -> Atoms:
-    a = Atoms(atoms.numbers, positions=atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())
-    a.info.update(info)
-    a.calc = SinglePointCalculator(a, energy=float(e), forces=np.array(f, dtype=np.float64))
-    return a
-
-
-def generate(calculator, settings: GeneratorSettings | None = None, *, progress=None) -> list[Atoms]:
-    """Generate the built-in dataset with ``calculator`` (an ASE calculator giving energy and forces, e.g. a teacher
-    wrapped in :class:`~hessdistill.teachers.calculator.TeacherCalculator`) as the potential and labeller.
-
-    ``progress(n)`` is called with the number of structures made after each trajectory or series.
-    """
+def generate_with_report(
+    calculator, settings: GeneratorSettings | None = None, *, progress=None, checkpoint_dir=None, identity=None
+) -> tuple[list[Atoms], dict]:
+    """:func:`generate`, also returning the sampling report (frames made and dropped, teacher calls; see
+    :func:`hessdistill.data.sampling.sample`, which also explains ``checkpoint_dir`` and ``identity``)."""
     s = settings or GeneratorSettings()
     parents = _parents(s)
     if not parents:
@@ -169,120 +153,34 @@ def generate(calculator, settings: GeneratorSettings | None = None, *, progress=
             f"built-in dataset: no {s.family} parent structures match compositions={s.compositions} "
             f"and max_atoms={s.max_atoms}"
         )
-    master = np.random.default_rng(s.seed)
-    out: list[Atoms] = []
-    t0 = time.perf_counter()
-    calc = calculator
-    # MD trajectories: parent, strain and temperature drawn per trajectory, each with its own RNG stream
-    for t in range(s.n_trajectories):
-        rng = np.random.default_rng([s.seed, 1, t])
-        pname, parent = parents[int(master.integers(len(parents)))]
-        temp = float(rng.choice(s.temperatures_K))
-        atoms, eps = _strain(parent, rng, s.strains)
-        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
-        atoms.calc = calc
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
-        Stationary(atoms)
-        dyn = Langevin(
-            atoms,
-            timestep=s.timestep_fs * units.fs,
-            temperature_K=temp,
-            friction=s.friction_per_fs / units.fs,
-            rng=rng,
-            fixcm=True,
-        )
-        dyn.run(s.equilibration_steps)
-        for frame in range(s.frames_per_trajectory):
-            dyn.run(s.sample_every)
-            e = atoms.get_potential_energy()
-            f = atoms.get_forces()
-            out.append(
-                _labelled(
-                    atoms,
-                    e,
-                    f,
-                    {
-                        "family": s.family,
-                        "parent": pname,
-                        "trajectory": f"md{t:04d}",
-                        "sampling": "md",
-                        "temperature_K": temp,
-                        "strain": eps,
-                        "frame": frame,
-                    },
-                )
-            )
-        if progress:
-            progress(len(out))
-    # rattle series: independent random displacements (and cell shears) around a strained parent
-    for r in range(s.n_rattle_series):
-        rng = np.random.default_rng([s.seed, 2, r])
-        pname, parent = parents[int(master.integers(len(parents)))]
-        base, eps = _strain(parent, rng, s.strains)
-        for frame in range(s.frames_per_trajectory):
-            a = base.copy()
-            if a.pbc.any():
-                shear = np.eye(3) + rng.normal(scale=s.shear_sigma, size=(3, 3))
-                a.set_cell(a.cell.array @ shear, scale_atoms=True)
-            a.positions += rng.normal(scale=s.rattle_sigma, size=a.positions.shape)
-            a.calc = calc
-            e, f = a.get_potential_energy(), a.get_forces()
-            out.append(
-                _labelled(
-                    a,
-                    e,
-                    f,
-                    {
-                        "family": s.family,
-                        "parent": pname,
-                        "trajectory": f"rattle{r:04d}",
-                        "sampling": "rattle",
-                        "temperature_K": 0.0,
-                        "strain": eps,
-                        "frame": frame,
-                    },
-                )
-            )
-        if progress:
-            progress(len(out))
-    # relaxation series: FIRE with the teacher from a rattled, strained parent; a frame every relax_every steps
-    for r in range(s.n_relax_series):
-        rng = np.random.default_rng([s.seed, 3, r])
-        pname, parent = parents[int(master.integers(len(parents)))]
-        atoms, eps = _strain(parent, rng, s.strains)
-        atoms.positions += rng.normal(scale=s.relax_rattle_sigma, size=atoms.positions.shape)
-        atoms.calc = calc
-        opt = FIRE(atoms, logfile=None)
-        for frame in range(s.frames_per_trajectory):
-            e = atoms.get_potential_energy()
-            f = atoms.get_forces()
-            out.append(
-                _labelled(
-                    atoms,
-                    e,
-                    f,
-                    {
-                        "family": s.family,
-                        "parent": pname,
-                        "trajectory": f"relax{r:04d}",
-                        "sampling": "relax",
-                        "temperature_K": 0.0,
-                        "strain": eps,
-                        "frame": frame,
-                    },
-                )
-            )
-            opt.run(fmax=1e-4, steps=s.relax_every)
-        if progress:
-            progress(len(out))
+    frames, report = sample(
+        calculator,
+        parents,
+        sampling_settings(s),
+        checkpoint_dir=checkpoint_dir,
+        identity=identity,
+        progress=progress,
+        info={"family": s.family},
+        record_supercell=False,
+    )
     log.info(
         "built-in %s dataset: %d structures from %d teacher calls in %.1f s",
         s.family,
-        len(out),
-        estimate_calls(s),
-        time.perf_counter() - t0,
+        len(frames),
+        report["teacher_calls"],
+        report["run"]["wall_time_s"],
     )
-    return out
+    return frames, report
+
+
+def generate(calculator, settings: GeneratorSettings | None = None, *, progress=None) -> list[Atoms]:
+    """Generate the built-in dataset with ``calculator`` (an ASE calculator giving energy and forces, e.g. a teacher
+    wrapped in :class:`~hessdistill.teachers.calculator.TeacherCalculator`) as the potential and labeller: the
+    family's parents (:func:`_parents`) sampled by :func:`hessdistill.data.sampling.sample`.
+
+    ``progress(n)`` is called with the number of structures made after each trajectory or series.
+    """
+    return generate_with_report(calculator, settings, progress=progress)[0]
 
 
 def build_store(
@@ -298,12 +196,12 @@ def build_store(
 ):
     """Generate (:func:`generate` with ``calculator``), split (grouped by trajectory, so no MD run straddles two
     splits) and write a structure store recording ``labels`` (e.g. ``"teacher:<name>"``), the generator settings
-    (attribute ``generator``) and the provenance ``attrs`` (e.g. the teacher's version and dtype)."""
+    (attribute ``generator``), the sampling report (``sampling_report``, JSON) and the provenance ``attrs`` (e.g. the teacher's version and dtype)."""
     from .splits import make_splits, write_split_store
 
     s = settings or GeneratorSettings()
     fractions = fractions or {"train": 0.7, "val": 0.1, "test": 0.2}
-    structures = generate(calculator, s, progress=progress)
+    structures, report = generate_with_report(calculator, s, progress=progress)
     splits = make_splits(structures, fractions=fractions, seed=split_seed, group_by="trajectory")
     return write_split_store(
         path,
@@ -313,7 +211,7 @@ def build_store(
         group_by="trajectory",
         fractions=fractions,
         labels=labels,
-        attrs={"generator": s.as_dict(), **(attrs or {})},
+        attrs={"generator": s.as_dict(), "sampling_report": report_json(report), **(attrs or {})},
     )
 
 

@@ -25,6 +25,7 @@ import difflib
 import importlib
 import inspect
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -552,6 +553,12 @@ def _builtin_problems(options: dict, where: str) -> list[str]:
                         str(exc).split("; ", 1)[-1],
                     )
                 )
+    return out + _generating_teacher_problems(options, where)
+
+
+def _generating_teacher_problems(options: dict, where: str) -> list[str]:
+    """The ``teacher``, ``dtype`` and ``device`` options of a builtin or sample source."""
+    out = []
     if "teacher" in options:
         out += _teacher_model_problems(options["teacher"], f"{where}.teacher")
     if "dtype" in options and options["dtype"] not in _DTYPES:
@@ -561,15 +568,68 @@ def _builtin_problems(options: dict, where: str) -> list[str]:
     return out
 
 
-def _source_problems(src: dict, where: str) -> list[str]:
+def _sample_problems(src: dict, where: str, base_dir) -> list[str]:
+    """A ``sample`` source: its options (sampling settings, each checked by the sampler's own check), the teacher,
+    and its seeds file, which must exist or be a workflow output under the results folder (made by an earlier
+    rule).  ``strains``, ``shear_sigma`` and ``supercells`` act on periodic seeds only (documented, not checked)."""
+    from ..core.paths import RESULTS
+
+    options, out = _mapping(src.get("options")), []
+    sampling = _optional("hessdistill.data.sampling")
+    if sampling is not None:
+        valid = ["teacher", "dtype", "device"] + list(sampling.SamplingSettings.__dataclass_fields__)
+        out += [_unknown_key(f"{where}.options.{k}", k, valid, "sampling option") for k in options if k not in valid]
+        for k, v in options.items():
+            if k in valid[3:]:
+                try:
+                    sampling.settings_from_options(**{k: v})
+                except HessdistillError as exc:
+                    problem, _, fix = str(exc).partition("\n  fix: ")
+                    out.append(_msg(f"{where}.options.{k}", problem.split(": ", 1)[-1], fix or None))
+    out += _generating_teacher_problems(options, f"{where}.options")
+    for key in ("url", "sha256", "md5"):
+        if src.get(key):
+            out.append(
+                _msg(
+                    f"{where}.{key}",
+                    "a sample source is never downloaded or checksummed: its path is the seeds file",
+                    f"remove {key}",
+                )
+            )
+    path = src.get("path")
+    if not isinstance(path, str) or not path:
+        out.append(
+            _msg(
+                f"{where}.path",
+                "missing: source 'sample' samples around the seed structures of a file",
+                "give the seeds file (any file ase.io.read reads), relative to data_dir",
+            )
+        )
+        return out
+    full = Path(path) if Path(path).is_absolute() else Path(base_dir) / path
+    rel = Path(os.path.relpath(os.path.abspath(full), os.path.abspath(".")))
+    if not full.exists() and rel.parts[:1] != (RESULTS,):
+        out.append(
+            _msg(
+                f"{where}.path",
+                f"seeds file {str(full)!r} does not exist and is not a workflow output under {RESULTS}/",
+                "correct the path (relative to data_dir), or write the seeds file first",
+            )
+        )
+    return out
+
+
+def _source_problems(src: dict, where: str, base_dir=".") -> list[str]:
     name, options = src.get("name"), _mapping(src.get("options"))
     if name == "builtin":
         return _builtin_problems(options, f"{where}.options")
+    if name == "sample":
+        return _sample_problems(src, where, base_dir)
     sources = _optional("hessdistill.data.sources")
     if sources is None:
         return []
     if name not in sources.READERS:
-        return [_bad_choice(f"{where}.name", name, list(sources.READERS) + ["builtin"], "source")]
+        return [_bad_choice(f"{where}.name", name, list(sources.READERS) + ["builtin", "sample"], "source")]
     out = []
     if not src.get("path"):
         out.append(
@@ -662,7 +722,7 @@ def _subset_problems(config: dict) -> list[str]:
         spec, where = _mapping(spec), f"subsets.{s}"
         for k in ("source", "test_source"):
             if isinstance(spec.get(k), dict):
-                out += _source_problems(spec[k], f"{where}.{k}")
+                out += _source_problems(spec[k], f"{where}.{k}", base_dir)
         out += _selector_problems(spec.get("selectors"), f"{where}.selectors", base_dir)
         out += _split_problems(spec, where)
     return out
