@@ -86,6 +86,9 @@ def runs(slurm, tmp_path_factory, ci_tiny_completed):
         str(ROOT / "profiles" / "slurm"),
         "--slurm-init-seconds-before-status-checks",
         "3",
+        # a finished job is seen within 2 s instead of Snakemake's default 10 s (the DAG is ~8 jobs deep)
+        "--seconds-between-status-checks",
+        "2",
         "--slurm-logdir",
         str(wd_slurm / "slurm-logs"),
         timeout=1500,
