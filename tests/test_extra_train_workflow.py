@@ -186,3 +186,39 @@ def test_adding_a_flagged_subset_and_a_run_on_it_plans_only_their_jobs(ci_tiny_c
         | snakemake_helpers.REPORT
     )
     assert snakemake_helpers.dry_run(ci_tiny_completed, cfg) == expected
+
+
+@pytest.mark.slow
+def test_the_augmented_run_trains_on_both_subsets_and_leaves_the_original_files_alone(ci_tiny_completed, tmp_path):
+    """The real thing on a copy of the finished ci-tiny results: the new subset is prepared and labelled, the new
+    run trains on tiny-sto's train split plus all of sto-flagged, and no file of tiny-sto's data, labels, Hessians
+    or existing runs is rewritten."""
+    import json
+    import shutil
+
+    from hessdistill.data.store import StructureStore
+
+    work = tmp_path / "copy"
+    shutil.copytree(ci_tiny_completed, work, symlinks=True)
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in (work / "results" / "tiny-sto").rglob("*")
+        if p.is_file() and "eval" not in p.parts
+    }
+    res = snakemake_helpers.snakemake(work, augmented(snakemake_helpers.base_config()), "--show-failed-logs")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-8000:]
+    with StructureStore(work / "results/tiny-sto/data/structures.h5") as st:
+        n_base = st.n_structures("train")
+    with StructureStore(work / "results/sto-flagged/data/structures.h5") as st:
+        n_extra = st.n_structures("train")
+        assert n_extra > 0 and st.n_structures("val") == st.n_structures("test") == 0
+    run = work / "results/tiny-sto/runs/chgnet/tiny-hessian-flagged"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_structures"] == {"tiny-sto": n_base, "sto-flagged": n_extra}
+    log = (work / "results/logs/train_run/tiny-sto/chgnet/tiny-hessian-flagged.log").read_text()
+    assert f"training set: {n_base + n_extra} structures: {n_base} from 'tiny-sto', {n_extra} from 'sto-flagged'" in log
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert (
+        not (work / "results/sto-flagged/runs").exists()
+        and not (work / "results/sto-flagged/teachers/chgnet/eval").exists()
+    )
