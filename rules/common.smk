@@ -13,6 +13,7 @@ from hessdistill.core.codehash import code_hash  # noqa: E402  (see CODE below)
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
 from hessdistill.workflow.params import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
+from hessdistill.workflow.params import extra_train_subsets as _extra_train_subsets, matrix_subsets
 from hessdistill.workflow.config_check import check_label_shards, check_workflow_config
 from hessdistill.workflow.envs import NEEDS_REFERENCE, check_environments, environment, evaluation_environment, student_arch
 from hessdistill.workflow.rule_job import job_module
@@ -88,7 +89,8 @@ def _alternatives(names):
 
 
 def combos():
-    """Every (subset, teacher, run) of the matrix; a run with `subsets: [...]` only for those subsets."""
+    """Every (subset, teacher, run) of the matrix; a run with `subsets: [...]` only for those subsets.  Subsets
+    that runs use only as extra_train_subsets are not in the matrix (hessdistill.workflow.params.extra_only_subsets)."""
     return _combos(config)
 
 
@@ -96,7 +98,7 @@ def all_eval_outputs():
     out = []
     for s, t, r in combos():
         out += [eval_path(s, t, r, ev) for ev in EVALUATIONS]
-    for s in config["subsets"]:
+    for s in matrix_subsets(config):
         for t in config["teachers"]:
             out += [eval_path(s, t, None, ev) for ev in TEACHER_EVALUATIONS]
     return out
@@ -193,6 +195,20 @@ def label_shard_files(wildcards):
 
 def run_params(wildcards):
     return canon({k: v for k, v in _run_config(config, wildcards.subset, wildcards.run).items() if k != "device"})
+
+
+def extra_train_inputs(kind):
+    """Input function of train_run: the structures, labels or hessians (`kind`) of each of the run's
+    extra_train_subsets, for the run's teacher, in the run's order (none for a run without them).  Those files
+    have their own prepare_subset and label_teacher jobs; the run's own subset's files are not touched."""
+
+    def f(wildcards):
+        names = _extra_train_subsets(config, wildcards.subset, wildcards.run)
+        if kind == "structures":
+            return [structures_path(s) for s in names]
+        return [(labels_path if kind == "labels" else hessians_path)(s, wildcards.teacher) for s in names]
+
+    return f
 
 
 def evaluation_params(wildcards):

@@ -6,6 +6,10 @@ rule train_run:
         structures=structures_path("{subset}"),
         labels=labels_path("{subset}", "{teacher}"),
         hessians=hessians_path("{subset}", "{teacher}"),
+        # the train splits of the run's extra_train_subsets (none for most runs)
+        extra_structures=extra_train_inputs("structures"),
+        extra_labels=extra_train_inputs("labels"),
+        extra_hessians=extra_train_inputs("hessians"),
     output:
         model=run_file("{subset}", "{teacher}", "{run}", "model.pt"),
         log_csv=run_file("{subset}", "{teacher}", "{run}", "log.csv"),

@@ -41,7 +41,8 @@ def mismatch(ck: dict, cfgd: dict, provenance: dict) -> str | None:
         return "its settings differ (" + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) + ")"
     if "inputs" not in ck:
         return "it predates input tracking (no data fingerprint recorded)"
-    changed = [s for s in provenance["inputs"] if ck["inputs"].get(s) != provenance["inputs"][s]]
+    keys = sorted(set(provenance["inputs"]) | set(ck["inputs"]))
+    changed = [s for s in keys if ck["inputs"].get(s) != provenance["inputs"].get(s)]
     if changed:
         return (
             f"its training data differ (split(s) {', '.join(changed)}: structures, labels or Hessian rows "

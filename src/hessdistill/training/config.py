@@ -82,6 +82,11 @@ class TrainConfig:
     #: deterministic kernels (torch.use_deterministic_algorithms, process-wide): bitwise-reproducible training
     #: and resumption on CUDA, at some speed cost; CPU training is deterministic anyway
     deterministic: bool = False
+    #: names of further subsets whose train split (with the same teacher's labels and Hessian rows) is added to
+    #: the training set, in this order after the run's own subset; validation stays the run's own subset's.
+    #: The files of each are given to :func:`hessdistill.training.train` as ``extra_train`` (the workflow: its
+    #: results of that subset); part of the resume key
+    extra_train_subsets: list = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -90,6 +95,12 @@ class TrainConfig:
         if unknown:
             raise HessdistillError(f"unknown training option(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
         cfg = cls(**d)
+        names = cfg.extra_train_subsets
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+            raise HessdistillError(f"extra_train_subsets must be a list of subset names, got {names!r}")
+        if len(set(names)) != len(names):
+            raise HessdistillError(f"extra_train_subsets lists a subset more than once: {list(names)}")
+        cfg.extra_train_subsets = list(names)
         if cfg.method not in METHODS:
             raise HessdistillError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
         if not 0.0 < cfg.hessian_until <= 1.0:

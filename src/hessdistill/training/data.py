@@ -58,9 +58,11 @@ class DistillDataset(torch.utils.data.Dataset):
         dtype=torch.float64,
         energy_source: str = "reference",
         student=None,
+        subset: str | None = None,
     ):
         """``student``: the model the graphs are built for; it checks the elements and precomputes its graph
-        extras (e.g. GemNet's triplets) once per structure (hessdistill.core.graphs.atoms_to_data)."""
+        extras (e.g. GemNet's triplets) once per structure (hessdistill.core.graphs.atoms_to_data).  ``subset``:
+        the name of the subset the store holds, for messages (None: the store is named by its file)."""
         from ..data.labels import HessianStore, LabelStore
         from ..data.store import StructureStore
 
@@ -117,6 +119,84 @@ class DistillDataset(torch.utils.data.Dataset):
         self.dtype = dtype
         self.student = student
         self._graphs = [None] * self.n
+        #: where the structures come from: one entry per store joined into this dataset (:meth:`joined`)
+        self.parts = [
+            {"subset": subset, "structures": str(structures), "labels": labels, "hessians": hessians, "n": self.n}
+        ]
+        #: the fingerprints of the datasets joined into this one (None: a single store)
+        self._joined_fingerprints = None
+
+    @classmethod
+    def joined(cls, datasets: list[DistillDataset]) -> DistillDataset:
+        """One dataset of the structures of ``datasets`` (the same split, cutoff, dtype, target energies and the
+        same kinds of teacher data), in this order: index ``i`` of the result is structure ``i`` of the first,
+        then the second's follow, and so on.  :meth:`origin` maps an index back to its store; the fingerprint
+        covers every part and its name.  A single dataset is returned as it is."""
+        datasets = list(datasets)
+        first = datasets[0]
+        if len(datasets) == 1:
+            return first
+
+        def kind(ds):
+            return (
+                ds.split,
+                ds.cutoff,
+                ds.dtype,
+                ds.energy_source,
+                ds.teacher_forces is None,
+                ds.node_feats is None,
+                ds.hessians is None,
+            )
+
+        for ds in datasets[1:]:
+            if kind(ds) != kind(first):
+                raise HessdistillError(
+                    f"cannot join the datasets of {first.parts[0]['structures']} and {ds.parts[0]['structures']}: "
+                    "they differ in split, cutoff, dtype, target energies or teacher data (labels, node features, "
+                    "Hessian rows)"
+                )
+        out = cls.__new__(cls)
+        out.split, out.cutoff, out.dtype = first.split, first.cutoff, first.dtype
+        out.energy_source, out.student = first.energy_source, first.student
+        out.structures_path, out.hessians_path = first.structures_path, first.hessians_path
+        out.n = sum(ds.n for ds in datasets)
+        out.atoms = [a for ds in datasets for a in ds.atoms]
+        out.content_hash = hashlib.sha256("|".join(ds.content_hash for ds in datasets).encode()).hexdigest()
+        out.has_reference = all(ds.has_reference for ds in datasets)
+
+        def cat(name):
+            return None if getattr(first, name) is None else [x for ds in datasets for x in getattr(ds, name)]
+
+        out.teacher_forces, out.node_feats, out.hessians = cat("teacher_forces"), cat("node_feats"), cat("hessians")
+        out.teacher_energy = (
+            None if first.teacher_energy is None else np.concatenate([ds.teacher_energy for ds in datasets])
+        )
+        out.parts = [p for ds in datasets for p in ds.parts]
+        out._joined_fingerprints = [
+            (p.get("subset") or p["structures"], ds.fingerprint()) for ds in datasets for p in ds.parts[:1]
+        ]
+        out._graphs = [None] * out.n
+        return out
+
+    def origin(self, i: int) -> tuple[dict, int]:
+        """(the part of :attr:`parts` that structure ``i`` comes from, its index in that store's split)."""
+        for part in self.parts:
+            if i < part["n"]:
+                return part, i
+            i -= part["n"]
+        raise IndexError(f"structure {i} is beyond the {self.n} structures of this dataset")
+
+    def describe(self, i: int) -> str:
+        """'structure 3 of split 'train'' (of subset 'x', when this dataset joins several subsets)."""
+        part, k = self.origin(i)
+        where = f" of subset {part['subset']!r}" if len(self.parts) > 1 and part["subset"] else ""
+        if len(self.parts) > 1 and not part["subset"]:
+            where = f" of {part['structures']}"
+        return f"structure {k} of split {self.split!r}{where}"
+
+    def structures_per_subset(self) -> dict:
+        """{subset name (or store path): number of structures} of the stores this dataset holds, in order."""
+        return {p.get("subset") or p["structures"]: p["n"] for p in self.parts}
 
     def _check_alignment(self, store, path):
         if self.split not in store.splits:
@@ -137,8 +217,13 @@ class DistillDataset(torch.utils.data.Dataset):
     def fingerprint(self) -> str:
         """sha256 (hex) of everything this split feeds a training: the structures and reference labels (the
         store's content hash), which energies/forces are the targets, the teacher's energies, forces and node
-        features and the Hessian rows (indices and values) as loaded.  A checkpoint resumes only on data with
-        the same fingerprint."""
+        features and the Hessian rows (indices and values) as loaded; for a :meth:`joined` dataset, the name and
+        fingerprint of each part in order.  A checkpoint resumes only on data with the same fingerprint."""
+        if self._joined_fingerprints is not None:
+            h = hashlib.sha256(b"hessdistill.distill-dataset/joined/v1\n")
+            for name, fp in self._joined_fingerprints:
+                h.update(f"{name}|{fp}\n".encode())
+            return h.hexdigest()
         h = hashlib.sha256(b"hessdistill.distill-dataset/v1\n")
         h.update(f"{self.split}|{self.content_hash}|{self.energy_source}\n".encode())
 
@@ -212,8 +297,8 @@ class HessianCollate:
             for i, (idx, rows) in enumerate(dataset.hessians):
                 if len(idx) != rows.shape[1]:
                     raise HessdistillError(
-                        f"file {str(dataset.hessians_path)!r}: random-projection Hessian matching needs full teacher "
-                        f"Hessians, but structure {i} of split {dataset.split!r} has {len(idx)} of {rows.shape[1]} "
+                        f"file {str(dataset.origin(i)[0]['hessians'])!r}: random-projection Hessian matching needs "
+                        f"full teacher Hessians, but {dataset.describe(i)} has {len(idx)} of {rows.shape[1]} "
                         "rows stored\n  fix: relabel with the teacher's rows: full"
                     )
         elif dataset.hessians is not None:
@@ -227,8 +312,9 @@ class HessianCollate:
         if partial:
             i, k, full = partial[0]
             raise HessdistillError(
-                f"file {str(self.ds.hessians_path)!r}: rows_per_structure (s) = {self.s} but structure {i} of split "
-                f"{self.ds.split!r} has only {k} of its {full} Hessian rows stored ({len(partial)} structure(s) alike)"
+                f"file {str(self.ds.origin(i)[0]['hessians'])!r}: rows_per_structure (s) = {self.s} but "
+                f"{self.ds.describe(i)} has only {k} of its {full} Hessian rows stored ({len(partial)} structure(s) "
+                "alike)"
                 f"\n  fix: lower the run's rows_per_structure to at most {min(k for _, k, _ in partial)}, or relabel "
                 "with more rows per structure (the teacher's rows: k or full)"
             )

@@ -144,9 +144,23 @@ class Setup:
 
 
 def train(
-    config, structures, out_dir, *, labels=None, hessians=None, progress: bool = True, on_mismatch: str = "error"
+    config,
+    structures,
+    out_dir,
+    *,
+    labels=None,
+    hessians=None,
+    progress: bool = True,
+    on_mismatch: str = "error",
+    extra_train=None,
+    subset: str | None = None,
 ) -> dict:
     """Train one student run; resumes from ``out_dir/last.pt`` if present. Returns the summary dict.
+
+    ``extra_train``: {subset name: {"structures": ..., "labels": ..., "hessians": ...}}, the files of each subset
+    the run's ``extra_train_subsets`` names (the same teacher's labels and Hessians); their train splits are
+    added to the training set (:func:`extra_training_sets` checks them).  ``subset``: the name of the subset of
+    ``structures``, for messages and the summary's ``train_structures``.
 
     ``on_mismatch``: what to do when ``last.pt`` cannot be resumed (other settings, budget and thread count
     aside; other data; other training code; unreadable): ``"error"`` (default) refuses, ``"restart"`` discards
@@ -157,7 +171,7 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = setup(cfg, structures, labels=labels, hessians=hessians)
+    run = setup(cfg, structures, labels=labels, hessians=hessians, extra_train=extra_train, subset=subset)
     state = {
         "epoch": 0,
         "best_val": math.inf,
@@ -239,7 +253,7 @@ def train(
     return summary
 
 
-def setup(cfg: TrainConfig, structures, *, labels=None, hessians=None) -> Setup:
+def setup(cfg: TrainConfig, structures, *, labels=None, hessians=None, extra_train=None, subset=None) -> Setup:
     """Prepare run ``cfg``: threads and deterministic kernels, device, student, train/val data, the student's fits
     to the training data (element energies, energy scale, :meth:`Student.prepare_for_training`), optimiser,
     learning-rate and λ_H schedules, EMA, Hessian-row sampler and the provenance the checkpoint is checked against.
@@ -259,7 +273,9 @@ def setup(cfg: TrainConfig, structures, *, labels=None, hessians=None) -> Setup:
     if (cfg.method in ("n2n", "a2a", "teacher-forces") or cfg.energy_source == "teacher") and labels is None:
         raise HessdistillError(f"method {cfg.method!r} needs the teacher labels file (labels=...)")
 
-    model, student_cfg, train_ds, val_ds = _student_and_data(cfg, structures, labels, hessians, weights, dtype)
+    model, student_cfg, train_ds, val_ds = _student_and_data(
+        cfg, structures, labels, hessians, weights, dtype, extra_train or {}, subset
+    )
     model = _fit_to_training_data(model, train_ds, device, dtype)
     projection = None
     params = list(model.parameters())
@@ -310,9 +326,11 @@ def setup(cfg: TrainConfig, structures, *, labels=None, hessians=None) -> Setup:
     )
 
 
-def _student_and_data(cfg, structures, labels, hessians, weights, dtype):
-    """The student (seeded with ``cfg.seed``; ``avg_num_neighbors: auto`` resolved on the training split) and the
-    train and val datasets, their graphs built for it.  Returns (model, student config, train_ds, val_ds)."""
+def _student_and_data(cfg, structures, labels, hessians, weights, dtype, extra_train=None, subset=None):
+    """The student (seeded with ``cfg.seed``; ``avg_num_neighbors: auto`` resolved on the training set) and the
+    train and val datasets, their graphs built for it; the training set is the train split of ``structures``
+    followed by those of the ``extra_train`` subsets (:func:`extra_training_sets`).  Returns (model, student
+    config, train_ds, val_ds)."""
     torch.manual_seed(cfg.seed)
     student_cfg = dict(cfg.student)
     if cfg.method == "a2a":
@@ -338,7 +356,16 @@ def _student_and_data(cfg, structures, labels, hessians, weights, dtype):
         dtype=dtype,
         energy_source=cfg.energy_source,
         student=model,
+        subset=subset,
     )
+    extras = extra_training_sets(cfg, train_ds, extra_train or {}, weights, model)
+    if extras:
+        train_ds = DistillDataset.joined([train_ds, *extras])
+        log.info(
+            "training set: %d structures: %s",
+            len(train_ds),
+            ", ".join(f"{n} from {name!r}" for name, n in train_ds.structures_per_subset().items()),
+        )
     if auto_nbrs:  # normalise message sums by the training set's mean neighbour count at the student's cutoff
         n_edges = sum(int(train_ds[i].edge_index.shape[1]) for i in range(len(train_ds)))
         n_atoms = sum(len(a) for a in train_ds.atoms)
@@ -352,8 +379,125 @@ def _student_and_data(cfg, structures, labels, hessians, weights, dtype):
     return model, student_cfg, train_ds, val_ds
 
 
+def _file_attrs(path, reader) -> dict:
+    with reader(path) as f:
+        return f.attrs
+
+
+def _subset_label(ds) -> str:
+    part = ds.parts[0]
+    return f"subset {part['subset']!r}" if part["subset"] else f"the run's structures {part['structures']}"
+
+
+#: label-file attributes that identify the teacher: labels of one subset join those of another only if all agree
+TEACHER_ATTRS = ("teacher", "teacher_version", "teacher_dtype")
+
+
+def extra_training_sets(cfg: TrainConfig, base: DistillDataset, extra_train: dict, weights, model) -> list:
+    """The train splits of the run's ``extra_train_subsets`` (files in ``extra_train``: {name: {"structures",
+    "labels", "hessians"}}) as datasets like ``base`` (the run's own train split), in the run's order, after
+    checking that they can be joined to it: each subset's store has a non-empty train split; its labels (and
+    Hessian rows, where the run matches them) are the same teacher's as the run's, and its Hessians cover the
+    train split; with reference targets (``energy_source: reference``) its reference labels are of the same kind
+    (the store attribute ``labels``: ``dft``, ``teacher:chgnet``, ...); the student can embed its elements.  Rows
+    per structure are checked with the joined set (:class:`HessianCollate`).  Raises HessdistillError naming the
+    subset, the file and the fix."""
+    from ..data.labels import HessianStore, LabelStore
+    from ..data.store import StructureStore
+
+    names = list(cfg.extra_train_subsets)
+    if sorted(extra_train) != sorted(names):
+        raise HessdistillError(
+            f"the run's extra_train_subsets are {names}, but files were given for {sorted(extra_train)}\n"
+            "  fix: give the structures, labels and Hessians of exactly the subsets extra_train_subsets names"
+        )
+    key = "extra_train_subsets (workflow: runs.<run>.extra_train_subsets)"
+    base_part = base.parts[0]
+    with StructureStore(base_part["structures"]) as st:
+        base_kind = st.labels
+    base_teacher = _file_attrs(base_part["labels"], LabelStore) if base_part["labels"] is not None else None
+    use_hessians = base.hessians is not None
+    out = []
+    for name in names:
+        spec = dict(extra_train[name])
+        unknown = sorted(set(spec) - {"structures", "labels", "hessians"})
+        if unknown or not spec.get("structures"):
+            raise HessdistillError(
+                f"extra training subset {name!r}: expected its files as structures, labels, hessians, got "
+                f"{sorted(spec)}"
+            )
+        structures, labels, hessians = spec["structures"], spec.get("labels"), spec.get("hessians")
+
+        def fail(problem, fix, path=structures, name=name):
+            return HessdistillError(f"file {str(path)!r}: extra training subset {name!r} {problem}\n  fix: {fix}")
+
+        with StructureStore(structures) as st:
+            if "train" not in st.splits or st.n_structures("train") == 0:
+                raise fail(
+                    f"has no training structures (splits: {', '.join(f'{s} ({st.n_structures(s)})' for s in st.splits)})",
+                    f"give the subset a train split (split: counts: {{train: rest}}), or remove it from {key}",
+                )
+            kind = st.labels
+            numbers = np.unique(np.concatenate([st.atoms("train", i).numbers for i in range(st.n_structures("train"))]))
+        if cfg.energy_source == "reference" and kind != base_kind:
+            raise fail(
+                f"has reference labels {kind!r} but {_subset_label(base)} has {base_kind!r} (store attribute "
+                "'labels'): the run would fit energies and forces of two different references as one",
+                f"label both subsets with the same reference, train on the teacher's labels (energy_source: "
+                f"teacher), or remove {name!r} from {key}",
+            )
+        if base_teacher is not None:
+            if labels is None:
+                raise fail("has no teacher labels file", f"give its labels (the run's teacher on subset {name!r})")
+            got = _file_attrs(labels, LabelStore)
+            want = {k: base_teacher.get(k) for k in TEACHER_ATTRS}
+            if {k: got.get(k) for k in TEACHER_ATTRS} != want:
+                raise fail(
+                    f"was labelled by teacher {got.get('teacher')!r} (version {got.get('teacher_version')}, "
+                    f"{got.get('teacher_dtype')}) but {_subset_label(base)} by {want['teacher']!r} (version "
+                    f"{want['teacher_version']}, {want['teacher_dtype']})",
+                    "label the extra subset with the run's teacher",
+                    path=labels,
+                )
+        if use_hessians:
+            if hessians is None:
+                raise fail("has no teacher Hessians file", f"give its Hessians (the run's teacher on subset {name!r})")
+            with HessianStore(hessians) as hs:
+                covered = "train" in hs.splits
+            if not covered:
+                raise fail(
+                    "has no teacher Hessian rows of its train split",
+                    "label it with the train split among the teacher's hessian_splits "
+                    "(workflow: teachers.<teacher>.hessian_splits)",
+                    path=hessians,
+                )
+        try:
+            model.check_numbers(numbers)
+        except HessdistillError as exc:
+            raise fail(
+                f"has elements the student cannot embed: {str(exc).splitlines()[0]}",
+                f"use a student that embeds them (e.g. a larger num_elements), or remove {name!r} from {key}",
+            ) from None
+        out.append(
+            DistillDataset(
+                structures,
+                "train",
+                base.cutoff,
+                labels=labels if base_teacher is not None else None,
+                hessians=hessians if use_hessians else None,
+                node_features=base.node_feats is not None,
+                dtype=base.dtype,
+                energy_source=base.energy_source,
+                student=model,
+                subset=name,
+            )
+        )
+    return out
+
+
 def _fit_to_training_data(model, train_ds, device, dtype):
-    """Fit the student's element energies and energy scale (RMS force) on the training split, move it to the
+    """Fit the student's element energies and energy scale (RMS force) on the training set (every structure of it,
+    in its order: the run's own train split, then the extra subsets'), move it to the
     training device and dtype, and let it fit what else it derives from data (its ``prepare_for_training`` on
     the first :data:`PREPARE_STRUCTURES` structures).  Returns the moved model."""
     e_train, z_train = train_ds.energies_and_numbers()
@@ -468,6 +612,7 @@ def _summary(run: Setup, state: dict, resumed_from: int | None) -> dict:
         "train_time_s": state["elapsed_s"],
         "method": cfg.method,
         "resumed_from_epoch": resumed_from,
+        "train_structures": run.train_ds.structures_per_subset(),
         **device_record(run.device),
         "student": run.model.config()
         | {"embedding_init": "teacher table" if "embedding_init" in run.student_cfg else None},
@@ -485,7 +630,10 @@ def _raise_non_finite(flags: torch.Tensor, order, cfg, ds, epoch: int, sums: dic
     """A non-finite loss in this epoch: name the batch's structures (split, indices, formulas) and the terms."""
     step = int((~flags.cpu()).nonzero()[0])
     idx = [int(i) for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-    names = ", ".join(f"{i} ({ds.atoms[i].get_chemical_formula()})" for i in idx)
+    joined = len(ds.parts) > 1  # then name each structure's subset and index there too
+    names = ", ".join(
+        f"{i} ({ds.atoms[i].get_chemical_formula()}{': ' + ds.describe(i) if joined else ''})" for i in idx
+    )
     terms = ", ".join(k for k, v in sums.items() if not bool(torch.isfinite(torch.as_tensor(v)).all())) or "unknown"
     raise HessdistillError(
         f"file {str(ds.structures_path)!r}: non-finite training loss at epoch {epoch + 1}, step {step + 1}, in the "

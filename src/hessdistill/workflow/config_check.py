@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import HessdistillError
-from .params import RUN_WORKFLOW_KEYS, run_config
+from .params import RUN_WORKFLOW_KEYS, combos, run_config
 
 #: problems shown in a ConfigError (the rest are counted)
 MAX_MESSAGES = 10
@@ -536,6 +536,94 @@ def _run_problems(config: dict) -> list[str]:
     return out
 
 
+def _split_names(spec) -> set | None:
+    """The splits a subset's store will have (from its split fractions/counts, test_source and
+    carve_test_from_train), or None where the config does not say."""
+    spec = _mapping(spec)
+    split = _mapping(spec.get("split"))
+    given = split.get("fractions") or split.get("counts")
+    if not isinstance(given, dict):
+        return None
+    names = set(given)
+    if spec.get("test_source") or split.get("carve_test_from_train"):
+        names.add("test")
+    return names
+
+
+def _extra_train_problems(config: dict) -> list[str]:
+    """``runs.<run>.extra_train_subsets`` (and its ``subset_overrides`` entries): known subsets, not the run's
+    own, each once, with a train split; for Hessian methods the teachers' ``hessian_splits`` include train."""
+    out = []
+    subsets, teachers = _mapping(config.get("subsets")), _mapping(config.get("teachers"))
+    runs = _mapping(config.get("runs"))
+    trained_on: dict = {}
+    try:
+        for s, _, r in combos(config):
+            trained_on.setdefault(r, []).append(s)
+    except (AttributeError, TypeError):  # malformed runs: reported by the schema check
+        trained_on = {}
+    for r, spec in runs.items():
+        spec = _mapping(spec)
+        views = [(f"runs.{r}.extra_train_subsets", spec.get("extra_train_subsets"), None)]
+        views += [
+            (f"runs.{r}.subset_overrides.{s}.extra_train_subsets", o.get("extra_train_subsets"), s)
+            for s, o in _mapping(spec.get("subset_overrides")).items()
+            if isinstance(o, dict) and "extra_train_subsets" in o
+        ]
+        for key, names, only in views:
+            if not isinstance(names, list) or not names:
+                continue
+            if only is None and not trained_on.get(r):
+                out.append(
+                    _msg(
+                        key,
+                        f"run {r!r} is trained on no subset: every subset is used only as extra training data",
+                        f"name the subsets it is trained on in runs.{r}.subsets",
+                    )
+                )
+            for i, name in enumerate(names):
+                if name not in subsets:
+                    out.append(_bad_choice(f"{key}[{i}]", name, list(subsets), "subset"))
+                    continue
+                if name in names[:i]:
+                    out.append(_msg(f"{key}[{i}]", f"subset {name!r} is listed twice", "list each subset once"))
+                own = [s for s in trained_on.get(r, []) if only in (None, s)]
+                if name in own:
+                    out.append(
+                        _msg(
+                            f"{key}[{i}]",
+                            f"subset {name!r} is a subset this run is trained on: its train split is in the training "
+                            "set already",
+                            f"remove {name!r} from the list (or restrict runs.{r}.subsets to the other subsets)",
+                        )
+                    )
+                splits = _split_names(subsets[name])
+                if splits is not None and "train" not in splits:
+                    out.append(
+                        _msg(
+                            f"{key}[{i}]",
+                            f"subset {name!r} has no train split (subsets.{name}.split gives {sorted(splits)})",
+                            f"put its structures in train (subsets.{name}.split: {{counts: {{train: rest, val: 0, "
+                            "test: 0}, seed: 0}})",
+                        )
+                    )
+            for s in [only] if only else trained_on.get(r, []):
+                if not _hessian_rows_used(run_config(config, s, r)):
+                    continue
+                for t, tspec in teachers.items():
+                    hs = _mapping(tspec).get("hessian_splits")
+                    if isinstance(hs, list) and "train" not in hs:
+                        out.append(
+                            _msg(
+                                key,
+                                f"run {r!r} matches Hessian rows, but teachers.{t}.hessian_splits ({hs}) does not "
+                                "include train, so the extra subsets would have no Hessian rows of their train split",
+                                f"add train to teachers.{t}.hessian_splits",
+                            )
+                        )
+    return out
+
+
 def _builtin_problems(options: dict, where: str) -> list[str]:
     builtin = _optional("hessdistill.data.builtin")
     out = []
@@ -768,7 +856,11 @@ def semantic_problems(config: dict) -> list[str]:
     hyper-parameters, loss weights, Hessian rows per structure vs the teachers' rows, sources, generator and
     reader options, selectors, splits, subset names.  Expects the schema's defaults filled in."""
     return _unique(
-        _teacher_problems(config) + _run_problems(config) + _subset_problems(config) + _evaluation_problems(config)
+        _teacher_problems(config)
+        + _run_problems(config)
+        + _extra_train_problems(config)
+        + _subset_problems(config)
+        + _evaluation_problems(config)
     )
 
 

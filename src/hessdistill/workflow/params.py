@@ -5,7 +5,9 @@
   and never because of key order or types.
 * :func:`run_config`: the TrainConfig options of one run on one subset (the run's options with its
   ``subset_overrides`` for that subset on top; workflow-only keys removed).
-* :func:`combos`: the (subset, teacher, run) matrix, honouring a run's ``subsets`` restriction.
+* :func:`combos`: the (subset, teacher, run) matrix, honouring a run's ``subsets`` restriction; subsets used only
+  as extra training data (:func:`extra_only_subsets`) are not in it.
+* :func:`extra_train_subsets`: the subsets whose train split a run adds to its training set.
 * :func:`evaluation_protocol`: one evaluation's protocol overrides for one subset.
 * :func:`job_device`: the device a job runs on (what its GPU request follows; not a param: moving a job
   between CPU and GPU reruns nothing but the speed evaluation, whose numbers are the device's).
@@ -29,14 +31,43 @@ def run_config(config: dict, subset: str, run: str) -> dict:
     return cfg
 
 
+def extra_train_subsets(config: dict, subset: str, run: str) -> list[str]:
+    """The subsets whose train split ``run`` trained on ``subset`` adds to its training set (its
+    ``extra_train_subsets``, or that of its ``subset_overrides`` entry for ``subset``), in order."""
+    return list(run_config(config, subset, run).get("extra_train_subsets") or [])
+
+
+def extra_only_subsets(config: dict) -> set[str]:
+    """Subsets that some run names in ``extra_train_subsets`` (its own or a ``subset_overrides`` entry's) and no
+    run names in ``subsets``: extra training data only (e.g. frames flagged by an evaluation, all in ``train``),
+    so no run is trained on them and no teacher is evaluated on them; they are prepared and labelled when a run
+    that uses them is trained."""
+    used, named = set(), set()
+    for spec in config["runs"].values():
+        used |= set(spec.get("extra_train_subsets") or [])
+        for override in (spec.get("subset_overrides") or {}).values():
+            if isinstance(override, dict):
+                used |= set(override.get("extra_train_subsets") or [])
+        named |= set(spec.get("subsets") or [])
+    return used - named
+
+
+def matrix_subsets(config: dict) -> list[str]:
+    """The subsets runs are trained and teachers evaluated on: all but :func:`extra_only_subsets`."""
+    extra = extra_only_subsets(config)
+    return [s for s in config["subsets"] if s not in extra]
+
+
 def combos(config: dict) -> list[tuple[str, str, str]]:
-    """Every (subset, teacher, run); a run with ``subsets: [...]`` is trained only on those."""
+    """Every (subset, teacher, run) over :func:`matrix_subsets`; a run with ``subsets: [...]`` is trained only on
+    those."""
+    subsets = matrix_subsets(config)
     return [
         (s, t, r)
         for s in config["subsets"]
         for t in config["teachers"]
         for r, spec in config["runs"].items()
-        if s in spec.get("subsets", config["subsets"])
+        if s in spec.get("subsets", subsets)
     ]
 
 
