@@ -284,7 +284,7 @@ def render_config(
         w(f"        max_atoms: {max_atoms}")
         w("        seed: 0")
         w("    split:")
-        w("      counts: {train: rest}")
+        w("      counts: {train: rest, val: 0, test: 0}   # empty val/test: labelling and training need only train")
         w("      seed: 0")
     w("teachers:")
     w(f"  {tkey}:")
