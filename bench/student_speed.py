@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     print(f"\nbatched throughput (structures/s), batches of {args.batch}")
     for reps in (REPS[0], REPS[1]):
         batch = []
-        for k in range(args.batch):
+        for _ in range(args.batch):
             a = base.repeat(reps)
             a.positions += rng.normal(scale=0.05, size=a.positions.shape)
             batch.append(a)
@@ -265,8 +265,8 @@ def main(argv=None) -> int:
             device=args.device,
         )
         walks = [Walk(a, 0.005, seed=k) for k, a in enumerate(batch)]
-        t_s = timed(lambda: runner([w() for w in walks]), args.repeats)
-        t_t = timed(lambda: teacher.energy_forces_batched(batch), max(3, args.repeats // 2), warmup=2)
+        t_s = timed(lambda runner=runner, walks=walks: runner([w() for w in walks]), args.repeats)
+        t_t = timed(lambda batch=batch: teacher.energy_forces_batched(batch), max(3, args.repeats // 2), warmup=2)
         print(
             f"  {len(batch[0]):4d} atoms x {args.batch}: student {args.batch / t_s:9.1f}  teacher "
             f"{args.batch / t_t:7.1f}  ratio {t_t / t_s:6.1f}x"

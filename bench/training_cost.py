@@ -124,7 +124,10 @@ def main(argv=None):
                 w = LossWeights(energy=5, forces=100, hessian=0.0 if s == 0 else 400.0)
                 times[label] = time_step(
                     model,
-                    lambda: make_batch(atoms, model.cutoff, dtype, s, mode, rng).to(dev),
+                    # called only inside this iteration: the current loop values are bound explicitly
+                    lambda atoms=atoms, model=model, s=s, mode=mode, rng=rng: make_batch(
+                        atoms, model.cutoff, dtype, s, mode, rng
+                    ).to(dev),
                     w,
                     squared,
                     args.repeats,

@@ -34,7 +34,6 @@ def toy():
 def test_accuracy_against_manual_numbers():
     teacher = load_teacher("torch:toy_models:morse", dtype="float64")
     atoms = mols()
-    rng = np.random.default_rng(1)
     for a in atoms:  # references = teacher + known offsets
         e, f = teacher.energy_forces(a)
         a.calc = SinglePointCalculator(a, energy=e + 0.01 * len(a), forces=f + 0.002)

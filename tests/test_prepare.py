@@ -124,7 +124,7 @@ def test_overlapping_atoms_name_the_structure_and_a_selector_that_drops_it(tmp_p
 
 
 def test_cli_writes_report(tmp_path, capsys):
-    xyz = make_xyz(tmp_path / "d.xyz")
+    make_xyz(tmp_path / "d.xyz")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec_for("d.xyz")))  # relative to the spec file
     assert (
         main([str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o.h5"), "--report", str(tmp_path / "r.json")]) == 0

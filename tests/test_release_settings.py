@@ -77,7 +77,7 @@ def test_ema_without_warmup_is_the_fixed_decay_recurrence():
             assert torch.allclose(s, e, atol=1e-6)
         shadows[warmup] = [s.clone() for s in ema.shadow.parameters()]
         with torch.no_grad():  # back to the start for the other mode
-            for p, c in zip(model.parameters(), current):
+            for p in model.parameters():
                 p.sub_(6.0)
     assert not torch.allclose(shadows[False][0], shadows[True][0])  # warm-up weighs the updates far more
 

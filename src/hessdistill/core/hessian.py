@@ -159,6 +159,7 @@ def force_jacobian_rows(
             warnings.warn(
                 f"batched VJP failed for {key!r} ({exc.__class__.__name__}: {str(exc)[:200]}); using a loop",
                 RuntimeWarning,
+                stacklevel=2,
             )
             _AUTO_CHOICE[(key, positions.device.type, _size_class(n_coords))] = "loop"
     return _vjp_rows_loop(forces_flat, positions, rows, create_graph)

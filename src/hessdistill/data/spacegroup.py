@@ -83,7 +83,7 @@ def symbol_table() -> dict[str, int]:
         table: dict[str, int] = {}
         for hall in range(1, 531):
             t = spglib.get_spacegroup_type(hall)
-            get = (lambda k: getattr(t, k)) if hasattr(t, "number") else (lambda k: t[k])
+            get = (lambda k, t=t: getattr(t, k)) if hasattr(t, "number") else (lambda k, t=t: t[k])
             for key in ("international_short", "international_full", "international"):
                 table.setdefault(_norm(str(get(key))), int(get("number")))
         _SYMBOLS = table

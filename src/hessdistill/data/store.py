@@ -603,7 +603,7 @@ class StructureStore:
         """Recompute the content hash of ``split`` (default: all splits) and compare with the stored one."""
         out = {}
         for s in [self._split(split)] if split is not None else self.splits:
-            stored = self._read(lambda f: f[s].attrs.get("content_hash"), s)
+            stored = self._read(lambda f, s=s: f[s].attrs.get("content_hash"), s)
             actual = content_hash(self.arrays(s))
             if stored is not None and _py(stored) != actual:
                 raise self._error(
@@ -633,9 +633,9 @@ class StructureStore:
         for name in meta.datasets:
             if name in STRING_DATASETS:
                 if strings:
-                    out[name] = self._read(lambda f: f[split][name].asstr()[()], split, name).astype(object)
+                    out[name] = self._read(lambda f, name=name: f[split][name].asstr()[()], split, name).astype(object)
             else:
-                out[name] = self._read(lambda f: f[split][name][()], split, name)
+                out[name] = self._read(lambda f, name=name: f[split][name][()], split, name)
         if strings and "structure_id" not in out:
             out["structure_id"] = np.array([f"{split}:{i}" for i in range(meta.n_structures)], dtype=object)
         return out

@@ -109,7 +109,7 @@ def _throughput(calls, chunks, warmup, warmup_batches, repeats, device) -> dict:
         }
     k = int(warmup_batches)
     per_batch = []
-    for j, call in enumerate(calls):  # one pass in order; the first k batches are the warm-up
+    for call in calls:  # one pass in order; the first k batches are the warm-up
         _sync(device)
         t0 = time.perf_counter()
         call()

@@ -330,7 +330,7 @@ class MACETeacher(AutogradTeacher):
                 ) from exc
             start = n_feats - irreps.dim
             cols = []
-            for (mul, ir), sl in zip(irreps, irreps.slices()):
+            for (_mul, ir), sl in zip(irreps, irreps.slices()):
                 if ir.l == 0 and ir.p == 1:
                     cols.extend(range(start + sl.start, start + sl.stop))
             self._last_scalar_index = torch.as_tensor(cols, dtype=torch.long)

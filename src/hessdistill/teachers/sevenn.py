@@ -94,7 +94,7 @@ def _scalar_columns(irreps) -> list[int]:
 
     irreps = o3.Irreps(str(irreps))
     cols = []
-    for (mul, ir), sl in zip(irreps, irreps.slices()):
+    for (_mul, ir), sl in zip(irreps, irreps.slices()):
         if ir.l == 0 and ir.p == 1:
             cols.extend(range(sl.start, sl.stop))
     return cols
