@@ -143,6 +143,54 @@ def test_teacher_evaluations_can_be_chosen(tmp_path):
     assert f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5" in jobs  # the students' vibrations need it
 
 
+def _dag_edges(dot: str) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """(node id -> rule name, edges (from, to)) of `snakemake --dag` output."""
+    nodes = {m.group(1): m.group(2) for m in re.finditer(r'^\s*(\d+)\[label = "([^"\\]+)', dot, flags=re.M)}
+    edges = {(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)}
+    return nodes, edges
+
+
+def test_the_disagreement_evaluation_waits_for_its_partners_training(tmp_path):
+    """disagreement in evaluation.evaluations: one job per student run (none for the teacher), which reads the other
+    run's model: the partner's training is planned, is an input of the job, and comes before it in the DAG."""
+    cfg = base_config()
+    cfg["evaluation"]["evaluations"].append("disagreement")
+    cfg["evaluation"]["protocol"]["disagreement"] = {"n_structures": 1, "steps": 10, "every": 5}
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = planned_jobs(res.stdout)
+    assert {j for j in jobs if j.startswith("evaluate_run_disagreement")} == {
+        f"evaluate_run_disagreement: {R}/runs/chgnet/{r}/eval/disagreement.json"
+        for r in ("tiny-undistilled", "tiny-hessian")
+    }
+    assert not any("teachers/chgnet/eval/disagreement" in j for j in jobs)
+    assert run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") <= jobs
+    block = res.stdout[res.stdout.index("rule evaluate_run_disagreement:") :].split("\n\n")[0]
+    run = re.search(r"runs/chgnet/([^/]+)/eval/disagreement.json", block).group(1)
+    partner = ({"tiny-undistilled", "tiny-hessian"} - {run}).pop()
+    inputs = re.search(r"^\s+input: (.*)$", block, flags=re.M).group(1).split(", ")
+    assert f"{R}/runs/chgnet/{partner}/model.pt" in inputs and f"{R}/runs/chgnet/{run}/model.pt" in inputs
+    assert f"{R}/runs/chgnet/{run}/eval/flagged.extxyz" in block
+    # the DAG: every disagreement job depends on both trainings (its own run's and its partner's)
+    dag = snakemake(tmp_path, cfg, "--dag")
+    assert dag.returncode == 0, dag.stderr
+    nodes, edges = _dag_edges(dag.stdout)
+    trains = {i for i, rule in nodes.items() if rule == "train_run"}
+    evals = {i for i, rule in nodes.items() if rule == "evaluate_run_disagreement"}
+    assert len(trains) == 2 and len(evals) == 2
+    assert all((t, e) in edges for t in trains for e in evals)
+
+
+def test_a_disagreement_without_partners_fails_at_start(tmp_path):
+    cfg = base_config()
+    cfg["evaluation"]["evaluations"].append("disagreement")
+    del cfg["runs"]["tiny-undistilled"]
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode != 0
+    assert "evaluation.protocol.disagreement.partners" in res.stdout + res.stderr
+    assert "undistilled" in res.stdout + res.stderr  # the fix: add an undistilled run, or list partners
+
+
 @pytest.mark.slow
 def test_full_ci_tiny_run_writes_the_report(completed):
     rep = completed / "results" / "report"

@@ -48,10 +48,11 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
-from .md import ENSEMBLES, _remove_drift, _thermalize
+from ..core.paths import FLAGGED_FRAMES
+from .md import ENSEMBLES, initial_velocities
 
-#: the flagged-frames file, in the folder of the evaluation's JSON
-FLAGGED_NAME = "flagged.extxyz"
+#: the flagged-frames file, in the folder of the evaluation's JSON (the workflow's layout: core.paths.flagged_path)
+FLAGGED_NAME = FLAGGED_FRAMES
 #: what ``max_atom_eV_A`` (the disagreement) is, written into the JSON
 METRIC = "max over atoms of |F_student - F_partner| (eV/Å), the largest over the partners"
 
@@ -193,9 +194,7 @@ def md_disagreement(
     work = atoms.copy()
     work.calc = calc
     periodic = bool(np.any(work.pbc))
-    rng = np.random.default_rng([int(seed), 0])
-    _thermalize(work, temperature_K, rng)
-    _remove_drift(work, periodic)
+    initial_velocities(work, temperature_K, np.random.default_rng([int(seed), 0]))
     if ensemble == "nve":
         dyn = VelocityVerlet(work, timestep_fs * units.fs, logfile=None)
     else:  # as hessdistill.evaluation.md.run_md: the centre of mass fixed by a constraint
