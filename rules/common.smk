@@ -12,8 +12,7 @@ from hessdistill.core.codehash import code_hash  # noqa: E402  (see CODE below)
 
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
-from hessdistill.workflow.params import (canon, combos as _combos, disagreement_partners, evaluation_protocol, job_device,
-                                         run_config as _run_config)
+from hessdistill.workflow.params import canon, combos as _combos, disagreement_partners, evaluation_protocol, job_device, run_config as _run_config
 from hessdistill.workflow.config_check import check_label_shards, check_workflow_config
 from hessdistill.workflow.envs import NEEDS_REFERENCE, check_environments, environment, evaluation_environment, student_arch
 from hessdistill.workflow.rule_job import job_module
@@ -217,8 +216,8 @@ def evaluation_params(wildcards):
     return canon(p)
 
 
-# The disagreement evaluation (rule evaluate_run_disagreement): the run's student against its partner runs' students
-# (hessdistill.workflow.params.disagreement_partners).  The partners' models are inputs, so their training runs first
+# The disagreement evaluation (its own rule in rules/evaluate.smk) compares the run's student with its partner runs'
+# students (hessdistill.workflow.params.disagreement_partners).  The partners' models are inputs, so their training runs first
 # and a retrained partner reruns the evaluation; their names are a param (a changed list reruns it too).
 def disagreement_params(wildcards):
     """As evaluation_params for the disagreement evaluation (no teacher: it compares students), plus the partner
