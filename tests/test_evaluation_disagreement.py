@@ -123,6 +123,35 @@ def test_different_students_disagree_and_flag_frames(setup, tmp_path):
     assert first.info["disagreement_eV_A"] == pytest.approx(np.linalg.norm(fa - fb, axis=1).max(), rel=1e-6)
 
 
+def test_the_report_shows_disagreement_ratio_and_flagged_frames(setup, tmp_path):
+    """The evaluation's JSON, as written, in the report: a table beside the dynamics one and summary.csv columns."""
+    import csv
+
+    from hessdistill.reporting import write_report
+
+    d, st, a, b, mols = setup
+    ev = tmp_path / "results" / "s" / "runs" / "t" / "distilled" / "eval"
+    res = run_evaluations(
+        EvaluatedStudent(a),
+        st,
+        ev,
+        evaluations=["disagreement"],
+        config={"disagreement": {**SMALL["disagreement"], "threshold_eV_A": 0.0}},
+        identity={"subset": "s", "teacher": "t", "run": "distilled"},
+        partners={"undistilled": b},
+    )["disagreement"]
+    out = tmp_path / "report"
+    write_report([ev / "disagreement.json"], out, figures=False)
+    md = (out / "table_dynamics.md").read_text()
+    assert "Committee disagreement" in md and "| s | t | distilled | undistilled |" in md
+    assert f"| {res['n_flagged']}/{res['md_n_frames']} |" in md
+    row = next(csv.DictReader((out / "summary.csv").open()))
+    assert float(row["disagreement_ratio"]) == pytest.approx(res["ratio_mean"])
+    assert float(row["disagreement_md_eV_A"]) == pytest.approx(res["md_mean_eV_A"])
+    assert int(row["n_flagged_frames"]) == res["n_flagged"] == 10
+    assert "Committee disagreement" in (out / "summary.md").read_text()
+
+
 def test_an_identical_partner_disagrees_by_nothing(setup, tmp_path):
     d, st, a, b, mols = setup
     res = run_evaluations(
