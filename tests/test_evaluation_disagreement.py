@@ -204,3 +204,29 @@ def test_no_partner_is_an_error_and_the_default_evaluations_leave_it_out(setup, 
             config={"disagreement": {"threshold_eV_A": "sometimes"}},
             partners={"b": b},
         )
+
+
+def test_the_rules_job_reads_the_partners_in_the_order_of_their_names(setup, tmp_path):
+    """rule evaluate_run_disagreement: params.evaluation.partners names the models of input.partners, in order."""
+    from types import SimpleNamespace
+
+    from hessdistill.jobs import evaluate
+
+    class Named(dict):
+        __getattr__ = dict.__getitem__
+
+    d, st, a, b, mols = setup
+    params = {"evaluation": "disagreement", "split": "test", "protocol": SMALL["disagreement"], "partners": ["same"]}
+    smk = SimpleNamespace(
+        params=SimpleNamespace(evaluation=params),
+        wildcards=Named(subset="s", teacher="t", run="r"),
+        input=Named(model=str(a), partners=[str(a)], structures=str(st)),
+        output=[str(tmp_path / "eval" / "disagreement.json"), str(tmp_path / "eval" / FLAGGED_NAME)],
+        threads=1,
+    )
+    res = evaluate.snakemake_job(smk, device="cpu")
+    assert res["partners"] == ["same"] and res["md_max_eV_A"] == 0.0 and res["identity"]["run"] == "r"
+    assert read_flagged(tmp_path / "eval" / FLAGGED_NAME) == []
+    smk.params.evaluation = {**params, "partners": ["same", "other"]}
+    with pytest.raises(HessdistillError, match="2 partner names"):
+        evaluate.snakemake_job(smk, device="cpu")

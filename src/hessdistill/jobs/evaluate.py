@@ -202,11 +202,11 @@ def snakemake_job(smk, device=None) -> dict:
         inp.structures,
         Path(smk.output[0]).parent,
         evaluations=[ev],
-        labels=getattr(inp, "labels", None),  # the disagreement rule reads no labels
-        hessians=getattr(inp, "hessians", None),
+        labels=inp.labels if "labels" in inp.keys() else None,  # the disagreement rule reads no labels
+        hessians=inp.hessians if "hessians" in inp.keys() else None,
         reference_teacher=reference,
         config={"split": p["split"], ev: p["protocol"]},
-        minima=getattr(inp, "minima", None) if ev == "vibrations" else None,
+        minima=inp.minima if ev == "vibrations" else None,
         identity=identity,
         partners=partners,
     )
