@@ -179,6 +179,12 @@ def test_the_disagreement_evaluation_waits_for_its_partners_training(tmp_path):
     evals = {i for i, rule in nodes.items() if rule == "evaluate_run_disagreement"}
     assert len(trains) == 2 and len(evals) == 2
     assert all((t, e) in edges for t in trains for e in evals)
+    # MD on the job's device: with use_gpu the disagreement jobs ask for a GPU, like md
+    cfg["use_gpu"] = True
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    gpu = _gpu_jobs(res.stdout + res.stderr)
+    assert {f"evaluate_run_disagreement: {R}/runs/chgnet/{r}/eval/disagreement.json" for r in (run, partner)} <= gpu
 
 
 def test_a_disagreement_without_partners_fails_at_start(tmp_path):
