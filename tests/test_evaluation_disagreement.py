@@ -30,11 +30,11 @@ STUDENTS.setdefault("toy", ("toy_models", "ToyStudent"))
 SMALL = {"disagreement": {"n_structures": 2, "steps": 20, "every": 5, "temperature_K": 300.0}}
 
 
-def _save_student(path, seed):
+def _save_student(path, seed, **kw):
     from toy_models import ToyStudent
 
     torch.manual_seed(seed)
-    m = ToyStudent(cutoff=4.0).double()
+    m = ToyStudent(cutoff=4.0, **kw).double()
     torch.save(
         {
             "format": "hessdistill.student",
@@ -166,6 +166,18 @@ def test_an_identical_partner_disagrees_by_nothing(setup, tmp_path):
     assert res["threshold_eV_A"] == 0.0 and res["n_flagged"] == 0 and res["ratio_mean"] is None
     assert (tmp_path / FLAGGED_NAME).read_text() == ""  # always written; empty without flagged frames
     assert read_flagged(tmp_path / FLAGGED_NAME) == []
+
+
+def test_langevins_centre_of_mass_constraint_does_not_count_as_disagreement(tmp_path):
+    """A direct-force student's forces need not sum to zero; Langevin MD removes their mean (FixCom) from the forces
+    it integrates, but the comparison is of the models' own forces: against itself the disagreement stays 0."""
+    path = _save_student(tmp_path / "direct.pt", 3, direct_forces=True)
+    water = molecule("H2O")
+    f = EvaluatedStudent(path).energy_forces(water)[1]
+    assert np.abs(f.sum(axis=0)).max() > 1e-3  # a net force, which FixCom would remove
+    calc, same = EvaluatedStudent(path).calculator(), EvaluatedStudent(path).calculator()
+    res = disagreement_suite([water], [water], calc, {"same": same}, steps=10, every=5, ensemble="nvt")
+    assert res["md_n_frames"] == 3 and res["md_max_eV_A"] == 0.0 and res["n_flagged"] == 0
 
 
 def test_auto_threshold_and_committee_of_two(setup, tmp_path):

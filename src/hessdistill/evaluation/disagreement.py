@@ -17,8 +17,8 @@ Per frame (``frames`` of each run; the same numbers for every test structure, ``
 ``partner``
     the partner of the largest ``max_atom_eV_A``.
 
-Summaries (``md_*`` over the MD frames, ``test_*`` over the test split's own structures, the in-distribution
-baseline): mean, median, 95th percentile and max of ``max_atom_eV_A``, mean ``rms_eV_A`` and ``relative``, and the
+Summaries (``md_*`` over the MD frames, ``test_*`` over the evaluated split's own structures, the test split by
+default: the in-distribution baseline): mean, median, 95th percentile and max of ``max_atom_eV_A``, mean ``rms_eV_A`` and ``relative``, and the
 fraction of frames above the threshold.  ``ratio_mean`` = ``md_mean_eV_A / test_mean_eV_A`` (and ``ratio_median``):
 about 1 when the MD stays where the training data are, >> 1 when it leaves them.
 
@@ -29,7 +29,7 @@ models (disagreement 0 everywhere, auto threshold 0) flags nothing.
 
 Flagged frames (MD frames only) go to ``flagged.extxyz`` beside the JSON (:data:`FLAGGED_NAME`), written atomically
 and always: one extxyz frame per flagged frame (numbers, positions, cell, pbc; ``info``: run, partner, structure,
-step, time_fs, disagreement_eV_A, rms_eV_A, relative), or an *empty file* when no frame is flagged.  Read it with
+step, time_fs, disagreement_eV_A, rms_eV_A and, where defined, relative), or an *empty file* when no frame is flagged.  Read it with
 :func:`read_flagged` (or ``ase.io.read(path, index=":", format="extxyz")``, which gives ``[]`` for the empty file;
 the default ``index=-1`` raises on it); the JSON's ``n_flagged`` is the number of frames in it.
 
@@ -226,7 +226,10 @@ def md_disagreement(
             return False
         return True
 
-    def record(step, forces) -> bool:
+    def record(step) -> bool:
+        # the student's own forces on the frame (cached by its calculator): under Langevin the MD's forces have
+        # FixCom's mean force removed, which the partners' forces have not
+        forces = work.get_forces(apply_constraint=False)
         frame = Atoms(numbers=work.numbers, positions=work.get_positions(), cell=work.cell, pbc=work.pbc)
         theirs = {}
         for name, p in partners.items():
@@ -248,8 +251,9 @@ def md_disagreement(
                 partner=rec["partner"],
                 disagreement_eV_A=rec["max_atom_eV_A"],
                 rms_eV_A=rec["rms_eV_A"],
-                relative=-1.0 if rec["relative"] is None else rec["relative"],
             )
+            if rec["relative"] is not None:  # absent where the student's forces vanish
+                frame.info["relative"] = rec["relative"]
             flagged.append(frame)
         return True
 
@@ -260,7 +264,7 @@ def md_disagreement(
     except Exception as exc:  # noqa: BLE001
         stop(f"calculator_error: {type(exc).__name__}: {str(exc)[:200]}")
     if not state["stopped"] and sane(forces):
-        record(0, forces)
+        record(0)
     for step in range(1, steps + 1):
         if state["stopped"]:
             break
@@ -273,7 +277,7 @@ def md_disagreement(
         if not sane(forces):
             break
         if step % every == 0 or step == steps:
-            record(step, forces)
+            record(step)
     return {
         "n_atoms": len(work),
         "formula": work.get_chemical_formula(),
