@@ -113,10 +113,10 @@ def _forces(calc, atoms) -> np.ndarray:
     return np.asarray(b.get_forces(), dtype=np.float64)
 
 
-def baseline_disagreement(structures, calc, partners: dict) -> list[dict]:
+def structures_disagreement(structures, calc, partners: dict) -> list[dict]:
     """:func:`force_disagreement` of ``calc`` against each ASE calculator of ``partners`` ({name: calculator}) on
-    every structure of ``structures`` (the in-distribution baseline), one record per structure with its
-    ``index``."""
+    every structure of ``structures``, one record per structure with its ``index``: the evaluation's
+    in-distribution baseline (the test structures), or the frames of a user's own trajectory, to compare with it."""
     out = []
     for k, a in enumerate(structures):
         rec = force_disagreement(_forces(calc, a), {name: _forces(p, a) for name, p in partners.items()})
@@ -336,7 +336,7 @@ def disagreement_suite(
     if not partners:
         raise ValueError("the disagreement evaluation needs at least one partner model")
     names = sorted(partners)
-    test = baseline_disagreement(baseline, calc, partners)
+    test = structures_disagreement(baseline, calc, partners)
     thr, how = resolve_threshold(threshold, test, threshold_factor)
     runs, flagged = [], []
     for k, a in enumerate(starts):
