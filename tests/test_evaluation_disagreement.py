@@ -242,3 +242,22 @@ def test_the_rules_job_reads_the_partners_in_the_order_of_their_names(setup, tmp
     smk.params.evaluation = {**params, "partners": ["same", "other"]}
     with pytest.raises(HessdistillError, match="2 partner names"):
         evaluate.snakemake_job(smk, device="cpu")
+
+
+def test_the_command_line_takes_partners_as_run_equals_model(setup, tmp_path, capsys):
+    import yaml
+
+    from hessdistill.jobs.evaluate import main
+
+    d, st, a, b, mols = setup
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL))
+    common = ["--model", str(a), "--structures", str(st), "--config", str(cfg), "--evaluations", "disagreement"]
+    assert main([*common, "--out", str(tmp_path / "e"), "--partners", f"undistilled={b}"]) == 0
+    data = json.loads((tmp_path / "e" / "disagreement.json").read_text())
+    assert data["partners"] == ["undistilled"] and data["md_mean_eV_A"] > 0
+    assert len(read_flagged(tmp_path / "e" / FLAGGED_NAME)) == data["n_flagged"]
+    assert main([*common, "--out", str(tmp_path / "f"), "--partners", str(b)]) == 2
+    assert "write each as RUN=path/to/model.pt" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "g")]) == 2  # no partner: the error names the fix
+    assert "fix: add another run" in capsys.readouterr().err and not (tmp_path / "g" / FLAGGED_NAME).exists()
