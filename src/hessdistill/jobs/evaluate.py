@@ -7,8 +7,8 @@
 
 Outputs ``DIR/test.json`` (accuracy vs references and vs the teacher, Hessian MAE), ``vibrations.json``,
 ``md.json`` (stability and NVE energy conservation), ``disagreement.json`` and ``flagged.extxyz`` (force
-disagreement with partner students in MD and on the test structures; student runs only), ``relax.json`` and ``speed.json`` (model vs the
-reference teacher, same structures and device).  Vibrations and relaxation need the reference teacher
+disagreement with partner students in MD and on the test structures; student runs only), ``relax.json`` and
+``speed.json`` (model vs the reference teacher, same structures and device).  Vibrations and relaxation need the reference teacher
 (frequencies at the teacher-relaxed structure; relaxed geometries compared with the teacher's).
 The model under evaluation is a :class:`hessdistill.core.model.EvaluatedModel`: a teacher or an
 :class:`~hessdistill.students.evaluated.EvaluatedStudent`.  The evaluations, which of them need the reference
@@ -78,9 +78,8 @@ def run_evaluations(
     partners=None,
 ) -> dict:
     """Run ``evaluations`` (:data:`hessdistill.evaluation.registry.REGISTRY`; None: :func:`default_evaluations`) of
-    ``model`` (an
-    :class:`~hessdistill.core.model.EvaluatedModel`) on the configured split of ``structures``; one JSON per
-    evaluation in ``out_dir``, returned as ``{evaluation: result}``.
+    ``model`` (an :class:`~hessdistill.core.model.EvaluatedModel`) on the configured split of ``structures``; one
+    JSON per evaluation in ``out_dir``, returned as ``{evaluation: result}``.
 
     ``reference_teacher``: a teacher, or a teacher name (loaded on the model's device in float64, reloadable in other
     dtypes), needed by :data:`~hessdistill.evaluation.protocols.NEEDS_REFERENCE`; pass ``model`` itself for the
