@@ -261,3 +261,20 @@ def test_the_command_line_takes_partners_as_run_equals_model(setup, tmp_path, ca
     assert "write each as RUN=path/to/model.pt" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "g")]) == 2  # no partner: the error names the fix
     assert "fix: add another run" in capsys.readouterr().err and not (tmp_path / "g" / FLAGGED_NAME).exists()
+
+
+def test_flagged_periodic_frames_keep_cell_and_pbc(setup, tmp_path):
+    from ase.build import bulk
+
+    d, st, a, b, mols = setup
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cu.rattle(0.05, seed=1)
+    calc, other = EvaluatedStudent(a).calculator(), EvaluatedStudent(b).calculator()
+    res = disagreement_suite(
+        [cu], [cu], calc, {"b": other}, threshold=0.0, flagged_path=tmp_path / "f.extxyz", steps=4, every=2
+    )
+    frames = read_flagged(tmp_path / "f.extxyz")
+    assert res["n_flagged"] == len(frames) == 3 and res["runs"][0]["periodic"]
+    for fr, rec in zip(frames, res["runs"][0]["frames"]):
+        assert fr.pbc.all() and np.allclose(fr.cell, cu.cell) and fr.info["step"] == rec["step"]
+        assert fr.info["disagreement_eV_A"] == pytest.approx(rec["max_atom_eV_A"])
