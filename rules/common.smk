@@ -12,15 +12,16 @@ from hessdistill.core.codehash import code_hash  # noqa: E402  (see CODE below)
 
 # canon: a plain, canonical copy of a config value. Snakemake compares params by repr(): key order, tuples,
 # numpy scalars or Paths would give spurious or missed reruns, so every `params:` value goes through it.
-from hessdistill.workflow.params import canon, combos as _combos, evaluation_protocol, job_device, run_config as _run_config
+from hessdistill.workflow.params import canon, combos as _combos, disagreement_partners, evaluation_protocol, job_device, run_config as _run_config
 from hessdistill.workflow.params import extra_train_subsets as _extra_train_subsets, matrix_subsets
 from hessdistill.workflow.config_check import check_label_shards, check_workflow_config
 from hessdistill.workflow.envs import NEEDS_REFERENCE, check_environments, environment, evaluation_environment, student_arch
 from hessdistill.workflow.rule_job import job_module
 
 # the results layout (every rule's inputs and outputs, and what the report reads back): hessdistill.core.paths
-from hessdistill.core.paths import (RESULTS, benchmark_path, eval_path, hessians_path, label_shard_path, labels_path,
-                                    log_path, minima_path, report_path, run_dir, run_file, structures_path, teacher_dir)
+from hessdistill.core.paths import (RESULTS, benchmark_path, eval_path, flagged_path, hessians_path, label_shard_path,
+                                    labels_path, log_path, minima_path, report_path, run_dir, run_file, structures_path,
+                                    teacher_dir)
 
 check_workflow_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 
@@ -74,8 +75,10 @@ def _family_defaults():
 RES = {k: {**v, **config["resources"].get(k, {})} for k, v in _family_defaults().items()}
 EVALUATIONS = list(config["evaluation"]["evaluations"])
 _teacher_evs = config["evaluation"]["evaluate_teachers"]  # true: all, false: none, or a list
-TEACHER_EVALUATIONS = [e for e in EVALUATIONS if _teacher_evs is True or (isinstance(_teacher_evs, list) and e in _teacher_evs)]
-from hessdistill.evaluation.protocols import GPU_EVALUATIONS  # noqa: E402  (plain Python: the login node)
+from hessdistill.evaluation.protocols import GPU_EVALUATIONS, STUDENT_ONLY  # noqa: E402  (plain Python: the login node)
+# the teacher pseudo-run has no partner students: the student-only evaluations (disagreement) are of runs only
+TEACHER_EVALUATIONS = [e for e in EVALUATIONS if e not in STUDENT_ONLY
+                       and (_teacher_evs is True or (isinstance(_teacher_evs, list) and e in _teacher_evs))]
 
 
 def _alternatives(names):
@@ -230,6 +233,26 @@ def evaluation_params(wildcards):
     return canon(p)
 
 
+# The disagreement evaluation (its own rule in rules/evaluate.smk) compares the run's student with its partner runs'
+# students (hessdistill.workflow.params.disagreement_partners).  The partners' models are inputs, so their training runs first
+# and a retrained partner reruns the evaluation; their names are a param (a changed list reruns it too).
+def disagreement_params(wildcards):
+    """As evaluation_params for the disagreement evaluation (no teacher: it compares students), plus the partner
+    run names, in the order of the job's `partners` input."""
+    return canon({
+        "evaluation": "disagreement",
+        "split": config["evaluation"]["split"],
+        "protocol": evaluation_protocol(config, wildcards.subset, "disagreement"),
+        "partners": disagreement_partners(config, wildcards.subset, wildcards.teacher, wildcards.run),
+    })
+
+
+def disagreement_partner_models(wildcards):
+    """The model.pt of every partner run of this run (same subset and teacher)."""
+    return [run_file(wildcards.subset, wildcards.teacher, p, "model.pt")
+            for p in disagreement_partners(config, wildcards.subset, wildcards.teacher, wildcards.run)]
+
+
 def minima_params(wildcards):
     """What decides the teacher minima of the vibrations evaluation: the split, the relaxation part of the
     vibrations protocol, the teacher and its dtype.  A student setting or another evaluation never reruns them."""
@@ -274,6 +297,11 @@ def evaluation_env(wildcards):
     too (a MACE student of CHGNet: envs/teacher-mace.yaml, which has both)."""
     w = dict(wildcards.items())
     return _env(evaluation_environment(config, w["subset"], w["teacher"], w.get("run"), w["evaluation"]))
+
+
+def disagreement_env(wildcards):
+    """The environment of a disagreement evaluation: one that has the run's student and its partners'."""
+    return _env(evaluation_environment(config, wildcards.subset, wildcards.teacher, wildcards.run, "disagreement"))
 
 
 def prepare_env(wildcards):
@@ -325,7 +353,7 @@ def family_resources(family, kind=None):
 def gpu_resource(kind, value):
     """A GPU resource of a job of `kind`: `value` where the job runs on a GPU, nothing (0 or "") elsewhere."""
     def f(wildcards):
-        job_kind = wildcards.evaluation if kind == "evaluation" else kind  # md or speed
+        job_kind = wildcards.evaluation if kind == "evaluation" else kind  # md, disagreement or speed
         if wildcard_device(job_kind, wildcards) == "cpu":
             return 0 if isinstance(value, int) else ""
         return value

@@ -2,10 +2,11 @@
 # The vibrations evaluations share the teacher's minima: relaxed and its Hessians taken once per subset and
 # teacher (rule teacher_minima), not once per student.
 # test/vibrations/relax always run on CPU; md and speed are separate rules so they alone request a GPU when
-# use_gpu is set.
+# use_gpu is set.  The disagreement evaluation (student runs only) has a rule of its own: its inputs include the
+# partner runs' models and it writes the flagged frames beside its JSON.
 
-CPU_EVALUATIONS = [e for e in EVALUATIONS if e not in GPU_EVALUATIONS]
-DEVICE_EVALUATIONS = [e for e in EVALUATIONS if e in GPU_EVALUATIONS]
+CPU_EVALUATIONS = [e for e in EVALUATIONS if e not in GPU_EVALUATIONS and e not in STUDENT_ONLY]
+DEVICE_EVALUATIONS = [e for e in EVALUATIONS if e in GPU_EVALUATIONS and e not in STUDENT_ONLY]
 
 for _name, _evs, _kind, _family in (
     ("evaluate_run", CPU_EVALUATIONS, None, "evaluate"),
@@ -39,6 +40,30 @@ for _name, _evs, _kind, _family in (
             evaluation_env
         script:
             "../workflow_scripts/run_job.py"
+
+
+rule evaluate_run_disagreement:
+    input:
+        model=run_file("{subset}", "{teacher}", "{run}", "model.pt"),
+        partners=disagreement_partner_models,
+        structures=structures_path("{subset}"),
+    output:
+        eval_path("{subset}", "{teacher}", "{run}", "disagreement"),
+        flagged=flagged_path("{subset}", "{teacher}", "{run}"),
+    log:
+        log_path("evaluate_run_disagreement", "{subset}", "{teacher}", "{run}"),
+    benchmark:
+        benchmark_path("evaluate_run_disagreement", "{subset}", "{teacher}", "{run}")
+    params:
+        evaluation=disagreement_params,
+        code=CODE["evaluate"],
+    threads: family_threads("evaluate_device")
+    resources:
+        **family_resources("evaluate_device", "disagreement"),
+    conda:
+        disagreement_env
+    script:
+        "../workflow_scripts/run_job.py"
 
 
 for _name, _evs, _kind, _family in (

@@ -408,3 +408,62 @@ def test_workflow_accepts_use_gpu_from_the_command_line(value, tmp_path):
     rc, out = snakemake(tmp_path, base(), "--config", f"use_gpu={value}")
     assert rc == 0, out
     assert "train_run" in out
+
+
+# ---------------------------------------------------------------- the disagreement evaluation's partners
+def _with_disagreement(**protocol) -> dict:
+    cfg = base()
+    cfg["evaluation"]["evaluations"].append("disagreement")
+    if protocol:
+        cfg["evaluation"]["protocol"]["disagreement"] = protocol
+    return cfg
+
+
+def test_disagreement_partners_auto_and_listed():
+    from hessdistill.workflow.params import disagreement_partners
+
+    cfg = _with_disagreement()
+    assert problems_of(cfg) == ""
+    assert disagreement_partners(cfg, "tiny-sto", "chgnet", "tiny-hessian") == ["tiny-undistilled"]
+    assert disagreement_partners(cfg, "tiny-sto", "chgnet", "tiny-undistilled") == ["tiny-hessian"]
+    # a list names the committee; each run is compared with the others in it
+    cfg = _with_disagreement(partners=["tiny-hessian", "tiny-undistilled"])
+    assert problems_of(cfg) == ""
+    assert disagreement_partners(cfg, "tiny-sto", "chgnet", "tiny-hessian") == ["tiny-undistilled"]
+
+
+def test_disagreement_without_partners_names_the_key_and_the_fix():
+    cfg = _with_disagreement()
+    del cfg["runs"]["tiny-undistilled"]
+    message = problems_of(cfg)
+    assert message.startswith("the workflow config has 1 problem(s):"), message
+    assert "config key 'evaluation.protocol.disagreement.partners'" in message
+    assert "no other run of this subset and teacher" in message and "undistilled" in message.split("fix:")[1]
+    cfg = _with_disagreement(partners=["tiny-hessian"])  # undistilled's list is only the hessian run: fine
+    message = problems_of(cfg)  # the hessian run's list names only itself
+    assert "run 'tiny-hessian'" in message and "the list names only it" in message, message
+    assert "run 'tiny-undistilled'" not in message
+
+
+def test_disagreement_partners_must_be_runs_trained_on_the_subset():
+    cfg = _with_disagreement(partners=["tiny-hesian"])
+    message = problems_of(cfg)
+    assert "config key 'evaluation.protocol.disagreement.partners': unknown run 'tiny-hesian'" in message
+    assert "did you mean 'tiny-hessian'" in message
+    cfg = _with_disagreement()
+    cfg["subsets"]["other"] = cfg["subsets"]["tiny-sto"]
+    cfg["runs"]["tiny-undistilled"]["subsets"] = ["other"]
+    cfg["evaluation"]["subset_protocol"] = {"tiny-sto": {"disagreement": {"partners": ["tiny-undistilled"]}}}
+    message = problems_of(cfg)
+    key = "config key 'evaluation.subset_protocol.tiny-sto.disagreement.partners'"
+    assert f"{key}: partner run 'tiny-undistilled' is not trained on subset 'tiny-sto'" in message, message
+
+
+def test_disagreement_options_and_teachers():
+    cfg = _with_disagreement(threshold_eV_A="often")
+    message = problems_of(cfg)
+    assert "evaluation.protocol.disagreement.threshold_eV_A" in message, message
+    cfg = _with_disagreement()
+    cfg["evaluation"]["evaluate_teachers"] = ["test", "disagreement"]
+    message = problems_of(cfg)
+    assert "config key 'evaluation.evaluate_teachers'" in message and "teacher has none" in message, message

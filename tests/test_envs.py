@@ -137,3 +137,17 @@ def test_the_workflow_checks_environments_at_start():
     assert "check_environments(config, EVALUATIONS)" in text
     evaluate = (ROOT / "rules" / "evaluate.smk").read_text()
     assert evaluate.count("evaluation_env\n") == 2  # the four evaluation rules (two loops); teacher_minima: teacher_env
+
+
+def test_the_disagreement_evaluation_gets_an_environment_with_every_partners_student():
+    """It loads the run's student and its partners' (no teacher): a MACE partner of a PaiNN run needs mace-torch,
+    even with a SevenNet teacher (whose environment has no mace-torch)."""
+    from hessdistill.workflow.envs import evaluation_environment
+
+    cfg = _matrix("sevenn", "painn", evaluations=("test", "disagreement"))
+    cfg["runs"]["m"] = {"student": {"arch": "mace"}}
+    assert evaluation_environment(cfg, "s", "t", "r", "disagreement") == "teacher-mace.yaml"
+    assert evaluation_environment(cfg, "s", "t", "m", "disagreement") == "teacher-mace.yaml"
+    assert evaluation_environment(cfg, "s", "t", "r", "test") == "teacher.yaml"
+    cfg["runs"]["m"] = {"student": {"arch": "schnet"}}
+    assert evaluation_environment(cfg, "s", "t", "r", "disagreement") == "core.yaml"

@@ -143,6 +143,130 @@ def test_teacher_evaluations_can_be_chosen(tmp_path):
     assert f"teacher_minima: {R}/teachers/chgnet/vibrations_minima.h5" in jobs  # the students' vibrations need it
 
 
+def _dag_edges(dot: str) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """(node id -> rule name, edges (from, to)) of `snakemake --dag` output."""
+    nodes = {m.group(1): m.group(2) for m in re.finditer(r'^\s*(\d+)\[label = "([^"\\]+)', dot, flags=re.M)}
+    edges = {(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)}
+    return nodes, edges
+
+
+def test_the_disagreement_evaluation_waits_for_its_partners_training(tmp_path):
+    """disagreement in evaluation.evaluations: one job per student run (none for the teacher), which reads the other
+    run's model: the partner's training is planned, is an input of the job, and comes before it in the DAG."""
+    cfg = base_config()
+    cfg["evaluation"]["evaluations"].append("disagreement")
+    cfg["evaluation"]["protocol"]["disagreement"] = {"n_structures": 1, "steps": 10, "every": 5}
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = planned_jobs(res.stdout)
+    assert {j for j in jobs if j.startswith("evaluate_run_disagreement")} == {
+        f"evaluate_run_disagreement: {R}/runs/chgnet/{r}/eval/disagreement.json"
+        for r in ("tiny-undistilled", "tiny-hessian")
+    }
+    assert not any("teachers/chgnet/eval/disagreement" in j for j in jobs)
+    assert run_jobs("tiny-undistilled") | run_jobs("tiny-hessian") <= jobs
+    block = res.stdout[res.stdout.index("rule evaluate_run_disagreement:") :].split("\n\n")[0]
+    run = re.search(r"runs/chgnet/([^/]+)/eval/disagreement.json", block).group(1)
+    partner = ({"tiny-undistilled", "tiny-hessian"} - {run}).pop()
+    inputs = re.search(r"^\s+input: (.*)$", block, flags=re.M).group(1).split(", ")
+    assert f"{R}/runs/chgnet/{partner}/model.pt" in inputs and f"{R}/runs/chgnet/{run}/model.pt" in inputs
+    assert f"{R}/runs/chgnet/{run}/eval/flagged.extxyz" in block
+    # the DAG: every disagreement job depends on both trainings (its own run's and its partner's)
+    dag = snakemake(tmp_path, cfg, "--dag")
+    assert dag.returncode == 0, dag.stderr
+    nodes, edges = _dag_edges(dag.stdout)
+    trains = {i for i, rule in nodes.items() if rule == "train_run"}
+    evals = {i for i, rule in nodes.items() if rule == "evaluate_run_disagreement"}
+    assert len(trains) == 2 and len(evals) == 2
+    assert all((t, e) in edges for t in trains for e in evals)
+    # MD on the job's device: with use_gpu the disagreement jobs ask for a GPU, like md
+    cfg["use_gpu"] = True
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    gpu = _gpu_jobs(res.stdout + res.stderr)
+    assert {f"evaluate_run_disagreement: {R}/runs/chgnet/{r}/eval/disagreement.json" for r in (run, partner)} <= gpu
+
+
+def _tiny_students(workdir, cfg):
+    """A structure store and an untrained student of each ci-tiny run where the workflow keeps them (the teacher's
+    label files as empty placeholders, older than the students, which nothing here reads): one evaluation job can
+    run without the workflow before it."""
+    import numpy as np
+    import torch
+    from ase.spacegroup import crystal
+
+    from hessdistill.data.store import write_structures
+    from hessdistill.students.checkpoint import save_student
+    from hessdistill.students.registry import build_student
+
+    base = Path(workdir) / R
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        a = crystal(
+            ["Sr", "Ti", "O"], [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221, cellpar=[3.9] * 3 + [90] * 3
+        )
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        frames.append(a)
+    (base / "data").mkdir(parents=True)
+    split = {"train": frames[:2], "val": frames[2:3], "test": frames[3:]}
+    write_structures(base / "data" / "structures.h5", split, require_labels=False)
+    (base / "teachers" / "chgnet").mkdir(parents=True)
+    for name in ("labels.h5", "hessians.h5"):
+        (base / "teachers" / "chgnet" / name).touch()
+    time.sleep(1.1)
+    for k, run in enumerate(cfg["runs"]):
+        torch.manual_seed(k)
+        (base / "runs" / "chgnet" / run).mkdir(parents=True)
+        save_student(base / "runs" / "chgnet" / run / "model.pt", build_student(dict(cfg["runs"][run]["student"])))
+
+
+def test_the_disagreement_job_writes_its_outputs_and_reruns_when_a_partner_changes(tmp_path):
+    """The rule's job itself (only it: students saved in place of the trainings), then a dry run after the partner's
+    model changed plans it again."""
+    cfg = base_config()
+    cfg["evaluation"].update(evaluations=["disagreement"], evaluate_teachers=False)
+    cfg["evaluation"]["protocol"] = {"disagreement": {"n_structures": 1, "steps": 10, "every": 5}}
+    _tiny_students(tmp_path, cfg)
+    target = f"{R}/runs/chgnet/tiny-hessian/eval/disagreement.json"
+    only = ("--allowed-rules", "evaluate_run_disagreement")
+    res = snakemake(tmp_path, cfg, target, *only)
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = json.loads((tmp_path / target).read_text())
+    assert data["identity"] == {"subset": "tiny-sto", "teacher": "chgnet", "run": "tiny-hessian"}
+    assert data["partners"] == ["tiny-undistilled"] and data["md_n_frames"] == 3 and data["md_mean_eV_A"] > 0
+    from hessdistill.evaluation.disagreement import read_flagged
+
+    assert len(read_flagged(tmp_path / R / "runs/chgnet/tiny-hessian/eval/flagged.extxyz")) == data["n_flagged"]
+
+    def planned():
+        res = snakemake(tmp_path, cfg, target, *only, "-n")
+        assert res.returncode == 0, res.stdout + res.stderr
+        return planned_jobs(res.stdout + res.stderr)
+
+    assert planned() == set()
+    time.sleep(1.1)
+    import torch
+
+    from hessdistill.students.checkpoint import save_student
+    from hessdistill.students.registry import build_student
+
+    torch.manual_seed(7)  # the partner retrained: another model.pt (Snakemake sees through a mere touch)
+    partner = build_student(dict(cfg["runs"]["tiny-undistilled"]["student"]))
+    save_student(tmp_path / R / "runs/chgnet/tiny-undistilled/model.pt", partner)
+    assert planned() == {f"evaluate_run_disagreement: {target}"}
+
+
+def test_a_disagreement_without_partners_fails_at_start(tmp_path):
+    cfg = base_config()
+    cfg["evaluation"]["evaluations"].append("disagreement")
+    del cfg["runs"]["tiny-undistilled"]
+    res = snakemake(tmp_path, cfg, "-n")
+    assert res.returncode != 0
+    assert "evaluation.protocol.disagreement.partners" in res.stdout + res.stderr
+    assert "undistilled" in res.stdout + res.stderr  # the fix: add an undistilled run, or list partners
+
+
 @pytest.mark.slow
 def test_full_ci_tiny_run_writes_the_report(completed):
     rep = completed / "results" / "report"

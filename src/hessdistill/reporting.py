@@ -13,7 +13,9 @@ files without one (older results, logs, summaries) by their path.  Output (one f
   best student value of every column is marked (bold in md/tex, ``best_*`` columns in csv).
 * ``table_speed``: parameters, MD-step latency, batched throughput and the speed-ups against the teacher.
 * ``table_dynamics``: MD stability (fraction stable, survival time), NVE drift (stable runs only), relaxation
-  success and errors, harmonic-frequency MAE, Hessian MAE; averages as "mean ± s.e. (n structures)".
+  success and errors, harmonic-frequency MAE, Hessian MAE; averages as "mean ± s.e. (n structures)"; where runs
+  have a ``disagreement`` evaluation, a second table: the force disagreement with their partner students in MD and
+  on the test structures, the ratio of the two and the flagged frames.
 * figures (PNG): force MAE against the reference labels vs speed-up (the teacher's own error as a line), the
   student-size sweep (force MAE vs parameters and vs speed-up, one line per method, when a subset has runs of
   one architecture at several sizes), force parity per run, NVE total-energy traces, MD stability, training
@@ -717,6 +719,63 @@ def relax_reference_table(records: list[Record], digits: int = 2) -> Table | Non
     return t
 
 
+def disagreement_table(records: list[Record], digits: int = 3) -> Table | None:
+    """Per student run with a ``disagreement`` evaluation: its partners, the disagreement (max over atoms of
+    |F_student - F_partner|) in MD and on the test structures (mean, 95th percentile), the ratio MD / test (>> 1: the
+    MD leaves the training distribution), the threshold and the flagged MD frames.  None when no run has one."""
+    recs = [r for r in records if isinstance(r.evals.get("disagreement"), dict)]
+    if not recs:
+        return None
+    header = [
+        "subset",
+        "teacher",
+        "model",
+        "partners",
+        "MD disagreement, mean (eV/Å)",
+        "MD disagreement, p95 (eV/Å)",
+        "test disagreement, mean (eV/Å)",
+        "test disagreement, p95 (eV/Å)",
+        "MD / test (mean)",
+        "threshold (eV/Å)",
+        "flagged MD frames",
+        "MD runs stopped",
+    ]
+    rows, vals = [], []
+    for r in recs:
+        n_flagged, n_frames = r.get("disagreement", "n_flagged"), r.get("disagreement", "md_n_frames")
+        v = [
+            r.subset,
+            r.teacher,
+            _row_label(r),
+            ", ".join(r.get("disagreement", "partners", default=[])),
+            r.get("disagreement", "md_mean_eV_A"),
+            r.get("disagreement", "md_p95_eV_A"),
+            r.get("disagreement", "test_mean_eV_A"),
+            r.get("disagreement", "test_p95_eV_A"),
+            r.get("disagreement", "ratio_mean"),
+            r.get("disagreement", "threshold_eV_A"),
+            None if n_flagged is None else f"{n_flagged}/{n_frames}",
+            f"{r.get('disagreement', 'n_stopped')}/{r.get('disagreement', 'n_md_structures')}",
+        ]
+        rows.append([fmt(x, digits) if not isinstance(x, str) else x for x in v])
+        vals.append(v)
+    t = Table(
+        "Committee disagreement: where the student extrapolates, from students trained on the same data",
+        header,
+        rows,
+        raw=vals,
+        notes=[
+            "Disagreement: max over atoms of |F_student - F_partner|, the largest over the partner runs (the other "
+            "runs of the subset and teacher, or evaluation.protocol.disagreement.partners), at every checked frame "
+            "of MD with the student, and on the test structures (the in-distribution baseline).",
+            "MD / test: the ratio of the means; about 1 while the MD stays where the training data are, >> 1 when "
+            "it leaves them.  Flagged frames (above the threshold; auto: 3 x the test structures' 95th "
+            "percentile) are in eval/flagged.extxyz of each run.",
+        ],
+    )
+    return t
+
+
 SUMMARY_COLUMNS = [
     "subset",
     "teacher",
@@ -740,6 +799,10 @@ SUMMARY_COLUMNS = [
     "hessian_rel_error_relaxed",
     "freq_mae_rel",
     "n_spurious_imaginary",
+    "disagreement_md_eV_A",
+    "disagreement_test_eV_A",
+    "disagreement_ratio",
+    "n_flagged_frames",
     "train_time_s",
     "epochs",
 ]
@@ -778,6 +841,10 @@ def summary_rows(records: list[Record]) -> list[dict]:
                 "hessian_rel_error_relaxed": None if r.is_teacher else r.get("vibrations", "hessian_rel_error"),
                 "freq_mae_rel": None if r.is_teacher else r.get("vibrations", "freq_mae_rel"),
                 "n_spurious_imaginary": None if r.is_teacher else r.get("vibrations", "n_spurious_imaginary"),
+                "disagreement_md_eV_A": r.get("disagreement", "md_mean_eV_A"),
+                "disagreement_test_eV_A": r.get("disagreement", "test_mean_eV_A"),
+                "disagreement_ratio": r.get("disagreement", "ratio_mean"),
+                "n_flagged_frames": r.get("disagreement", "n_flagged"),
                 "train_time_s": r.summary.get("train_time_s"),
                 "epochs": r.summary.get("epochs"),
             }
@@ -1101,6 +1168,9 @@ def write_report(
     relax_ref = relax_reference_table(records, float_digits)
     if relax_ref is not None:  # relax.json re-scored by a reference calculator (relax.reference_calculator)
         tables["table_dynamics"].append(relax_ref)
+    disagreement = disagreement_table(records, float_digits + 1)
+    if disagreement is not None:  # runs with the disagreement evaluation (partner students)
+        tables["table_dynamics"].append(disagreement)
     for name, ts in tables.items():
         atomic_write_text(out / f"{name}.md", "\n".join(t.to_markdown() for t in ts))
         atomic_write_text(out / f"{name}.csv", "\n".join(t.to_csv() for t in ts))

@@ -11,6 +11,7 @@ called with values they give the files::
     results/{subset}/teachers/{teacher}/eval/{evaluation}.json       eval_path(subset, teacher, None, evaluation)
     results/{subset}/runs/{teacher}/{run}/model.pt, log.csv, summary.json   run_file
     results/{subset}/runs/{teacher}/{run}/eval/{evaluation}.json     eval_path(subset, teacher, run, evaluation)
+    results/{subset}/runs/{teacher}/{run}/eval/flagged.extxyz        flagged_path (the disagreement evaluation)
     results/report/...                                               report_path
     results/logs/{rule}/..., results/benchmarks/{rule}/...           log_path, benchmark_path
 
@@ -25,6 +26,8 @@ from pathlib import PurePath
 
 #: the folder (relative to the workflow's working directory) that holds everything the workflow makes
 RESULTS = "results"
+#: the disagreement evaluation's flagged MD frames, beside its JSON (hessdistill.evaluation.disagreement)
+FLAGGED_FRAMES = "flagged.extxyz"
 #: the run name of a teacher evaluated as a pseudo-run (its files are under teachers/, not runs/)
 TEACHER_RUN = "teacher"
 
@@ -78,6 +81,12 @@ def eval_path(subset, teacher, run, evaluation) -> str:
     """One evaluation's JSON: of student ``run``, or of the teacher itself (``run`` None or :data:`TEACHER_RUN`)."""
     base = teacher_dir(subset, teacher) if run in (None, TEACHER_RUN) else run_dir(subset, teacher, run)
     return posixpath.join(base, "eval", f"{evaluation}.json")
+
+
+def flagged_path(subset, teacher, run) -> str:
+    """The MD frames the disagreement evaluation of student ``run`` flagged (:data:`FLAGGED_FRAMES`, extxyz; an empty
+    file when none was flagged), beside its ``disagreement.json``."""
+    return posixpath.join(run_dir(subset, teacher, run), "eval", FLAGGED_FRAMES)
 
 
 def report_path(name) -> str:

@@ -291,6 +291,13 @@ def _remove_drift(atoms, periodic):
             ZeroRotation(atoms)
 
 
+def initial_velocities(atoms, temperature_K: float, rng) -> None:
+    """The start of every MD protocol, in place: Maxwell-Boltzmann velocities at ``temperature_K`` drawn from ``rng``,
+    the centre-of-mass momentum removed and, for molecules, the angular momentum."""
+    _thermalize(atoms, temperature_K, rng)
+    _remove_drift(atoms, bool(np.any(atoms.pbc)))
+
+
 def _energy_stats(t_ps, etot_per_atom_eV, *, min_frames: int, min_window_ps: float) -> dict:
     """Drift (slope of a linear fit), fluctuation (std) and max |E - E(0)| of E_tot per atom.
 
@@ -408,9 +415,7 @@ def run_md(
             work, math.ceil(rdf_window_fs / check_fs) + 1, rdf_threshold, reference_rdf, rdf_rmax, rdf_nbins, rdf_sigma
         )
 
-    rng = np.random.default_rng([int(seed), 0])
-    _thermalize(work, temperature_K, rng)
-    _remove_drift(work, periodic)
+    initial_velocities(work, temperature_K, np.random.default_rng([int(seed), 0]))
     if ensemble == "nve":
         dyn = VelocityVerlet(work, timestep_fs * units.fs, logfile=None)
     else:

@@ -12,13 +12,20 @@ from __future__ import annotations
 import copy
 
 #: every evaluation, in the order the evaluation job runs them
-EVALUATIONS = ("test", "vibrations", "phonons", "md", "relax", "speed")
+EVALUATIONS = ("test", "vibrations", "phonons", "md", "disagreement", "relax", "speed")
 
 #: evaluations that compare with the reference teacher's own calculation (relaxations, Hessians, timings)
 NEEDS_REFERENCE = ("vibrations", "phonons", "relax", "speed")
 
 #: evaluations that run on the job's device (a GPU where the workflow has one): long MD and timings
-GPU_EVALUATIONS = ("md", "speed")
+GPU_EVALUATIONS = ("md", "disagreement", "speed")
+
+#: evaluations of student runs only (the teacher pseudo-run has no partner students to disagree with); the
+#: workflow gives each its own rule, whose inputs include the partners' models
+STUDENT_ONLY = ("disagreement",)
+
+#: the partner runs of the disagreement evaluation: every other run of the same subset and teacher
+AUTO_PARTNERS = "auto"
 
 #: the vibrations protocol keys that decide the teacher minima (the rest of the evaluation can change freely)
 MINIMA_KEYS = ("n_structures", "fmax", "max_steps", "molecules_only")
@@ -55,6 +62,24 @@ DEFAULTS = {
         "min_energy_window_ps": 0.5,
         "bond_reference": "training",
         "check_every": 1,
+    },
+    # partners: "auto" (every other run of the same subset and teacher) or a list of run names (the run itself
+    # left out); threshold_eV_A: a number, or "auto": threshold_factor x the 95th percentile of the disagreement
+    # on the test structures (hessdistill.evaluation.disagreement); Langevin MD by default
+    "disagreement": {
+        "partners": AUTO_PARTNERS,
+        "n_structures": 5,
+        "baseline_structures": 100,
+        "ensemble": "nvt",
+        "temperature_K": 300.0,
+        "timestep_fs": 1.0,
+        "steps": 1000,
+        "friction_per_fs": 0.01,
+        "every": 10,
+        "seed": 0,
+        "threshold_eV_A": "auto",
+        "threshold_factor": 3.0,
+        "max_force_eV_A": 1000.0,
     },
     # perturb 0: the unperturbed test structures (the paper's); reference_calculator: {model, options} re-scores the
     # final geometries (the paper's DFT re-scoring), see hessdistill.teachers.reference.reference_calculator

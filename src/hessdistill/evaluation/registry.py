@@ -26,7 +26,9 @@ class EvaluationContext:
     itself for the teacher pseudo-run); ``atoms``: the structures of ``split`` of the store ``structures``;
     ``protocol``: this evaluation's settings (its :data:`~hessdistill.evaluation.protocols.DEFAULTS` with the
     caller's overrides); ``labels``/``hessians``: the label and Hessian stores (test); ``minima``: a teacher-minima
-    file (vibrations; None: the teacher relaxes here).
+    file (vibrations; None: the teacher relaxes here); ``partners``: {run name: model} of the students that
+    ``model`` is compared with (disagreement); ``out_dir``: the folder of the evaluation's JSON, for the files an
+    evaluation writes beside it (disagreement: its flagged frames); ``run``: the name of the run evaluated.
     """
 
     model: Any
@@ -38,6 +40,9 @@ class EvaluationContext:
     labels: Any = None
     hessians: Any = None
     minima: Any = None
+    partners: dict | None = None
+    out_dir: Any = None
+    run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,42 @@ def run_md(ctx: EvaluationContext) -> dict:
     return res
 
 
+def run_disagreement(ctx: EvaluationContext) -> dict:
+    """Force disagreement of the student with its partner students (``ctx.partners``) in MD from the first
+    structures of the split, against the same on the split's own structures; the flagged frames are written to
+    ``ctx.out_dir``/:data:`~hessdistill.evaluation.disagreement.FLAGGED_NAME`
+    (:func:`hessdistill.evaluation.disagreement.disagreement_suite`)."""
+    from pathlib import Path
+
+    from .disagreement import FLAGGED_NAME, disagreement_suite, protocol_problems
+
+    c = ctx.protocol
+    if not ctx.partners:
+        raise HessdistillError(
+            "the disagreement evaluation compares the student with partner students trained on the same data, "
+            "and none was given (evaluation.protocol.disagreement.partners; the job: --partners RUN=model.pt)\n"
+            "  fix: add another run of the same subset and teacher (e.g. an undistilled one) or list partners"
+        )
+    if ctx.model.kind != "student":
+        raise HessdistillError("the disagreement evaluation is of student runs; the teacher has no partners")
+    problems = protocol_problems(c)
+    if problems:
+        raise HessdistillError("evaluation.protocol.disagreement: " + "; ".join(problems))
+    md_keys = ("ensemble", "temperature_K", "timestep_fs", "steps", "friction_per_fs", "every", "seed")
+    return disagreement_suite(
+        ctx.atoms[: c["n_structures"]],
+        ctx.atoms[: c["baseline_structures"]],
+        ctx.model.calculator(),
+        {name: m.calculator() for name, m in ctx.partners.items()},
+        threshold=c["threshold_eV_A"],
+        threshold_factor=c["threshold_factor"],
+        flagged_path=None if ctx.out_dir is None else Path(ctx.out_dir) / FLAGGED_NAME,
+        run_name=ctx.run,
+        max_force_eV_A=c["max_force_eV_A"],
+        **{k: c[k] for k in md_keys},
+    )
+
+
 def run_relax(ctx: EvaluationContext) -> dict:
     """Relaxations by the model against the teacher's, optionally re-scored by a reference calculator."""
     from .relax import relax_comparison
@@ -196,6 +237,7 @@ _RUNS = {
     "vibrations": run_vibrations,
     "phonons": run_phonons,
     "md": run_md,
+    "disagreement": run_disagreement,
     "relax": run_relax,
     "speed": run_speed,
 }

@@ -2,11 +2,13 @@
 
     python -m hessdistill.jobs.evaluate (--model RUN/model.pt | --teacher NAME) --structures S.h5 \\
         [--labels L.h5] [--hessians H.h5] [--reference-teacher NAME] --out DIR \\
-        [--evaluations test vibrations md relax speed] [--config eval.yaml]
+        [--evaluations test vibrations md relax speed] [--config eval.yaml] \\
+        [--partners RUN=OTHER/model.pt ...]   # disagreement: the students it is compared with
 
 Outputs ``DIR/test.json`` (accuracy vs references and vs the teacher, Hessian MAE), ``vibrations.json``,
-``md.json`` (stability and NVE energy conservation), ``relax.json`` and ``speed.json`` (model vs the
-reference teacher, same structures and device).  Vibrations and relaxation need the reference teacher
+``md.json`` (stability and NVE energy conservation), ``disagreement.json`` and ``flagged.extxyz`` (force
+disagreement with partner students in MD and on the test structures; student runs only), ``relax.json`` and
+``speed.json`` (model vs the reference teacher, same structures and device).  Vibrations and relaxation need the reference teacher
 (frequencies at the teacher-relaxed structure; relaxed geometries compared with the teacher's).
 The model under evaluation is a :class:`hessdistill.core.model.EvaluatedModel`: a teacher or an
 :class:`~hessdistill.students.evaluated.EvaluatedStudent`.  The evaluations, which of them need the reference
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from ..core.devices import device_record
 from ..core.errors import HessdistillError
-from ..evaluation.protocols import EVALUATIONS, NEEDS_REFERENCE, merge_config
+from ..evaluation.protocols import EVALUATIONS, NEEDS_REFERENCE, STUDENT_ONLY, merge_config
 
 log = logging.getLogger("hessdistill.jobs.evaluate")
 
@@ -53,35 +55,47 @@ def evaluated_model(model_path=None, teacher=None, *, device="cpu", dtype="float
     return reloadable(lambda dt: load_teacher(teacher, device=device, dtype=dt), dtype)
 
 
+def default_evaluations(model, partners=None) -> list[str]:
+    """Every evaluation of :data:`~hessdistill.evaluation.protocols.EVALUATIONS`, less the student-only ones
+    (:data:`~hessdistill.evaluation.protocols.STUDENT_ONLY`: disagreement) unless ``model`` is a student and
+    ``partners`` are given."""
+    with_partners = bool(partners) and getattr(model, "kind", None) == "student"
+    return [e for e in EVALUATIONS if e not in STUDENT_ONLY or with_partners]
+
+
 def run_evaluations(
     model,
     structures,
     out_dir,
     *,
-    evaluations=EVALUATIONS,
+    evaluations=None,
     labels=None,
     hessians=None,
     reference_teacher=None,
     config=None,
     minima=None,
     identity=None,
+    partners=None,
 ) -> dict:
-    """Run ``evaluations`` (:data:`hessdistill.evaluation.registry.REGISTRY`) of ``model`` (an
-    :class:`~hessdistill.core.model.EvaluatedModel`) on the configured split of ``structures``; one JSON per
-    evaluation in ``out_dir``, returned as ``{evaluation: result}``.
+    """Run ``evaluations`` (:data:`hessdistill.evaluation.registry.REGISTRY`; None: :func:`default_evaluations`) of
+    ``model`` (an :class:`~hessdistill.core.model.EvaluatedModel`) on the configured split of ``structures``; one
+    JSON per evaluation in ``out_dir``, returned as ``{evaluation: result}``.
 
     ``reference_teacher``: a teacher, or a teacher name (loaded on the model's device in float64, reloadable in other
     dtypes), needed by :data:`~hessdistill.evaluation.protocols.NEEDS_REFERENCE`; pass ``model`` itself for the
     teacher pseudo-run.  ``config``: overrides of :data:`~hessdistill.evaluation.protocols.DEFAULTS`.  ``minima``: a
     teacher-minima file (:func:`hessdistill.jobs.minima.run`) that vibrations uses in place of relaxing with the
     teacher again.  ``identity``: ``{subset, teacher, run}`` of this evaluation (``run`` None or absent for the
-    teacher pseudo-run), written as ``identity`` into every JSON when given.
+    teacher pseudo-run), written as ``identity`` into every JSON when given.  ``partners``: {run name: student
+    checkpoint path or model} that the disagreement evaluation compares ``model`` with (loaded on its device).
     """
     from ..data.store import StructureStore
     from ..evaluation.output import write_json
     from ..evaluation.registry import EvaluationContext, get_evaluation
 
     cfg = merge_config(config)
+    if evaluations is None:
+        evaluations = default_evaluations(model, partners)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     split = cfg["split"]
@@ -110,6 +124,12 @@ def run_evaluations(
         if bad:
             raise HessdistillError(f"identity has unknown key(s) {bad}; valid: {list(IDENTITY_KEYS)}")
         meta["identity"] = {k: identity.get(k) for k in IDENTITY_KEYS}
+    partner_models = None
+    if partners:
+        partner_models = {
+            str(name): evaluated_model(m, device=str(model.device)) if isinstance(m, (str, Path)) else m
+            for name, m in partners.items()
+        }
     results = {}
     for ev in evaluations:
         evaluation = get_evaluation(ev)
@@ -125,6 +145,9 @@ def run_evaluations(
             labels=labels,
             hessians=hessians,
             minima=minima,
+            partners=partner_models,
+            out_dir=out,
+            run=(identity or {}).get("run"),
         )
         res = evaluation.run(ctx)
         res = {**meta, "evaluation": ev, "protocol": c, "wall_s": time.perf_counter() - t0, **res}
@@ -167,17 +190,24 @@ def snakemake_job(smk, device=None) -> dict:
         model = teacher()
         reference = model if needs_reference else None
     identity = {"subset": w["subset"], "teacher": w["teacher"], "run": w.get("run")}
+    partners = None
+    if ev == "disagreement":  # the partner runs' models, in the order of their names (rules/evaluate.smk)
+        names, paths = list(p["partners"]), list(inp.partners)
+        if len(names) != len(paths):
+            raise HessdistillError(f"disagreement: {len(names)} partner names {names} for {len(paths)} models {paths}")
+        partners = dict(zip(names, paths))
     res = run_evaluations(
         model,
         inp.structures,
         Path(smk.output[0]).parent,
         evaluations=[ev],
-        labels=inp.labels,
-        hessians=inp.hessians,
+        labels=inp.labels if "labels" in inp.keys() else None,  # the disagreement rule reads no labels
+        hessians=inp.hessians if "hessians" in inp.keys() else None,
         reference_teacher=reference,
         config={"split": p["split"], ev: p["protocol"]},
         minima=inp.minima if ev == "vibrations" else None,
         identity=identity,
+        partners=partners,
     )
     print(json.dumps({k: v for k, v in res[ev].items() if isinstance(v, (int, float, str))}, indent=1, default=str))
     return res[ev]
@@ -194,9 +224,21 @@ def main(argv=None) -> int:
     p.add_argument("--reference-teacher", help="teacher for vibrations/relax/speed comparisons")
     p.add_argument("--teacher-dtype", default="float64")
     p.add_argument("--out", required=True)
-    p.add_argument("--evaluations", nargs="+", default=list(EVALUATIONS))
+    p.add_argument(
+        "--evaluations",
+        nargs="+",
+        choices=EVALUATIONS,
+        help="default: all (disagreement only for a student given --partners)",
+    )
     p.add_argument("--config", help="YAML/JSON overriding evaluation protocol settings")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--partners",
+        nargs="+",
+        default=[],
+        metavar="RUN=MODEL",
+        help="disagreement: the partner students (run name = its model.pt) the model is compared with",
+    )
     p.add_argument("--minima", help="teacher minima (minima.h5) for vibrations, made once by --make-minima")
     p.add_argument(
         "--make-minima",
@@ -210,6 +252,10 @@ def main(argv=None) -> int:
 
     try:
         cfg = load_spec(args.config) if args.config else None
+        bad = [x for x in args.partners if "=" not in x or not x.split("=", 1)[0] or not x.split("=", 1)[1]]
+        if bad:
+            raise HessdistillError(f"--partners {bad}: write each as RUN=path/to/model.pt")
+        partners = dict(x.split("=", 1) for x in args.partners) or None
         model = evaluated_model(args.model, args.teacher, device=args.device, dtype=args.teacher_dtype)
         if args.make_minima:
             from .minima import run as make_minima
@@ -235,6 +281,7 @@ def main(argv=None) -> int:
             reference_teacher=ref,
             config=cfg,
             minima=args.minima,
+            partners=partners,
         )
     except HessdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import HessdistillError
-from .params import RUN_WORKFLOW_KEYS, combos, run_config
+from .params import RUN_WORKFLOW_KEYS, combos, disagreement_partners, evaluation_protocol, run_config
 
 #: problems shown in a ConfigError (the rest are counted)
 MAX_MESSAGES = 10
@@ -843,10 +843,70 @@ def _evaluation_problems(config: dict) -> list[str]:
                 out.append(_bad_choice(f"{where}.md.ensemble", section["ensemble"], md.ENSEMBLES, "ensemble"))
             if "criterion" in section and section["criterion"] not in md.CRITERIA:
                 out.append(_bad_choice(f"{where}.md.criterion", section["criterion"], md.CRITERIA, "criterion"))
+    out += _disagreement_problems(config, protocols)
     for where, p in protocols.items():  # the relaxations' re-scoring calculator: named as teachers are
         rc = _mapping(p.get("relax")).get("reference_calculator")
         if isinstance(rc, dict) and "model" in rc:
             out += _teacher_model_problems(rc["model"], f"{where}.relax.reference_calculator.model")
+    return out
+
+
+def _disagreement_problems(config: dict, protocols: dict) -> list[str]:
+    """The disagreement evaluation: not of teachers; its MD and threshold options; each listed partner a run trained
+    on the subset; and at least one partner for every run it evaluates."""
+    evaluation = _mapping(config.get("evaluation"))
+    out = []
+    teacher_evs = evaluation.get("evaluate_teachers")
+    if isinstance(teacher_evs, list) and "disagreement" in teacher_evs:
+        out.append(
+            _msg(
+                "evaluation.evaluate_teachers",
+                "lists 'disagreement', which compares a student with partner students: the teacher has none",
+                "remove 'disagreement' from evaluation.evaluate_teachers (true evaluates the teachers without it)",
+            )
+        )
+    module = _optional("hessdistill.evaluation.disagreement")
+    if module is not None:
+        for where, p in protocols.items():
+            section = _mapping(p.get("disagreement"))
+            out += [_msg(f"{where}.disagreement", problem) for problem in module.protocol_problems(section)]
+    if "disagreement" not in (evaluation.get("evaluations") or []):
+        return out
+    runs = _mapping(config.get("runs"))
+    subset_protocol = _mapping(evaluation.get("subset_protocol"))
+    for s, t, r in combos(config):
+        own = "partners" in _mapping(_mapping(subset_protocol.get(s)).get("disagreement"))
+        key = (
+            f"evaluation.subset_protocol.{s}.disagreement.partners"
+            if own
+            else "evaluation.protocol.disagreement.partners"
+        )
+        partners = disagreement_partners(config, s, t, r)
+        trained = [x for ss, tt, x in combos(config) if ss == s and tt == t]
+        for name in partners:
+            if name not in runs:
+                out.append(_bad_choice(key, name, list(runs), "run"))
+            elif name not in trained:
+                out.append(
+                    _msg(
+                        key,
+                        f"partner run {name!r} is not trained on subset {s!r} (runs.{name}.subsets), so it cannot "
+                        f"be compared with run {r!r} there",
+                        f"add {s!r} to runs.{name}.subsets, or list partners trained on {s!r}",
+                    )
+                )
+        if not partners:
+            auto = evaluation_protocol(config, s, "disagreement").get("partners", "auto") == "auto"
+            out.append(
+                _msg(
+                    key,
+                    f"run {r!r} on subset {s!r} with teacher {t!r} has no partner run for the disagreement "
+                    f"evaluation ({'no other run of this subset and teacher' if auto else 'the list names only it'})",
+                    "add a run trained on the same subset (e.g. an undistilled one: method: undistilled), list "
+                    "partner runs in evaluation.protocol.disagreement.partners, or remove 'disagreement' from "
+                    "evaluation.evaluations",
+                )
+            )
     return out
 
 

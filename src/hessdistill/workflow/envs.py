@@ -19,7 +19,7 @@ Standard library only: rules/common.smk imports this on the submitting (login) n
 from __future__ import annotations
 
 from .config_check import ConfigError
-from .params import combos, run_config
+from .params import combos, disagreement_partners, run_config
 
 #: the environments, in order of preference (the first that fits a job is taken)
 ENVIRONMENTS = ("core.yaml", "teacher.yaml", "teacher-mace.yaml")
@@ -64,13 +64,17 @@ def student_arch(config: dict, subset: str, run: str):
 def evaluation_environment(config: dict, subset: str, teacher: str, run=None, evaluation=None) -> str | None:
     """The environment of one evaluation job: the teacher's for the teacher pseudo-run (``run`` None); for a
     student run the first that has the teacher and the student (the teacher's own, unless the student needs
-    more: a MACE student of CHGNet gets teacher-mace.yaml).  Where none has both, an evaluation that does not
+    more: a MACE student of CHGNet gets teacher-mace.yaml); for the disagreement evaluation the first that has
+    the student and its partners' students (teacher-mace.yaml hosts every student).  Where none has both, an evaluation that does not
     load the teacher (not in :data:`NEEDS_REFERENCE`) gets the student's; one that does gets None (see
     :func:`check_environments`)."""
     model = config["teachers"][teacher]["model"]
     if run is None:
         return environment(teacher_model=model)
     arch = student_arch(config, subset, run)
+    if evaluation == "disagreement":  # the run's student and its partners' (no teacher): one env for them all
+        archs = [arch] + [student_arch(config, subset, x) for x in disagreement_partners(config, subset, teacher, run)]
+        return next(e for e in ENVIRONMENTS if all(e in student_environments(a) for a in archs))
     env = environment(teacher_model=model, student_arch=arch)
     if env is None and evaluation not in NEEDS_REFERENCE:
         env = environment(student_arch=arch)

@@ -9,6 +9,7 @@
   as extra training data (:func:`extra_only_subsets`) are not in it.
 * :func:`extra_train_subsets`: the subsets whose train split a run adds to its training set.
 * :func:`evaluation_protocol`: one evaluation's protocol overrides for one subset.
+* :func:`disagreement_partners`: the partner runs the disagreement evaluation of a run compares it with.
 * :func:`job_device`: the device a job runs on (what its GPU request follows; not a param: moving a job
   between CPU and GPU reruns nothing but the speed evaluation, whose numbers are the device's).
 """
@@ -80,8 +81,19 @@ def evaluation_protocol(config: dict, subset: str, evaluation: str) -> dict:
     }
 
 
-#: job kinds that may run on a GPU (labels, training, MD and speed evaluations)
-GPU_KINDS = ("label", "train", "md", "speed")
+def disagreement_partners(config: dict, subset: str, teacher: str, run: str) -> list[str]:
+    """The partner runs of ``run``'s disagreement evaluation on ``subset`` with ``teacher``: its protocol's
+    ``partners`` (``evaluation.protocol.disagreement.partners``, a subset's ``subset_protocol`` on top): ``auto``
+    (the default) every other run of the matrix with this subset and teacher, in config order; a list, its names
+    without ``run`` itself (each once).  Not checked here: :mod:`hessdistill.workflow.config_check` does that."""
+    spec = evaluation_protocol(config, subset, "disagreement").get("partners", "auto")
+    if spec == "auto":
+        return [r for s, t, r in combos(config) if s == subset and t == teacher and r != run]
+    return [r for r in dict.fromkeys(spec) if r != run]
+
+
+#: job kinds that may run on a GPU (labels, training, MD, disagreement and speed evaluations)
+GPU_KINDS = ("label", "train", "md", "disagreement", "speed")
 
 
 def _cpu_only_teacher(config: dict, teacher: str | None) -> bool:

@@ -55,6 +55,7 @@ RULE_JOBS = {
     "teacher_minima": RuleJob("minima", "vibrations", torch_threads=True),
     "evaluate_run": RuleJob("evaluate", EVALUATION, torch_threads=True),
     "evaluate_run_md_speed": RuleJob("evaluate", EVALUATION, torch_threads=True),
+    "evaluate_run_disagreement": RuleJob("evaluate", "disagreement", torch_threads=True),
     "evaluate_teacher": RuleJob("evaluate", EVALUATION, torch_threads=True),
     "evaluate_teacher_md_speed": RuleJob("evaluate", EVALUATION, torch_threads=True),
     "report": RuleJob("report"),
