@@ -175,7 +175,7 @@ def test_verdict_is_absolute_and_warns_per_failed_criterion():
 def test_disagreement_ratio_warns():
     row = _row()
     row["disagreement_ratio"] = 7.5
-    row["n_flagged"] = 4
+    row["n_flagged_frames"] = 4
     text, warnings = D.verdict({"distilled": row})
     assert "7.5x as much as on the test set (4 frame(s) flagged)" in text
     assert any("extrapolates" in w for w in warnings)

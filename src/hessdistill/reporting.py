@@ -1191,7 +1191,7 @@ def write_report(
         fig_phonons(records, out / FIGURES[5])
         fig_size_sweep(records, out / FIGURES[6])
     md = [f"# {title}", ""]
-    for name, ts in tables.items():
+    for ts in tables.values():
         md += [t.to_markdown() for t in ts]
     if figures:
         md += ["## Figures", ""] + [f"![{f[4:-4]}]({f})" for f in FIGURES]

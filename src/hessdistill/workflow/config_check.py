@@ -497,7 +497,7 @@ def _run_problems(config: dict) -> list[str]:
         for s, cfg in views:
             override = overrides.get(s, {})
 
-            def key(name, *sub, s=s, override=override):
+            def key(name, *sub, r=r, s=s, override=override):
                 given = name in override and (not sub or sub[0] in _mapping(override[name]))
                 head = f"runs.{r}.subset_overrides.{s}.{name}" if given else f"runs.{r}.{name}"
                 return ".".join((head,) + sub)

@@ -352,7 +352,9 @@ def render_config(
     w(f"    md: {{n_structures: {plan.n_eval}, steps: {plan.md_steps}, log_every: 10}}")
     w(f"    relax: {{n_structures: {plan.n_eval}, max_steps: 100}}")
     w("    speed: {n_structures: 8, batch_size: 8, repeats: 3, warmup: 1}")
-    w(f"    disagreement: {{n_structures: {plan.n_eval}, steps: {plan.md_steps}}}")
+    # explicit partners (not `auto`): a third run added by --augment must not change the first two runs'
+    # evaluations, whose flagged frames it trains on
+    w(f"    disagreement: {{partners: [undistilled, distilled], n_structures: {plan.n_eval}, steps: {plan.md_steps}}}")
     w("report:")
     w(f"  title: {_yaml(f'hessdistill distill: {name}, {teacher} teacher, {student} student')}")
     return "\n".join(L) + "\n"
@@ -438,23 +440,16 @@ def _number(row: dict, key: str) -> float | None:
 
 
 def read_summary(workdir: Path, name: str, teacher: str) -> dict[str, dict]:
-    """``{run: row}`` of ``results/report/summary.csv`` for this subset and teacher, with the disagreement ratio
-    of each run's ``eval/disagreement.json`` added (``disagreement_ratio``) when that evaluation ran."""
+    """``{run: row}`` of ``results/report/summary.csv`` for this subset and teacher."""
     path = workdir / "results" / "report" / "summary.csv"
     if not path.is_file():
         raise HessdistillError(f"file {str(path)!r}: no report (the workflow did not finish)")
-    rows = {}
     with path.open() as fh:
-        for row in csv.DictReader(fh):
-            if row.get("subset") == name and row.get("teacher") == teacher_key(teacher):
-                rows[row["run"]] = row
-    for run, row in rows.items():
-        dj = workdir / "results" / name / "runs" / teacher_key(teacher) / run / "eval" / "disagreement.json"
-        if dj.is_file():
-            d = json.loads(dj.read_text())
-            row.setdefault("disagreement_ratio", d.get("ratio_md_to_test"))
-            row.setdefault("n_flagged", d.get("n_flagged"))
-    return rows
+        return {
+            row["run"]: row
+            for row in csv.DictReader(fh)
+            if row.get("subset") == name and row.get("teacher") == teacher_key(teacher)
+        }
 
 
 def _pct(x) -> str:
@@ -496,7 +491,7 @@ def verdict(rows: dict[str, dict], run: str = "distilled", baseline: str = "undi
     if g["disagreement_ratio"] is not None:
         pieces.append(
             f"along its own MD the two students disagree {_fmt(g['disagreement_ratio'], '.1f')}x as much as on the "
-            f"test set ({_fmt(_number(r, 'n_flagged'), '.0f')} frame(s) flagged)"
+            f"test set ({_fmt(_number(r, 'n_flagged_frames'), '.0f')} frame(s) flagged)"
         )
     warnings = []
     for key, kind, limit, meaning in CRITERIA:
@@ -596,10 +591,7 @@ def run_distill(
     rows = read_summary(workdir, name, teacher)
     text, warnings = verdict(rows, run=final)
     lines = [text, ""] + [f"WARNING: {w}" for w in warnings]
-    if (
-        any(k == "disagreement_ratio" for k in (w.split(" (")[0] for w in warnings))
-        or (_number(rows[final], "n_flagged") or 0) > 0
-    ):
+    if not augment and (_number(rows[final], "n_flagged_frames") or 0) > 0:
         lines.append(
             f"Frames flagged by the students' disagreement: {flagged}; add them to the training set with the same "
             "command and --augment (teacher labels and Hessians for these frames only)."
