@@ -89,3 +89,50 @@ def test_second_call_reruns_nothing(distilled):
     assert "Nothing to be done" in out
     assert "is up to date" in out
     assert "Verdict:" in distilled["second"].stdout
+
+
+def test_augment_plans_only_the_flagged_frames_and_a_third_student(distilled, tmp_path):
+    """--augment on a copy of the finished run, with two frames standing in for flagged ones: the dry run plans
+    the new subset's sampling job (seed frames only) and labels, the third student, its evaluations and the
+    report; nothing of the first subset, its labels or its two students."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(distilled["dir"], work, symlinks=True)
+    flagged = work / "results" / "seeds" / "runs" / "chgnet" / "distilled" / "eval" / "flagged.extxyz"
+    frames = ase.io.read(distilled["seeds"], ":")
+    for a in frames:
+        a.positions += 0.05
+    ase.io.write(flagged, frames, format="extxyz")
+    cmd = [
+        sys.executable,
+        "-m",
+        "hessdistill.cli",
+        "distill",
+        str(distilled["seeds"]),
+        "--teacher",
+        "chgnet",
+        "--budget",
+        "1m",
+        "--workdir",
+        str(work),
+        "--augment",
+        "--dry-run",
+        "--call-seconds",
+        "0.05",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    assert cfg["runs"]["distilled-augmented"]["extra_train_subsets"] == ["seeds-flagged"]
+    from test_workflow import planned_jobs
+
+    jobs = planned_jobs(out)
+    outputs = {j.split(": ", 1)[1] for j in jobs}
+    assert "results/seeds-flagged/data/structures.h5" in outputs, jobs
+    assert "results/seeds-flagged/teachers/chgnet/labels.h5" in outputs, jobs
+    assert "results/seeds/runs/chgnet/distilled-augmented/model.pt" in outputs, jobs
+    # nothing else: the first subset, its labels, its two students and their evaluations stay as they are
+    for o in outputs:
+        assert "seeds-flagged" in o or "distilled-augmented" in o or o.startswith("results/report/"), jobs
