@@ -364,17 +364,30 @@ def arguments_fingerprint(args: dict) -> str:
     return hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def recorded_fingerprint(config_path: Path) -> str | None:
+def recorded_header(config_path: Path) -> tuple[str, dict] | None:
+    """(fingerprint, recorded arguments + the measured teacher cost) of a config written by this command."""
     try:
         first = config_path.read_text().splitlines()[0]
     except (OSError, IndexError):
         return None
-    return first[len(HEADER_TAG) :].split()[0] if first.startswith(HEADER_TAG) else None
+    if not first.startswith(HEADER_TAG):
+        return None
+    fingerprint, _, payload = first[len(HEADER_TAG) :].partition(" ")
+    try:
+        return fingerprint, json.loads(payload)
+    except ValueError:
+        return fingerprint, {}
 
 
-def write_config(workdir: Path, text: str, fingerprint: str, arguments: dict) -> Path:
+def recorded_fingerprint(config_path: Path) -> str | None:
+    header = recorded_header(config_path)
+    return None if header is None else header[0]
+
+
+def write_config(workdir: Path, text: str, fingerprint: str, arguments: dict, call_s: float | None = None) -> Path:
     path = workdir / CONFIG_NAME
-    atomic_write_text(path, f"{HEADER_TAG}{fingerprint} {json.dumps(arguments, sort_keys=True)}\n{text}")
+    record = {**arguments, "measured_call_seconds": call_s}
+    atomic_write_text(path, f"{HEADER_TAG}{fingerprint} {json.dumps(record, sort_keys=True)}\n{text}")
     return path
 
 
@@ -560,7 +573,20 @@ def run_distill(
                 f"file {str(config_path)!r} exists and was not written by hessdistill distill\n"
                 "  fix: choose another --workdir, or move that file away"
             )
-        call_s = call_seconds if call_seconds is not None else measure_call_seconds(teacher, seeds)
+        # the teacher's cost is measured once per seeds and teacher: other students, budgets or --augment reuse it,
+        # so that they change only what they must (the same budget keeps the same sampled subset)
+        earlier = (recorded_header(config_path) or ("", {}))[1]
+        if call_seconds is not None:
+            call_s = call_seconds
+        elif (
+            earlier.get("seeds") == arguments["seeds"]
+            and earlier.get("teacher") == teacher
+            and earlier.get("measured_call_seconds") is not None
+        ):
+            call_s = float(earlier["measured_call_seconds"])
+            out(f"teacher cost {call_s * 1e3:.1f} ms per call, as measured for {config_path} earlier")
+        else:
+            call_s = measure_call_seconds(teacher, seeds)
         plan = plan_budget(budget_s, call_s)
         text = render_config(
             name=name,
@@ -571,7 +597,7 @@ def run_distill(
             plan=plan,
             augment_from=flagged if augment else None,
         )
-        write_config(workdir, text, fingerprint, arguments)
+        write_config(workdir, text, fingerprint, arguments, call_s)
         out(
             f"wrote {config_path}: {plan.frames} sampled frames ({call_s * 1e3:.1f} ms per teacher call), "
             f"{plan.train_time_s} s per student"
