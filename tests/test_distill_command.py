@@ -215,3 +215,35 @@ def test_teacher_cost_is_measured_after_warm_up(monkeypatch):
     assert t >= 0.0
     # each seed: one warm-up call + 3 timed calls on new geometries
     assert calls == [3] * 4 + [5] * 4
+
+
+def test_teacher_cost_is_measured_once_and_other_students_keep_the_subset(tmp_path, monkeypatch):
+    pytest.importorskip("snakemake")
+    path, _ = _seeds(tmp_path)
+    measured = []
+
+    def measure(teacher, seeds, **kw):
+        measured.append(teacher)
+        return 0.03
+
+    monkeypatch.setattr(D, "measure_call_seconds", measure)
+    work = tmp_path / "work"
+    lines = []
+    assert D.run_distill(path, teacher="chgnet", budget="20m", workdir=work, dry_run=True, out=lines.append) == 0
+    first = yaml.safe_load((work / "config.yaml").read_text())
+    assert measured == ["chgnet"]
+    # the same arguments: the config is kept as it is (byte for byte)
+    text = (work / "config.yaml").read_text()
+    assert D.run_distill(path, teacher="chgnet", budget="20m", workdir=work, dry_run=True, out=lines.append) == 0
+    assert (work / "config.yaml").read_text() == text and measured == ["chgnet"]
+    assert any("kept as it is" in line for line in lines)
+    # another student: rewritten, but with the recorded teacher cost, so the sampled subset is unchanged
+    assert (
+        D.run_distill(
+            path, teacher="chgnet", student="schnet", budget="20m", workdir=work, dry_run=True, out=lines.append
+        )
+        == 0
+    )
+    second = yaml.safe_load((work / "config.yaml").read_text())
+    assert measured == ["chgnet"]
+    assert second["subsets"] == first["subsets"] and second["runs"]["distilled"]["student"]["arch"] == "schnet"
