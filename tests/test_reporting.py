@@ -363,3 +363,19 @@ def test_teacher_energy_error_without_the_offset_is_noted_under_table_1(tmp_path
         "a different zero of energy."
     ]
     assert not any(n.startswith("Teacher on") for n in vs_teacher.notes)
+
+
+def test_summary_rows_carry_the_phonon_errors(tmp_path):
+    from hessdistill import reporting
+
+    d = tmp_path / "results" / "xtal" / "runs" / "T" / "hessian" / "eval"
+    paths = [
+        _write(d / "phonons.json", {"freq_mae_cm1": 5.8, "freq_mae_rel": 0.019, "n_spurious_imaginary": 2}),
+        _write(d / "test.json", {"n_params": 1000}),
+    ]
+    (row,) = reporting.summary_rows(collect(paths))
+    assert row["phonon_freq_mae_cm1"] == 5.8 and row["phonon_freq_mae_rel"] == 0.019
+    assert row["phonon_n_spurious_imaginary"] == 2
+    # the vibrations columns stay the molecules' (no vibrations evaluation here)
+    assert row["freq_mae_rel"] is None and row["n_spurious_imaginary"] is None
+    assert set(row) == set(reporting.SUMMARY_COLUMNS)

@@ -83,6 +83,13 @@ CRITERIA = (
         "Hessian errors above 35% of the teacher's Hessian norm at the teacher's minima",
     ),
     ("freq_mae_rel", "max", 0.25, "harmonic frequencies off by more than 25% on average"),
+    ("phonon_freq_mae_rel", "max", 0.25, "phonon frequencies off by more than 25% on average"),
+    (
+        "phonon_n_spurious_imaginary",
+        "max",
+        0,
+        "spurious imaginary phonon modes at the teacher's relaxed crystals (the student's curvature is wrong)",
+    ),
     (
         "n_spurious_imaginary",
         "max",
@@ -498,6 +505,11 @@ def verdict(rows: dict[str, dict], run: str = "distilled", baseline: str = "undi
         modes.append(f"{g['n_spurious_imaginary']:.0f} spurious imaginary mode(s) at the teacher's minima")
     if modes:
         pieces.append(" and ".join(modes))
+    if g["phonon_freq_mae_rel"] is not None or g["phonon_n_spurious_imaginary"] is not None:
+        pieces.append(
+            f"phonon frequencies off by {_pct(g['phonon_freq_mae_rel'])} with "
+            f"{_fmt(g['phonon_n_spurious_imaginary'], '.0f')} spurious imaginary mode(s)"
+        )
     pieces.append(
         f"{_fmt(None if g['md_fraction_stable'] is None else 100 * g['md_fraction_stable'], '.0f')}% of its MD runs stayed stable"
     )
