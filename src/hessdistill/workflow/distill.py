@@ -209,7 +209,9 @@ def plan_budget(budget_s: float, call_s: float) -> Plan:
     n_traj = max(6, round(0.6 * groups))
     n_rattle = max(2, round(0.15 * groups))
     n_relax = max(2, groups - n_traj - n_rattle)
-    small = budget_s < 15 * 60
+    # evaluation sizes: a few minutes buy a smoke test (one structure per protocol, 100 MD steps), a quarter of an
+    # hour a rough verdict, more the protocol sizes of the embedded default
+    tier = 0 if budget_s < 5 * 60 else (1 if budget_s < 15 * 60 else 2)
     return Plan(
         budget_s=budget_s,
         call_s=call_s,
@@ -218,8 +220,8 @@ def plan_budget(budget_s: float, call_s: float) -> Plan:
         n_rattle_series=n_rattle,
         n_relax_series=n_relax,
         train_time_s=max(20, int(0.3 * budget_s)),
-        md_steps=200 if small else 500,
-        n_eval=2 if small else 5,
+        md_steps=(100, 200, 500)[tier],
+        n_eval=(1, 2, 5)[tier],
     )
 
 
