@@ -496,9 +496,13 @@ def verdict(rows: dict[str, dict], run: str = "distilled", baseline: str = "undi
         f"its forces differ from the teacher's by {_fmt(g['teacher_force_mae_meV_A'], '.1f')} meV/Å "
         f"({_fmt(None if g['teacher_force_rel_error'] is None else 100 * g['teacher_force_rel_error'], '.1f')}% of "
         f"the teacher's force scale) and its energies by {_fmt(g['teacher_energy_mae_meV_atom'], '.2f')} meV/atom",
-        f"its Hessians by {_pct(g['hessian_rel_error'])} of the teacher's on the test frames (undistilled: "
-        f"{_pct(hb)}) and by {_pct(g['hessian_rel_error_relaxed'])} at the teacher's minima (undistilled: "
-        f"{_pct(_number(b, 'hessian_rel_error_relaxed'))})",
+        f"its Hessians by {_pct(g['hessian_rel_error'])} of the teacher's on the test frames (undistilled: {_pct(hb)})"
+        + (
+            ""
+            if g["hessian_rel_error_relaxed"] is None
+            else f" and by {_pct(g['hessian_rel_error_relaxed'])} at the teacher's minima (undistilled: "
+            f"{_pct(_number(b, 'hessian_rel_error_relaxed'))})"
+        ),
     ]
     modes = []
     if g["freq_mae_rel"] is not None:
