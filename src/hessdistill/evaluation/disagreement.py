@@ -46,10 +46,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase import units
 
 from ..core.paths import FLAGGED_FRAMES
-from .md import ENSEMBLES, initial_velocities
+from .md import ENSEMBLES, start_dynamics
 
 #: the flagged-frames file, in the folder of the evaluation's JSON (the workflow's layout: core.paths.flagged_path)
 FLAGGED_NAME = FLAGGED_FRAMES
@@ -181,8 +180,6 @@ def md_disagreement(
     ``summary`` (:func:`summarize`), ``steps_completed``, ``stopped``/``reason`` and ``wall_s``.  Never raises
     because of a model (a failure stops the run, with the reason); raises ValueError for bad arguments."""
     from ase import Atoms
-    from ase.md.langevin import Langevin
-    from ase.md.verlet import VelocityVerlet
 
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
@@ -194,21 +191,7 @@ def md_disagreement(
     work = atoms.copy()
     work.calc = calc
     periodic = bool(np.any(work.pbc))
-    initial_velocities(work, temperature_K, np.random.default_rng([int(seed), 0]))
-    if ensemble == "nve":
-        dyn = VelocityVerlet(work, timestep_fs * units.fs, logfile=None)
-    else:  # as hessdistill.evaluation.md.run_md: the centre of mass fixed by a constraint
-        from ase.constraints import FixCom
-
-        work.set_constraint(list(work.constraints) + [FixCom()])
-        dyn = Langevin(
-            work,
-            timestep_fs * units.fs,
-            temperature_K=temperature_K,
-            friction=friction_per_fs / units.fs,
-            fixcm=False,
-            rng=np.random.default_rng([int(seed), 1]),
-        )
+    dyn = start_dynamics(work, ensemble, temperature_K, timestep_fs, friction_per_fs, seed)
     frames, flagged = [], []
     state = {"stopped": False, "reason": None}
 

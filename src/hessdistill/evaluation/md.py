@@ -298,6 +298,30 @@ def initial_velocities(atoms, temperature_K: float, rng) -> None:
     _remove_drift(atoms, bool(np.any(atoms.pbc)))
 
 
+def start_dynamics(atoms, ensemble: str, temperature_K: float, timestep_fs: float, friction_per_fs: float, seed: int):
+    """The integrator of the MD protocols, started in place: :func:`initial_velocities` from the stream
+    ``[seed, 0]``, then velocity Verlet (``ensemble`` "nve") or Langevin with the stream ``[seed, 1]`` and the
+    centre of mass fixed by a ``FixCom`` constraint added to ``atoms`` (so that the forces the calculator returns
+    are the model's own)."""
+    from ase.md.langevin import Langevin
+    from ase.md.verlet import VelocityVerlet
+
+    initial_velocities(atoms, temperature_K, np.random.default_rng([int(seed), 0]))
+    if ensemble == "nve":
+        return VelocityVerlet(atoms, timestep_fs * units.fs, logfile=None)
+    from ase.constraints import FixCom
+
+    atoms.set_constraint(list(atoms.constraints) + [FixCom()])
+    return Langevin(
+        atoms,
+        timestep_fs * units.fs,
+        temperature_K=temperature_K,
+        friction=friction_per_fs / units.fs,
+        fixcm=False,
+        rng=np.random.default_rng([int(seed), 1]),
+    )
+
+
 def _energy_stats(t_ps, etot_per_atom_eV, *, min_frames: int, min_window_ps: float) -> dict:
     """Drift (slope of a linear fit), fluctuation (std) and max |E - E(0)| of E_tot per atom.
 
@@ -386,8 +410,6 @@ def run_md(
     Never raises because of the model (calculator exceptions and NaNs are results); raises ``ValueError``
     only for bad arguments.  See the module docstring for the criteria.
     """
-    from ase.md.langevin import Langevin
-    from ase.md.verlet import VelocityVerlet
 
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
@@ -415,21 +437,7 @@ def run_md(
             work, math.ceil(rdf_window_fs / check_fs) + 1, rdf_threshold, reference_rdf, rdf_rmax, rdf_nbins, rdf_sigma
         )
 
-    initial_velocities(work, temperature_K, np.random.default_rng([int(seed), 0]))
-    if ensemble == "nve":
-        dyn = VelocityVerlet(work, timestep_fs * units.fs, logfile=None)
-    else:
-        from ase.constraints import FixCom
-
-        work.set_constraint(list(work.constraints) + [FixCom()])
-        dyn = Langevin(
-            work,
-            timestep_fs * units.fs,
-            temperature_K=temperature_K,
-            friction=friction_per_fs / units.fs,
-            fixcm=False,
-            rng=np.random.default_rng([int(seed), 1]),
-        )
+    dyn = start_dynamics(work, ensemble, temperature_K, timestep_fs, friction_per_fs, seed)
     r_start = work.get_positions().copy()
 
     series = {
