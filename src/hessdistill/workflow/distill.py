@@ -310,42 +310,30 @@ def render_config(
     w("    hessian_splits: [train, test]")
     w("    row_seed: 0")
     w("runs:")
-    w("  undistilled:                     # the same student trained on teacher energies and forces only")
-    w(f"    student: &student {_yaml(recipe)}")
-    w("    method: undistilled")
-    w("    weights: {energy: 20}")
-    w("    batch_size: 8")
-    w("    max_epochs: 5000")
-    w(f"    max_time_s: {plan.train_time_s}")
-    w("    lr_schedule: cosine")
-    w("    min_lr: 1.0e-5")
-    w("    seed: 0")
-    w("  distilled:                       # + the teacher's Hessians (one row per structure and step)")
-    w("    student: *student")
-    w("    method: hessian")
-    w("    rows_per_structure: 1")
-    w("    weights: {energy: 20, hessian: 50}")
-    w("    hessian_until: 0.5")
-    w("    batch_size: 8")
-    w("    max_epochs: 5000")
-    w(f"    max_time_s: {plan.train_time_s}")
-    w("    lr_schedule: cosine")
-    w("    min_lr: 1.0e-5")
-    w("    seed: 0")
+    # the default's recipe (config.yaml): energy weight 20, cosine schedule, the same time for every student; the
+    # distilled runs add the teacher's Hessians (lambda_H 50, one row per structure and step, first half only)
+    common = [
+        "    batch_size: 8",
+        "    max_epochs: 5000",
+        f"    max_time_s: {plan.train_time_s}",
+        "    lr_schedule: cosine",
+        "    min_lr: 1.0e-5",
+        "    seed: 0",
+    ]
+    hessian = [
+        "    student: *student",
+        "    method: hessian",
+        "    rows_per_structure: 1",
+        "    weights: {energy: 20, hessian: 50}",
+        "    hessian_until: 0.5",
+    ]
+    L.append("  undistilled:                     # the same student trained on teacher energies and forces only")
+    L += [f"    student: &student {_yaml(recipe)}", "    method: undistilled", "    weights: {energy: 20}"] + common
+    L.append("  distilled:                       # + the teacher's Hessians")
+    L += hessian + common
     if augment_from is not None:
-        w("  distilled-augmented:             # the distilled recipe on the sampled frames + the flagged ones")
-        w("    student: *student")
-        w("    method: hessian")
-        w("    rows_per_structure: 1")
-        w("    weights: {energy: 20, hessian: 50}")
-        w("    hessian_until: 0.5")
-        w("    batch_size: 8")
-        w("    max_epochs: 5000")
-        w(f"    max_time_s: {plan.train_time_s}")
-        w("    lr_schedule: cosine")
-        w("    min_lr: 1.0e-5")
-        w("    seed: 0")
-        w(f"    extra_train_subsets: [{name}-flagged]")
+        L.append("  distilled-augmented:             # the distilled recipe on the sampled frames + the flagged ones")
+        L += hessian + common + [f"    extra_train_subsets: [{name}-flagged]"]
     w("evaluation:")
     w(f"  evaluations: {_yaml(evaluations)}")
     w("  split: test")
