@@ -63,8 +63,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 ReturnToService=2
-# squeue must still see finished jobs when the executor polls (it falls back to sacct below 3x its interval)
-MinJobAge=600
+# squeue must still see finished jobs when the executor polls (it falls back to sacct below 3x its interval), and
+# tests/test_slurm.py reads every job back (scontrol show job) up to the end of the suite, which started it early
+MinJobAge=3600
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0

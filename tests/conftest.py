@@ -20,6 +20,29 @@ def _torch_threads():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def slurm_background(request, tmp_path_factory):
+    """When tests/test_slurm.py is part of the session and a Slurm controller answers: its workflow run through
+    Slurm, started now in the background (about 8 minutes, mostly waiting for the scheduler, while the other tests
+    use the cores), as (process, working directory); else None.  The process is killed at the end of the session
+    if still running."""
+    wanted = any(Path(str(item.fspath)).name == "test_slurm.py" for item in request.session.items)
+    if not wanted:
+        yield None
+        return
+    import test_slurm
+
+    if test_slurm.slurm_up() is not None:
+        yield None
+        return
+    wd = tmp_path_factory.mktemp("slurm")
+    proc = test_slurm.start_slurm_run(wd)
+    yield proc, wd
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def ci_tiny_completed(tmp_path_factory):
     """One complete run of configs/ci-tiny.yaml (a few minutes on 2 cores), shared by the workflow tests (its rerun

@@ -15,12 +15,13 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
-from test_workflow import ROOT, base_config, snakemake
+from test_workflow import ROOT, base_config
 
 # label_teacher_shard: teachers.<name>.shards > 1 (label_teacher_merge is a CPU job)
 GPU_RULES = {"label_teacher", "label_teacher_shard", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed"}
@@ -36,7 +37,7 @@ FAMILIES = (
 )
 
 
-def _slurm_up() -> str | None:
+def slurm_up() -> str | None:
     """None when a controller answers with an idle/mixed node, else why not."""
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
         return "sbatch/scontrol not installed (bash .ci/slurm-up.sh installs and starts a single-node Slurm)"
@@ -48,7 +49,7 @@ def _slurm_up() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm():
-    why = _slurm_up()
+    why = slurm_up()
     if why is not None:
         if os.environ.get("HESSDISTILL_REQUIRE_SLURM") == "1":
             pytest.fail(f"HESSDISTILL_REQUIRE_SLURM=1 but {why}")
@@ -72,16 +73,28 @@ def _jobs_by_rule(output: str) -> dict[int, str]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def runs(slurm, tmp_path_factory, ci_tiny_completed):
+def start_slurm_run(workdir) -> subprocess.Popen:
+    """Start ci-tiny through the Slurm profile in ``workdir`` (labelling sharded in 2 jobs + a merge) without waiting:
+    tests/conftest.py starts it at the beginning of the session, so that the other tests use the cores while
+    Slurm schedules; :func:`runs` waits for it.  Output goes to ``workdir/snakemake.out``."""
+    from test_workflow import SNAKEMAKE
+
+    workdir = Path(workdir)
     cfg = slurm_config()
-    wd_slurm = tmp_path_factory.mktemp("slurm")
     # through Slurm the labelling is sharded (2 shard jobs + a merge job): the comparison with the local, unsharded
     # run below checks that the merged labels are the single job's
-    cfg_slurm = {**cfg, "teachers": {t: {**spec, "shards": 2} for t, spec in cfg["teachers"].items()}}
-    res = snakemake(
-        wd_slurm,
-        cfg_slurm,
+    cfg["teachers"] = {t: {**spec, "shards": 2} for t, spec in cfg["teachers"].items()}
+    cfg_path = workdir / "config-slurm.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
+    cmd = [
+        exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(cfg_path),
         "--profile",
         str(ROOT / "profiles" / "slurm"),
         "--slurm-init-seconds-before-status-checks",
@@ -90,11 +103,32 @@ def runs(slurm, tmp_path_factory, ci_tiny_completed):
         "--seconds-between-status-checks",
         "2",
         "--slurm-logdir",
-        str(wd_slurm / "slurm-logs"),
-        timeout=1500,
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-6000:]
+        str(workdir / "slurm-logs"),
+    ]
+    out = (workdir / "snakemake.out").open("w")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+
+def slurm_run_result(proc: subprocess.Popen, workdir, timeout: float = 1500) -> tuple[int, str]:
+    """Wait for a run started by :func:`start_slurm_run`; (return code, its output)."""
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc = -9
+    return rc, (Path(workdir) / "snakemake.out").read_text()
+
+
+@pytest.fixture(scope="module")
+def runs(slurm, tmp_path_factory, ci_tiny_completed, slurm_background):
+    if slurm_background is not None:  # started at the beginning of the session (tests/conftest.py)
+        proc, wd_slurm = slurm_background
+    else:
+        wd_slurm = tmp_path_factory.mktemp("slurm")
+        proc = start_slurm_run(wd_slurm)
+    rc, out = slurm_run_result(proc, wd_slurm)
+    assert rc == 0, out[-6000:]
     # the local run is the session's ci-tiny run (tests/conftest.py), shared with test_workflow: the same configuration
     # but for settings that change no result (GPU requests, device "auto" on a machine without a usable GPU, job
     # resources, the shard count)
