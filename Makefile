@@ -49,7 +49,7 @@ lint: env
 
 test-main: env
 	@if [ "$(SLURM)" = "1" ]; then bash .ci/slurm-up.sh; fi
-	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -ra --durations=30 $(PYTEST_ARGS)
 
 test-mace: env-mace
 	$(MACE_VENV)/bin/python -m pytest -q -ra -m mace $(PYTEST_ARGS) tests/test_teacher_mace.py tests/test_student_mace.py
