@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from test_workflow import ROOT, base_config
+from test_workflow import ROOT, base_config, snakemake_command
 
 # label_teacher_shard: teachers.<name>.shards > 1 (label_teacher_merge is a CPU job)
 GPU_RULES = {"label_teacher", "label_teacher_shard", "train_run", "evaluate_run_md_speed", "evaluate_teacher_md_speed"}
@@ -77,24 +77,14 @@ def start_slurm_run(workdir) -> subprocess.Popen:
     """Start ci-tiny through the Slurm profile in ``workdir`` (labelling sharded in 2 jobs + a merge) without waiting:
     tests/conftest.py starts it at the beginning of the session, so that the other tests use the cores while
     Slurm schedules; :func:`runs` waits for it.  Output goes to ``workdir/snakemake.out``."""
-    from test_workflow import SNAKEMAKE
-
     workdir = Path(workdir)
     cfg = slurm_config()
     # through Slurm the labelling is sharded (2 shard jobs + a merge job): the comparison with the local, unsharded
     # run below checks that the merged labels are the single job's
     cfg["teachers"] = {t: {**spec, "shards": 2} for t, spec in cfg["teachers"].items()}
-    cfg_path = workdir / "config-slurm.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
-    cmd = [
-        exe,
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(cfg_path),
+    cmd = snakemake_command(
+        workdir,
+        cfg,
         "--profile",
         str(ROOT / "profiles" / "slurm"),
         "--slurm-init-seconds-before-status-checks",
@@ -104,7 +94,7 @@ def start_slurm_run(workdir) -> subprocess.Popen:
         "2",
         "--slurm-logdir",
         str(workdir / "slurm-logs"),
-    ]
+    )
     out = (workdir / "snakemake.out").open("w")
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
 

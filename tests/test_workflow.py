@@ -25,12 +25,13 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 CI_TINY = ROOT / "configs" / "ci-tiny.yaml"
 
 
-def snakemake(workdir, config, *args, timeout=900):
-    """Run snakemake on the repository's Snakefile with `config` (a dict, written next to the results)."""
+def snakemake_command(workdir, config, *args) -> list[str]:
+    """The snakemake command line for the repository's Snakefile with `config` (a dict, written next to the
+    results) in `workdir`, then `args`."""
     cfg_path = Path(workdir) / f"config-{time.monotonic_ns()}.yaml"
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     exe = str(SNAKEMAKE) if SNAKEMAKE.exists() else shutil.which("snakemake")
-    cmd = [
+    return [
         exe,
         "--snakefile",
         str(ROOT / "Snakefile"),
@@ -38,10 +39,13 @@ def snakemake(workdir, config, *args, timeout=900):
         str(workdir),
         "--configfile",
         str(cfg_path),
-        "-c",
-        "2",
         *args,
     ]
+
+
+def snakemake(workdir, config, *args, timeout=900):
+    """Run snakemake with `config` in `workdir` on 2 cores (:func:`snakemake_command`)."""
+    cmd = snakemake_command(workdir, config, "-c", "2", *args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
