@@ -130,32 +130,21 @@ def parse_budget(text: str) -> float:
 
 
 def read_seeds(path) -> list:
-    """The seed structures of ``path`` (every frame ASE reads), checked; errors name the file and the frame."""
-    import ase.io
-
-    from ..core.structures import validate_atoms
+    """The seed structures of ``path`` as the ``sample`` source reads them (:func:`hessdistill.jobs.prepare.
+    seed_structures`: any file ASE reads, each structure checked), plus what the plan needs: each seed either fully
+    periodic (a crystal: phonons) or not at all (a molecule: vibrations).  Errors name the file and the structure."""
+    from ..jobs.prepare import seed_structures
 
     path = Path(path)
     if not path.is_file():
         raise HessdistillError(f"file {str(path)!r}: no such seed file\n  fix: give an existing structure file")
-    try:
-        frames = ase.io.read(path, ":")
-    except Exception as exc:  # ASE raises many kinds for unreadable files
-        raise HessdistillError(
-            f"file {str(path)!r}: ASE cannot read it ({type(exc).__name__}: {exc})\n"
-            "  fix: give a structure file ASE reads (extxyz, cif, POSCAR, xyz, ...)"
-        ) from exc
-    if not frames:
-        raise HessdistillError(f"file {str(path)!r}: holds no structures")
+    frames = [atoms for _, atoms in seed_structures(path, where="seed file")]
     for i, atoms in enumerate(frames):
-        validate_atoms(atoms, index=i, path=path, require_labels=False)
         if atoms.pbc.any() and not atoms.pbc.all():
             raise HessdistillError(
                 f"file {str(path)!r}, structure {i}: periodic along some axes only ({atoms.pbc.tolist()})\n"
                 "  fix: give a fully periodic cell (add vacuum along the open axes) or a molecule without a cell"
             )
-        if atoms.pbc.all() and abs(atoms.cell.volume) < 1e-6:
-            raise HessdistillError(f"file {str(path)!r}, structure {i}: periodic but its cell has no volume")
     return frames
 
 
@@ -558,7 +547,9 @@ def run_distill(
             raise HessdistillError(
                 f"--augment: {flagged} does not exist yet\n  fix: run the same command without --augment first"
             )
-        if not _n_frames(flagged):
+        from ..evaluation.disagreement import read_flagged
+
+        if not read_flagged(flagged):
             out(f"--augment: no frames were flagged in {flagged}: nothing to add; the student stays as it is.")
             augment = False
     arguments = {
@@ -635,14 +626,6 @@ def run_distill(
     atomic_write_text(workdir / "verdict.md", "\n".join(lines) + "\n")
     out("\n".join(lines))
     return 0
-
-
-def _n_frames(path: Path) -> int:
-    import ase.io
-
-    if path.stat().st_size == 0:
-        return 0
-    return len(ase.io.read(path, ":"))
 
 
 def _pythonpath() -> str:
